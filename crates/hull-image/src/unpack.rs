@@ -1,0 +1,325 @@
+//! Applies one layer tar stream to an empty snapshot directory, turning OCI
+//! whiteouts into overlayfs whiteouts so the directory can serve directly as
+//! an overlay lowerdir.
+//!
+//! Safety model: the destination is a fresh directory only this process
+//! writes to, so a lexical check plus `lstat` of every parent component is
+//! enough: no entry path may contain `..`, no parent component may be a
+//! symlink (we never write through a link), and hardlink targets obey the
+//! same rules. Existing entries are unlinked before being replaced, so a
+//! symlink created by an earlier entry is never followed.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use tar::EntryType;
+
+use crate::fsutil;
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+/// overlayfs marks an opaque directory with this xattr (trusted namespace, root only).
+const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// Errors applying a layer.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error("reading layer tar stream")]
+    Read(#[source] io::Error),
+    #[error("tar entry {path:?} escapes the snapshot: {reason}")]
+    Escape { path: String, reason: &'static str },
+    #[error("writing {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn werr(path: &Path) -> impl FnOnce(io::Error) -> UnpackError + '_ {
+    move |source| UnpackError::Write {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Lexically normalises an archive path to relative components. `..`
+/// anywhere is refused (docker refuses breakouts too); leading `/` and `.`
+/// are dropped as every tar implementation does.
+pub(crate) fn safe_relative(raw: &Path) -> Result<PathBuf, UnpackError> {
+    let mut out = PathBuf::new();
+    for c in raw.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(UnpackError::Escape {
+                    path: raw.display().to_string(),
+                    reason: "path contains '..'",
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Makes sure every component of `rel` below `root` is a real directory,
+/// creating missing ones. A symlink (or file) in the way is an error.
+fn ensure_dirs(root: &Path, rel: &Path, shown: &Path) -> Result<(), UnpackError> {
+    let mut cur = root.to_path_buf();
+    for c in rel.components() {
+        cur.push(c);
+        match fs::symlink_metadata(&cur) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(UnpackError::Escape {
+                    path: shown.display().to_string(),
+                    reason: "a parent directory is a symlink",
+                })
+            }
+            Ok(_) => {
+                return Err(UnpackError::Escape {
+                    path: shown.display().to_string(),
+                    reason: "a parent component is not a directory",
+                })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&cur).map_err(werr(&cur))?;
+                fs::set_permissions(&cur, fs::Permissions::from_mode(0o755)).map_err(werr(&cur))?;
+            }
+            Err(e) => return Err(werr(&cur)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Metadata of one entry, with PAX overrides applied.
+struct Meta {
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: (i64, i64),
+    xattrs: Vec<(String, Vec<u8>)>,
+}
+
+fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta, UnpackError> {
+    let h = entry.header();
+    let mut meta = Meta {
+        mode: h.mode().map_err(UnpackError::Read)?,
+        uid: h.uid().map_err(UnpackError::Read)?,
+        gid: h.gid().map_err(UnpackError::Read)?,
+        mtime: (h.mtime().map_err(UnpackError::Read)? as i64, 0),
+        xattrs: Vec::new(),
+    };
+    let Some(exts) = entry.pax_extensions().map_err(UnpackError::Read)? else {
+        return Ok(meta);
+    };
+    for ext in exts {
+        let ext = ext.map_err(UnpackError::Read)?;
+        let Ok(key) = ext.key() else { continue };
+        let num = || ext.value().ok().and_then(|v| v.parse::<u64>().ok());
+        match key {
+            "uid" => meta.uid = num().unwrap_or(meta.uid),
+            "gid" => meta.gid = num().unwrap_or(meta.gid),
+            "mtime" => {
+                if let Some(t) = ext.value().ok().and_then(parse_pax_time) {
+                    meta.mtime = t;
+                }
+            }
+            // overlayfs interprets trusted.overlay.* on lower layers (opaque,
+            // redirect, metacopy); an image must not smuggle those in.
+            k if k.starts_with("SCHILY.xattr.") => {
+                let name = &k["SCHILY.xattr.".len()..];
+                if !name.starts_with("trusted.overlay.") {
+                    meta.xattrs
+                        .push((name.to_string(), ext.value_bytes().to_vec()));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(meta)
+}
+
+/// PAX times are decimal seconds with an optional fraction.
+fn parse_pax_time(v: &str) -> Option<(i64, i64)> {
+    let (s, frac) = v.split_once('.').unwrap_or((v, ""));
+    let secs = s.parse().ok()?;
+    let digits: String = frac.chars().take(9).collect();
+    let nanos = if digits.is_empty() {
+        0
+    } else {
+        digits.parse::<i64>().ok()? * 10i64.pow(9 - digits.len() as u32)
+    };
+    Some((secs, nanos))
+}
+
+/// Unpacks a layer into `dest` (an empty directory). Directory mtimes are
+/// applied last because creating children updates them.
+pub(crate) fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<(), UnpackError> {
+    fs::set_permissions(dest, fs::Permissions::from_mode(0o755)).map_err(werr(dest))?;
+    let mut archive = tar::Archive::new(reader);
+    let mut dir_times: HashMap<PathBuf, (i64, i64)> = HashMap::new();
+    for entry in archive.entries().map_err(UnpackError::Read)? {
+        let mut entry = entry.map_err(UnpackError::Read)?;
+        let raw = entry.path().map_err(UnpackError::Read)?.into_owned();
+        let rel = safe_relative(&raw)?;
+        apply_entry(&mut entry, dest, &raw, &rel, &mut dir_times)?;
+    }
+    for (path, (s, ns)) in dir_times {
+        fsutil::set_mtime(&path, s, ns).map_err(werr(&path))?;
+    }
+    Ok(())
+}
+
+fn apply_entry<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    dest: &Path,
+    raw: &Path,
+    rel: &Path,
+    dir_times: &mut HashMap<PathBuf, (i64, i64)>,
+) -> Result<(), UnpackError> {
+    let kind = entry.header().entry_type();
+    if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
+        return Ok(());
+    }
+    let parent = rel.parent().unwrap_or(Path::new(""));
+    let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    ensure_dirs(dest, parent, raw)?;
+    if name == OPAQUE_WHITEOUT {
+        let dir = dest.join(parent);
+        return fsutil::lsetxattr(&dir, OVERLAY_OPAQUE_XATTR, b"y").map_err(werr(&dir));
+    }
+    if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+        // `.wh..wh.*` other than opq are aufs internals (hardlink dirs): skip.
+        if hidden.starts_with(WHITEOUT_PREFIX) {
+            return Ok(());
+        }
+        let target = dest.join(parent).join(hidden);
+        fsutil::remove_any(&target).map_err(werr(&target))?;
+        // overlayfs whiteout: a character device with device number 0/0.
+        return fsutil::mknod(&target, libc::S_IFCHR, 0, 0, 0).map_err(werr(&target));
+    }
+    let target = dest.join(rel);
+    if rel.as_os_str().is_empty() && kind != EntryType::Directory {
+        return Err(UnpackError::Escape {
+            path: raw.display().to_string(),
+            reason: "the layer root must be a directory",
+        });
+    }
+    let meta = read_meta(entry)?;
+    match kind {
+        EntryType::Directory => {
+            match fs::symlink_metadata(&target) {
+                Ok(m) if m.is_dir() => {}
+                _ => {
+                    fsutil::remove_any(&target).map_err(werr(&target))?;
+                    fs::create_dir(&target).map_err(werr(&target))?;
+                }
+            }
+            dir_times.insert(target.clone(), meta.mtime);
+        }
+        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+            fsutil::remove_any(&target).map_err(werr(&target))?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&target)
+                .map_err(werr(&target))?;
+            io::copy(entry, &mut f).map_err(UnpackError::Read)?;
+        }
+        EntryType::Symlink => {
+            let link =
+                entry
+                    .link_name()
+                    .map_err(UnpackError::Read)?
+                    .ok_or(UnpackError::Escape {
+                        path: raw.display().to_string(),
+                        reason: "symlink without target",
+                    })?;
+            fsutil::remove_any(&target).map_err(werr(&target))?;
+            // The link text is stored verbatim: it is only ever resolved
+            // inside the container's root, never during unpack.
+            std::os::unix::fs::symlink(&link, &target).map_err(werr(&target))?;
+        }
+        EntryType::Link => return hardlink(entry, dest, raw, &target),
+        EntryType::Char | EntryType::Block | EntryType::Fifo => {
+            let h = entry.header();
+            let major = h.device_major().ok().flatten().unwrap_or(0);
+            let minor = h.device_minor().ok().flatten().unwrap_or(0);
+            let t = match kind {
+                EntryType::Char => libc::S_IFCHR,
+                EntryType::Block => libc::S_IFBLK,
+                _ => libc::S_IFIFO,
+            };
+            fsutil::remove_any(&target).map_err(werr(&target))?;
+            fsutil::mknod(&target, t, 0o600, major, minor).map_err(werr(&target))?;
+        }
+        // Unknown entry types (e.g. Solaris ACLs) carry nothing a Linux
+        // rootfs can represent.
+        _ => return Ok(()),
+    }
+    apply_meta(&target, kind, &meta)
+}
+
+fn hardlink<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    dest: &Path,
+    raw: &Path,
+    target: &Path,
+) -> Result<(), UnpackError> {
+    let link = entry
+        .link_name()
+        .map_err(UnpackError::Read)?
+        .ok_or(UnpackError::Escape {
+            path: raw.display().to_string(),
+            reason: "hardlink without target",
+        })?;
+    let link_rel = safe_relative(&link).map_err(|_| UnpackError::Escape {
+        path: raw.display().to_string(),
+        reason: "hardlink target contains '..'",
+    })?;
+    // The target must already exist in this layer under real directories.
+    ensure_dirs(dest, link_rel.parent().unwrap_or(Path::new("")), raw)?;
+    let source = dest.join(&link_rel);
+    if fs::symlink_metadata(&source).is_err() || link_rel.as_os_str().is_empty() {
+        return Err(UnpackError::Escape {
+            path: raw.display().to_string(),
+            reason: "hardlink target is not in this layer",
+        });
+    }
+    fsutil::remove_any(target).map_err(werr(target))?;
+    // link(2) does not follow a symlink source on Linux, so this links the
+    // entry itself even when it is a symlink.
+    fs::hard_link(&source, target).map_err(werr(target))
+}
+
+fn apply_meta(target: &Path, kind: EntryType, meta: &Meta) -> Result<(), UnpackError> {
+    fsutil::lchown(target, meta.uid, meta.gid).map_err(werr(target))?;
+    for (name, value) in &meta.xattrs {
+        if let Err(e) = fsutil::lsetxattr(target, name, value) {
+            // Linux refuses user.* xattrs on symlinks; nothing to preserve there.
+            let symlink_user = kind == EntryType::Symlink && name.starts_with("user.");
+            if !symlink_user {
+                return Err(werr(target)(e));
+            }
+        }
+    }
+    if kind != EntryType::Symlink {
+        // chmod after chown: chown(2) clears setuid/setgid bits.
+        fs::set_permissions(target, fs::Permissions::from_mode(meta.mode & 0o7777))
+            .map_err(werr(target))?;
+    }
+    if kind != EntryType::Directory {
+        fsutil::set_mtime(target, meta.mtime.0, meta.mtime.1).map_err(werr(target))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
