@@ -1,0 +1,118 @@
+//! Device access rules: v1 devices.allow/deny, v2 eBPF (see devices_bpf).
+
+use std::path::Path;
+
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+
+use crate::fs::write;
+use crate::{devices_bpf, Cgroup, Error, Mode};
+
+pub(crate) fn apply(cg: &Cgroup, rules: &[LinuxDeviceCgroup]) -> Result<(), Error> {
+    if let Some(d) = cg.v1.get("devices") {
+        return v1(&d.path, rules);
+    }
+    match (&cg.unified, cg.mode) {
+        (Some(u), Mode::V2) => devices_bpf::apply(&u.path, rules),
+        _ => Err(Error::ControllerMissing {
+            resource: "devices",
+            controller: "devices",
+        }),
+    }
+}
+
+/// runc: deny everything first, then replay the rules in order; later rules
+/// override earlier ones, exactly as the kernel applies successive writes.
+fn v1(d: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Error> {
+    write(d, "devices.deny", "a")?;
+    for r in rules {
+        let file = if r.allow() {
+            "devices.allow"
+        } else {
+            "devices.deny"
+        };
+        write(d, file, &v1_rule(r))?;
+    }
+    Ok(())
+}
+
+/// "c 1:3 rwm" with "*" wildcards; an empty access means all of "rwm".
+pub(crate) fn v1_rule(r: &LinuxDeviceCgroup) -> String {
+    let num = |n: Option<i64>| {
+        n.filter(|n| *n >= 0)
+            .map_or("*".to_string(), |n| n.to_string())
+    };
+    let access = r
+        .access()
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .unwrap_or("rwm");
+    let typ = r.typ().unwrap_or(LinuxDeviceType::A);
+    format!(
+        "{} {}:{} {access}",
+        typ.as_str(),
+        num(r.major()),
+        num(r.minor())
+    )
+}
+
+/// The device rules runc always grants to a container (after the spec's own
+/// rules in libcontainer/specconv): /dev/null, zero, full, tty, random,
+/// urandom, /dev/pts/*, /dev/ptmx, /dev/net/tun, and mknod of any c/b device.
+/// A runtime wanting runc's behaviour passes `spec rules + these` to `apply`.
+pub fn default_allowed_devices() -> Vec<LinuxDeviceCgroup> {
+    let rule = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(true);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.to_string()));
+        r
+    };
+    use LinuxDeviceType::{B, C};
+    vec![
+        rule(C, None, None, "m"),
+        rule(B, None, None, "m"),
+        rule(C, Some(1), Some(3), "rwm"),    // /dev/null
+        rule(C, Some(1), Some(8), "rwm"),    // /dev/random
+        rule(C, Some(1), Some(7), "rwm"),    // /dev/full
+        rule(C, Some(5), Some(0), "rwm"),    // /dev/tty
+        rule(C, Some(1), Some(5), "rwm"),    // /dev/zero
+        rule(C, Some(1), Some(9), "rwm"),    // /dev/urandom
+        rule(C, Some(136), None, "rwm"),     // /dev/pts/*
+        rule(C, Some(5), Some(2), "rwm"),    // /dev/ptmx
+        rule(C, Some(10), Some(200), "rwm"), // /dev/net/tun
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    #[test]
+    fn rule_format() {
+        let r = default_allowed_devices();
+        assert_eq!(v1_rule(&r[0]), "c *:* m");
+        assert_eq!(v1_rule(&r[2]), "c 1:3 rwm");
+        assert_eq!(v1_rule(&r[8]), "c 136:* rwm");
+        assert_eq!(v1_rule(&LinuxDeviceCgroup::default()), "a *:* rwm");
+    }
+
+    #[test]
+    fn v1_writes_deny_all_first() {
+        let f = Fake::v1();
+        let cg = f.cgroup(&["devices:devices.allow", "devices:devices.deny"]);
+        let mut deny = LinuxDeviceCgroup::default();
+        deny.set_typ(Some(LinuxDeviceType::C));
+        deny.set_major(Some(1));
+        deny.set_minor(Some(3));
+        deny.set_access(Some("w".into()));
+        apply(&cg, &[deny]).expect("apply");
+        let d = cg.v1_path("devices").expect("devices");
+        assert_eq!(read(&d.join("devices.deny")), "c 1:3 w");
+        apply(&cg, &default_allowed_devices()).expect("apply");
+        assert_eq!(read(&d.join("devices.allow")), "c 10:200 rwm");
+        assert_eq!(read(&d.join("devices.deny")), "a");
+    }
+}

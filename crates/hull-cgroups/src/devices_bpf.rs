@@ -1,0 +1,388 @@
+//! cgroup v2 device control: a BPF_PROG_TYPE_CGROUP_DEVICE program built as
+//! raw instructions (like runc's devicefilter), loaded with bpf(2) and
+//! attached to the cgroup directory, replacing previously attached ones.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
+
+use crate::Error;
+
+// Instruction encodings (linux/bpf_common.h, linux/bpf.h).
+const LDX_MEM_W: u8 = 0x61; // BPF_LDX | BPF_MEM | BPF_W
+const ALU32_AND_K: u8 = 0x54;
+const ALU32_RSH_K: u8 = 0x74;
+const ALU32_MOV_K: u8 = 0xb4;
+const ALU32_MOV_X: u8 = 0xbc;
+const JMP_JNE_K: u8 = 0x55;
+const JMP_EXIT: u8 = 0x95;
+
+// struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }:
+// access_type = (access << 16) | type.
+const DEV_BLOCK: i32 = 1;
+const DEV_CHAR: i32 = 2;
+const ACC_MKNOD: i32 = 1;
+const ACC_READ: i32 = 2;
+const ACC_WRITE: i32 = 4;
+const ACC_ALL: i32 = ACC_MKNOD | ACC_READ | ACC_WRITE;
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_DETACH: libc::c_long = 9;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_PROG_QUERY: libc::c_long = 16;
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+const BPF_CGROUP_DEVICE: u32 = 6;
+const BPF_F_ALLOW_MULTI: u32 = 2;
+
+/// struct bpf_insn; `regs` is dst_reg in the low nibble, src_reg in the high.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Insn {
+    pub(crate) code: u8,
+    pub(crate) regs: u8,
+    pub(crate) off: i16,
+    pub(crate) imm: i32,
+}
+
+fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+    Insn {
+        code,
+        regs: dst | (src << 4),
+        off,
+        imm,
+    }
+}
+
+/// Build the filter. Rules are checked last to first and the first match
+/// decides, which equals "later rules override earlier ones"; no match
+/// denies (runc's v1 path likewise starts from deny-all).
+pub(crate) fn program(rules: &[LinuxDeviceCgroup]) -> Vec<Insn> {
+    let mut p = vec![
+        insn(LDX_MEM_W, 2, 1, 0, 0),        // r2 = ctx->access_type
+        insn(ALU32_AND_K, 2, 0, 0, 0xFFFF), // r2 = type
+        insn(LDX_MEM_W, 3, 1, 0, 0),
+        insn(ALU32_RSH_K, 3, 0, 0, 16), // r3 = access
+        insn(LDX_MEM_W, 4, 1, 4, 0),    // r4 = major
+        insn(LDX_MEM_W, 5, 1, 8, 0),    // r5 = minor
+    ];
+    for r in rules.iter().rev() {
+        p.extend(rule_block(r));
+    }
+    p.push(insn(ALU32_MOV_K, 0, 0, 0, 0));
+    p.push(insn(JMP_EXIT, 0, 0, 0, 0));
+    p
+}
+
+fn rule_block(r: &LinuxDeviceCgroup) -> Vec<Insn> {
+    let typ = match r.typ().unwrap_or(LinuxDeviceType::A) {
+        LinuxDeviceType::A => None,
+        LinuxDeviceType::B => Some(DEV_BLOCK),
+        LinuxDeviceType::C | LinuxDeviceType::U => Some(DEV_CHAR),
+        // FIFOs are not mediated by the device cgroup: the rule never matches.
+        LinuxDeviceType::P => return Vec::new(),
+    };
+    let access = access_bits(r.access().as_deref().unwrap_or(""));
+    // Conditions jump to the end of the block (the next rule) on mismatch;
+    // the jump offset is patched once the block length is known.
+    let mut conds: Vec<Insn> = Vec::new();
+    if let Some(t) = typ {
+        conds.push(insn(JMP_JNE_K, 2, 0, 0, t));
+    }
+    if access != ACC_ALL {
+        conds.push(insn(ALU32_MOV_X, 1, 3, 0, 0)); // r1 = requested access
+        conds.push(insn(ALU32_AND_K, 1, 0, 0, !access)); // bits the rule lacks
+        conds.push(insn(JMP_JNE_K, 1, 0, 0, 0));
+    }
+    if let Some(m) = r.major().filter(|m| *m >= 0) {
+        conds.push(insn(JMP_JNE_K, 4, 0, 0, m as i32));
+    }
+    if let Some(m) = r.minor().filter(|m| *m >= 0) {
+        conds.push(insn(JMP_JNE_K, 5, 0, 0, m as i32));
+    }
+    conds.push(insn(ALU32_MOV_K, 0, 0, 0, i32::from(r.allow())));
+    conds.push(insn(JMP_EXIT, 0, 0, 0, 0));
+    let len = conds.len();
+    for (i, ins) in conds.iter_mut().enumerate() {
+        if ins.code == JMP_JNE_K {
+            ins.off = (len - i - 1) as i16;
+        }
+    }
+    conds
+}
+
+fn access_bits(a: &str) -> i32 {
+    if a.is_empty() {
+        return ACC_ALL;
+    }
+    a.chars().fold(0, |acc, c| match c {
+        'r' => acc | ACC_READ,
+        'w' => acc | ACC_WRITE,
+        'm' => acc | ACC_MKNOD,
+        _ => acc,
+    })
+}
+
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: `attr` is a live, properly sized #[repr(C)] bpf_attr variant
+    // for `cmd`; the kernel reads/writes at most size_of::<T>() bytes of it.
+    let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>()) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn fd_from(r: libc::c_long) -> OwnedFd {
+    // SAFETY: bpf() returned a new file descriptor that nothing else owns.
+    unsafe { OwnedFd::from_raw_fd(r as RawFd) }
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct ProgLoadAttr {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct AttachAttr {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+    replace_bpf_fd: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct QueryAttr {
+    target_fd: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct GetFdAttr {
+    prog_id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
+fn load(prog: &[Insn]) -> Result<OwnedFd, (io::Error, String)> {
+    const LICENSE: &[u8] = b"Apache-2.0\0";
+    let mut log = vec![0u8; 64 * 1024];
+    let mut attr = ProgLoadAttr {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: prog.len() as u32,
+        insns: prog.as_ptr() as u64,
+        license: LICENSE.as_ptr() as u64,
+        ..Default::default()
+    };
+    attr.prog_name[..8].copy_from_slice(b"hull_dev");
+    match bpf(BPF_PROG_LOAD, &mut attr) {
+        Ok(fd) => Ok(fd_from(fd)),
+        Err(first) => {
+            // Retry with the verifier log on, only to explain the failure.
+            attr.log_level = 1;
+            attr.log_size = log.len() as u32;
+            attr.log_buf = log.as_mut_ptr() as u64;
+            let _ = bpf(BPF_PROG_LOAD, &mut attr).map(fd_from);
+            let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+            Err((
+                first,
+                String::from_utf8_lossy(&log[..end]).trim().to_string(),
+            ))
+        }
+    }
+}
+
+fn query(cg: RawFd) -> Vec<u32> {
+    let mut ids = vec![0u32; 64];
+    let mut attr = QueryAttr {
+        target_fd: cg as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        ..Default::default()
+    };
+    match bpf(BPF_PROG_QUERY, &mut attr) {
+        Ok(_) => {
+            ids.truncate(attr.prog_cnt as usize);
+            ids
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "bpf prog query");
+            Vec::new()
+        }
+    }
+}
+
+/// Load the program for `rules` and attach it to `dir`, then detach the
+/// programs that were attached before (so an update replaces, not stacks:
+/// with several programs attached every one of them must allow an access).
+pub(crate) fn apply(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Error> {
+    let berr = |op, source, log: String| Error::Bpf {
+        op,
+        path: dir.to_path_buf(),
+        log,
+        source,
+    };
+    let cg = File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)
+        .map_err(|source| Error::Open {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    let old = query(cg.as_raw_fd());
+    let prog = load(&program(rules)).map_err(|(e, log)| berr("load", e, log))?;
+    let mut attr = AttachAttr {
+        target_fd: cg.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+        ..Default::default()
+    };
+    if let Err(e) = bpf(BPF_PROG_ATTACH, &mut attr) {
+        // A program attached earlier without ALLOW_MULTI (another manager)
+        // blocks multi mode; fall back to the override mode, which replaces it.
+        tracing::debug!(error = %e, "attach with BPF_F_ALLOW_MULTI failed, retrying");
+        attr.attach_flags = 0;
+        bpf(BPF_PROG_ATTACH, &mut attr).map_err(|e| berr("attach", e, String::new()))?;
+        return Ok(());
+    }
+    for id in old {
+        let mut g = GetFdAttr {
+            prog_id: id,
+            ..Default::default()
+        };
+        let old_fd = match bpf(BPF_PROG_GET_FD_BY_ID, &mut g) {
+            Ok(fd) => fd_from(fd),
+            Err(e) => {
+                tracing::warn!(id, error = %e, "cannot open old device program");
+                continue;
+            }
+        };
+        let mut d = AttachAttr {
+            target_fd: cg.as_raw_fd() as u32,
+            attach_bpf_fd: old_fd.as_raw_fd() as u32,
+            attach_type: BPF_CGROUP_DEVICE,
+            ..Default::default()
+        };
+        bpf(BPF_PROG_DETACH, &mut d).map_err(|e| berr("detach old program", e, String::new()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devices::default_allowed_devices;
+
+    /// A tiny interpreter for the instructions `program` emits.
+    fn run(p: &[Insn], typ: i32, access: i32, major: u32, minor: u32) -> u64 {
+        let ctx = [((access as u32) << 16) | typ as u32, major, minor];
+        let mut r = [0u64; 11];
+        let mut pc = 0usize;
+        loop {
+            let i = p[pc];
+            let (dst, src) = ((i.regs & 0xf) as usize, (i.regs >> 4) as usize);
+            pc += 1;
+            match i.code {
+                LDX_MEM_W => r[dst] = u64::from(ctx[(i.off / 4) as usize]),
+                ALU32_AND_K => r[dst] = u64::from((r[dst] as u32) & (i.imm as u32)),
+                ALU32_RSH_K => r[dst] = u64::from((r[dst] as u32) >> i.imm),
+                ALU32_MOV_K => r[dst] = u64::from(i.imm as u32),
+                ALU32_MOV_X => r[dst] = u64::from(r[src] as u32),
+                JMP_JNE_K => {
+                    if r[dst] != i.imm as i64 as u64 {
+                        pc += i.off as usize;
+                    }
+                }
+                JMP_EXIT => return r[0],
+                c => panic!("unexpected opcode {c:#x}"),
+            }
+        }
+    }
+
+    fn rule(
+        allow: bool,
+        typ: LinuxDeviceType,
+        major: Option<i64>,
+        minor: Option<i64>,
+        access: &str,
+    ) -> LinuxDeviceCgroup {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(allow);
+        r.set_typ(Some(typ));
+        r.set_major(major);
+        r.set_minor(minor);
+        r.set_access(Some(access.into()));
+        r
+    }
+
+    #[test]
+    fn semantics_match_v1_rules() {
+        let p = program(&default_allowed_devices());
+        assert_eq!(run(&p, DEV_CHAR, ACC_READ, 1, 3), 1, "/dev/null read");
+        assert_eq!(run(&p, DEV_CHAR, ACC_WRITE, 136, 7), 1, "pts");
+        assert_eq!(run(&p, DEV_CHAR, ACC_READ, 1, 4), 0, "/dev/port denied");
+        assert_eq!(run(&p, DEV_BLOCK, ACC_MKNOD, 8, 0), 1, "mknod b allowed");
+        assert_eq!(run(&p, DEV_BLOCK, ACC_READ, 8, 0), 0, "block read denied");
+        let mut rules = default_allowed_devices();
+        rules.push(rule(false, LinuxDeviceType::C, Some(1), Some(3), "w"));
+        let p = program(&rules);
+        assert_eq!(
+            run(&p, DEV_CHAR, ACC_WRITE, 1, 3),
+            0,
+            "later deny overrides"
+        );
+        assert_eq!(run(&p, DEV_CHAR, ACC_READ, 1, 3), 1);
+        let p = program(&[rule(true, LinuxDeviceType::A, None, None, "rwm")]);
+        assert_eq!(run(&p, DEV_BLOCK, ACC_WRITE, 259, 1), 1, "allow all");
+        assert_eq!(
+            run(&program(&[]), DEV_CHAR, ACC_READ, 1, 3),
+            0,
+            "empty denies"
+        );
+    }
+
+    #[test]
+    fn insn_layout() {
+        assert_eq!(std::mem::size_of::<Insn>(), 8);
+        assert_eq!(std::mem::size_of::<ProgLoadAttr>(), 72);
+        let p = program(&[]);
+        assert_eq!(
+            p[0],
+            Insn {
+                code: 0x61,
+                regs: 0x12,
+                off: 0,
+                imm: 0
+            }
+        );
+    }
+}
