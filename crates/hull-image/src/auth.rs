@@ -1,0 +1,210 @@
+//! Registry credentials (`--creds`, docker-style auth.json) and parsing of
+//! `WWW-Authenticate` challenges (RFC 7235 auth-params).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+
+/// Errors loading credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("reading auth file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("parsing auth file {path}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("auth file {path}: entry for {registry} is not base64 of user:password")]
+    Entry { path: PathBuf, registry: String },
+    #[error("credentials must be user:password")]
+    Creds,
+}
+
+/// A user name and password for basic auth or the token endpoint.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, <redacted>)", self.username)
+    }
+}
+
+impl std::str::FromStr for Credentials {
+    type Err = AuthError;
+    /// `user:password` as given to `--creds`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (u, p) = s.split_once(':').ok_or(AuthError::Creds)?;
+        if u.is_empty() {
+            return Err(AuthError::Creds);
+        }
+        Ok(Credentials {
+            username: u.to_string(),
+            password: p.to_string(),
+        })
+    }
+}
+
+impl Credentials {
+    /// `Authorization` header value for HTTP basic auth.
+    pub(crate) fn basic_header(&self) -> String {
+        let raw = format!("{}:{}", self.username, self.password);
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct AuthFile {
+    #[serde(default)]
+    auths: HashMap<String, AuthEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct AuthEntry {
+    #[serde(default)]
+    auth: Option<String>,
+}
+
+/// Normalises an auth.json key (`https://index.docker.io/v1/`, `host:port`)
+/// to a registry host as it appears in references.
+fn key_host(key: &str) -> &str {
+    let k = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    let k = k.split('/').next().unwrap_or(k);
+    match k {
+        "index.docker.io" | "registry-1.docker.io" => "docker.io",
+        other => other,
+    }
+}
+
+/// Looks up `registry` (e.g. `docker.io`, `127.0.0.1:5000`) in a docker /
+/// podman style auth.json.
+pub fn from_authfile(path: &Path, registry: &str) -> Result<Option<Credentials>, AuthError> {
+    let data = std::fs::read(path).map_err(|source| AuthError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file: AuthFile = serde_json::from_slice(&data).map_err(|source| AuthError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let Some(entry) = file
+        .auths
+        .iter()
+        .find(|(k, _)| key_host(k) == registry)
+        .and_then(|(_, v)| v.auth.as_deref())
+    else {
+        return Ok(None);
+    };
+    let bad = || AuthError::Entry {
+        path: path.to_path_buf(),
+        registry: registry.to_string(),
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(entry.trim())
+        .map_err(|_| bad())?;
+    let s = String::from_utf8(raw).map_err(|_| bad())?;
+    s.parse().map(Some).map_err(|_| bad())
+}
+
+/// A parsed `WWW-Authenticate` challenge.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Challenge {
+    /// Lower-cased scheme: `bearer` or `basic`.
+    pub scheme: String,
+    pub params: HashMap<String, String>,
+}
+
+/// Parses `Scheme k="v", k2=v2`. Registries send one challenge per header.
+pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    let mut params = HashMap::new();
+    let mut s = rest.trim();
+    while !s.is_empty() {
+        let (key, after) = s.split_once('=')?;
+        let key = key.trim().to_ascii_lowercase();
+        let after = after.trim_start();
+        let (value, next) = if let Some(q) = after.strip_prefix('"') {
+            // Quoted string; backslash escapes one character.
+            let mut v = String::new();
+            let mut chars = q.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => v.extend(chars.next().map(|(_, c)| c)),
+                    '"' => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    c => v.push(c),
+                }
+            }
+            (v, &q[end?..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after[..end].trim().to_string(), &after[end..])
+        };
+        params.insert(key, value);
+        s = next.trim_start().trim_start_matches(',').trim_start();
+    }
+    Some(Challenge {
+        scheme: scheme.to_ascii_lowercase(),
+        params,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_challenge() {
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#,
+        )
+        .unwrap();
+        assert_eq!(c.scheme, "bearer");
+        assert_eq!(c.params["realm"], "https://auth.docker.io/token");
+        assert_eq!(c.params["scope"], "repository:library/busybox:pull");
+        let b = parse_challenge(r#"Basic realm="Registry Realm""#).unwrap();
+        assert_eq!(b.scheme, "basic");
+        assert_eq!(b.params["realm"], "Registry Realm");
+        assert_eq!(parse_challenge("Basic").unwrap().params.len(), 0);
+    }
+
+    #[test]
+    fn authfile_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("auth.json");
+        let enc = base64::engine::general_purpose::STANDARD.encode("bob:s3:cret");
+        std::fs::write(
+            &p,
+            format!(r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{enc}"}},"127.0.0.1:5000":{{"auth":"{enc}"}}}}}}"#),
+        )
+        .unwrap();
+        let c = from_authfile(&p, "docker.io").unwrap().unwrap();
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("bob", "s3:cret")
+        );
+        assert!(from_authfile(&p, "127.0.0.1:5000").unwrap().is_some());
+        assert!(from_authfile(&p, "quay.io").unwrap().is_none());
+        assert!("nouser".parse::<Credentials>().is_err());
+    }
+}

@@ -1,0 +1,166 @@
+//! The per-layer streaming pipeline:
+//!
+//! ```text
+//! source ─► count/abort ─► tee to tmp blob ─► sha256 (blob digest)
+//!        ─► gzip | zstd | identity ─► sha256 (DiffID) ─► tar unpack into tmp snapshot
+//! ```
+//!
+//! Nothing is buffered beyond the decoders' own windows, so inflate and
+//! unpack overlap with the download. Only after both digests verify are the
+//! blob and snapshot renamed into place.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::PullError;
+use crate::digest::{Digest, HashReader};
+use crate::progress::Progress;
+use crate::spec::Compression;
+use crate::unpack::unpack_layer;
+
+/// What to do with one layer.
+pub(crate) struct LayerJob {
+    pub blob: Digest,
+    pub size: u64,
+    pub compression: Compression,
+    pub diff_id: Digest,
+    /// Where the verified blob goes; None when it is already stored.
+    pub blob_dest: Option<PathBuf>,
+    /// Where the verified snapshot goes; None when it already exists.
+    pub snapshot_dest: Option<PathBuf>,
+}
+
+/// Counts bytes for progress and aborts when a sibling layer failed.
+struct Watch<'a, R> {
+    inner: R,
+    blob: &'a Digest,
+    progress: &'a dyn Progress,
+    abort: &'a AtomicBool,
+}
+
+impl<R: Read> Read for Watch<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.abort.load(Ordering::Relaxed) {
+            // Not ErrorKind::Interrupted: io::copy would retry that forever.
+            return Err(io::Error::other("aborted: another layer failed"));
+        }
+        let n = self.inner.read(buf)?;
+        self.progress.layer_bytes(self.blob, n as u64);
+        Ok(n)
+    }
+}
+
+/// Copies everything read into a staging file.
+struct Tee<R> {
+    inner: R,
+    out: Option<fs::File>,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(f) = &mut self.out {
+            f.write_all(&buf[..n])?;
+        }
+        Ok(n)
+    }
+}
+
+fn decoder<'r, R: Read + 'r>(c: Compression, r: R) -> io::Result<Box<dyn Read + 'r>> {
+    Ok(match c {
+        Compression::None => Box::new(r),
+        // Multi-member: pigz and some builders emit concatenated gzip members.
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
+    })
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PullError + '_ {
+    move |source| PullError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Runs the pipeline for one layer from `source` (HTTP body or local blob).
+pub(crate) fn process(
+    job: &LayerJob,
+    source: impl Read,
+    tmp: &Path,
+    progress: &dyn Progress,
+    abort: &AtomicBool,
+) -> Result<(), PullError> {
+    let staged_blob = match job.blob_dest {
+        Some(_) => Some(tempfile::NamedTempFile::new_in(tmp).map_err(io_err(tmp))?),
+        None => None,
+    };
+    let staged_snap = match job.snapshot_dest {
+        Some(_) => Some(
+            tempfile::Builder::new()
+                .prefix("snap-")
+                .tempdir_in(tmp)
+                .map_err(io_err(tmp))?,
+        ),
+        None => None,
+    };
+    let out = match &staged_blob {
+        Some(f) => Some(f.reopen().map_err(io_err(f.path()))?),
+        None => None,
+    };
+    let watch = Watch {
+        inner: source,
+        blob: &job.blob,
+        progress,
+        abort,
+    };
+    let mut compressed = HashReader::new(Tee { inner: watch, out });
+    let layer_err = |source| PullError::Layer {
+        blob: job.blob.clone(),
+        source,
+    };
+    let read_err = |e| layer_err(crate::unpack::UnpackError::Read(e));
+    let (diff_id, _) = {
+        let dec = decoder(job.compression, &mut compressed).map_err(read_err)?;
+        let mut diff = HashReader::new(dec);
+        match &staged_snap {
+            Some(dir) => unpack_layer(&mut diff, dir.path()).map_err(layer_err)?,
+            None => {
+                io::copy(&mut diff, &mut io::sink()).map_err(read_err)?;
+            }
+        }
+        diff.finish().map_err(read_err)?
+    };
+    let (blob_digest, blob_size) = compressed.finish().map_err(read_err)?;
+    if blob_digest != job.blob || blob_size != job.size {
+        return Err(PullError::DigestMismatch {
+            what: format!("layer blob ({blob_size} bytes, expected {})", job.size),
+            expected: job.blob.clone(),
+            actual: blob_digest,
+        });
+    }
+    if diff_id != job.diff_id {
+        return Err(PullError::DiffIdMismatch {
+            blob: job.blob.clone(),
+            expected: job.diff_id.clone(),
+            actual: diff_id,
+        });
+    }
+    if let (Some(f), Some(dest)) = (staged_blob, &job.blob_dest) {
+        f.as_file().sync_all().map_err(io_err(dest))?;
+        f.persist(dest).map_err(|e| io_err(dest)(e.error))?;
+    }
+    if let (Some(dir), Some(dest)) = (staged_snap, &job.snapshot_dest) {
+        let staged = dir.keep();
+        if let Err(e) = fs::rename(&staged, dest) {
+            // Another pull may have landed the same ChainID first; the
+            // content is identical by construction, so keep theirs.
+            let _ = crate::fsutil::remove_any(&staged);
+            if !dest.is_dir() {
+                return Err(io_err(dest)(e));
+            }
+        }
+    }
+    Ok(())
+}

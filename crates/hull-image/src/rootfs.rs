@@ -1,0 +1,312 @@
+//! Container root filesystems: an overlayfs mount of the image's snapshot
+//! chain plus a per-container upper/work dir, or a plain copy where the
+//! kernel has no overlayfs.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::digest::Digest;
+use crate::store::{Store, StoreError};
+
+mod copy;
+
+/// Errors preparing or tearing down a rootfs.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("invalid container id {0:?}: use 1-128 of [A-Za-z0-9_.-], not starting with '.'")]
+    BadId(String),
+    #[error("container {0} already has a rootfs")]
+    Exists(String),
+    #[error("container {0} has no rootfs")]
+    NotFound(String),
+    #[error("snapshot {0} of the image is missing; pull the image again")]
+    MissingSnapshot(Digest),
+    #[error("mounting overlay on {path}")]
+    Mount {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("unmounting {path}")]
+    Unmount {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("i/o on {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RootfsError + '_ {
+    move |source| RootfsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// How to build a rootfs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootfsMode {
+    /// overlayfs, falling back to a copy when the kernel lacks overlayfs.
+    Auto,
+    Overlay,
+    Copy,
+}
+
+/// A prepared container root filesystem.
+#[derive(Clone, Debug)]
+pub struct Rootfs {
+    pub container_id: String,
+    /// The directory to use as the OCI bundle's `root.path`.
+    pub path: PathBuf,
+    /// `Overlay` or `Copy`: what was actually done.
+    pub mode: RootfsMode,
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// overlayfs splits lowerdir on ':' and options on ','; both can be
+/// escaped with a backslash.
+fn escape_overlay(p: &Path) -> String {
+    let mut s = String::new();
+    for c in p.to_string_lossy().chars() {
+        if matches!(c, ':' | ',' | '\\') {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s
+}
+
+impl Store {
+    /// Prepares the root filesystem of container `container_id` from image
+    /// `image` (name or id): `<root>/containers/<id>/merged`, an overlay of
+    /// the image's snapshots (top layer first in lowerdir) with a private
+    /// `upper` and `work`. The snapshots stay alive until
+    /// [`Store::teardown_rootfs`], even if the image is removed meanwhile.
+    pub fn prepare_rootfs(
+        &mut self,
+        image: &str,
+        container_id: &str,
+        mode: RootfsMode,
+    ) -> Result<Rootfs, RootfsError> {
+        if !valid_id(container_id) {
+            return Err(RootfsError::BadId(container_id.to_string()));
+        }
+        let _lock = self.lock_shared()?;
+        let img = self.lookup(image)?;
+        let chains: Vec<Digest> = img.layers.iter().map(|l| l.chain_id.clone()).collect();
+        for c in &chains {
+            if !self.has_snapshot(c) {
+                return Err(RootfsError::MissingSnapshot(c.clone()));
+            }
+        }
+        let dir = self.containers_dir().join(container_id);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Err(RootfsError::Exists(container_id.to_string()))
+            }
+            Err(e) => return Err(io_err(&dir)(e)),
+        }
+        let result = self.build_rootfs(&dir, &img.id, &chains, container_id, mode);
+        if result.is_err() {
+            let _ = unmount(&dir.join("merged"));
+            let _ = fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    fn build_rootfs(
+        &mut self,
+        dir: &Path,
+        image_id: &Digest,
+        chains: &[Digest],
+        id: &str,
+        mode: RootfsMode,
+    ) -> Result<Rootfs, RootfsError> {
+        let merged = dir.join("merged");
+        for sub in ["upper", "work", "merged"] {
+            let p = dir.join(sub);
+            fs::create_dir(&p).map_err(io_err(&p))?;
+        }
+        let lowers: Vec<PathBuf> = chains.iter().rev().map(|c| self.snapshot_path(c)).collect();
+        let done = match mode {
+            RootfsMode::Copy => copy::populate(&lowers, &merged).map(|()| RootfsMode::Copy)?,
+            RootfsMode::Overlay => mount_overlay(dir, &lowers).map(|()| RootfsMode::Overlay)?,
+            RootfsMode::Auto => match mount_overlay(dir, &lowers) {
+                Ok(()) => RootfsMode::Overlay,
+                // ENODEV: this kernel has no overlayfs at all.
+                Err(RootfsError::Mount { source, .. })
+                    if source.raw_os_error() == Some(libc::ENODEV) =>
+                {
+                    copy::populate(&lowers, &merged)?;
+                    RootfsMode::Copy
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let chains_json = serde_json::to_string(chains).map_err(|source| StoreError::Corrupt {
+            what: format!("rootfs {id}"),
+            source,
+        })?;
+        let mode_s = if done == RootfsMode::Copy {
+            "copy"
+        } else {
+            "overlay"
+        };
+        let inserted = self.db().execute(
+            "INSERT OR IGNORE INTO rootfs(container_id, image_id, chains, mode) VALUES (?1, ?2, ?3, ?4)",
+            params![id, image_id.to_string(), chains_json, mode_s],
+        ).map_err(StoreError::from)?;
+        if inserted == 0 {
+            return Err(RootfsError::Exists(id.to_string()));
+        }
+        Ok(Rootfs {
+            container_id: id.to_string(),
+            path: merged,
+            mode: done,
+        })
+    }
+
+    /// Unmounts and deletes the rootfs of `container_id`, then drops
+    /// snapshots only it kept alive (when its image was removed meanwhile).
+    pub fn teardown_rootfs(&mut self, container_id: &str) -> Result<(), RootfsError> {
+        if !valid_id(container_id) {
+            return Err(RootfsError::BadId(container_id.to_string()));
+        }
+        let image: Option<String> = self
+            .db()
+            .query_row(
+                "SELECT image_id FROM rootfs WHERE container_id = ?1",
+                [container_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(StoreError::from)?;
+        let dir = self.containers_dir().join(container_id);
+        if image.is_none() && !dir.exists() {
+            return Err(RootfsError::NotFound(container_id.to_string()));
+        }
+        unmount(&dir.join("merged"))?;
+        crate::fsutil::remove_any(&dir).map_err(io_err(&dir))?;
+        self.db()
+            .execute("DELETE FROM rootfs WHERE container_id = ?1", [container_id])
+            .map_err(StoreError::from)?;
+        if let Some(id) = image {
+            if self.lookup(&id).is_err() {
+                self.gc()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn mount_overlay(dir: &Path, lowers: &[PathBuf]) -> Result<(), RootfsError> {
+    let merged = dir.join("merged");
+    let mount_err = |source| RootfsError::Mount {
+        path: merged.clone(),
+        source,
+    };
+    // An image without layers still needs one lowerdir.
+    let empty = dir.join("empty");
+    let lowers: Vec<PathBuf> = if lowers.is_empty() {
+        fs::create_dir(&empty).map_err(io_err(&empty))?;
+        vec![empty]
+    } else {
+        lowers.to_vec()
+    };
+    let lower = lowers
+        .iter()
+        .map(|p| escape_overlay(p))
+        .collect::<Vec<_>>()
+        .join(":");
+    let opts = format!(
+        "lowerdir={lower},upperdir={},workdir={}",
+        escape_overlay(&dir.join("upper")),
+        escape_overlay(&dir.join("work"))
+    );
+    // mount(2) copies at most one page of options; deep images need the
+    // /proc/self/fd form, which overlayfs resolves at mount time.
+    let mut held = Vec::new();
+    let opts = if opts.len() < 4000 {
+        opts
+    } else {
+        let mut fds = Vec::new();
+        for l in &lowers {
+            let f = fs::File::open(l).map_err(io_err(l))?;
+            fds.push(format!(
+                "/proc/self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(&f)
+            ));
+            held.push(f);
+        }
+        format!(
+            "lowerdir={},upperdir={},workdir={}",
+            fds.join(":"),
+            escape_overlay(&dir.join("upper")),
+            escape_overlay(&dir.join("work"))
+        )
+    };
+    let c = |s: &[u8]| {
+        CString::new(s).map_err(|_| mount_err(io::Error::from(io::ErrorKind::InvalidInput)))
+    };
+    let target = c(merged.as_os_str().as_bytes())?;
+    let fstype = c(b"overlay")?;
+    let data = c(opts.as_bytes())?;
+    // SAFETY: all pointers are valid nul-terminated strings that outlive
+    // the call; mount(2) copies them.
+    let rc = unsafe {
+        libc::mount(
+            fstype.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            data.as_ptr().cast(),
+        )
+    };
+    drop(held);
+    if rc < 0 {
+        return Err(mount_err(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn unmount(path: &Path) -> Result<(), RootfsError> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| RootfsError::Unmount {
+        path: path.to_path_buf(),
+        source: io::Error::from(io::ErrorKind::InvalidInput),
+    })?;
+    // SAFETY: c is a valid C string. MNT_DETACH so a lingering process
+    // inside the rootfs does not block teardown.
+    let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        // EINVAL: not a mount point (copy mode, or already unmounted).
+        if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) {
+            return Err(RootfsError::Unmount {
+                path: path.to_path_buf(),
+                source: e,
+            });
+        }
+    }
+    Ok(())
+}

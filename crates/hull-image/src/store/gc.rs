@@ -1,0 +1,108 @@
+//! Image removal and garbage collection of unreferenced snapshots and blobs.
+
+use std::collections::HashSet;
+use std::fs;
+
+use super::{db, io_err, Store, StoreError};
+
+/// Outcome of [`Store::remove_image`].
+#[derive(Debug, Default)]
+pub struct RemoveReport {
+    /// Names removed from the store.
+    pub untagged: Vec<String>,
+    /// Id of the image deleted, if the last name went (or an id was given).
+    pub deleted: Option<String>,
+    /// Snapshots (ChainIDs) no longer used by any image or container.
+    pub snapshots_removed: usize,
+    /// Blobs no longer referenced.
+    pub blobs_removed: usize,
+}
+
+impl Store {
+    /// `hull rmi`: untags a name, deleting the image when its last tag goes
+    /// (or when given by id), then removes snapshots and blobs nothing uses.
+    pub fn remove_image(
+        &mut self,
+        name_or_id: &str,
+        force: bool,
+    ) -> Result<RemoveReport, StoreError> {
+        let (untagged, deleted) = db::remove(self.db_mut(), name_or_id, force)?;
+        let mut report = RemoveReport {
+            untagged,
+            deleted,
+            ..Default::default()
+        };
+        if report.deleted.is_some() {
+            (report.snapshots_removed, report.blobs_removed) = self.gc()?;
+        }
+        Ok(report)
+    }
+
+    /// Deletes snapshots and blobs referenced by no image and no container
+    /// rootfs, and leftovers in `tmp/`. Holds the root lock exclusively so
+    /// no pull is staging content meanwhile.
+    pub(crate) fn gc(&self) -> Result<(usize, usize), StoreError> {
+        let _lock = self.lock_exclusive()?;
+        let mut chains = HashSet::new();
+        let mut blobs = HashSet::new();
+        for img in self.images()? {
+            blobs.insert(img.id.hex().to_string());
+            blobs.insert(img.manifest_digest.hex().to_string());
+            for l in img.layers {
+                blobs.insert(l.blob.hex().to_string());
+                chains.insert(l.chain_id.hex().to_string());
+            }
+        }
+        let rootfs_chains = self
+            .db()
+            .prepare("SELECT chains FROM rootfs")?
+            .query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        for c in rootfs_chains {
+            let list: Vec<String> =
+                serde_json::from_str(&c).map_err(|source| StoreError::Corrupt {
+                    what: "rootfs chains".into(),
+                    source,
+                })?;
+            chains.extend(
+                list.into_iter()
+                    .map(|s| s.trim_start_matches("sha256:").to_string()),
+            );
+        }
+        let snaps = self.sweep(&self.root.join("snapshots"), &chains)?;
+        for hex in &snaps {
+            self.db().execute(
+                "DELETE FROM snapshots WHERE chain_id = ?1",
+                [format!("sha256:{hex}")],
+            )?;
+        }
+        let blobs_removed = self.sweep(&self.root.join("blobs/sha256"), &blobs)?.len();
+        let tmp = self.tmp_dir();
+        for e in fs::read_dir(&tmp).map_err(io_err(&tmp))?.flatten() {
+            crate::fsutil::remove_any(&e.path()).map_err(io_err(&e.path()))?;
+        }
+        Ok((snaps.len(), blobs_removed))
+    }
+
+    /// Removes entries of `dir` whose names are not in `keep`. Snapshot
+    /// trees are first renamed into tmp/ so a crash mid-delete never leaves
+    /// a half-deleted snapshot under its ChainID.
+    fn sweep(
+        &self,
+        dir: &std::path::Path,
+        keep: &HashSet<String>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut removed = Vec::new();
+        for e in fs::read_dir(dir).map_err(io_err(dir))?.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if keep.contains(&name) {
+                continue;
+            }
+            let grave = self.tmp_dir().join(format!("gc-{name}"));
+            fs::rename(e.path(), &grave).map_err(io_err(&e.path()))?;
+            crate::fsutil::remove_any(&grave).map_err(io_err(&grave))?;
+            removed.push(name);
+        }
+        Ok(removed)
+    }
+}

@@ -1,0 +1,200 @@
+//! The on-disk store under the hull root:
+//!
+//! ```text
+//! <root>/hull.db                 SQLite: names, images, layers, snapshots, rootfs
+//! <root>/blobs/sha256/<hex>      content-addressed blobs (manifests, configs, layers)
+//! <root>/snapshots/<chainid>/    one unpacked layer, usable as an overlay lowerdir
+//! <root>/containers/<id>/        per-container upper/work/merged (see rootfs.rs)
+//! <root>/tmp/                    staging; everything lands by rename(2)
+//! ```
+//!
+//! Everything is written to `tmp/` first and renamed into place only after
+//! its digest is verified, so an interrupted or failed pull leaves nothing
+//! half-written under `blobs/` or `snapshots/`.
+
+mod db;
+mod gc;
+pub use gc::RemoveReport;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub(crate) use db::NewImage;
+pub use db::{ImageRecord, LayerRecord};
+
+use crate::digest::Digest;
+
+/// Errors of the image store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store i/o on {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("image metadata database")]
+    Db(#[from] rusqlite::Error),
+    #[error("corrupt metadata for {what}")]
+    Corrupt {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("image not known: {0}")]
+    NotFound(String),
+    #[error("{0:?} matches more than one image; give more of the id")]
+    Ambiguous(String),
+    #[error("image {image} is in use by containers {containers:?} (use -f to untag anyway)")]
+    InUse {
+        image: String,
+        containers: Vec<String>,
+    },
+    #[error("image {0} has several names; remove them one by one or use -f")]
+    MultipleNames(String),
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Handle on a hull image store. Cheap to open; several processes may use
+/// the same root at once (SQLite WAL with a busy timeout, plus a root-wide
+/// flock that only garbage collection takes exclusively).
+pub struct Store {
+    root: PathBuf,
+    db: rusqlite::Connection,
+}
+
+/// Shared or exclusive flock on `<root>/lock`; released on drop (close).
+pub(crate) struct RootLock {
+    _file: fs::File,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`, e.g. `/var/lib/hull`.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        for sub in ["blobs/sha256", "snapshots", "containers", "tmp"] {
+            let p = root.join(sub);
+            fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        let db = db::open(&root.join("hull.db"))?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            db,
+        })
+    }
+
+    /// The root directory of this store.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub(crate) fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    pub(crate) fn snapshot_path(&self, chain: &Digest) -> PathBuf {
+        self.root.join("snapshots").join(chain.hex())
+    }
+
+    pub(crate) fn containers_dir(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub(crate) fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).is_file()
+    }
+
+    pub(crate) fn has_snapshot(&self, chain: &Digest) -> bool {
+        self.snapshot_path(chain).is_dir()
+    }
+
+    /// Reads a whole (small) blob such as a manifest or config.
+    pub(crate) fn read_blob(&self, d: &Digest) -> Result<Vec<u8>, StoreError> {
+        let p = self.blob_path(d);
+        fs::read(&p).map_err(io_err(&p))
+    }
+
+    /// Stores a small blob, verifying nothing: callers pass bytes whose
+    /// digest they computed (`Digest::of`).
+    pub(crate) fn write_blob(&self, data: &[u8]) -> Result<Digest, StoreError> {
+        let d = Digest::of(data);
+        if self.has_blob(&d) {
+            return Ok(d);
+        }
+        let tmp = self.tmp_dir();
+        let mut f = tempfile::NamedTempFile::new_in(&tmp).map_err(io_err(&tmp))?;
+        io::Write::write_all(&mut f, data).map_err(io_err(&tmp))?;
+        let dest = self.blob_path(&d);
+        f.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
+        Ok(d)
+    }
+
+    fn lock(&self, op: libc::c_int) -> Result<RootLock, StoreError> {
+        let p = self.root.join("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io_err(&p))?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        // SAFETY: fd is a valid open descriptor owned by `file` for this call.
+        let rc = unsafe { libc::flock(fd, op) };
+        if rc < 0 {
+            return Err(io_err(&p)(io::Error::last_os_error()));
+        }
+        Ok(RootLock { _file: file })
+    }
+
+    /// Taken by writers that add content (pull, load, rootfs prepare), so a
+    /// concurrent garbage collection cannot delete what they just staged.
+    pub(crate) fn lock_shared(&self) -> Result<RootLock, StoreError> {
+        self.lock(libc::LOCK_SH)
+    }
+
+    pub(crate) fn lock_exclusive(&self) -> Result<RootLock, StoreError> {
+        self.lock(libc::LOCK_EX)
+    }
+
+    /// All images, newest first.
+    pub fn images(&self) -> Result<Vec<ImageRecord>, StoreError> {
+        db::list_images(&self.db)
+    }
+
+    /// Looks an image up by name (`busybox`, `host/repo:tag`, `repo@digest`),
+    /// full id (`sha256:...`) or an unambiguous id prefix (≥ 3 hex chars).
+    pub fn lookup(&self, name_or_id: &str) -> Result<ImageRecord, StoreError> {
+        db::lookup(&self.db, name_or_id)
+    }
+
+    pub(crate) fn commit_image(&mut self, img: &NewImage) -> Result<(), StoreError> {
+        db::insert_image(&mut self.db, img)
+    }
+
+    pub(crate) fn record_snapshot(
+        &self,
+        chain: &Digest,
+        parent: Option<&Digest>,
+        diff_id: &Digest,
+    ) -> Result<(), StoreError> {
+        db::record_snapshot(&self.db, chain, parent, diff_id)
+    }
+
+    pub(crate) fn db(&self) -> &rusqlite::Connection {
+        &self.db
+    }
+
+    pub(crate) fn db_mut(&mut self) -> &mut rusqlite::Connection {
+        &mut self.db
+    }
+}
