@@ -385,4 +385,64 @@ mod tests {
             }
         );
     }
+
+    /// Loads and attaches the real program on this host's cgroup2 tree (pure
+    /// v2, or hybrid's unified mount, where device programs are enforced too)
+    /// and checks a child is confined by it. Skips when not root / no cgroup2.
+    #[test]
+    fn host_attach_replace_and_enforce() {
+        use std::io::{BufRead, BufReader, Write};
+        use std::process::{Command, Stdio};
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0
+            || std::env::var("HULL_CGROUP_HOST_TESTS").as_deref() == Ok("0")
+        {
+            return;
+        }
+        let Some(u) = crate::Hierarchy::detect().ok().and_then(|h| h.unified) else {
+            return;
+        };
+        let dir = u
+            .own_dir()
+            .join(format!("hull-bpf-test-{}", std::process::id()));
+        if std::fs::create_dir(&dir).is_err() {
+            eprintln!("skipped: cannot create {}", dir.display());
+            return;
+        }
+        let script = "read _; if head -c1 /dev/zero >/dev/null 2>&1; then echo zero-ok; else echo zero-denied; fi";
+        let mut child = Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let res = (|| -> Result<(usize, Vec<String>), Error> {
+            crate::fs::write(&dir, "cgroup.procs", &child.id().to_string())?;
+            let null = rule(true, LinuxDeviceType::C, Some(1), Some(3), "rwm");
+            apply(&dir, std::slice::from_ref(&null))?;
+            apply(&dir, &[null])?;
+            let cg = File::open(&dir).map_err(|source| Error::Open {
+                path: dir.clone(),
+                source,
+            })?;
+            let attached = query(cg.as_raw_fd()).len();
+            let _ = writeln!(stdin, "go");
+            Ok((
+                attached,
+                BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                    .collect(),
+            ))
+        })();
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = crate::fs::rmdir_retry(&dir);
+        let (attached, out) = res.expect("bpf device filter");
+        assert_eq!(attached, 1, "re-apply must replace the program");
+        assert_eq!(out, ["zero-denied"]);
+        assert!(!dir.exists());
+    }
 }
