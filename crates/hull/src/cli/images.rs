@@ -1,0 +1,168 @@
+//! `hull images`, `hull rmi`, `hull image inspect`.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+use hull_image::ImageRecord;
+use serde_json::json;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+pub(crate) struct ImagesArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Only print image ids.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct RmiArgs {
+    /// Remove even if the image has several names or containers use it.
+    #[arg(short, long)]
+    force: bool,
+    /// Image names or ids.
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ImageCommand {
+    /// Show image details as JSON.
+    Inspect {
+        /// Image names or ids.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+}
+
+fn short_id(img: &ImageRecord) -> &str {
+    &img.id.hex()[..12]
+}
+
+fn human(size: u64) -> String {
+    let mut v = size as f64;
+    for unit in ["B", "kB", "MB", "GB"] {
+        if v < 1000.0 {
+            return format!("{v:.3} {unit}").replace(".000 B", " B");
+        }
+        v /= 1000.0;
+    }
+    format!("{v:.1} TB")
+}
+
+pub(crate) fn list(root: &Path, a: ImagesArgs) -> anyhow::Result<()> {
+    let store = super::open_store(root)?;
+    let images = store.images()?;
+    if a.quiet {
+        for img in &images {
+            println!("{}", short_id(img));
+        }
+        return Ok(());
+    }
+    match a.format {
+        Format::Json => {
+            let v: Vec<_> = images
+                .iter()
+                .map(|i| {
+                    json!({
+                        "Id": i.id,
+                        "Names": i.tags().collect::<Vec<_>>(),
+                        "Digests": i.names.iter().filter(|n| n.contains('@')).collect::<Vec<_>>(),
+                        "Digest": i.manifest_digest,
+                        "Created": i.config.created,
+                        "Size": i.size,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Format::Table => {
+            println!(
+                "{:<40} {:<16} {:<12} {:<20} {:>10}",
+                "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
+            );
+            for img in &images {
+                let created = img.config.created.as_deref().unwrap_or("-");
+                let created = created.get(..19).unwrap_or(created).replace('T', " ");
+                let mut tags: Vec<(String, String)> = img
+                    .tags()
+                    .filter_map(|t| t.rsplit_once(':'))
+                    .map(|(r, t)| (r.to_string(), t.to_string()))
+                    .collect();
+                if tags.is_empty() {
+                    tags.push(("<none>".into(), "<none>".into()));
+                }
+                for (repo, tag) in tags {
+                    println!(
+                        "{repo:<40} {tag:<16} {:<12} {created:<20} {:>10}",
+                        short_id(img),
+                        human(img.size)
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn rmi(root: &Path, a: RmiArgs) -> anyhow::Result<()> {
+    let mut store = super::open_store(root)?;
+    for name in &a.images {
+        let r = store
+            .remove_image(name, a.force)
+            .with_context(|| format!("removing {name}"))?;
+        for n in r.untagged.iter().filter(|n| !n.contains('@')) {
+            println!("Untagged: {n}");
+        }
+        if let Some(id) = r.deleted {
+            println!("Deleted: {id}");
+        }
+    }
+    Ok(())
+}
+
+fn inspect_json(img: &ImageRecord) -> serde_json::Value {
+    json!({
+        "Id": img.id,
+        "Digest": img.manifest_digest,
+        "RepoTags": img.tags().collect::<Vec<_>>(),
+        "RepoDigests": img.names.iter().filter(|n| n.contains('@')).collect::<Vec<_>>(),
+        "MediaType": img.manifest_media_type,
+        "Created": img.config.created,
+        "Architecture": img.config.architecture,
+        "Os": img.config.os,
+        "Variant": img.config.variant,
+        "Config": img.config.config,
+        "RootFS": { "Type": img.config.rootfs.kind, "Layers": img.config.rootfs.diff_ids },
+        "Layers": img.layers.iter().map(|l| json!({
+            "Digest": l.blob, "MediaType": l.media_type, "Size": l.size,
+            "DiffID": l.diff_id, "ChainID": l.chain_id,
+        })).collect::<Vec<_>>(),
+        "Size": img.size,
+    })
+}
+
+pub(crate) fn image(root: &Path, c: ImageCommand) -> anyhow::Result<()> {
+    match c {
+        ImageCommand::Inspect { images } => {
+            let store = super::open_store(root)?;
+            let mut out = Vec::new();
+            for name in &images {
+                let img = store
+                    .lookup(name)
+                    .with_context(|| format!("inspecting {name}"))?;
+                out.push(inspect_json(&img));
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(())
+        }
+    }
+}
