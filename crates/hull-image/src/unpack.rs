@@ -107,11 +107,12 @@ struct Meta {
 
 fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta, UnpackError> {
     let h = entry.header();
+    let old = h.as_old();
     let mut meta = Meta {
-        mode: h.mode().map_err(UnpackError::Read)?,
-        uid: h.uid().map_err(UnpackError::Read)?,
-        gid: h.gid().map_err(UnpackError::Read)?,
-        mtime: (h.mtime().map_err(UnpackError::Read)? as i64, 0),
+        mode: numeric(h.mode().map(u64::from), &old.mode)? as u32,
+        uid: numeric(h.uid(), &old.uid)?,
+        gid: numeric(h.gid(), &old.gid)?,
+        mtime: (numeric(h.mtime(), &old.mtime)? as i64, 0),
         xattrs: Vec::new(),
     };
     let Some(exts) = entry.pax_extensions().map_err(UnpackError::Read)? else {
@@ -142,6 +143,16 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta, UnpackError
         }
     }
     Ok(meta)
+}
+
+/// Like Go's archive/tar (which wrote most image layers), an all-NUL or
+/// blank numeric field reads as 0; anything else unparsable is an error.
+fn numeric(parsed: io::Result<u64>, raw: &[u8]) -> Result<u64, UnpackError> {
+    match parsed {
+        Ok(v) => Ok(v),
+        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+        Err(e) => Err(UnpackError::Read(e)),
+    }
 }
 
 /// PAX times are decimal seconds with an optional fraction.

@@ -98,6 +98,13 @@ impl Store {
         self.root.join("blobs/sha256").join(d.hex())
     }
 
+    /// Directory of the unpacked snapshot with ChainID `chain` (an overlay
+    /// lowerdir: whiteouts are 0/0 char devices, opaque dirs carry
+    /// `trusted.overlay.opaque=y`).
+    pub fn snapshot_dir(&self, chain: &Digest) -> PathBuf {
+        self.snapshot_path(chain)
+    }
+
     pub(crate) fn snapshot_path(&self, chain: &Digest) -> PathBuf {
         self.root.join("snapshots").join(chain.hex())
     }
