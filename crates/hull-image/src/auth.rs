@@ -170,6 +170,7 @@ pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -151,6 +151,7 @@ impl<R: Read> Read for HashReader<R> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

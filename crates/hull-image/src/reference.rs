@@ -213,6 +213,7 @@ impl FromStr for Reference {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

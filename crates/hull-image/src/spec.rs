@@ -225,6 +225,7 @@ pub(crate) fn select_platform<'a>(index: &'a Index, want: &Platform) -> Option<&
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -333,4 +333,5 @@ fn apply_meta(target: &Path, kind: EntryType, meta: &Meta) -> Result<(), UnpackE
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Registry authentication (htpasswd basic auth, bearer tokens through a
 //! loopback gate) and save/load round trips cross-checked with skopeo.
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! End-to-end pulls against a local docker-registry (root required: the
 //! unpacker creates device nodes, chowns and sets trusted.* xattrs, and the
 //! rootfs test mounts overlayfs).

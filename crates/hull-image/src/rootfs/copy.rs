@@ -48,9 +48,8 @@ fn apply_dir(
         }
         if ft.is_dir() {
             let existing_dir = fs::symlink_metadata(&d).is_ok_and(|m| m.is_dir());
-            if existing_dir && is_opaque(&s)? {
-                fsutil::remove_any(&d).map_err(io_err(&d))?;
-            } else if !existing_dir {
+            // Replace non-directories; an opaque dir also drops lower content.
+            if !existing_dir || is_opaque(&s)? {
                 fsutil::remove_any(&d).map_err(io_err(&d))?;
             }
             if !d.exists() {

@@ -86,7 +86,8 @@ fn preserves_metadata_and_links() {
 
 #[test]
 fn rejects_path_traversal() {
-    let cases: Vec<Box<dyn Fn(&mut tar::Builder<Vec<u8>>)>> = vec![
+    type Case = Box<dyn Fn(&mut tar::Builder<Vec<u8>>)>;
+    let cases: Vec<Case> = vec![
         Box::new(|b| raw_entry(b, EntryType::Regular, "../evil", "", b"x")),
         Box::new(|b| raw_entry(b, EntryType::Regular, "a/../../evil", "", b"x")),
         Box::new(|b| {
