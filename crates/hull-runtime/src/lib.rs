@@ -1,1 +1,33 @@
-//! hull-runtime
+//! hull-runtime: the container library behind `hullc` (and later the shim).
+//!
+//! The create path runs in two processes (no re-exec, no threads):
+//! `parent` (the caller) and `init` (the container's first process, cloned
+//! into its namespaces), which speak the typed protocol in `protocol`.
+//! See ARCHITECTURE.md for the whole path.
+
+mod cgroup;
+mod cgroupfs;
+mod config;
+mod container;
+mod devices;
+mod init;
+mod mounts;
+mod namespaces;
+mod parent;
+mod paths;
+mod process;
+mod protocol;
+mod rootfs;
+mod run;
+mod signal;
+mod spec;
+mod state;
+mod userns;
+
+pub use config::{load_bundle, validate_id, ConfigError};
+pub use container::{delete, kill, list, start, state, ContainerError, State};
+pub use parent::{create, CreateError, CreateOptions, Created};
+pub use run::{run, RunError};
+pub use signal::{parse as parse_signal, SignalError};
+pub use spec::{default_spec, features, write_spec, SpecError};
+pub use state::Status;

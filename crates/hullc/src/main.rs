@@ -1,1 +1,110 @@
-fn main() {}
+//! hullc: a low-level OCI runtime with runc's command line. Thin: parses
+//! flags and calls hull-runtime.
+
+mod cli;
+mod logging;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use cli::{Cli, Cmd, CreateArgs, ListFormat};
+use hull_runtime::CreateOptions;
+
+fn options(a: CreateArgs) -> CreateOptions {
+    CreateOptions {
+        id: a.id,
+        bundle: a.bundle,
+        pid_file: a.pid_file,
+        console_socket: a.console_socket,
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn list(root: &std::path::Path, format: ListFormat, quiet: bool) -> anyhow::Result<()> {
+    let all = hull_runtime::list(root)?;
+    if quiet {
+        for s in &all {
+            println!("{}", s.id);
+        }
+        return Ok(());
+    }
+    if format == ListFormat::Json {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer(&mut out, &all)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<8} {:<10} {:<50} {:<30} OWNER",
+        "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+    );
+    for s in &all {
+        println!(
+            "{:<20} {:<8} {:<10} {:<50} {:<30} {}",
+            s.id,
+            s.pid,
+            s.status,
+            s.bundle.display(),
+            s.created,
+            s.owner
+        );
+    }
+    Ok(())
+}
+
+/// Runs the command; `Ok(code)` is the process exit status.
+fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    let root = cli.root.as_path();
+    match cli.cmd {
+        Cmd::Create(a) => {
+            hull_runtime::create(root, &options(a))?;
+        }
+        Cmd::Start { id } => hull_runtime::start(root, &id)?,
+        Cmd::Run {
+            create,
+            detach,
+            keep,
+        } => {
+            let code = hull_runtime::run(root, &options(create), detach, keep)?;
+            return Ok(code.clamp(0, 255) as u8);
+        }
+        Cmd::State { id } => print_json(&hull_runtime::state(root, &id)?)?,
+        Cmd::Kill { all, id, signal } => hull_runtime::kill(root, &id, &signal, all)?,
+        Cmd::Delete { force, id } => hull_runtime::delete(root, &id, force)?,
+        Cmd::List { format, quiet } => list(root, format, quiet)?,
+        Cmd::Spec { bundle, rootless } => hull_runtime::write_spec(&bundle, rootless)?,
+        Cmd::Features => print_json(&hull_runtime::features())?,
+    }
+    Ok(0)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+        eprintln!("hullc: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let to_log = cli.log.is_some();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            // Callers read the error from the --log file; people read stderr.
+            if to_log {
+                tracing::error!("{msg}");
+            }
+            eprintln!("hullc: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Stage 2: the container's init, running in the child of `clone3`, inside
+//! the new namespaces. It builds the container, reports `Ready`, waits at the
+//! start barrier and execs the user's program. It never returns: success is
+//! `execve`, failure is an `Error` message to the parent and `_exit`.
+//!
+//! The child is a copy of a single-threaded process (hullc starts no threads
+//! before clone), so allocation and the standard library are safe to use here.
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
+
+use crate::namespaces::{self, NamespaceError, Plan};
+use crate::process::{self, ProcessError};
+use crate::protocol::{Channel, Msg, ProtocolError};
+use crate::rootfs::{self, RootfsError, RootfsOpts};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error("{op}")]
+    Sys {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn sys(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> InitError {
+    let op = op.into();
+    move |source| InitError::Sys { op, source }
+}
+
+/// Everything init needs, prepared by the parent before clone.
+pub(crate) struct InitArgs<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) spec: &'a Spec,
+    pub(crate) rootfs: &'a PathBuf,
+    pub(crate) plan: &'a Plan,
+    pub(crate) chan: Channel,
+    pub(crate) listener: UnixListener,
+    pub(crate) no_pivot: bool,
+    pub(crate) no_new_keyring: bool,
+    pub(crate) preserve_fds: u32,
+    /// setgroups(2) is denied in user namespaces made by unprivileged callers.
+    pub(crate) setgroups_allowed: bool,
+}
+
+/// Entry point of the child. Never returns.
+pub(crate) fn run(a: InitArgs) -> ! {
+    let err = match build(&a) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let (context, cause) = split_error(&err);
+    // If the parent is gone there is nobody to tell; exit either way.
+    let _ = a.chan.send(&Msg::Error { context, cause });
+    // SAFETY: _exit skips atexit handlers and stdio flushing, which belong to
+    // the parent's copy of this address space.
+    unsafe { libc::_exit(1) }
+}
+
+/// The outermost message names the stage; the innermost cause says why.
+fn split_error(e: &(dyn std::error::Error + 'static)) -> (String, String) {
+    let mut chain = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        chain.push(s.to_string());
+        cur = s.source();
+    }
+    let cause = chain.pop().unwrap_or_default();
+    (
+        if chain.is_empty() {
+            "init".into()
+        } else {
+            chain.join(": ")
+        },
+        cause,
+    )
+}
+
+fn build(a: &InitArgs) -> Result<Infallible, InitError> {
+    // Die with the parent until it commits the state (see protocol.rs).
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| sys("set parent-death signal")(e.into()))?;
+    // A parent that died before the prctl above is seen here instead: its
+    // end of the channel is closed and this read fails.
+    a.chan.expect(Msg::Proceed, "proceed")?;
+    enter_namespaces(a)?;
+    let process = a
+        .spec
+        .process()
+        .as_ref()
+        .expect("validated: process is present");
+    process::set_oom_score_adj(process)?;
+    if a.plan.new_mount_ns
+        || a.plan
+            .join_in_init
+            .iter()
+            .any(|(t, _)| *t == LinuxNamespaceType::Mount)
+    {
+        let o = RootfsOpts {
+            spec: a.spec,
+            rootfs: a.rootfs,
+            no_pivot: a.no_pivot,
+            userns: a.plan.new_user_ns,
+            cgroupns: a.plan.new_cgroup_ns,
+        };
+        rootfs::prepare(&o)?;
+        rootfs::switch_root(o.rootfs, o.no_pivot)?;
+        rootfs::finish(a.spec)?;
+    }
+    set_names(a.spec)?;
+    set_sysctls(a.spec)?;
+    if !a.no_new_keyring {
+        process::join_session_keyring(a.id)?;
+    }
+    let exe = become_process(a, process)?;
+    let args = process.args().clone().unwrap_or_default();
+    let env = process::environment(process);
+    mark_fds_cloexec(3 + a.preserve_fds)?;
+    a.chan.send(&Msg::Ready)?;
+    a.chan.expect(Msg::Commit, "commit")?;
+    nix::sys::prctl::set_pdeathsig(None).map_err(|e| sys("clear parent-death signal")(e.into()))?;
+    a.chan.send(&Msg::Committed)?;
+    let mut conn = wait_for_start(&a.listener)?;
+    reset_signals();
+    let e = process::exec(&exe, &args, &env);
+    // Tell `hullc start` why the program did not run, then die.
+    let cause = std::error::Error::source(&e)
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
+    let _ = writeln!(conn, "{e}{cause}");
+    // SAFETY: see run(); nothing of the parent's state needs flushing.
+    unsafe { libc::_exit(127) }
+}
+
+fn enter_namespaces(a: &InitArgs) -> Result<(), InitError> {
+    for (t, path) in &a.plan.join_in_init {
+        namespaces::join(*t, path)?;
+    }
+    if a.plan.new_user_ns {
+        // The parent has written our mappings: become the namespace's root so
+        // that the rest of the setup runs with its full capabilities.
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+            .map_err(|e| sys("setgid(0) in user namespace")(e.into()))?;
+        nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+            .map_err(|e| sys("setuid(0) in user namespace")(e.into()))?;
+    }
+    // Only now, placed in our cgroup by the parent, so that it is the root.
+    if a.plan.new_cgroup_ns {
+        namespaces::unshare(LinuxNamespaceType::Cgroup)?;
+    }
+    Ok(())
+}
+
+fn set_names(spec: &Spec) -> Result<(), InitError> {
+    if let Some(h) = spec.hostname() {
+        nix::unistd::sethostname(h)
+            .map_err(|e| sys(format!("hostname: sethostname({h:?})"))(e.into()))?;
+    }
+    if let Some(d) = spec.domainname() {
+        // SAFETY: the pointer and length describe a live byte slice.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+            return Err(sys(format!("domainname: setdomainname({d:?})"))(
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn set_sysctls(spec: &Spec) -> Result<(), InitError> {
+    let sysctls = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().clone())
+        .unwrap_or_default();
+    for (k, v) in sysctls {
+        let path = format!("/proc/sys/{}", k.replace('.', "/"));
+        std::fs::write(&path, v.as_bytes())
+            .map_err(sys(format!("linux.sysctl.{k}: writing {path}")))?;
+    }
+    Ok(())
+}
+
+/// rlimits and the bounding set while privileged, then the user switch,
+/// then the capability sets and no_new_privs; returns the program to exec.
+fn become_process(a: &InitArgs, p: &Process) -> Result<PathBuf, InitError> {
+    process::set_rlimits(p)?;
+    if let Some(c) = p.capabilities() {
+        process::drop_bounding(c)?;
+    }
+    process::set_user(p, a.setgroups_allowed)?;
+    if let Some(c) = p.capabilities() {
+        process::set_caps(c)?;
+    } else {
+        // No capabilities object: the process gets none (runtime-spec).
+        for set in [
+            caps::CapSet::Effective,
+            caps::CapSet::Permitted,
+            caps::CapSet::Inheritable,
+        ] {
+            caps::clear(None, set)
+                .map_err(|e| sys("clearing capabilities")(std::io::Error::other(e.to_string())))?;
+        }
+    }
+    process::set_no_new_privs(p)?;
+    process::chdir(p)?;
+    let env = process::environment(p);
+    let arg0 = p
+        .args()
+        .as_ref()
+        .and_then(|a| a.first())
+        .expect("validated: args[0] exists");
+    Ok(process::find_executable(arg0, &env)?)
+}
+
+/// Every inherited fd from `from` up must not reach the user's program:
+/// close_range marks them close-on-exec in one call (Linux 5.11+).
+fn mark_fds_cloexec(from: u32) -> Result<(), InitError> {
+    // SAFETY: close_range only changes fd flags; fds below `from` are untouched.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            from,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        return Err(sys("marking inherited fds close-on-exec")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Blocks until `hullc start` connects. The accepted connection is
+/// close-on-exec: a successful execve closes it, which `start` reads as EOF.
+fn wait_for_start(l: &UnixListener) -> Result<std::os::unix::net::UnixStream, InitError> {
+    loop {
+        match l.accept() {
+            Ok((mut s, _)) => {
+                // `start` sends one byte; anything else is a stray connection.
+                let mut b = [0u8; 1];
+                if matches!(s.read(&mut b), Ok(1)) {
+                    return Ok(s);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(sys("waiting for start")(e)),
+        }
+    }
+}
+
+/// The user's program starts with default signal handling: Rust's runtime
+/// ignores SIGPIPE, and ignored signals survive execve.
+fn reset_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing SIG_DFL is always sound; no handler code runs.
+    let _ = unsafe { sigaction(Signal::SIGPIPE, &dfl) };
+    let _ = SigSet::empty().thread_set_mask();
+}

@@ -1,0 +1,302 @@
+//! Stage 1: `hullc create` itself. It claims the id, clones init into the
+//! new namespaces, does what only the outside can do (id mappings, cgroup
+//! placement and limits), waits for init to report `Ready`, records the
+//! state and returns. Any failure tears down everything made so far.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use crate::cgroup::{self, CgroupError, Cgroups};
+use crate::config::{self, Bundle, ConfigError};
+use crate::init::{self, InitArgs};
+use crate::namespaces::{self, NamespaceError, Plan};
+use crate::protocol::{self, Msg, ProtocolError};
+use crate::state::{self, ContainerDir, Saved, StateError, CONFIG_FILE, START_SOCK};
+use crate::userns::{self, UsernsError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Userns(#[from] UsernsError),
+    #[error("{op}")]
+    Sys {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("container init exited during create ({0})")]
+    InitDied(String),
+    #[error("--{0} is not supported yet")]
+    Unsupported(&'static str),
+}
+
+fn sys(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> CreateError {
+    let op = op.into();
+    move |source| CreateError::Sys { op, source }
+}
+
+/// `hullc create` options (runc's flags).
+#[derive(Debug, Default, Clone)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+}
+
+/// A created container, still a child of this process.
+#[derive(Debug)]
+pub struct Created {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+}
+
+/// What to undo when create fails; every step runs even if one fails.
+#[derive(Default)]
+struct Teardown {
+    pidfd: Option<OwnedFd>,
+    cgroups: Option<Cgroups>,
+}
+
+impl Teardown {
+    fn run(self, dir: ContainerDir) -> Vec<String> {
+        let mut errs = Vec::new();
+        if let Some(fd) = &self.pidfd {
+            crate::signal::kill_pidfd(fd, libc::SIGKILL).ok();
+            crate::signal::reap(fd);
+        }
+        if let Some(cg) = &self.cgroups {
+            if let Err(e) = cg.destroy() {
+                errs.push(e.to_string());
+            }
+        }
+        if let Err(e) = dir.remove() {
+            errs.push(e.to_string());
+        }
+        errs
+    }
+}
+
+pub fn create(root: &Path, o: &CreateOptions) -> Result<Created, CreateError> {
+    config::validate_id(&o.id)?;
+    if o.console_socket.is_some() {
+        return Err(CreateError::Unsupported("console-socket"));
+    }
+    let bundle = config::load_bundle(&o.bundle)?;
+    if bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false)
+    {
+        return Err(CreateError::Unsupported(
+            "terminal (process.terminal: true)",
+        ));
+    }
+    let dir = ContainerDir::claim(root, &o.id)?;
+    let mut td = Teardown::default();
+    match build(&dir, &bundle, o, &mut td) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            for t in td.run(dir) {
+                tracing::warn!("cleanup after failed create: {t}");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn build(
+    dir: &ContainerDir,
+    b: &Bundle,
+    o: &CreateOptions,
+    td: &mut Teardown,
+) -> Result<Created, CreateError> {
+    dir.write_atomic(CONFIG_FILE, &b.raw)?;
+    let plan = namespaces::plan(&b.spec);
+    let cgroups = cgroup::prepare(&b.spec, &o.id)?;
+    td.cgroups = cgroups.clone();
+    let sock = dir_entry(dir, START_SOCK);
+    let listener = UnixListener::bind(&sock)
+        .map_err(sys(format!("binding {}", dir.file(START_SOCK).display())))?;
+    let (parent, child) = protocol::channel()?;
+    if let Some(p) = &plan.join_pid {
+        namespaces::join(oci_spec::runtime::LinuxNamespaceType::Pid, p)?;
+    }
+    if plan.new_time_ns {
+        userns::enter_time_ns(&b.spec)?;
+    }
+    let cg_fd = cgroups.as_ref().and_then(|c| c.clone_fd());
+    let (pid, pidfd) = match clone3(plan.clone_flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))? {
+        None => {
+            drop(parent);
+            // The flock on the state dir belongs to its open file description,
+            // which this copy shares: holding it would block every later
+            // command on the container for init's whole life.
+            // SAFETY: the fd is valid here; init::run never returns, so the
+            // `File` owning it in this copy of the process is never dropped.
+            unsafe { libc::close(dir.fd().as_raw_fd()) };
+            init::run(InitArgs {
+                id: &o.id,
+                spec: &b.spec,
+                rootfs: &b.rootfs,
+                plan: &plan,
+                chan: child,
+                listener,
+                no_pivot: o.no_pivot,
+                no_new_keyring: o.no_new_keyring,
+                preserve_fds: o.preserve_fds,
+                setgroups_allowed: userns::setgroups_allowed(&plan),
+            })
+        }
+        Some(c) => c,
+    };
+    drop((child, listener));
+    td.pidfd = Some(pidfd.try_clone().map_err(sys("dup pidfd"))?);
+    outside_setup(&b.spec, &plan, cgroups.as_ref(), pid)?;
+    parent.send(&Msg::Proceed)?;
+    parent
+        .expect(Msg::Ready, "ready")
+        .map_err(|e| init_failure(e, &pidfd))?;
+    let (start_time, _) =
+        state::proc_stat(pid).ok_or_else(|| CreateError::InitDied("vanished".into()))?;
+    dir.save(&Saved {
+        id: o.id.clone(),
+        pid,
+        start_time,
+        bundle: b.dir.clone(),
+        rootfs: b.rootfs.clone(),
+        created: state::now_rfc3339(),
+        owner: String::new(),
+        annotations: b.spec.annotations().clone().unwrap_or_default(),
+        cgroup: cgroups.as_ref().map(|c| c.to_json()),
+    })?;
+    if let Some(p) = &o.pid_file {
+        write_pid_file(p, pid)?;
+    }
+    parent.send(&Msg::Commit)?;
+    parent
+        .expect(Msg::Committed, "committed")
+        .map_err(|e| init_failure(e, &pidfd))?;
+    td.pidfd = None;
+    td.cgroups = None;
+    Ok(Created { pid, pidfd })
+}
+
+/// Id mappings and cgroups: done by the parent while init waits.
+fn outside_setup(
+    spec: &oci_spec::runtime::Spec,
+    plan: &Plan,
+    cg: Option<&Cgroups>,
+    pid: i32,
+) -> Result<(), CreateError> {
+    if plan.new_user_ns {
+        userns::write_mappings(spec, pid)?;
+    }
+    if let Some(cg) = cg {
+        cg.enter(pid)?;
+        cg.apply(spec)?;
+    }
+    Ok(())
+}
+
+/// When init stops talking, say how it ended if it died without a message.
+fn init_failure(e: ProtocolError, pidfd: &OwnedFd) -> CreateError {
+    if let ProtocolError::Closed { .. } = e {
+        return CreateError::InitDied(
+            crate::signal::reap(pidfd).unwrap_or_else(|| "unknown status".into()),
+        );
+    }
+    CreateError::Protocol(e)
+}
+
+/// `dir/name` spelled through the dir's fd, so that deep state roots never
+/// hit the 108-byte limit of a unix socket path.
+pub(crate) fn dir_entry(dir: &ContainerDir, name: &str) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.fd().as_raw_fd()))
+}
+
+/// Writes the pid file atomically; relative paths are the caller's (runc).
+fn write_pid_file(p: &Path, pid: i32) -> Result<(), CreateError> {
+    let p = std::path::absolute(p).map_err(sys(format!("--pid-file {}", p.display())))?;
+    let tmp = p.with_file_name(format!(
+        ".{}.hullc-tmp",
+        p.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    std::fs::write(&tmp, pid.to_string())
+        .map_err(sys(format!("--pid-file: writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, &p).map_err(sys(format!("--pid-file: renaming to {}", p.display())))
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// clone3 without a new stack: fork semantics plus namespace flags, a pidfd
+/// for race-free signalling and, on cgroup v2, CLONE_INTO_CGROUP so the
+/// child is born in its cgroup. Returns `None` in the child.
+fn clone3(ns_flags: u64, cgroup_fd: Option<i32>) -> Result<Option<(i32, OwnedFd)>, CreateError> {
+    let mut pidfd: libc::c_int = -1;
+    let mut args = CloneArgs {
+        flags: ns_flags | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup_fd {
+        // libc's constant is an overflowing c_int; the kernel's value is 1 << 33.
+        args.flags |= 1u64 << 33;
+        args.cgroup = fd as u64;
+    }
+    // SAFETY: clone3 with stack=0 behaves like fork: the child continues on a
+    // copy of our stack. hullc has no other threads, so no lock can be held
+    // by a thread that does not exist in the child. `args` and `pidfd` live
+    // across the call and the size passed is the struct's.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match rc {
+        -1 => Err(sys(format!("clone3 (flags {:#x})", args.flags))(
+            std::io::Error::last_os_error(),
+        )),
+        0 => Ok(None),
+        pid => {
+            // SAFETY: CLONE_PIDFD stored a fresh fd owned by nobody else.
+            let fd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+            Ok(Some((pid as i32, fd)))
+        }
+    }
+}

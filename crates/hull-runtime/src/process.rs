@@ -1,0 +1,274 @@
+//! The container process' identity and limits: rlimits, oom_score_adj,
+//! session keyring, user and groups, capabilities, no_new_privs, umask, and
+//! finally execve. Each kernel operation is its own function; init.rs calls
+//! them in the order the kernel needs (rlimits and keyring while still
+//! privileged, bounding set before setuid, the other sets after it).
+
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+use caps::{CapSet, Capability as Cap};
+use oci_spec::runtime::{Capabilities, LinuxCapabilities, PosixRlimitType, Process};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("process.rlimits: setting {0:?}")]
+    Rlimit(PosixRlimitType, #[source] std::io::Error),
+    #[error("process.oomScoreAdj: writing /proc/self/oom_score_adj")]
+    OomScoreAdj(#[source] std::io::Error),
+    #[error("joining a new session keyring")]
+    Keyring(#[source] std::io::Error),
+    #[error("process.user: {op}")]
+    User {
+        op: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("process.capabilities: setting the {set} set")]
+    Caps {
+        set: &'static str,
+        #[source]
+        source: caps::errors::CapsError,
+    },
+    #[error("process.noNewPrivileges: prctl")]
+    NoNewPrivs(#[source] nix::Error),
+    #[error("process.cwd: chdir to {0}")]
+    Cwd(PathBuf, #[source] nix::Error),
+    #[error("process.args: executable {0:?} not found in $PATH")]
+    NotFound(String),
+    #[error("process.args: exec {0:?}")]
+    Exec(String, #[source] nix::Error),
+    #[error("process.args or env contains a NUL byte")]
+    Nul,
+}
+
+fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
+    use PosixRlimitType as T;
+    match t {
+        T::RlimitAs => libc::RLIMIT_AS,
+        T::RlimitCore => libc::RLIMIT_CORE,
+        T::RlimitCpu => libc::RLIMIT_CPU,
+        T::RlimitData => libc::RLIMIT_DATA,
+        T::RlimitFsize => libc::RLIMIT_FSIZE,
+        T::RlimitLocks => libc::RLIMIT_LOCKS,
+        T::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        T::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        T::RlimitNice => libc::RLIMIT_NICE,
+        T::RlimitNofile => libc::RLIMIT_NOFILE,
+        T::RlimitNproc => libc::RLIMIT_NPROC,
+        T::RlimitRss => libc::RLIMIT_RSS,
+        T::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        T::RlimitRttime => libc::RLIMIT_RTTIME,
+        T::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        T::RlimitStack => libc::RLIMIT_STACK,
+    }
+}
+
+pub(crate) fn set_rlimits(p: &Process) -> Result<(), ProcessError> {
+    for r in p.rlimits().iter().flatten() {
+        let lim = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
+        // SAFETY: setrlimit reads a plain struct we own.
+        if unsafe { libc::setrlimit(resource(r.typ()), &lim) } != 0 {
+            return Err(ProcessError::Rlimit(
+                r.typ(),
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn set_oom_score_adj(p: &Process) -> Result<(), ProcessError> {
+    match p.oom_score_adj() {
+        Some(v) => std::fs::write("/proc/self/oom_score_adj", v.to_string())
+            .map_err(ProcessError::OomScoreAdj),
+        None => Ok(()),
+    }
+}
+
+/// A fresh session keyring per container, so containers do not share the
+/// caller's keys (runc does this unless `--no-new-keyring`).
+pub(crate) fn join_session_keyring(id: &str) -> Result<(), ProcessError> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let name = CString::new(format!("_ses.{id}")).map_err(|_| ProcessError::Nul)?;
+    // SAFETY: keyctl(JOIN_SESSION_KEYRING, name) reads a NUL-terminated string.
+    let rc = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        // Kernels without keys, or seccomp'd callers: not the container's problem.
+        if e.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(ProcessError::Keyring(e));
+        }
+    }
+    Ok(())
+}
+
+/// Maps the spec's names to the caps crate's, dropping those the running
+/// kernel does not know (runtime-spec: unknown capabilities are ignored).
+fn to_caps(set: &Option<Capabilities>, supported: &HashSet<Cap>) -> HashSet<Cap> {
+    set.iter()
+        .flatten()
+        .filter_map(|c| format!("CAP_{c}").parse::<Cap>().ok())
+        .filter(|c| supported.contains(c))
+        .collect()
+}
+
+/// Drops from the bounding set what the config does not keep. Must run
+/// while we still hold CAP_SETPCAP, i.e. before the user switch.
+pub(crate) fn drop_bounding(c: &LinuxCapabilities) -> Result<(), ProcessError> {
+    let all = caps::runtime::thread_all_supported();
+    let keep = to_caps(c.bounding(), &all);
+    for cap in all.difference(&keep) {
+        caps::drop(None, CapSet::Bounding, *cap).map_err(|source| ProcessError::Caps {
+            set: "bounding",
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Effective before permitted (capset requires effective ⊆ permitted at
+/// every step), then inheritable, then ambient (which needs both).
+pub(crate) fn set_caps(c: &LinuxCapabilities) -> Result<(), ProcessError> {
+    let all = caps::runtime::thread_all_supported();
+    let sets = [
+        ("effective", CapSet::Effective, to_caps(c.effective(), &all)),
+        ("permitted", CapSet::Permitted, to_caps(c.permitted(), &all)),
+        (
+            "inheritable",
+            CapSet::Inheritable,
+            to_caps(c.inheritable(), &all),
+        ),
+    ];
+    for (set, which, caps) in &sets {
+        caps::set(None, *which, caps).map_err(|source| ProcessError::Caps { set, source })?;
+    }
+    for cap in to_caps(c.ambient(), &all) {
+        caps::raise(None, CapSet::Ambient, cap).map_err(|source| ProcessError::Caps {
+            set: "ambient",
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// setgroups, setresgid, setresuid, keeping capabilities across the switch
+/// so that `set_caps` can grant what the config asks for.
+pub(crate) fn set_user(p: &Process, setgroups_allowed: bool) -> Result<(), ProcessError> {
+    use nix::unistd::{Gid, Uid};
+    let user = p.user();
+    let err = |op| move |source| ProcessError::User { op, source };
+    nix::sys::prctl::set_keepcaps(true).map_err(err("keep capabilities"))?;
+    if setgroups_allowed {
+        let gids: Vec<Gid> = user
+            .additional_gids()
+            .iter()
+            .flatten()
+            .map(|g| Gid::from_raw(*g))
+            .collect();
+        nix::unistd::setgroups(&gids).map_err(err("setgroups(additionalGids)"))?;
+    }
+    let g = Gid::from_raw(user.gid());
+    nix::unistd::setresgid(g, g, g).map_err(err("setgid(gid)"))?;
+    let u = Uid::from_raw(user.uid());
+    nix::unistd::setresuid(u, u, u).map_err(err("setuid(uid)"))?;
+    nix::sys::prctl::set_keepcaps(false).map_err(err("clear keep capabilities"))?;
+    if let Some(mask) = user.umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    Ok(())
+}
+
+pub(crate) fn set_no_new_privs(p: &Process) -> Result<(), ProcessError> {
+    if p.no_new_privileges().unwrap_or(false) {
+        nix::sys::prctl::set_no_new_privs().map_err(ProcessError::NoNewPrivs)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn chdir(p: &Process) -> Result<(), ProcessError> {
+    nix::unistd::chdir(p.cwd()).map_err(|e| ProcessError::Cwd(p.cwd().clone(), e))
+}
+
+/// The environment for execve: process.env, plus HOME from the container's
+/// /etc/passwd when the config does not set it (runc and docker do this).
+pub(crate) fn environment(p: &Process) -> Vec<String> {
+    let mut env = p.env().clone().unwrap_or_default();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        let home = home_of(p.user().uid()).unwrap_or_else(|| "/".into());
+        env.push(format!("HOME={home}"));
+    }
+    env
+}
+
+fn home_of(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.len() >= 7 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+    })
+}
+
+/// Finds args[0] the way execvp does, with the container's PATH.
+pub(crate) fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, ProcessError> {
+    let is_exec = |p: &Path| {
+        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+            && p.metadata().map(|m| m.is_file()).unwrap_or(false)
+    };
+    if arg0.contains('/') {
+        let p = PathBuf::from(arg0);
+        return if is_exec(&p) {
+            Ok(p)
+        } else {
+            Err(ProcessError::NotFound(arg0.into()))
+        };
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    path.split(':')
+        .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(arg0))
+        .find(|p| is_exec(p))
+        .ok_or_else(|| ProcessError::NotFound(arg0.into()))
+}
+
+/// Replaces this process with the container's program. Returns only on error.
+pub(crate) fn exec(path: &Path, args: &[String], env: &[String]) -> ProcessError {
+    let c = |s: &str| CString::new(s).map_err(|_| ProcessError::Nul);
+    let build = || -> Result<(CString, Vec<CString>, Vec<CString>), ProcessError> {
+        Ok((
+            c(&path.to_string_lossy())?,
+            args.iter().map(|a| c(a)).collect::<Result<_, _>>()?,
+            env.iter().map(|e| c(e)).collect::<Result<_, _>>()?,
+        ))
+    };
+    match build() {
+        Ok((p, a, e)) => match nix::unistd::execve(&p, &a, &e) {
+            Err(err) => ProcessError::Exec(args[0].clone(), err),
+            Ok(never) => match never {},
+        },
+        Err(e) => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookup_uses_path() {
+        let env = vec!["PATH=/nonexistent:/bin:/usr/bin".to_string()];
+        let p = find_executable("sh", &env).expect("sh on PATH");
+        assert!(p.ends_with("sh"));
+        assert!(matches!(
+            find_executable("no-such-prog-hull", &env),
+            Err(ProcessError::NotFound(_))
+        ));
+        assert!(find_executable("/bin/sh", &[]).is_ok());
+    }
+}

@@ -1,0 +1,164 @@
+//! The typed protocol between `hullc create` (the parent) and the container's
+//! init process, spoken over a `SOCK_SEQPACKET` socketpair so that every
+//! message keeps its boundary and needs no framing of its own.
+//!
+//! ```text
+//!   hullc create (parent, host namespaces)            init (child, new namespaces)
+//!        |                                                  |
+//!        |-- clone3(CLONE_NEW*, [CLONE_INTO_CGROUP]) ------>|  pdeathsig=SIGKILL, waits
+//!        |   write uid_map/gid_map, join cgroups,           |
+//!        |   apply resources                                |
+//!        |------------------ Proceed ---------------------->|
+//!        |                                                  |  setns(paths), unshare(cgroup ns),
+//!        |                                                  |  mounts, devices, pivot_root,
+//!        |                                                  |  masked/readonly paths, sysctl,
+//!        |                                                  |  hostname, rlimits, user, caps
+//!        |<----------------- Ready -------------------------|  (or Error{context, errno})
+//!        |   write state.json                               |
+//!        |------------------ Commit ----------------------->|  clears pdeathsig
+//!        |<----------------- Committed ---------------------|
+//!      exit 0                                               |  accept() on start.sock (the barrier)
+//!                                                           |
+//!   hullc start ----------- connect(start.sock) ----------->|  unlink start.sock, execve(args)
+//!        |<-------- EOF (exec succeeded: CLOEXEC) ----------|
+//!        |<-------- or the exec error as text --------------|
+//! ```
+//!
+//! If the parent dies before `Commit`, the kernel kills init through its
+//! parent-death signal, so a killed `hullc create` never leaves a half-built
+//! container process behind. Errors in init travel back as [`Msg::Error`] with
+//! the stage that failed; the parent turns them into its own error.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+
+/// Upper bound of one message; errors carry a short text only.
+const MAX_MSG: usize = 64 * 1024;
+
+/// One message of the parent/init protocol (see the module diagram).
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) enum Msg {
+    /// Parent → init: namespaces are mapped and cgroups joined; build the container.
+    Proceed,
+    /// Init → parent: the container is built and waits for `start`.
+    Ready,
+    /// Parent → init: the state is on disk; stop watching the parent.
+    Commit,
+    /// Init → parent: acknowledged `Commit`.
+    Committed,
+    /// Init → parent: a stage failed.
+    Error {
+        /// What init was doing, e.g. `mount /proc`.
+        context: String,
+        /// The cause, usually an errno description.
+        cause: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("creating the sync socketpair")]
+    Socketpair(#[source] nix::Error),
+    #[error("sending {what} to the other process")]
+    Send {
+        what: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("receiving from the other process")]
+    Recv(#[source] nix::Error),
+    #[error("the other process exited before answering (expected {expected})")]
+    Closed { expected: &'static str },
+    #[error("malformed message from the other process")]
+    Decode(#[source] serde_json::Error),
+    #[error("unexpected message {got:?} (expected {expected})")]
+    Unexpected { got: String, expected: &'static str },
+    #[error("{context}: {cause}")]
+    Child { context: String, cause: String },
+}
+
+/// One end of the sync channel.
+pub(crate) struct Channel {
+    fd: OwnedFd,
+}
+
+/// Creates the two ends: `(parent, child)`. Both are close-on-exec so that
+/// neither survives into the container's user process.
+pub(crate) fn channel() -> Result<(Channel, Channel), ProtocolError> {
+    let (a, b) = socket::socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(ProtocolError::Socketpair)?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    pub(crate) fn send(&self, msg: &Msg) -> Result<(), ProtocolError> {
+        let what = match msg {
+            Msg::Proceed => "proceed",
+            Msg::Ready => "ready",
+            Msg::Commit => "commit",
+            Msg::Committed => "committed",
+            Msg::Error { .. } => "error",
+        };
+        let buf = serde_json::to_vec(msg).expect("protocol messages always serialize");
+        socket::send(self.fd.as_raw_fd(), &buf, MsgFlags::MSG_NOSIGNAL)
+            .map_err(|source| ProtocolError::Send { what, source })?;
+        Ok(())
+    }
+
+    fn recv(&self, expected: &'static str) -> Result<Msg, ProtocolError> {
+        let mut buf = vec![0u8; MAX_MSG];
+        let n = loop {
+            match socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Err(nix::Error::EINTR) => continue,
+                other => break other.map_err(ProtocolError::Recv)?,
+            }
+        };
+        if n == 0 {
+            return Err(ProtocolError::Closed { expected });
+        }
+        serde_json::from_slice(&buf[..n]).map_err(ProtocolError::Decode)
+    }
+
+    /// Waits for `want`; an [`Msg::Error`] from the child becomes [`ProtocolError::Child`].
+    pub(crate) fn expect(&self, want: Msg, expected: &'static str) -> Result<(), ProtocolError> {
+        match self.recv(expected)? {
+            m if m == want => Ok(()),
+            Msg::Error { context, cause } => Err(ProtocolError::Child { context, cause }),
+            other => Err(ProtocolError::Unexpected {
+                got: format!("{other:?}"),
+                expected,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_and_errors_surface() {
+        let (p, c) = channel().expect("socketpair");
+        c.send(&Msg::Ready).expect("send");
+        p.expect(Msg::Ready, "ready").expect("ready arrives");
+        c.send(&Msg::Error {
+            context: "mount /proc".into(),
+            cause: "EPERM".into(),
+        })
+        .expect("send");
+        let err = p.expect(Msg::Ready, "ready").expect_err("child error");
+        assert_eq!(err.to_string(), "mount /proc: EPERM");
+        drop(c);
+        assert!(matches!(
+            p.expect(Msg::Ready, "ready"),
+            Err(ProtocolError::Closed { .. })
+        ));
+    }
+}

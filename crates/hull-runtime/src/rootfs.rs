@@ -1,0 +1,246 @@
+//! Building the container's filesystem view, in init, in its mount namespace.
+//!
+//! Order (runc's prepareRootfs/finalizeRootfs): stop mount events from
+//! leaking to the host; bind the rootfs onto itself (pivot_root needs a mount
+//! point); the config's mounts; /dev nodes and links; pivot_root; then, seen
+//! from inside: rootfsPropagation, readonlyPaths, maskedPaths, and last the
+//! read-only remount of `/` (earlier steps still write to it).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::Spec;
+
+use crate::cgroupfs::{self, CgroupfsError};
+use crate::devices::{self, DeviceError};
+use crate::mounts::{self, propagation_flag, MountError};
+use crate::paths::{open_in_root, Kind};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    #[error(transparent)]
+    Cgroupfs(#[from] CgroupfsError),
+    #[error("linux.rootfsPropagation: unknown mode {0:?}")]
+    Propagation(String),
+    #[error("{op} {path}")]
+    Sys {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn sys<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(nix::Error) -> RootfsError + 'a {
+    move |e| RootfsError::Sys {
+        op,
+        path: path.to_path_buf(),
+        source: e.into(),
+    }
+}
+
+/// How init was asked to build the rootfs.
+pub(crate) struct RootfsOpts<'a> {
+    pub(crate) spec: &'a Spec,
+    pub(crate) rootfs: &'a Path,
+    pub(crate) no_pivot: bool,
+    /// In a new user namespace: devices must be bind-mounted.
+    pub(crate) userns: bool,
+    /// In a new cgroup namespace: cgroupfs can be mounted afresh.
+    pub(crate) cgroupns: bool,
+}
+
+/// Everything before pivot_root.
+pub(crate) fn prepare(o: &RootfsOpts) -> Result<(), RootfsError> {
+    let linux = o.spec.linux().as_ref();
+    let prop = linux.and_then(|l| l.rootfs_propagation().clone());
+    // Host mount events must not propagate into the container, nor ours out:
+    // slave by default (runc), or what rootfsPropagation asks for.
+    let root_flags = match prop.as_deref() {
+        None | Some("") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some(p) => {
+            propagation_flag(p).ok_or_else(|| RootfsError::Propagation(p.into()))? | MsFlags::MS_REC
+        }
+    };
+    mount(None::<&str>, "/", None::<&str>, root_flags, None::<&str>)
+        .map_err(sys("make / private", Path::new("/")))?;
+    // pivot_root(2) refuses a new root whose parent mount is shared.
+    if root_flags.contains(MsFlags::MS_SHARED) {
+        let parent = o.rootfs.parent().unwrap_or(Path::new("/"));
+        mount(
+            None::<&str>,
+            parent,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .ok();
+    }
+    mount(
+        Some(o.rootfs),
+        o.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys("bind rootfs onto itself", o.rootfs))?;
+    let root = File::open(o.rootfs).map_err(|e| RootfsError::Sys {
+        op: "open rootfs",
+        path: o.rootfs.to_path_buf(),
+        source: e,
+    })?;
+    let mut dev_bound = false;
+    for (i, m) in o.spec.mounts().iter().flatten().enumerate() {
+        if m.typ().as_deref() == Some("cgroup") || m.typ().as_deref() == Some("cgroup2") {
+            cgroupfs::mount_cgroup(&root, i, m, o.cgroupns)?;
+        } else {
+            mounts::mount_entry(&root, i, m)?;
+        }
+        dev_bound |= m.destination() == Path::new("/dev") && mounts::parse_options(i, m)?.bind;
+    }
+    // A /dev bound from the host already has its nodes (runc's needsSetupDev).
+    if !dev_bound {
+        for n in devices::default_nodes() {
+            devices::create(&root, &n, o.userns)?;
+        }
+        devices::create_links(&root)?;
+    }
+    for d in linux
+        .and_then(|l| l.devices().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        devices::create(&root, &devices::from_spec(d)?, o.userns)?;
+    }
+    if let Some(p) = o.spec.process() {
+        open_in_root(&root, p.cwd(), Some(Kind::Dir)).map_err(|e| RootfsError::Sys {
+            op: "create process.cwd",
+            path: p.cwd().clone(),
+            source: e,
+        })?;
+    }
+    Ok(())
+}
+
+/// Makes the rootfs `/`: pivot_root, or MS_MOVE + chroot for `--no-pivot`
+/// (for ramdisk roots, where pivot_root is impossible).
+pub(crate) fn switch_root(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
+    nix::unistd::chdir(rootfs).map_err(sys("chdir", rootfs))?;
+    if no_pivot {
+        mount(
+            Some(rootfs),
+            "/",
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        )
+        .map_err(sys("move rootfs to /", rootfs))?;
+        nix::unistd::chroot(".").map_err(sys("chroot", rootfs))?;
+    } else {
+        // pivot_root(".", ".") stacks the old root under the new one at the
+        // same point; unmounting "." then drops the old root without needing
+        // a directory for it inside the container (runc's trick).
+        nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root", rootfs))?;
+        // The old root may be shared with the host: detach quietly.
+        mount(
+            None::<&str>,
+            ".",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(sys("make old root slave", rootfs))?;
+        umount2(".", MntFlags::MNT_DETACH).map_err(sys("unmount old root", rootfs))?;
+    }
+    nix::unistd::chdir("/").map_err(sys("chdir", Path::new("/")))
+}
+
+/// Everything after pivot_root, seen from inside the container.
+pub(crate) fn finish(spec: &Spec) -> Result<(), RootfsError> {
+    let linux = spec.linux().as_ref();
+    if let Some(p) = linux
+        .and_then(|l| l.rootfs_propagation().clone())
+        .filter(|p| !p.is_empty())
+    {
+        let f = propagation_flag(&p).ok_or_else(|| RootfsError::Propagation(p.clone()))?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            f | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(sys("rootfsPropagation", Path::new("/")))?;
+    }
+    for p in linux
+        .and_then(|l| l.readonly_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        readonly_path(Path::new(p))?;
+    }
+    for p in linux
+        .and_then(|l| l.masked_paths().as_ref())
+        .into_iter()
+        .flatten()
+    {
+        mask_path(Path::new(p))?;
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        mounts::remount(Path::new("/"), Path::new("/"), MsFlags::MS_RDONLY)?;
+    }
+    Ok(())
+}
+
+/// Bind a path onto itself read-only; a missing path is fine (runc).
+fn readonly_path(p: &Path) -> Result<(), RootfsError> {
+    match mount(
+        Some(p),
+        p,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    ) {
+        Err(nix::Error::ENOENT) => return Ok(()),
+        r => r.map_err(sys("bind readonly path", p))?,
+    }
+    mounts::remount(
+        p,
+        p,
+        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+    )?;
+    Ok(())
+}
+
+/// Hide a path: /dev/null over a file, an empty read-only tmpfs over a
+/// directory; a missing path is fine.
+fn mask_path(p: &Path) -> Result<(), RootfsError> {
+    let r = match std::fs::metadata(p) {
+        Err(_) => return Ok(()),
+        Ok(m) if m.is_dir() => mount(
+            Some("tmpfs"),
+            p,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        ),
+        Ok(_) => mount(
+            Some("/dev/null"),
+            p,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        ),
+    };
+    r.map_err(sys("mask path", p))
+}

@@ -1,0 +1,120 @@
+//! `hullc spec` and `hullc features`.
+
+use std::path::Path;
+
+use oci_spec::runtime::Spec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("{0} exists; remove it first (hullc spec never overwrites a config)")]
+    Exists(std::path::PathBuf),
+    #[error("writing {path}")]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// runc's default config (oci-spec's defaults mirror it), for `hullc spec`.
+pub fn default_spec(rootless: bool) -> Spec {
+    let mut spec = if rootless {
+        Spec::rootless(
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    } else {
+        Spec::default()
+    };
+    spec.set_version(oci_spec::runtime::VERSION.to_string());
+    spec.set_hostname(Some("hull".into()));
+    spec
+}
+
+/// Writes `<bundle>/config.json`, refusing to overwrite one.
+pub fn write_spec(bundle: &Path, rootless: bool) -> Result<(), SpecError> {
+    let path = bundle.join("config.json");
+    let data =
+        serde_json::to_vec_pretty(&default_spec(rootless)).expect("the default spec serializes");
+    let mut f = match std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(SpecError::Exists(path))
+        }
+        Err(source) => return Err(SpecError::Write { path, source }),
+    };
+    std::io::Write::write_all(&mut f, &data).map_err(|source| SpecError::Write { path, source })
+}
+
+/// runtime-spec features.md: what this build really implements. Fields
+/// left out are unknown to hullc; callers treat absence as "not supported".
+pub fn features() -> serde_json::Value {
+    let opts = [
+        "async",
+        "atime",
+        "bind",
+        "dev",
+        "diratime",
+        "dirsync",
+        "exec",
+        "lazytime",
+        "loud",
+        "mand",
+        "noatime",
+        "nodev",
+        "nodiratime",
+        "noexec",
+        "nolazytime",
+        "nomand",
+        "norelatime",
+        "nostrictatime",
+        "nosuid",
+        "private",
+        "rbind",
+        "relatime",
+        "remount",
+        "ro",
+        "rprivate",
+        "rshared",
+        "rslave",
+        "runbindable",
+        "rw",
+        "shared",
+        "silent",
+        "slave",
+        "strictatime",
+        "suid",
+        "sync",
+        "unbindable",
+    ];
+    let caps: Vec<String> = caps::all()
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": oci_spec::runtime::VERSION,
+        "hooks": [],
+        "mountOptions": opts.to_vec(),
+        "linux": {
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
+            "capabilities": caps,
+            "cgroup": { "v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false },
+            "seccomp": { "enabled": false },
+            "apparmor": { "enabled": false },
+            "selinux": { "enabled": false },
+            "intelRdt": { "enabled": false },
+            "mountExtensions": { "idmap": { "enabled": false } }
+        },
+        "annotations": {
+            "org.opencontainers.runc.checkpoint.enabled": "false",
+            "io.github.hull.version": env!("CARGO_PKG_VERSION")
+        }
+    })
+}

@@ -1,0 +1,128 @@
+//! runc's command line, as containerd's go-runc and podman's conmon use it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hullc",
+    version,
+    about = "hullc: a low-level OCI container runtime (runc-compatible)"
+)]
+pub struct Cli {
+    /// Root directory for container state.
+    #[arg(long, global = true, default_value = "/run/hullc")]
+    pub root: PathBuf,
+    /// Log file (default: stderr).
+    #[arg(long, global = true)]
+    pub log: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Debug logging.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Accepted for compatibility; hullc manages cgroupfs directly.
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+    /// Accepted for compatibility (true, false or auto).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub rootless: Option<String>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Path to the bundle directory.
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Unix socket that receives the pty master of a terminal container.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// File to write the container's init pid to.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root (for ramdisk roots).
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// Do not create a new session keyring.
+    #[arg(long)]
+    pub no_new_keyring: bool,
+    /// Pass N extra fds (3..3+N) to the container.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Accepted for compatibility; not supported yet.
+    #[arg(long)]
+    pub pidfd_socket: Option<PathBuf>,
+    /// Container id.
+    pub id: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create a container; its process waits for `start`.
+    Create(CreateArgs),
+    /// Run the process of a created container.
+    Start { id: String },
+    /// Create and start a container; wait for it unless --detach.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Return after start instead of waiting.
+        #[arg(short, long)]
+        detach: bool,
+        /// Keep the container after it exits.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Print the container's state as JSON.
+    State { id: String },
+    /// Send a signal (default SIGTERM) to the container's init.
+    Kill {
+        /// Signal every process in the container.
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container and its resources.
+    Delete {
+        /// Kill a running container first.
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// List containers.
+    List {
+        #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        /// Print ids only.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write a default config.json into the bundle.
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// A config for unprivileged users.
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print what this runtime supports, as runtime-spec features JSON.
+    Features,
+}
