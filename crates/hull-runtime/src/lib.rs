@@ -6,6 +6,7 @@
 //! See ARCHITECTURE.md for the whole path.
 
 mod cgroup;
+mod cgroup_ops;
 mod cgroupfs;
 mod config;
 mod container;
@@ -24,8 +25,10 @@ mod spec;
 mod state;
 mod userns;
 
+pub use cgroup_ops::{oom_kills, pause, pids, resume, stats, update};
 pub use config::{load_bundle, validate_id, ConfigError};
 pub use container::{delete, kill, list, start, state, ContainerError, State};
+pub use hull_cgroups::LinuxResources;
 pub use parent::{create, CreateError, CreateOptions, Created};
 pub use run::{run, RunError};
 pub use signal::{parse as parse_signal, SignalError};

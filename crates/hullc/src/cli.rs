@@ -125,4 +125,73 @@ pub enum Cmd {
     },
     /// Print what this runtime supports, as runtime-spec features JSON.
     Features,
+    /// Freeze every process of the container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// List the container's processes.
+    Ps {
+        #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        id: String,
+        /// Options for ps(1) in table format (default -ef).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Change the container's resource limits.
+    Update(UpdateArgs),
+    /// Print resource statistics and OOM events.
+    Events {
+        /// Print one stats object and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Interval between stats objects.
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
+}
+
+#[derive(Args, Debug, Default)]
+pub struct UpdateArgs {
+    /// runtime-spec linux.resources JSON from a file, or - for stdin.
+    #[arg(short, long)]
+    pub resources: Option<PathBuf>,
+    /// Memory limit (bytes, or with k/m/g suffix).
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Memory soft limit.
+    #[arg(long)]
+    pub memory_reservation: Option<String>,
+    /// Memory + swap limit (-1 for unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    /// CPU CFS quota in microseconds (-1 for unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU CFS period in microseconds.
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    /// Realtime period in microseconds.
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    /// Realtime runtime in microseconds.
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// CPUs the container may use (e.g. 0-1).
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes the container may use.
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// Maximum number of tasks (-1 for unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Block IO weight (10-1000).
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    pub id: String,
 }

@@ -1,6 +1,7 @@
 //! hullc: a low-level OCI runtime with runc's command line. Thin: parses
 //! flags and calls hull-runtime.
 
+mod cgroup_cmds;
 mod cli;
 mod logging;
 
@@ -84,6 +85,19 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Cmd::List { format, quiet } => list(root, format, quiet)?,
         Cmd::Spec { bundle, rootless } => hull_runtime::write_spec(&bundle, rootless)?,
         Cmd::Features => print_json(&hull_runtime::features())?,
+        Cmd::Pause { id } => hull_runtime::pause(root, &id)?,
+        Cmd::Resume { id } => hull_runtime::resume(root, &id)?,
+        Cmd::Ps {
+            format,
+            id,
+            ps_args,
+        } => cgroup_cmds::ps(root, &id, format, &ps_args)?,
+        Cmd::Update(a) => hull_runtime::update(root, &a.id, &cgroup_cmds::resources(&a)?)?,
+        Cmd::Events {
+            stats,
+            interval,
+            id,
+        } => cgroup_cmds::events(root, &id, stats, &interval)?,
     }
     Ok(0)
 }

@@ -1,0 +1,89 @@
+//! Commands that act on a running container's cgroup: pause, resume, ps,
+//! update, events (runc's semantics).
+
+use std::path::Path;
+
+use hull_cgroups::LinuxResources;
+
+use crate::cgroup::{CgroupError, Cgroups};
+use crate::container::{self, ContainerError};
+use crate::state::{ContainerDir, Saved, Status};
+
+/// Loads the container and its cgroup, checking it is in one of `allowed`.
+fn open(
+    root: &Path,
+    id: &str,
+    allowed: &[Status],
+    what: &'static str,
+) -> Result<(Saved, Cgroups), ContainerError> {
+    crate::config::validate_id(id)?;
+    let dir = ContainerDir::open(root, id)?;
+    let saved = dir.load()?;
+    let status = container::state(root, id)?.status;
+    match saved {
+        Some(s) if allowed.contains(&status) => {
+            let cg = Cgroups::from_json(s.cgroup.as_ref()).ok_or(CgroupError::Missing)?;
+            Ok((s, cg))
+        }
+        _ => Err(ContainerError::WrongStatus {
+            id: id.into(),
+            status,
+            what,
+        }),
+    }
+}
+
+const LIVE: &[Status] = &[Status::Created, Status::Running, Status::Paused];
+
+/// Freezes every process of the container (v1 freezer, v2 cgroup.freeze).
+pub fn pause(root: &Path, id: &str) -> Result<(), ContainerError> {
+    let (_, cg) = open(
+        root,
+        id,
+        &[Status::Running, Status::Created],
+        "only a running container can be paused",
+    )?;
+    Ok(cg.freeze()?)
+}
+
+pub fn resume(root: &Path, id: &str) -> Result<(), ContainerError> {
+    let (_, cg) = open(
+        root,
+        id,
+        &[Status::Paused],
+        "only a paused container can be resumed",
+    )?;
+    Ok(cg.thaw()?)
+}
+
+/// Host pids of every process in the container.
+pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>, ContainerError> {
+    let (_, cg) = open(root, id, LIVE, "container is not running")?;
+    let mut p = cg.pids()?;
+    p.sort_unstable();
+    Ok(p)
+}
+
+/// Applies `r` to the live container (only the fields it sets).
+pub fn update(root: &Path, id: &str, r: &LinuxResources) -> Result<(), ContainerError> {
+    let (_, cg) = open(
+        root,
+        id,
+        LIVE,
+        "cannot update a container that is not running",
+    )?;
+    Ok(cg.update(r)?)
+}
+
+/// runc's `events --stats` object: `{"type":"stats","id":..,"data":{..}}`.
+pub fn stats(root: &Path, id: &str) -> Result<serde_json::Value, ContainerError> {
+    let (_, cg) = open(root, id, LIVE, "container is not running")?;
+    let data = cg.stats()?;
+    Ok(serde_json::json!({ "type": "stats", "id": id, "data": data }))
+}
+
+/// How many times the kernel's OOM killer struck in the container so far.
+pub fn oom_kills(root: &Path, id: &str) -> Result<u64, ContainerError> {
+    let (_, cg) = open(root, id, LIVE, "container is not running")?;
+    Ok(cg.oom_kills()?)
+}
