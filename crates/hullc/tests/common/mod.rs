@@ -1,0 +1,686 @@
+//! Shared harness for the hullc integration tests.
+//!
+//! - [`Bundle`]: a busybox-static rootfs plus a config.json made by
+//!   `hullc spec` and edited as JSON by the test.
+//! - [`Hullc`]: runs the binary with a per-test `--root`, captures its
+//!   stdout/stderr (through files, never pipes: a detached container keeps
+//!   its stdio open long after hullc exits) and, on drop, force-deletes every
+//!   container it created and reaps what is left.
+//! - [`assert_clean`]: nothing left behind (state dir, mounts, processes,
+//!   cgroups).
+//!
+//! The test process makes itself a child subreaper, so a container init
+//! orphaned by `hullc create` becomes our child; we reap those zombies.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+pub const HULLC: &str = env!("CARGO_BIN_EXE_hullc");
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Every hullc command must finish within this; a hang is a test failure,
+/// not a stuck CI job.
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(60);
+
+static SETUP: Once = Once::new();
+
+/// Pids of helper processes the test spawned itself (and will wait for):
+/// the zombie reaper must leave them to their `Child`.
+static OWN_CHILDREN: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+fn setup() {
+    SETUP.call_once(|| {
+        assert_eq!(
+            // SAFETY: geteuid has no preconditions.
+            unsafe { libc::geteuid() },
+            0,
+            "the hullc integration tests must run as root"
+        );
+        assert!(
+            Path::new(BUSYBOX).exists(),
+            "{BUSYBOX} is missing: apt-get install busybox-static"
+        );
+        // SAFETY: prctl with integer arguments only.
+        let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        assert_eq!(rc, 0, "PR_SET_CHILD_SUBREAPER");
+    });
+}
+
+/// A unique suffix for ids, tags and file names: several test processes
+/// (and other engineers' suites) share the host's cgroup tree.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Reaps our zombie children (orphaned container inits), except helpers
+/// that a `Child` owns.
+pub fn reap_zombies() {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let own = OWN_CHILDREN.lock().map(|v| v.clone()).unwrap_or_default();
+    for (pid, ppid, state) in processes() {
+        if ppid == me && state == 'Z' && !own.contains(&pid) {
+            let mut st = 0;
+            // SAFETY: waitpid on our own child with a valid status pointer.
+            unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+        }
+    }
+}
+
+/// (pid, ppid, state) of every process.
+pub fn processes() -> Vec<(i32, i32, char)> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let mut f = stat[close + 2..].split(' ');
+        let state = f.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = f.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        out.push((pid, ppid, state));
+    }
+    out
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    processes()
+        .iter()
+        .any(|(p, _, s)| *p == pid && *s != 'Z' && *s != 'X')
+}
+
+/// Polls `f` every 10 ms until it is true; panics with `what` after `t`.
+pub fn wait_until(what: &str, t: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + t;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One hullc invocation's result.
+#[derive(Debug)]
+pub struct Out {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub args: Vec<String>,
+}
+
+impl Out {
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// Asserts exit 0 and returns self.
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert!(
+            self.status.success(),
+            "hullc {:?} failed ({}):\nstdout: {}\nstderr: {}",
+            self.args,
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts a clean failure: exit status 1, an error on stderr that
+    /// contains every one of `needles`, and no panic.
+    #[track_caller]
+    pub fn fails_with(self, needles: &[&str]) -> Self {
+        assert_eq!(
+            self.code(),
+            Some(1),
+            "hullc {:?} should fail with status 1 ({}):\nstdout: {}\nstderr: {}",
+            self.args,
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self.assert_no_panic();
+        for n in needles {
+            assert!(
+                self.stderr.contains(n),
+                "hullc {:?}: stderr should mention {n:?}:\n{}",
+                self.args,
+                self.stderr
+            );
+        }
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_no_panic(&self) {
+        assert!(
+            !self.stderr.contains("panicked") && self.code() != Some(101),
+            "hullc {:?} panicked:\n{}",
+            self.args,
+            self.stderr
+        );
+    }
+}
+
+/// Runs hullc with a private `--root`; forgets nothing it created.
+pub struct Hullc {
+    tmp: tempfile::TempDir,
+    root: PathBuf,
+    /// Tag put in every hullc's (and so every init's) environment, to find
+    /// our processes on the host.
+    pub tag: String,
+    ids: RefCell<Vec<String>>,
+    n: std::cell::Cell<u32>,
+}
+
+impl Default for Hullc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Hullc {
+    pub fn new() -> Self {
+        setup();
+        let tmp = tempfile::Builder::new()
+            .prefix("hullc-test-")
+            .tempdir()
+            .expect("tempdir");
+        let root = tmp.path().join("root");
+        Hullc {
+            tmp,
+            root,
+            tag: unique("tag"),
+            ids: RefCell::new(Vec::new()),
+            n: std::cell::Cell::new(0),
+        }
+    }
+
+    /// The state root passed as `--root` (created by hullc on first use).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A scratch directory owned by this harness (removed at drop).
+    pub fn scratch(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// A per-test unique container id.
+    pub fn id(&self, name: &str) -> String {
+        unique(name)
+    }
+
+    /// Remember `id` for force-deletion at drop.
+    pub fn track(&self, id: &str) {
+        let mut ids = self.ids.borrow_mut();
+        if !ids.iter().any(|i| i == id) {
+            ids.push(id.to_string());
+        }
+    }
+
+    /// `hullc --root ROOT ARGS...`.
+    pub fn cmd(&self, args: &[&str]) -> Out {
+        self.cmd_with(args, |_| {})
+    }
+
+    /// As [`Hullc::cmd`], with a hook to adjust the command (stdin, env).
+    pub fn cmd_with(&self, args: &[&str], f: impl FnOnce(&mut Command)) -> Out {
+        let mut c = Command::new(HULLC);
+        c.arg("--root").arg(&self.root).args(args);
+        self.exec(c, args, f)
+    }
+
+    /// Runs hullc without `--root` injected (for global-flag tests).
+    pub fn raw(&self, args: &[&str]) -> Out {
+        let mut c = Command::new(HULLC);
+        c.args(args);
+        self.exec(c, args, |_| {})
+    }
+
+    fn exec(&self, mut c: Command, args: &[&str], f: impl FnOnce(&mut Command)) -> Out {
+        let n = self.n.get();
+        self.n.set(n + 1);
+        let out_path = self.tmp.path().join(format!("cmd{n}.out"));
+        let err_path = self.tmp.path().join(format!("cmd{n}.err"));
+        c.env("HULL_TEST_TAG", &self.tag)
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&out_path).expect("stdout file"))
+            .stderr(fs::File::create(&err_path).expect("stderr file"));
+        f(&mut c);
+        let mut child = c.spawn().expect("spawn hullc");
+        let end = Instant::now() + CMD_TIMEOUT;
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("wait hullc") {
+                break s;
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("hullc {args:?} did not finish in {CMD_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        reap_zombies();
+        Out {
+            status,
+            stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+            stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// `hullc create -b BUNDLE [extra...] ID` (config saved first).
+    pub fn create(&self, b: &Bundle, id: &str, extra: &[&str]) -> Out {
+        b.save();
+        self.track(id);
+        let bundle = b.path().to_str().expect("utf-8 bundle path");
+        let mut args = vec!["create", "--bundle", bundle];
+        args.extend_from_slice(extra);
+        args.push(id);
+        self.cmd(&args)
+    }
+
+    /// `hullc run -b BUNDLE [extra...] ID` (config saved first).
+    pub fn run(&self, b: &Bundle, id: &str, extra: &[&str]) -> Out {
+        self.run_with(b, id, extra, |_| {})
+    }
+
+    pub fn run_with(
+        &self,
+        b: &Bundle,
+        id: &str,
+        extra: &[&str],
+        f: impl FnOnce(&mut Command),
+    ) -> Out {
+        b.save();
+        self.track(id);
+        let bundle = b.path().to_str().expect("utf-8 bundle path");
+        let mut args = vec!["run", "--bundle", bundle];
+        args.extend_from_slice(extra);
+        args.push(id);
+        self.cmd_with(&args, f)
+    }
+
+    /// Runs `script` with `sh -c` in a fresh container of `b` and returns its
+    /// stdout; asserts exit 0.
+    #[track_caller]
+    pub fn sh(&self, b: &mut Bundle, script: &str) -> String {
+        b.args(&["sh", "-c", script]);
+        let id = self.id("sh");
+        self.run(b, &id, &[]).ok().stdout
+    }
+
+    /// `hullc state ID` as JSON.
+    #[track_caller]
+    pub fn state(&self, id: &str) -> Value {
+        let o = self.cmd(&["state", id]).ok();
+        serde_json::from_str(&o.stdout).expect("state prints JSON")
+    }
+
+    /// The `status` field of `hullc state ID`.
+    #[track_caller]
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"]
+            .as_str()
+            .expect("status is a string")
+            .to_string()
+    }
+
+    #[track_caller]
+    pub fn wait_status(&self, id: &str, want: &str) {
+        wait_until(&format!("{id} to be {want}"), Duration::from_secs(20), || {
+            self.status(id) == want
+        });
+    }
+}
+
+impl Drop for Hullc {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter() {
+            let _ = Command::new(HULLC)
+                .arg("--root")
+                .arg(&self.root)
+                .args(["delete", "--force", id])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        // Anything still tagged (a container whose delete failed) dies now.
+        for pid in tagged_pids(&self.tag) {
+            // SAFETY: kill with a pid and a signal number.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let end = Instant::now() + Duration::from_secs(5);
+        while !tagged_pids(&self.tag).is_empty() && Instant::now() < end {
+            reap_zombies();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        reap_zombies();
+        let _ = fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Live processes whose environment carries `HULL_TEST_TAG=tag`: hullc
+/// itself and every container init it cloned (before and after exec, since
+/// bundles built by [`Bundle::new`] carry the tag in process.env too).
+pub fn tagged_pids(tag: &str) -> Vec<i32> {
+    let needle = format!("HULL_TEST_TAG={tag}");
+    processes()
+        .into_iter()
+        .filter(|(_, _, s)| *s != 'Z')
+        .filter(|(pid, _, _)| {
+            fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(|e| e == needle.as_bytes()))
+                .unwrap_or(false)
+        })
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// Busybox applet names, computed once per test process.
+fn applets() -> &'static [String] {
+    static A: OnceLock<Vec<String>> = OnceLock::new();
+    A.get_or_init(|| {
+        let out = Command::new(BUSYBOX)
+            .arg("--list")
+            .output()
+            .expect("busybox --list");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .filter(|a| !a.is_empty() && a != "busybox")
+            .collect()
+    })
+}
+
+/// An OCI bundle: `rootfs/` from busybox-static and a config.json.
+pub struct Bundle {
+    dir: tempfile::TempDir,
+    pub config: Value,
+}
+
+impl Bundle {
+    /// `hullc spec` in a fresh dir, with a busybox rootfs; the process is
+    /// `sh -c true`, no terminal, and tagged with `h.tag` in its env.
+    pub fn new(h: &Hullc) -> Bundle {
+        setup();
+        let dir = tempfile::Builder::new()
+            .prefix("hullc-bundle-")
+            .tempdir()
+            .expect("bundle tempdir");
+        let rootfs = dir.path().join("rootfs");
+        for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
+            fs::create_dir_all(rootfs.join(d)).expect("mkdir rootfs dir");
+        }
+        fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777))
+            .expect("chmod tmp");
+        fs::copy(BUSYBOX, rootfs.join("bin/busybox")).expect("copy busybox");
+        for a in applets() {
+            let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a));
+        }
+        fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\n",
+        )
+        .expect("passwd");
+        fs::write(rootfs.join("etc/group"), "root:x:0:\nuser:x:1000:\n").expect("group");
+        h.cmd(&["spec", "--bundle", dir.path().to_str().expect("utf-8")])
+            .ok();
+        let raw = fs::read(dir.path().join("config.json")).expect("spec wrote config.json");
+        let mut config: Value = serde_json::from_slice(&raw).expect("spec is JSON");
+        config["process"]["terminal"] = json!(false);
+        // Writable by default so that containers can leave marker files in
+        // rootfs/tmp; tests of `root.readonly` set it back.
+        config["root"]["readonly"] = json!(false);
+        config["process"]["args"] = json!(["sh", "-c", "true"]);
+        let env = config["process"]["env"]
+            .as_array_mut()
+            .expect("spec has process.env");
+        env.push(json!(format!("HULL_TEST_TAG={}", h.tag)));
+        Bundle { dir, config }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    pub fn args(&mut self, args: &[&str]) -> &mut Self {
+        self.config["process"]["args"] = json!(args);
+        self
+    }
+
+    /// Writes `config` to config.json.
+    pub fn save(&self) {
+        fs::write(
+            self.dir.path().join("config.json"),
+            serde_json::to_vec_pretty(&self.config).expect("serialize config"),
+        )
+        .expect("write config.json");
+    }
+
+    /// `linux.namespaces` as a mutable array.
+    pub fn namespaces(&mut self) -> &mut Vec<Value> {
+        self.config["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("linux.namespaces is an array")
+    }
+
+    /// Drops the namespace of `typ` from the config (share the host's).
+    pub fn remove_namespace(&mut self, typ: &str) -> &mut Self {
+        self.namespaces().retain(|n| n["type"] != typ);
+        self
+    }
+
+    /// Adds (or replaces) the namespace of `typ`, joining `path` if given.
+    pub fn set_namespace(&mut self, typ: &str, path: Option<&str>) -> &mut Self {
+        self.remove_namespace(typ);
+        let mut ns = json!({ "type": typ });
+        if let Some(p) = path {
+            ns["path"] = json!(p);
+        }
+        self.namespaces().push(ns);
+        self
+    }
+
+    pub fn add_mount(&mut self, m: Value) -> &mut Self {
+        self.config["mounts"]
+            .as_array_mut()
+            .expect("mounts is an array")
+            .push(m);
+        self
+    }
+}
+
+/// The mount points under `dir` in the host's mountinfo.
+pub fn host_mounts_under(dir: &Path) -> Vec<String> {
+    let mi = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let d = dir.to_string_lossy();
+    mi.lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|mp| mp.starts_with(d.as_ref()))
+        .collect()
+}
+
+/// Processes whose cwd or root is inside `dir` (on the host's view).
+pub fn processes_in(dir: &Path) -> Vec<i32> {
+    processes()
+        .into_iter()
+        .filter(|(pid, _, s)| {
+            *s != 'Z'
+                && ["cwd", "root"].iter().any(|l| {
+                    fs::read_link(format!("/proc/{pid}/{l}"))
+                        .map(|p| p.starts_with(dir))
+                        .unwrap_or(false)
+                })
+        })
+        .map(|(pid, _, _)| pid)
+        .collect()
+}
+
+/// Cgroup directories named `id` anywhere in the host's cgroup trees
+/// (every container gets one, named after its id by default).
+pub fn cgroups_named(id: &str) -> Vec<PathBuf> {
+    fn walk(d: &Path, id: &str, depth: u32, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            let p = e.path();
+            if e.file_name() == id {
+                out.push(p.clone());
+            }
+            if depth > 0 {
+                walk(&p, id, depth - 1, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), id, 6, &mut out);
+    out
+}
+
+/// Asserts that nothing of the harness' containers is left: no state dir
+/// under `--root`, no mount under the bundle in the host's mountinfo, no
+/// process of ours (tagged, zombie child, or with cwd/root in the bundle),
+/// no cgroup named after one of `ids`.
+#[track_caller]
+pub fn assert_clean(h: &Hullc, b: &Bundle, ids: &[&str]) {
+    reap_zombies();
+    let entries: Vec<String> = match fs::read_dir(h.root()) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    assert!(entries.is_empty(), "state left under --root: {entries:?}");
+    let mounts = host_mounts_under(b.path());
+    assert!(mounts.is_empty(), "mounts left on the host: {mounts:?}");
+    let procs = processes_in(b.path());
+    assert!(procs.is_empty(), "processes left in the bundle: {procs:?}");
+    let tagged = tagged_pids(&h.tag);
+    assert!(tagged.is_empty(), "tagged processes left: {tagged:?}");
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    let own = OWN_CHILDREN.lock().map(|v| v.clone()).unwrap_or_default();
+    let zombies: Vec<i32> = processes()
+        .into_iter()
+        .filter(|(p, pp, s)| *pp == me && *s == 'Z' && !own.contains(p))
+        .map(|(p, _, _)| p)
+        .collect();
+    assert!(zombies.is_empty(), "unreaped children: {zombies:?}");
+    for id in ids {
+        let cg = cgroups_named(id);
+        assert!(cg.is_empty(), "cgroups left for {id}: {cg:?}");
+    }
+}
+
+/// A helper process the test owns (e.g. a namespace holder); killed and
+/// waited for on drop.
+pub struct Helper {
+    child: std::process::Child,
+}
+
+impl Helper {
+    pub fn spawn(mut c: Command) -> Helper {
+        setup();
+        let child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn helper");
+        OWN_CHILDREN
+            .lock()
+            .expect("helper list")
+            .push(child.id() as i32);
+        Helper { child }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let pid = self.pid();
+        if let Ok(mut v) = OWN_CHILDREN.lock() {
+            v.retain(|p| *p != pid);
+        }
+    }
+}
+
+/// Unmounts `path` (lazily) and removes it on drop: for namespace files
+/// bind-mounted by a test.
+pub struct MountGuard(pub PathBuf);
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if let Ok(c) = std::ffi::CString::new(self.0.to_string_lossy().as_bytes()) {
+            // SAFETY: NUL-terminated path; umount2 only takes flags besides.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+/// The namespace link `/proc/PID/ns/KIND` (e.g. `net:[4026531840]`).
+pub fn ns_of(pid: &str, kind: &str) -> String {
+    fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .expect("namespace link")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The set of field-6 mount options and the fs type of the mount at `mp`
+/// in a mountinfo text (the last such mount wins: it is the visible one).
+pub fn mount_at(mountinfo: &str, mp: &str) -> Option<(HashSet<String>, String, String)> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let lf: Vec<&str> = left.split(' ').collect();
+            let rf: Vec<&str> = right.split(' ').collect();
+            (lf.get(4) == Some(&mp)).then(|| {
+                (
+                    lf[5].split(',').map(str::to_string).collect(),
+                    rf[0].to_string(),
+                    rf.get(2).unwrap_or(&"").to_string(),
+                )
+            })
+        })
+        .last()
+}
