@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::cgroup::{CgroupError, Cgroups};
 use crate::config::{self, ConfigError};
+use crate::hooks;
 use crate::parent::dir_entry;
 use crate::signal::{self, SignalError};
 use crate::state::{self, ContainerDir, Saved, StateError, Status, START_SOCK, STATE_FILE};
@@ -178,7 +179,18 @@ pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
     if !reply.is_empty() {
         return Err(ContainerError::Exec(reply.trim_end().to_string()));
     }
+    if let (Some(spec), Some(s)) = (saved_spec(&dir), saved) {
+        let state = hooks::state_json(&spec, id, "running", s.pid, &s.bundle);
+        hooks::run_logged(&spec, hooks::Kind::Poststart, &state);
+    }
     Ok(())
+}
+
+/// The config as it was at create time (kept in the state dir).
+pub(crate) fn saved_spec(dir: &ContainerDir) -> Option<oci_spec::runtime::Spec> {
+    let path = dir.file(crate::state::CONFIG_FILE);
+    let raw = std::fs::read(&path).ok()?;
+    config::parse_spec(&path, &raw).ok()
 }
 
 /// Sends `sig` to init, or with `all` to every process in its cgroup.
@@ -250,6 +262,12 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
                 errors.push(e.to_string());
             }
         }
+    }
+    // poststop: after the container is gone, before delete returns; a
+    // failing hook is logged (runtime-spec: it must not stop the delete).
+    if let (Some(spec), Some(s)) = (saved_spec(&dir), &saved) {
+        let state = hooks::state_json(&spec, id, "stopped", s.pid, &s.bundle);
+        hooks::run_logged(&spec, hooks::Kind::Poststop, &state);
     }
     if let Err(e) = dir.remove() {
         errors.push(e.to_string());

@@ -8,11 +8,14 @@
 
 use std::convert::Infallible;
 use std::io::{Read, Write};
-use std::os::unix::net::UnixListener;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
+use crate::console::{self, ConsoleError};
+use crate::hooks::{self, HookError};
 use crate::namespaces::{self, NamespaceError, Plan};
 use crate::process::{self, ProcessError};
 use crate::protocol::{Channel, Msg, ProtocolError};
@@ -28,6 +31,10 @@ pub enum InitError {
     Rootfs(#[from] RootfsError),
     #[error(transparent)]
     Process(#[from] ProcessError),
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error(transparent)]
+    Console(#[from] ConsoleError),
     #[error("{op}")]
     Sys {
         op: String,
@@ -49,6 +56,8 @@ pub(crate) struct InitArgs<'a> {
     pub(crate) plan: &'a Plan,
     pub(crate) chan: Channel,
     pub(crate) listener: UnixListener,
+    /// Where the pty master goes when process.terminal is set.
+    pub(crate) console: Option<UnixStream>,
     pub(crate) no_pivot: bool,
     pub(crate) no_new_keyring: bool,
     pub(crate) preserve_fds: u32,
@@ -71,22 +80,19 @@ pub(crate) fn run(a: InitArgs) -> ! {
 }
 
 /// The outermost message names the stage; the innermost cause says why.
-fn split_error(e: &(dyn std::error::Error + 'static)) -> (String, String) {
+pub(crate) fn split_error(e: &(dyn std::error::Error + 'static)) -> (String, String) {
     let mut chain = vec![e.to_string()];
     let mut cur = e.source();
     while let Some(s) = cur {
         chain.push(s.to_string());
         cur = s.source();
     }
-    let cause = chain.pop().unwrap_or_default();
-    (
-        if chain.is_empty() {
-            "init".into()
-        } else {
-            chain.join(": ")
-        },
-        cause,
-    )
+    let cause = if chain.len() > 1 {
+        chain.pop().unwrap_or_default()
+    } else {
+        String::new()
+    };
+    (chain.join(": "), cause)
 }
 
 fn build(a: &InitArgs) -> Result<Infallible, InitError> {
@@ -117,23 +123,44 @@ fn build(a: &InitArgs) -> Result<Infallible, InitError> {
             cgroupns: a.plan.new_cgroup_ns,
         };
         rootfs::prepare(&o)?;
+        create_hooks(a)?;
         rootfs::switch_root(o.rootfs, o.no_pivot)?;
         rootfs::finish(a.spec)?;
+    } else {
+        create_hooks(a)?;
     }
     set_names(a.spec)?;
     set_sysctls(a.spec)?;
     if !a.no_new_keyring {
         process::join_session_keyring(a.id)?;
     }
-    let exe = become_process(a, process)?;
+    if let Some(sock) = &a.console {
+        setup_terminal(sock, process)?;
+    }
+    let exe = process::become_process(process, a.setgroups_allowed)?;
     let args = process.args().clone().unwrap_or_default();
     let env = process::environment(process);
-    mark_fds_cloexec(3 + a.preserve_fds)?;
+    process::mark_fds_cloexec(3 + a.preserve_fds)?;
     a.chan.send(&Msg::Ready)?;
-    a.chan.expect(Msg::Commit, "commit")?;
+    let Msg::Commit { state } = a.chan.expect_any(
+        &[Msg::Commit {
+            state: String::new(),
+        }],
+        "commit",
+    )?
+    else {
+        unreachable!("expect_any returns only the kinds asked for")
+    };
     nix::sys::prctl::set_pdeathsig(None).map_err(|e| sys("clear parent-death signal")(e.into()))?;
     a.chan.send(&Msg::Committed)?;
     let mut conn = wait_for_start(&a.listener)?;
+    // startContainer hooks run in the container, after `start`, before the
+    // program; a failure is reported to `start` like an exec failure.
+    if let Err(e) = hooks::run(a.spec, hooks::Kind::StartContainer, &state) {
+        let _ = writeln!(conn, "{e}");
+        // SAFETY: see run().
+        unsafe { libc::_exit(1) }
+    }
     reset_signals();
     let e = process::exec(&exe, &args, &env);
     // Tell `hullc start` why the program did not run, then die.
@@ -143,6 +170,44 @@ fn build(a: &InitArgs) -> Result<Infallible, InitError> {
     let _ = writeln!(conn, "{e}{cause}");
     // SAFETY: see run(); nothing of the parent's state needs flushing.
     unsafe { libc::_exit(127) }
+}
+
+/// Hands the mount-ready container to the parent for prestart and
+/// createRuntime hooks, then runs createContainer hooks here (in the
+/// container's namespaces, before pivot_root, as the spec says).
+fn create_hooks(a: &InitArgs) -> Result<(), InitError> {
+    use hooks::Kind;
+    if !hooks::any(
+        a.spec,
+        &[Kind::Prestart, Kind::CreateRuntime, Kind::CreateContainer],
+    ) {
+        return Ok(());
+    }
+    a.chan.send(&Msg::CreateRuntime)?;
+    let Msg::HooksDone { state } = a.chan.expect_any(
+        &[Msg::HooksDone {
+            state: String::new(),
+        }],
+        "hooks-done",
+    )?
+    else {
+        unreachable!("expect_any returns only the kinds asked for")
+    };
+    hooks::run(a.spec, Kind::CreateContainer, &state)?;
+    Ok(())
+}
+
+/// Opens the pty in the container, sends its master to the console socket
+/// and makes the slave our terminal and stdio.
+pub(crate) fn setup_terminal(sock: &UnixStream, p: &Process) -> Result<(), InitError> {
+    let pty = console::open_pty()?;
+    if let Some(b) = p.console_size() {
+        console::set_size(pty.master.as_fd(), b.height() as u16, b.width() as u16)?;
+    }
+    console::send_fd(sock.as_fd(), pty.master.as_raw_fd(), &pty.name)?;
+    drop(pty.master);
+    console::become_terminal(&pty.slave, p.user().uid(), p.user().gid())?;
+    Ok(())
 }
 
 fn enter_namespaces(a: &InitArgs) -> Result<(), InitError> {
@@ -194,61 +259,9 @@ fn set_sysctls(spec: &Spec) -> Result<(), InitError> {
     Ok(())
 }
 
-/// rlimits and the bounding set while privileged, then the user switch,
-/// then the capability sets and no_new_privs; returns the program to exec.
-fn become_process(a: &InitArgs, p: &Process) -> Result<PathBuf, InitError> {
-    process::set_rlimits(p)?;
-    if let Some(c) = p.capabilities() {
-        process::drop_bounding(c)?;
-    }
-    process::set_user(p, a.setgroups_allowed)?;
-    if let Some(c) = p.capabilities() {
-        process::set_caps(c)?;
-    } else {
-        // No capabilities object: the process gets none (runtime-spec).
-        for set in [
-            caps::CapSet::Effective,
-            caps::CapSet::Permitted,
-            caps::CapSet::Inheritable,
-        ] {
-            caps::clear(None, set)
-                .map_err(|e| sys("clearing capabilities")(std::io::Error::other(e.to_string())))?;
-        }
-    }
-    process::set_no_new_privs(p)?;
-    process::chdir(p)?;
-    let env = process::environment(p);
-    let arg0 = p
-        .args()
-        .as_ref()
-        .and_then(|a| a.first())
-        .expect("validated: args[0] exists");
-    Ok(process::find_executable(arg0, &env)?)
-}
-
-/// Every inherited fd from `from` up must not reach the user's program:
-/// close_range marks them close-on-exec in one call (Linux 5.11+).
-fn mark_fds_cloexec(from: u32) -> Result<(), InitError> {
-    // SAFETY: close_range only changes fd flags; fds below `from` are untouched.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            from,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if rc != 0 {
-        return Err(sys("marking inherited fds close-on-exec")(
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
-}
-
 /// Blocks until `hullc start` connects. The accepted connection is
 /// close-on-exec: a successful execve closes it, which `start` reads as EOF.
-fn wait_for_start(l: &UnixListener) -> Result<std::os::unix::net::UnixStream, InitError> {
+fn wait_for_start(l: &UnixListener) -> Result<UnixStream, InitError> {
     loop {
         match l.accept() {
             Ok((mut s, _)) => {
@@ -266,7 +279,7 @@ fn wait_for_start(l: &UnixListener) -> Result<std::os::unix::net::UnixStream, In
 
 /// The user's program starts with default signal handling: Rust's runtime
 /// ignores SIGPIPE, and ignored signals survive execve.
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
     // SAFETY: installing SIG_DFL is always sound; no handler code runs.

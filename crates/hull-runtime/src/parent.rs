@@ -4,11 +4,13 @@
 //! state and returns. Any failure tears down everything made so far.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use crate::cgroup::{self, CgroupError, Cgroups};
 use crate::config::{self, Bundle, ConfigError};
+use crate::console::{self, ConsoleError};
+use crate::hooks::{self, HookError};
 use crate::init::{self, InitArgs};
 use crate::namespaces::{self, NamespaceError, Plan};
 use crate::protocol::{self, Msg, ProtocolError};
@@ -37,8 +39,12 @@ pub enum CreateError {
     },
     #[error("container init exited during create ({0})")]
     InitDied(String),
-    #[error("--{0} is not supported yet")]
-    Unsupported(&'static str),
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error(transparent)]
+    ConsoleIo(#[from] ConsoleError),
+    #[error("{0}")]
+    Console(&'static str),
 }
 
 fn sys(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> CreateError {
@@ -92,25 +98,43 @@ impl Teardown {
 }
 
 pub fn create(root: &Path, o: &CreateOptions) -> Result<Created, CreateError> {
-    config::validate_id(&o.id)?;
-    if o.console_socket.is_some() {
-        return Err(CreateError::Unsupported("console-socket"));
-    }
     let bundle = config::load_bundle(&o.bundle)?;
-    if bundle
-        .spec
-        .process()
+    let console = match (terminal(&bundle.spec), &o.console_socket) {
+        (true, Some(path)) => Some(console::connect(path)?),
+        (true, None) => {
+            return Err(CreateError::Console(
+                "process.terminal is true but no --console-socket was given to receive the pty",
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(CreateError::Console(
+                "--console-socket needs process.terminal: true",
+            ))
+        }
+        (false, None) => None,
+    };
+    create_with(root, o, bundle, console)
+}
+
+pub(crate) fn terminal(spec: &oci_spec::runtime::Spec) -> bool {
+    spec.process()
         .as_ref()
         .and_then(|p| p.terminal())
         .unwrap_or(false)
-    {
-        return Err(CreateError::Unsupported(
-            "terminal (process.terminal: true)",
-        ));
-    }
+}
+
+/// Creates the container from a loaded bundle; `console` receives the pty
+/// master when the process has a terminal.
+pub(crate) fn create_with(
+    root: &Path,
+    o: &CreateOptions,
+    bundle: Bundle,
+    console: Option<UnixStream>,
+) -> Result<Created, CreateError> {
+    config::validate_id(&o.id)?;
     let dir = ContainerDir::claim(root, &o.id)?;
     let mut td = Teardown::default();
-    match build(&dir, &bundle, o, &mut td) {
+    match build(&dir, &bundle, o, console, &mut td) {
         Ok(c) => Ok(c),
         Err(e) => {
             for t in td.run(dir) {
@@ -125,6 +149,7 @@ fn build(
     dir: &ContainerDir,
     b: &Bundle,
     o: &CreateOptions,
+    console: Option<UnixStream>,
     td: &mut Teardown,
 ) -> Result<Created, CreateError> {
     dir.write_atomic(CONFIG_FILE, &b.raw)?;
@@ -158,6 +183,7 @@ fn build(
                 plan: &plan,
                 chan: child,
                 listener,
+                console,
                 no_pivot: o.no_pivot,
                 no_new_keyring: o.no_new_keyring,
                 preserve_fds: o.preserve_fds,
@@ -166,13 +192,25 @@ fn build(
         }
         Some(c) => c,
     };
-    drop((child, listener));
+    drop((child, listener, console));
     td.pidfd = Some(pidfd.try_clone().map_err(sys("dup pidfd"))?);
     outside_setup(&b.spec, &plan, cgroups.as_ref(), pid)?;
     parent.send(&Msg::Proceed)?;
-    parent
-        .expect(Msg::Ready, "ready")
-        .map_err(|e| init_failure(e, &pidfd))?;
+    let state_json = |status| hooks::state_json(&b.spec, &o.id, status, pid, &b.dir);
+    let ready = [Msg::Ready, Msg::CreateRuntime];
+    if parent
+        .expect_any(&ready, "ready")
+        .map_err(|e| init_failure(e, &pidfd))?
+        == Msg::CreateRuntime
+    {
+        let state = state_json("creating");
+        hooks::run(&b.spec, hooks::Kind::Prestart, &state)?;
+        hooks::run(&b.spec, hooks::Kind::CreateRuntime, &state)?;
+        parent.send(&Msg::HooksDone { state })?;
+        parent
+            .expect(Msg::Ready, "ready")
+            .map_err(|e| init_failure(e, &pidfd))?;
+    }
     let (start_time, _) =
         state::proc_stat(pid).ok_or_else(|| CreateError::InitDied("vanished".into()))?;
     dir.save(&Saved {
@@ -189,7 +227,9 @@ fn build(
     if let Some(p) = &o.pid_file {
         write_pid_file(p, pid)?;
     }
-    parent.send(&Msg::Commit)?;
+    parent.send(&Msg::Commit {
+        state: state_json("created"),
+    })?;
     parent
         .expect(Msg::Committed, "committed")
         .map_err(|e| init_failure(e, &pidfd))?;
@@ -232,7 +272,7 @@ pub(crate) fn dir_entry(dir: &ContainerDir, name: &str) -> PathBuf {
 }
 
 /// Writes the pid file atomically; relative paths are the caller's (runc).
-fn write_pid_file(p: &Path, pid: i32) -> Result<(), CreateError> {
+pub(crate) fn write_pid_file(p: &Path, pid: i32) -> Result<(), CreateError> {
     let p = std::path::absolute(p).map_err(sys(format!("--pid-file {}", p.display())))?;
     let tmp = p.with_file_name(format!(
         ".{}.hullc-tmp",
@@ -264,7 +304,10 @@ struct CloneArgs {
 /// clone3 without a new stack: fork semantics plus namespace flags, a pidfd
 /// for race-free signalling and, on cgroup v2, CLONE_INTO_CGROUP so the
 /// child is born in its cgroup. Returns `None` in the child.
-fn clone3(ns_flags: u64, cgroup_fd: Option<i32>) -> Result<Option<(i32, OwnedFd)>, CreateError> {
+pub(crate) fn clone3(
+    ns_flags: u64,
+    cgroup_fd: Option<i32>,
+) -> Result<Option<(i32, OwnedFd)>, CreateError> {
     let mut pidfd: libc::c_int = -1;
     let mut args = CloneArgs {
         flags: ns_flags | libc::CLONE_PIDFD as u64,

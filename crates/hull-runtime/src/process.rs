@@ -41,6 +41,10 @@ pub enum ProcessError {
     Exec(String, #[source] nix::Error),
     #[error("process.args or env contains a NUL byte")]
     Nul,
+    #[error("process.args: must name a program")]
+    NoArgs,
+    #[error("marking inherited fds close-on-exec")]
+    CloseRange(#[source] std::io::Error),
 }
 
 fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
@@ -254,6 +258,60 @@ pub(crate) fn exec(path: &Path, args: &[String], env: &[String]) -> ProcessError
         },
         Err(e) => e,
     }
+}
+
+
+/// rlimits and the bounding set while privileged, then the user switch,
+/// then the capability sets and no_new_privs; returns the program to exec.
+/// Shared by init and `exec`.
+pub(crate) fn become_process(
+    p: &Process,
+    setgroups_allowed: bool,
+) -> Result<PathBuf, ProcessError> {
+    set_rlimits(p)?;
+    if let Some(c) = p.capabilities() {
+        drop_bounding(c)?;
+    }
+    set_user(p, setgroups_allowed)?;
+    if let Some(c) = p.capabilities() {
+        set_caps(c)?;
+    } else {
+        // No capabilities object: the process gets none (runtime-spec).
+        for (set, which) in [
+            ("effective", CapSet::Effective),
+            ("permitted", CapSet::Permitted),
+            ("inheritable", CapSet::Inheritable),
+        ] {
+            caps::clear(None, which).map_err(|source| ProcessError::Caps { set, source })?;
+        }
+    }
+    set_no_new_privs(p)?;
+    chdir(p)?;
+    let env = environment(p);
+    let arg0 = p
+        .args()
+        .as_ref()
+        .and_then(|a| a.first())
+        .ok_or(ProcessError::NoArgs)?;
+    find_executable(arg0, &env)
+}
+
+/// Every inherited fd from `from` up must not reach the user's program:
+/// close_range marks them close-on-exec in one call (Linux 5.11+).
+pub(crate) fn mark_fds_cloexec(from: u32) -> Result<(), ProcessError> {
+    // SAFETY: close_range only changes fd flags; fds below `from` are untouched.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            from,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc != 0 {
+        return Err(ProcessError::CloseRange(std::io::Error::last_os_error()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

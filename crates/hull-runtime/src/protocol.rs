@@ -10,18 +10,23 @@
 //!        |   apply resources                                |
 //!        |------------------ Proceed ---------------------->|
 //!        |                                                  |  setns(paths), unshare(cgroup ns),
-//!        |                                                  |  mounts, devices, pivot_root,
-//!        |                                                  |  masked/readonly paths, sysctl,
-//!        |                                                  |  hostname, rlimits, user, caps
-//!        |<----------------- Ready -------------------------|  (or Error{context, errno})
+//!        |                                                  |  mounts, devices
+//!        |<----------------- CreateRuntime -----------------|  (only when hooks exist)
+//!        |   prestart + createRuntime hooks                 |
+//!        |------------------ HooksDone{state} ------------->|  createContainer hooks
+//!        |                                                  |  pivot_root, masked/readonly paths,
+//!        |                                                  |  sysctl, hostname, pty (sent to the
+//!        |                                                  |  console socket), rlimits, user, caps
+//!        |<----------------- Ready -------------------------|  (or Error{context, cause})
 //!        |   write state.json                               |
-//!        |------------------ Commit ----------------------->|  clears pdeathsig
+//!        |------------------ Commit{state} ---------------->|  clears pdeathsig
 //!        |<----------------- Committed ---------------------|
 //!      exit 0                                               |  accept() on start.sock (the barrier)
 //!                                                           |
-//!   hullc start ----------- connect(start.sock) ----------->|  unlink start.sock, execve(args)
+//!   hullc start ----------- connect(start.sock) ----------->|  startContainer hooks, execve(args)
 //!        |<-------- EOF (exec succeeded: CLOEXEC) ----------|
-//!        |<-------- or the exec error as text --------------|
+//!        |<-------- or the error as text -------------------|
+//!        |   unlink start.sock, poststart hooks             |
 //! ```
 //!
 //! If the parent dies before `Commit`, the kernel kills init through its
@@ -44,8 +49,14 @@ pub(crate) enum Msg {
     Proceed,
     /// Init → parent: the container is built and waits for `start`.
     Ready,
+    /// Init → parent: mounts are made, pivot_root is next: run the
+    /// prestart and createRuntime hooks now.
+    CreateRuntime,
+    /// Parent → init: those hooks succeeded; `state` is the JSON for ours.
+    HooksDone { state: String },
     /// Parent → init: the state is on disk; stop watching the parent.
-    Commit,
+    /// `state` is the JSON for the startContainer hooks.
+    Commit { state: String },
     /// Init → parent: acknowledged `Commit`.
     Committed,
     /// Init → parent: a stage failed.
@@ -75,7 +86,7 @@ pub enum ProtocolError {
     Decode(#[source] serde_json::Error),
     #[error("unexpected message {got:?} (expected {expected})")]
     Unexpected { got: String, expected: &'static str },
-    #[error("{context}: {cause}")]
+    #[error("{context}{sep}{cause}", sep = if cause.is_empty() { "" } else { ": " })]
     Child { context: String, cause: String },
 }
 
@@ -102,7 +113,9 @@ impl Channel {
         let what = match msg {
             Msg::Proceed => "proceed",
             Msg::Ready => "ready",
-            Msg::Commit => "commit",
+            Msg::CreateRuntime => "create-runtime",
+            Msg::HooksDone { .. } => "hooks-done",
+            Msg::Commit { .. } => "commit",
             Msg::Committed => "committed",
             Msg::Error { .. } => "error",
         };
@@ -128,9 +141,24 @@ impl Channel {
 
     /// Waits for `want`; an [`Msg::Error`] from the child becomes [`ProtocolError::Child`].
     pub(crate) fn expect(&self, want: Msg, expected: &'static str) -> Result<(), ProtocolError> {
+        self.expect_any(&[want], expected).map(|_| ())
+    }
+
+    /// Waits for a message of one of the kinds in `want` (compared by
+    /// variant, ignoring payloads) and returns it.
+    pub(crate) fn expect_any(
+        &self,
+        want: &[Msg],
+        expected: &'static str,
+    ) -> Result<Msg, ProtocolError> {
         match self.recv(expected)? {
-            m if m == want => Ok(()),
             Msg::Error { context, cause } => Err(ProtocolError::Child { context, cause }),
+            m if want
+                .iter()
+                .any(|w| std::mem::discriminant(w) == std::mem::discriminant(&m)) =>
+            {
+                Ok(m)
+            }
             other => Err(ProtocolError::Unexpected {
                 got: format!("{other:?}"),
                 expected,

@@ -5,12 +5,15 @@
 //! wait loop (init unblocks them before execve); one `poll` on a signalfd and
 //! the init pidfd drives the loop, so hullc needs no thread and no handler.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
+use std::os::unix::net::UnixStream;
+
+use crate::console;
 use crate::container::{self, ContainerError};
 use crate::parent::{self, CreateError, CreateOptions};
 use crate::signal;
@@ -38,13 +41,7 @@ const FORWARDED: &[Signal] = &[
 ];
 
 pub fn run(root: &Path, o: &CreateOptions, detach: bool, keep: bool) -> Result<i32, RunError> {
-    let mut set = SigSet::empty();
-    for s in FORWARDED {
-        set.add(*s);
-    }
-    let old = set
-        .thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)
-        .map_err(|e| RunError::Sys("blocking signals", e))?;
+    let (set, old) = block_forwarded().map_err(|e| RunError::Sys("blocking signals", e))?;
     let r = run_blocked(root, o, detach, keep, &set);
     let _ = old.thread_set_mask();
     r
@@ -57,6 +54,11 @@ fn run_blocked(
     keep: bool,
     set: &SigSet,
 ) -> Result<i32, RunError> {
+    // A foreground terminal without a console socket: hullc holds the pty.
+    let bundle = crate::config::load_bundle(&o.bundle).map_err(CreateError::from)?;
+    if parent::terminal(&bundle.spec) && o.console_socket.is_none() && !detach {
+        return run_with_tty(root, o, bundle, keep, set);
+    }
     let created = parent::create(root, o)?;
     if let Err(e) = container::start(root, &o.id) {
         let _ = container::delete(root, &o.id, true);
@@ -65,8 +67,54 @@ fn run_blocked(
     if detach {
         return Ok(0);
     }
-    let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| RunError::Sys("signalfd", e))?;
+    let code = wait_forwarding(&created.pidfd, set).map_err(|e| RunError::Sys("signalfd", e))?;
+    if !keep {
+        container::delete(root, &o.id, true)?;
+    }
+    Ok(code)
+}
+
+/// `run` in the foreground with a terminal: the pty master comes back over
+/// a socketpair instead of a console socket, and hullc proxies it.
+fn run_with_tty(
+    root: &Path,
+    o: &CreateOptions,
+    bundle: crate::config::Bundle,
+    keep: bool,
+    set: &SigSet,
+) -> Result<i32, RunError> {
+    let (ours, theirs) = UnixStream::pair().map_err(|e| {
+        RunError::Sys(
+            "socketpair",
+            nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        )
+    })?;
+    let created = parent::create_with(root, o, bundle, Some(theirs))?;
+    let started = console::recv_fd(ours.as_fd())
+        .map_err(|e| RunError::Create(e.into()))
+        .and_then(|m| {
+            container::start(root, &o.id)
+                .map(|_| m)
+                .map_err(RunError::from)
+        });
+    let master = match started {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = container::delete(root, &o.id, true);
+            return Err(e);
+        }
+    };
+    let code = crate::tty_proxy::proxy(&master, &created.pidfd, set);
+    if !keep {
+        container::delete(root, &o.id, true)?;
+    }
+    Ok(code)
+}
+
+/// Waits for the process behind `pidfd` to exit, forwarding the signals in
+/// `set` (which the caller has blocked) to it; returns its exit status.
+pub(crate) fn wait_forwarding(pidfd: &OwnedFd, set: &SigSet) -> Result<i32, nix::Error> {
+    let sfd = SignalFd::with_flags(set, SfdFlags::SFD_CLOEXEC)?;
     loop {
         let mut fds = [
             libc::pollfd {
@@ -75,28 +123,31 @@ fn run_blocked(
                 revents: 0,
             },
             libc::pollfd {
-                fd: created.pidfd.as_raw_fd(),
+                fd: pidfd.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             },
         ];
         // SAFETY: two valid pollfds in a live array.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if n < 0 {
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
             continue; // EINTR
         }
         if fds[1].revents != 0 {
             break;
         }
         if let Ok(Some(info)) = sfd.read_signal() {
-            let _ = signal::kill_pidfd(&created.pidfd, info.ssi_signo as i32);
+            let _ = signal::kill_pidfd(pidfd, info.ssi_signo as i32);
         }
     }
-    let code = signal::exit_status(&created.pidfd)
-        .map(|(c, _)| c)
-        .unwrap_or(255);
-    if !keep {
-        container::delete(root, &o.id, true)?;
+    Ok(signal::exit_status(pidfd).map(|(c, _)| c).unwrap_or(255))
+}
+
+/// The signal set `run` and `exec` forward, blocked for the caller's thread.
+pub(crate) fn block_forwarded() -> Result<(SigSet, SigSet), nix::Error> {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(*s);
     }
-    Ok(code)
+    let old = set.thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK)?;
+    Ok((set, old))
 }

@@ -140,6 +140,8 @@ pub enum Cmd {
     },
     /// Change the container's resource limits.
     Update(UpdateArgs),
+    /// Run a new process in a running container.
+    Exec(ExecArgs),
     /// Print resource statistics and OOM events.
     Events {
         /// Print one stats object and exit.
@@ -194,4 +196,51 @@ pub struct UpdateArgs {
     #[arg(long)]
     pub blkio_weight: Option<u16>,
     pub id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// runtime-spec process JSON; replaces the flags below.
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Unix socket that receives the pty master.
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process runs.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// File to write the process' pid to.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Extra environment (KEY=value), repeatable.
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// UID[:GID] to run as.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Additional group ids, repeatable.
+    #[arg(short = 'g', long)]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability (CAP_NAME), repeatable.
+    #[arg(short, long)]
+    pub cap: Vec<String>,
+    /// Set no_new_privs.
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// Pass N extra fds (3..3+N) to the process.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    /// Accepted for compatibility; not supported.
+    #[arg(long)]
+    pub pidfd_socket: Option<PathBuf>,
+    pub id: String,
+    /// Command and arguments (unless --process).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }

@@ -3,6 +3,7 @@
 
 mod cgroup_cmds;
 mod cli;
+mod exec_cmd;
 mod logging;
 
 use std::io::Write;
@@ -85,6 +86,18 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Cmd::List { format, quiet } => list(root, format, quiet)?,
         Cmd::Spec { bundle, rootless } => hull_runtime::write_spec(&bundle, rootless)?,
         Cmd::Features => print_json(&hull_runtime::features())?,
+        Cmd::Exec(a) => {
+            let o = hull_runtime::ExecOptions {
+                process: exec_cmd::process(root, &a)?,
+                id: a.id,
+                console_socket: a.console_socket,
+                detach: a.detach,
+                pid_file: a.pid_file,
+                preserve_fds: a.preserve_fds,
+            };
+            let code = hull_runtime::exec(root, &o)?;
+            return Ok(code.clamp(0, 255) as u8);
+        }
         Cmd::Pause { id } => hull_runtime::pause(root, &id)?,
         Cmd::Resume { id } => hull_runtime::resume(root, &id)?,
         Cmd::Ps {

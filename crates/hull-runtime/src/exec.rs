@@ -1,0 +1,288 @@
+//! `hullc exec`: a new process in a running container.
+//!
+//! ```text
+//!   hullc exec (parent)                              exec child
+//!        | open /proc/<init>/ns/* that differ from ours   |
+//!        | setns(pid), setns(time)  (they apply to children)
+//!        |-- clone3([CLONE_INTO_CGROUP]) ---------------->|  waits
+//!        |   join the container's cgroups                 |
+//!        |------------------ Proceed -------------------->|  setns(user, ipc, uts, net, mnt, cgroup)
+//!        |                                                |  pty, rlimits, user, caps, cwd
+//!        |<---------- Error{..} (setup failed) -----------|
+//!        |<---------- EOF: execve closed the channel -----|
+//!   pid file; wait (forwarding signals) unless --detach
+//! ```
+//! The channel is close-on-exec, so a successful execve is seen as EOF
+//! and any failure before it arrives as a typed error.
+
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use crate::cgroup::Cgroups;
+use crate::console::{self, ConsoleError};
+use crate::container::{self, ContainerError};
+use crate::parent::{clone3, CreateError};
+use crate::process::{self, ProcessError};
+use crate::protocol::{self, Msg, ProtocolError};
+use crate::state::{ContainerDir, Saved, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error(transparent)]
+    Create(#[from] CreateError),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    #[error(transparent)]
+    Console(#[from] ConsoleError),
+    #[error("exec: {op}")]
+    Sys {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    #[error(transparent)]
+    Init(#[from] crate::init::InitError),
+    #[error("{0}")]
+    Usage(&'static str),
+}
+
+fn sys(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> ExecError {
+    let op = op.into();
+    move |source| ExecError::Sys { op, source }
+}
+
+/// `hullc exec` options.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub id: String,
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// The container's own `process`, the base that `exec` flags override.
+pub fn container_process(root: &Path, id: &str) -> Result<Process, ExecError> {
+    let dir = ContainerDir::open(root, id).map_err(ContainerError::from)?;
+    let spec = container::saved_spec(&dir).ok_or(ExecError::Usage(
+        "the container's saved config is unreadable",
+    ))?;
+    spec.process()
+        .clone()
+        .ok_or(ExecError::Usage("the container's config has no process"))
+}
+
+/// Namespaces in the order they are joined: user first (it owns the rest),
+/// mnt after the others so their /proc lookups still see the host.
+const ORDER: &[(&str, LinuxNamespaceType)] = &[
+    ("user", LinuxNamespaceType::User),
+    ("ipc", LinuxNamespaceType::Ipc),
+    ("uts", LinuxNamespaceType::Uts),
+    ("net", LinuxNamespaceType::Network),
+    ("mnt", LinuxNamespaceType::Mount),
+    ("cgroup", LinuxNamespaceType::Cgroup),
+];
+
+/// Opens init's namespaces that differ from ours (setns into our own user
+/// namespace is EINVAL, and joining the same one is pointless anyway).
+fn open_namespaces(
+    pid: i32,
+    names: &[(&'static str, LinuxNamespaceType)],
+) -> Result<Vec<(LinuxNamespaceType, File)>, ExecError> {
+    let mut out = Vec::new();
+    for (name, t) in names {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let ino = |p: &str| std::fs::metadata(p).map(|m| m.ino());
+        if ino(&theirs).map_err(sys(format!("reading {theirs}")))?
+            == ino(&format!("/proc/self/ns/{name}")).unwrap_or(0)
+        {
+            continue;
+        }
+        out.push((
+            *t,
+            File::open(&theirs).map_err(sys(format!("opening {theirs}")))?,
+        ));
+    }
+    Ok(out)
+}
+
+fn setns(f: &File, t: LinuxNamespaceType) -> std::io::Result<()> {
+    // SAFETY: setns with a namespace fd we own and its CLONE_NEW* type.
+    if unsafe { libc::setns(f.as_raw_fd(), t as i32) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Runs `o.process` in the container; returns its exit status, or 0 with
+/// `detach`.
+pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32, ExecError> {
+    let (saved, cg) = running(root, &o.id)?;
+    let terminal = o.process.terminal().unwrap_or(false);
+    if o.detach && terminal && o.console_socket.is_none() {
+        return Err(ExecError::Usage(
+            "exec --detach with a terminal needs --console-socket",
+        ));
+    }
+    if !terminal && o.console_socket.is_some() {
+        return Err(ExecError::Usage(
+            "--console-socket needs a terminal (-t or process.terminal)",
+        ));
+    }
+    let (set, old) =
+        crate::run::block_forwarded().map_err(|e| sys("blocking signals")(e.into()))?;
+    let r = exec_blocked(o, &saved, cg.as_ref(), terminal, &set);
+    let _ = old.thread_set_mask();
+    r
+}
+
+fn running(root: &Path, id: &str) -> Result<(Saved, Option<Cgroups>), ExecError> {
+    let st = container::state(root, id)?;
+    if !matches!(st.status, Status::Running | Status::Created) {
+        return Err(ContainerError::WrongStatus {
+            id: id.into(),
+            status: st.status,
+            what: "cannot exec in a container that is not running",
+        }
+        .into());
+    }
+    let dir = ContainerDir::open(root, id).map_err(ContainerError::from)?;
+    let saved = dir
+        .load()
+        .map_err(ContainerError::from)?
+        .ok_or(ExecError::Usage("container is still being created"))?;
+    let cg = Cgroups::from_json(saved.cgroup.as_ref());
+    Ok((saved, cg))
+}
+
+fn exec_blocked(
+    o: &ExecOptions,
+    saved: &Saved,
+    cg: Option<&Cgroups>,
+    terminal: bool,
+    set: &nix::sys::signal::SigSet,
+) -> Result<i32, ExecError> {
+    let nss = open_namespaces(saved.pid, ORDER)?;
+    for (t, f) in open_namespaces(
+        saved.pid,
+        &[
+            ("pid", LinuxNamespaceType::Pid),
+            ("time", LinuxNamespaceType::Time),
+        ],
+    )? {
+        setns(&f, t).map_err(sys(format!("joining the container's {t} namespace")))?;
+    }
+    let (console_ours, console_theirs) = match (&o.console_socket, terminal) {
+        (Some(p), _) => (None, Some(console::connect(p)?)),
+        (None, true) => {
+            let (a, b) = UnixStream::pair().map_err(sys("socketpair"))?;
+            (Some(a), Some(b))
+        }
+        (None, false) => (None, None),
+    };
+    let (parent, child) = protocol::channel()?;
+    let cg_fd = cg.and_then(|c| c.clone_fd());
+    let (pid, pidfd) = match clone3(0, cg_fd.as_ref().map(|f| f.as_raw_fd()))? {
+        None => {
+            drop(parent);
+            let err = child_main(
+                &child,
+                &nss,
+                &o.process,
+                console_theirs.as_ref(),
+                o.preserve_fds,
+            );
+            let (context, cause) = crate::init::split_error(&err);
+            let _ = child.send(&Msg::Error { context, cause });
+            // SAFETY: _exit skips the parent's atexit handlers and buffers.
+            unsafe { libc::_exit(127) }
+        }
+        Some(c) => c,
+    };
+    drop((child, console_theirs, nss));
+    let setup = (|| {
+        if let Some(cg) = cg {
+            cg.enter(pid).map_err(CreateError::from)?;
+        }
+        parent.send(&Msg::Proceed)?;
+        match parent.expect(Msg::Ready, "exec") {
+            Err(ProtocolError::Closed { .. }) => Ok(()),
+            Err(e) => Err(ExecError::from(e)),
+            Ok(()) => Err(ExecError::Usage("exec child sent an unexpected message")),
+        }
+    })();
+    if let Err(e) = setup {
+        let _ = crate::signal::kill_pidfd(&pidfd, libc::SIGKILL);
+        crate::signal::reap(&pidfd);
+        return Err(e);
+    }
+    if let Some(p) = &o.pid_file {
+        crate::parent::write_pid_file(p, pid)?;
+    }
+    finish(o, pidfd, console_ours, set)
+}
+
+/// After the program runs: detach, proxy its terminal, or wait for it.
+fn finish(
+    o: &ExecOptions,
+    pidfd: OwnedFd,
+    console: Option<UnixStream>,
+    set: &nix::sys::signal::SigSet,
+) -> Result<i32, ExecError> {
+    if o.detach {
+        return Ok(0);
+    }
+    if let Some(sock) = console {
+        let master = console::recv_fd(sock.as_fd())?;
+        return Ok(crate::tty_proxy::proxy(&master, &pidfd, set));
+    }
+    crate::run::wait_forwarding(&pidfd, set).map_err(|e| sys("waiting")(e.into()))
+}
+
+/// The exec child: join, set up, exec. Returns only the error that stopped it.
+fn child_main(
+    chan: &protocol::Channel,
+    nss: &[(LinuxNamespaceType, File)],
+    p: &Process,
+    console: Option<&UnixStream>,
+    preserve_fds: u32,
+) -> ExecError {
+    let r = (|| -> Result<std::convert::Infallible, ExecError> {
+        chan.expect(Msg::Proceed, "proceed")?;
+        for (t, f) in nss {
+            setns(f, *t).map_err(sys(format!("joining the container's {t} namespace")))?;
+        }
+        if nss.iter().any(|(t, _)| *t == LinuxNamespaceType::User) {
+            nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+                .map_err(|e| sys("setgid(0) in user namespace")(e.into()))?;
+            nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+                .map_err(|e| sys("setuid(0) in user namespace")(e.into()))?;
+        }
+        if let Some(sock) = console {
+            crate::init::setup_terminal(sock, p)?;
+        }
+        let exe = process::become_process(p, true)?;
+        let env = process::environment(p);
+        process::mark_fds_cloexec(3 + preserve_fds)?;
+        crate::init::reset_signals();
+        Err(ExecError::from(process::exec(
+            &exe,
+            p.args().as_deref().unwrap_or_default(),
+            &env,
+        )))
+    })();
+    match r {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
+}
