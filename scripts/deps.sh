@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what hull's tests and demo need on a fresh Debian machine (root).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+pkgs=(
+  busybox-static   # test images and bundles
+  runc             # benchmark baseline, and containerd's runc shim tests
+  containerd       # shim tests (containerd + ctr)
+  docker-registry  # a real registry on 127.0.0.1 for pull tests
+  skopeo umoci     # push to and cross-check the registry and archives
+  apache2-utils    # htpasswd for the registry's basic auth test
+  iproute2 procps  # ip netns, ps (hullc ps)
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi
