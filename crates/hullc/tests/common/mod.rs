@@ -129,6 +129,9 @@ pub struct Out {
     pub stdout: String,
     pub stderr: String,
     pub args: Vec<String>,
+    /// The file that received hullc's stdout: a container started by
+    /// `create` keeps writing there after hullc has exited.
+    pub stdout_path: PathBuf,
 }
 
 impl Out {
@@ -183,6 +186,61 @@ impl Out {
             self.args,
             self.stderr
         );
+    }
+}
+
+/// A hullc process the test has not waited for yet.
+pub struct Spawned {
+    child: std::process::Child,
+    out_path: PathBuf,
+    err_path: PathBuf,
+    args: Vec<String>,
+}
+
+impl Spawned {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits (at most [`CMD_TIMEOUT`]) and collects the output.
+    pub fn wait(mut self) -> Out {
+        let end = Instant::now() + CMD_TIMEOUT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait hullc") {
+                break s;
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("hullc {:?} did not finish in {CMD_TIMEOUT:?}", self.args);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let pid = self.pid();
+        if let Ok(mut v) = OWN_CHILDREN.lock() {
+            v.retain(|p| *p != pid);
+        }
+        reap_zombies();
+        Out {
+            status,
+            stdout: fs::read_to_string(&self.out_path).unwrap_or_default(),
+            stderr: fs::read_to_string(&self.err_path).unwrap_or_default(),
+            args: std::mem::take(&mut self.args),
+            stdout_path: self.out_path.clone(),
+        }
+    }
+}
+
+impl Drop for Spawned {
+    /// A test that panicked before `wait` must not leave hullc running.
+    fn drop(&mut self) {
+        // Both are no-ops on a child that was already waited for.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let pid = self.pid();
+        if let Ok(mut v) = OWN_CHILDREN.lock() {
+            v.retain(|p| *p != pid);
+        }
     }
 }
 
@@ -262,7 +320,19 @@ impl Hullc {
         self.exec(c, args, |_| {})
     }
 
-    fn exec(&self, mut c: Command, args: &[&str], f: impl FnOnce(&mut Command)) -> Out {
+    fn exec(&self, c: Command, args: &[&str], f: impl FnOnce(&mut Command)) -> Out {
+        self.spawn_cmd(c, args, f).wait()
+    }
+
+    /// Starts `hullc --root ROOT ARGS...` without waiting (e.g. a foreground
+    /// `run` that the test signals).
+    pub fn spawn(&self, args: &[&str]) -> Spawned {
+        let mut c = Command::new(HULLC);
+        c.arg("--root").arg(&self.root).args(args);
+        self.spawn_cmd(c, args, |_| {})
+    }
+
+    fn spawn_cmd(&self, mut c: Command, args: &[&str], f: impl FnOnce(&mut Command)) -> Spawned {
         let n = self.n.get();
         self.n.set(n + 1);
         let out_path = self.tmp.path().join(format!("cmd{n}.out"));
@@ -272,24 +342,13 @@ impl Hullc {
             .stdout(fs::File::create(&out_path).expect("stdout file"))
             .stderr(fs::File::create(&err_path).expect("stderr file"));
         f(&mut c);
-        let mut child = c.spawn().expect("spawn hullc");
-        let end = Instant::now() + CMD_TIMEOUT;
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("wait hullc") {
-                break s;
-            }
-            if Instant::now() > end {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("hullc {args:?} did not finish in {CMD_TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        reap_zombies();
-        Out {
-            status,
-            stdout: fs::read_to_string(&out_path).unwrap_or_default(),
-            stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+        let child = c.spawn().expect("spawn hullc");
+        let pid = child.id() as i32;
+        OWN_CHILDREN.lock().expect("child list").push(pid);
+        Spawned {
+            child,
+            out_path,
+            err_path,
             args: args.iter().map(|s| s.to_string()).collect(),
         }
     }
@@ -353,9 +412,11 @@ impl Hullc {
 
     #[track_caller]
     pub fn wait_status(&self, id: &str, want: &str) {
-        wait_until(&format!("{id} to be {want}"), Duration::from_secs(20), || {
-            self.status(id) == want
-        });
+        wait_until(
+            &format!("{id} to be {want}"),
+            Duration::from_secs(20),
+            || self.status(id) == want,
+        );
     }
 }
 
