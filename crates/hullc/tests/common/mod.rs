@@ -202,6 +202,11 @@ impl Spawned {
         self.child.id() as i32
     }
 
+    /// The file receiving the process' stdout while it runs.
+    pub fn stdout_path(&self) -> &Path {
+        &self.out_path
+    }
+
     /// Waits (at most [`CMD_TIMEOUT`]) and collects the output.
     pub fn wait(mut self) -> Out {
         let end = Instant::now() + CMD_TIMEOUT;
