@@ -130,7 +130,7 @@ fn ps_and_kill_all_cover_every_process() {
     });
     let table = h.cmd(&["ps", &id]).ok().stdout;
     assert!(table.lines().next().is_some_and(|l| l.contains("PID")), "{table}");
-    assert_eq!(table.lines().filter(|l| l.contains("sleep 1000")).count(), 2, "{table}");
+    assert_eq!(table.lines().filter(|l| l.ends_with(" sleep 1000")).count(), 2, "{table}");
     h.cmd(&["kill", "--all", &id, "KILL"]).ok();
     h.wait_status(&id, "stopped");
 }
