@@ -74,15 +74,30 @@ pub fn validate_id(id: &str) -> Result<(), ConfigError> {
 
 /// Parses `config.json` bytes, naming the failing field.
 pub fn parse_spec(path: &Path, raw: &[u8]) -> Result<Spec, ConfigError> {
-    let de = &mut serde_json::Deserializer::from_slice(raw);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let field = e.path().to_string();
-        ConfigError::Parse {
-            path: path.to_path_buf(),
-            field: if field == "." { "(root)".into() } else { field },
-            cause: e.into_inner().to_string(),
-        }
-    })
+    let parse_err = |field: String, cause: String| ConfigError::Parse {
+        path: path.to_path_buf(),
+        field: if field == "." || field.is_empty() { "(root)".into() } else { field },
+        cause,
+    };
+    let mut v: serde_json::Value = serde_json::from_slice(raw).map_err(|e| parse_err(String::new(), e.to_string()))?;
+    drop_unknown_capabilities(&mut v);
+    serde_path_to_error::deserialize(v).map_err(|e| parse_err(e.path().to_string(), e.into_inner().to_string()))
+}
+
+/// runtime-spec 1.1: a capability the runtime does not know is skipped with
+/// a warning, not an error (configs written for newer kernels must run).
+fn drop_unknown_capabilities(v: &mut serde_json::Value) {
+    let Some(caps) = v.pointer_mut("/process/capabilities").and_then(|c| c.as_object_mut()) else { return };
+    for (set, list) in caps.iter_mut() {
+        let Some(list) = list.as_array_mut() else { continue };
+        list.retain(|c| {
+            let known = serde_json::from_value::<oci_spec::runtime::Capability>(c.clone()).is_ok();
+            if !known {
+                tracing::warn!("process.capabilities.{set}: unknown capability {c} ignored");
+            }
+            known
+        });
+    }
 }
 
 /// Reads `<bundle>/config.json`, resolves the rootfs and validates the spec.
@@ -268,6 +283,15 @@ mod tests {
         let raw = br#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":"x","gid":0}}}"#;
         let err = parse_spec(Path::new("config.json"), raw).expect_err("bad uid");
         assert!(err.to_string().contains("process.user.uid"), "{err}");
+    }
+
+    #[test]
+    fn unknown_capabilities_are_skipped() {
+        let raw = br#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":0,"gid":0},
+            "capabilities":{"bounding":["CAP_KILL","CAP_FROM_THE_FUTURE"]}}}"#;
+        let spec = parse_spec(Path::new("config.json"), raw).expect("unknown caps are not fatal");
+        let caps = spec.process().as_ref().and_then(|p| p.capabilities().clone()).expect("caps");
+        assert_eq!(caps.bounding().as_ref().map(|b| b.len()), Some(1));
     }
 
     #[test]
