@@ -31,7 +31,10 @@ fn cgroup_dir(h: &Hullc, id: &str, controller: &str) -> PathBuf {
 }
 
 fn read(p: PathBuf) -> String {
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).trim().to_string()
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
 }
 
 fn sleeping(h: &Hullc, b: &mut Bundle, name: &str) -> String {
@@ -57,19 +60,34 @@ fn resources_from_config_are_applied() {
     });
     let id = sleeping(&h, &mut b, "res");
     if v1("memory") {
-        assert_eq!(read(cgroup_dir(&h, &id, "memory").join("memory.limit_in_bytes")), (64u64 << 20).to_string());
+        assert_eq!(
+            read(cgroup_dir(&h, &id, "memory").join("memory.limit_in_bytes")),
+            (64u64 << 20).to_string()
+        );
         assert_eq!(read(cgroup_dir(&h, &id, "pids").join("pids.max")), "42");
         assert_eq!(read(cgroup_dir(&h, &id, "cpu").join("cpu.shares")), "512");
-        assert_eq!(read(cgroup_dir(&h, &id, "cpu").join("cpu.cfs_quota_us")), "50000");
+        assert_eq!(
+            read(cgroup_dir(&h, &id, "cpu").join("cpu.cfs_quota_us")),
+            "50000"
+        );
         // The same limit seen from inside, through the container's own cgroup mount.
-        let o = h.cmd(&["exec", &id, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]).ok();
+        let o = h
+            .cmd(&[
+                "exec",
+                &id,
+                "cat",
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            ])
+            .ok();
         assert_eq!(o.stdout.trim(), (64u64 << 20).to_string());
     } else {
         let dir = cgroup_dir(&h, &id, "memory");
         assert_eq!(read(dir.join("memory.max")), (64u64 << 20).to_string());
         assert_eq!(read(dir.join("pids.max")), "42");
         assert_eq!(read(dir.join("cpu.max")), "50000 100000");
-        let o = h.cmd(&["exec", &id, "cat", "/sys/fs/cgroup/memory.max"]).ok();
+        let o = h
+            .cmd(&["exec", &id, "cat", "/sys/fs/cgroup/memory.max"])
+            .ok();
         assert_eq!(o.stdout.trim(), (64u64 << 20).to_string());
     }
 }
@@ -79,12 +97,17 @@ fn update_changes_limits_live() {
     let h = Hullc::new();
     let mut b = Bundle::new(&h);
     let id = sleeping(&h, &mut b, "upd");
-    h.cmd(&["update", "--memory", "48m", "--pids-limit", "17", &id]).ok();
+    h.cmd(&["update", "--memory", "48m", "--pids-limit", "17", &id])
+        .ok();
     let res = h.scratch().join("res.json");
     std::fs::write(&res, json!({"cpu": {"shares": 256}}).to_string()).expect("write");
-    h.cmd(&["update", "--resources", res.to_str().expect("utf-8"), &id]).ok();
+    h.cmd(&["update", "--resources", res.to_str().expect("utf-8"), &id])
+        .ok();
     if v1("memory") {
-        assert_eq!(read(cgroup_dir(&h, &id, "memory").join("memory.limit_in_bytes")), (48u64 << 20).to_string());
+        assert_eq!(
+            read(cgroup_dir(&h, &id, "memory").join("memory.limit_in_bytes")),
+            (48u64 << 20).to_string()
+        );
         assert_eq!(read(cgroup_dir(&h, &id, "pids").join("pids.max")), "17");
         assert_eq!(read(cgroup_dir(&h, &id, "cpu").join("cpu.shares")), "256");
     } else {
@@ -92,7 +115,8 @@ fn update_changes_limits_live() {
         assert_eq!(read(dir.join("memory.max")), (48u64 << 20).to_string());
         assert_eq!(read(dir.join("pids.max")), "17");
     }
-    h.cmd(&["update", "--memory", "lots", &id]).fails_with(&["--memory"]);
+    h.cmd(&["update", "--memory", "lots", &id])
+        .fails_with(&["--memory"]);
 }
 
 #[test]
@@ -100,7 +124,11 @@ fn pause_freezes_and_resume_thaws() {
     let h = Hullc::new();
     let mut b = Bundle::new(&h);
     // A counter that only advances while the container runs.
-    b.args(&["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; done"]);
+    b.args(&[
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; done",
+    ]);
     let id = h.id("pause");
     h.run(&b, &id, &["--detach"]).ok();
     let count = b.rootfs().join("tmp/count");
@@ -109,11 +137,17 @@ fn pause_freezes_and_resume_thaws() {
     assert_eq!(h.status(&id), "paused");
     let before = std::fs::read_to_string(&count).unwrap_or_default();
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(std::fs::read_to_string(&count).unwrap_or_default(), before, "frozen processes make no progress");
+    assert_eq!(
+        std::fs::read_to_string(&count).unwrap_or_default(),
+        before,
+        "frozen processes make no progress"
+    );
     h.cmd(&["pause", &id]).fails_with(&["paused"]);
     h.cmd(&["resume", &id]).ok();
     assert_eq!(h.status(&id), "running");
-    common::wait_until("progress after resume", Duration::from_secs(10), || std::fs::read_to_string(&count).unwrap_or_default() != before);
+    common::wait_until("progress after resume", Duration::from_secs(10), || {
+        std::fs::read_to_string(&count).unwrap_or_default() != before
+    });
     h.cmd(&["resume", &id]).fails_with(&["running"]);
 }
 
@@ -126,11 +160,20 @@ fn ps_and_kill_all_cover_every_process() {
     h.run(&b, &id, &["--detach"]).ok();
     common::wait_until("three processes", Duration::from_secs(10), || {
         let o = h.cmd(&["ps", "--format", "json", &id]);
-        serde_json::from_str::<Vec<i32>>(&o.stdout).map(|p| p.len() == 3).unwrap_or(false)
+        serde_json::from_str::<Vec<i32>>(&o.stdout)
+            .map(|p| p.len() == 3)
+            .unwrap_or(false)
     });
     let table = h.cmd(&["ps", &id]).ok().stdout;
-    assert!(table.lines().next().is_some_and(|l| l.contains("PID")), "{table}");
-    assert_eq!(table.lines().filter(|l| l.ends_with(" sleep 1000")).count(), 2, "{table}");
+    assert!(
+        table.lines().next().is_some_and(|l| l.contains("PID")),
+        "{table}"
+    );
+    assert_eq!(
+        table.lines().filter(|l| l.ends_with(" sleep 1000")).count(),
+        2,
+        "{table}"
+    );
     h.cmd(&["kill", "--all", &id, "KILL"]).ok();
     h.wait_status(&id, "stopped");
 }
@@ -144,8 +187,18 @@ fn events_stats_is_runc_shaped() {
     let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
     assert_eq!(v["type"], "stats");
     assert_eq!(v["id"], json!(id));
-    assert!(v["data"]["memory"]["usage"]["usage"].as_u64().is_some_and(|u| u > 0), "{v}");
-    assert!(v["data"]["pids"]["current"].as_u64().is_some_and(|n| n >= 1), "{v}");
+    assert!(
+        v["data"]["memory"]["usage"]["usage"]
+            .as_u64()
+            .is_some_and(|u| u > 0),
+        "{v}"
+    );
+    assert!(
+        v["data"]["pids"]["current"]
+            .as_u64()
+            .is_some_and(|n| n >= 1),
+        "{v}"
+    );
 }
 
 /// An allocation beyond the limit is OOM-killed: `run` exits 137 (SIGKILL).
@@ -173,10 +226,17 @@ fn events_reports_oom() {
     std::thread::sleep(Duration::from_millis(300));
     std::fs::write(b.rootfs().join("tmp/go"), "").expect("go");
     let out = ev.stdout_path().to_path_buf();
-    common::wait_until("oom event", Duration::from_secs(20), || std::fs::read_to_string(&out).unwrap_or_default().contains(r#""type":"oom""#));
+    common::wait_until("oom event", Duration::from_secs(20), || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .contains(r#""type":"oom""#)
+    });
     h.cmd(&["delete", "--force", &id]).ok();
     let o = ev.wait();
-    assert!(o.status.success(), "events ends when the container is gone: {o:?}");
+    assert!(
+        o.status.success(),
+        "events ends when the container is gone: {o:?}"
+    );
 }
 
 #[test]
@@ -184,8 +244,15 @@ fn delete_removes_every_cgroup_dir() {
     let h = Hullc::new();
     let mut b = Bundle::new(&h);
     let id = sleeping(&h, &mut b, "cgdel");
-    let dirs: Vec<PathBuf> = ["memory", "pids", "cpu", "freezer"].iter().filter(|c| v1(c)).map(|c| cgroup_dir(&h, &id, c)).collect();
-    assert!(dirs.iter().all(|d| d.is_dir() && d.ends_with(&id)), "{dirs:?}");
+    let dirs: Vec<PathBuf> = ["memory", "pids", "cpu", "freezer"]
+        .iter()
+        .filter(|c| v1(c))
+        .map(|c| cgroup_dir(&h, &id, c))
+        .collect();
+    assert!(
+        dirs.iter().all(|d| d.is_dir() && d.ends_with(&id)),
+        "{dirs:?}"
+    );
     h.cmd(&["delete", "--force", &id]).ok();
     for d in dirs {
         assert!(!d.exists(), "{} left behind", d.display());

@@ -210,7 +210,8 @@ fn list_formats() {
     want.sort();
     assert_eq!(q.lines().collect::<Vec<_>>(), want);
 
-    let js: Value = serde_json::from_str(&h.cmd(&["list", "--format", "json"]).ok().stdout).unwrap();
+    let js: Value =
+        serde_json::from_str(&h.cmd(&["list", "--format", "json"]).ok().stdout).unwrap();
     let arr = js.as_array().expect("list --format json is an array");
     assert_eq!(arr.len(), 2, "{js}");
     for e in arr {
@@ -228,7 +229,10 @@ fn list_formats() {
     let rows: Vec<&str> = lines.collect();
     assert_eq!(rows.len(), 2, "{table}");
     for (row, id) in rows.iter().zip(&want) {
-        assert!(row.starts_with(id.as_str()) && row.contains("created"), "{row}");
+        assert!(
+            row.starts_with(id.as_str()) && row.contains("created"),
+            "{row}"
+        );
     }
 }
 
@@ -247,7 +251,8 @@ fn spec_writes_a_default_config() {
     let dir = tempfile::tempdir().unwrap();
     h.cmd(&["spec", "--bundle", dir.path().to_str().unwrap()])
         .ok();
-    let c: Value = serde_json::from_slice(&fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    let c: Value =
+        serde_json::from_slice(&fs::read(dir.path().join("config.json")).unwrap()).unwrap();
     assert_eq!(c["root"]["path"], "rootfs");
     assert_eq!(c["process"]["args"], json!(["sh"]));
     assert!(c["ociVersion"].as_str().unwrap().starts_with("1."));
@@ -288,9 +293,15 @@ fn spec_never_overwrites_a_config() {
 fn spec_rootless_has_a_user_namespace_and_mappings() {
     let h = Hullc::new();
     let dir = tempfile::tempdir().unwrap();
-    h.cmd(&["spec", "--rootless", "--bundle", dir.path().to_str().unwrap()])
-        .ok();
-    let c: Value = serde_json::from_slice(&fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    h.cmd(&[
+        "spec",
+        "--rootless",
+        "--bundle",
+        dir.path().to_str().unwrap(),
+    ])
+    .ok();
+    let c: Value =
+        serde_json::from_slice(&fs::read(dir.path().join("config.json")).unwrap()).unwrap();
     let ns = c["linux"]["namespaces"].as_array().unwrap();
     assert!(ns.iter().any(|n| n["type"] == "user"), "{ns:?}");
     // We run as root: the single mapping maps container 0 to host 0.
@@ -305,14 +316,17 @@ fn features_tells_what_is_supported() {
     let spec_dir = tempfile::tempdir().unwrap();
     h.cmd(&["spec", "--bundle", spec_dir.path().to_str().unwrap()])
         .ok();
-    let c: Value = serde_json::from_slice(&fs::read(spec_dir.path().join("config.json")).unwrap()).unwrap();
+    let c: Value =
+        serde_json::from_slice(&fs::read(spec_dir.path().join("config.json")).unwrap()).unwrap();
     assert_eq!(f["ociVersionMax"], c["ociVersion"]);
     assert!(f["ociVersionMin"].as_str().unwrap().starts_with("1.0"));
     let has = |v: &Value, x: &str| v.as_array().unwrap().iter().any(|e| e == x);
     for ns in ["pid", "mount", "uts", "ipc", "network", "cgroup"] {
         assert!(has(&f["linux"]["namespaces"], ns), "{ns}: {f}");
     }
-    for o in ["ro", "nosuid", "nodev", "noexec", "bind", "rbind", "rprivate"] {
+    for o in [
+        "ro", "nosuid", "nodev", "noexec", "bind", "rbind", "rprivate",
+    ] {
         assert!(has(&f["mountOptions"], o), "{o}: {f}");
     }
     assert!(has(&f["linux"]["capabilities"], "CAP_SYS_ADMIN"), "{f}");
@@ -323,8 +337,15 @@ fn log_json_records_errors_as_json() {
     let h = Hullc::new();
     let log = h.scratch().join("log.json");
     let id = h.id("nosuch");
-    h.cmd(&["--log", log.to_str().unwrap(), "--log-format", "json", "state", &id])
-        .fails_with(&["does not exist"]);
+    h.cmd(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        &id,
+    ])
+    .fails_with(&["does not exist"]);
     let text = fs::read_to_string(&log).unwrap();
     let line: Value = serde_json::from_str(text.lines().last().unwrap()).expect("a JSON log line");
     assert_eq!(line["level"], "error", "{line}");
@@ -337,8 +358,15 @@ fn log_text_records_errors() {
     let h = Hullc::new();
     let log = h.scratch().join("log.txt");
     let id = h.id("nosuch");
-    h.cmd(&["--log", log.to_str().unwrap(), "--log-format", "text", "delete", &id])
-        .fails_with(&["does not exist"]);
+    h.cmd(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "text",
+        "delete",
+        &id,
+    ])
+    .fails_with(&["does not exist"]);
     let text = fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("level=error") && text.contains(&id),
@@ -383,7 +411,9 @@ fn invalid_ids_are_rejected_before_anything_is_made() {
     let b = Bundle::new(&h);
     b.save();
     let bundle = b.path().to_str().unwrap();
-    for bad in ["", ".", "..", "a/b", "/abs", "../up", "a b", "a:b", "a\nb", "é", "a*"] {
+    for bad in [
+        "", ".", "..", "a/b", "/abs", "../up", "a b", "a:b", "a\nb", "é", "a*",
+    ] {
         let o = h.cmd(&["create", "--bundle", bundle, bad]);
         o.fails_with(&["invalid container id"]);
         assert_clean(&h, &b, &[]);

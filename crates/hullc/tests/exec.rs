@@ -24,11 +24,20 @@ fn exec_joins_the_container_and_returns_its_status() {
     let mut b = Bundle::new(&h);
     b.config["hostname"] = json!("exec-box");
     let id = running(&h, &mut b, "exec");
-    let o = h.cmd(&["exec", &id, "sh", "-c", "hostname; cat /proc/1/cmdline; echo; echo pid=$$; exit 7"]);
+    let o = h.cmd(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "hostname; cat /proc/1/cmdline; echo; echo pid=$$; exit 7",
+    ]);
     assert_eq!(o.code(), Some(7), "{o:?}");
     let lines: Vec<&str> = o.stdout.lines().collect();
     assert_eq!(lines[0], "exec-box", "uts namespace joined");
-    assert!(lines[1].starts_with("sleep"), "pid 1 is the container's init: {lines:?}");
+    assert!(
+        lines[1].starts_with("sleep"),
+        "pid 1 is the container's init: {lines:?}"
+    );
     assert_ne!(lines[2], "pid=1", "exec'd process is not init");
     // Its pid is small: it lives in the container's pid namespace.
     let pid: u32 = lines[2].trim_start_matches("pid=").parse().expect("pid");
@@ -41,15 +50,48 @@ fn exec_applies_user_env_cwd_and_caps() {
     let mut b = Bundle::new(&h);
     let id = running(&h, &mut b, "execuser");
     let o = h
-        .cmd(&["exec", "-u", "1000:1001", "-g", "44", "-e", "FOO=bar", "--cwd", "/proc", &id, "sh", "-c", "id -u; id -g; id -G; echo $FOO; pwd; grep CapEff /proc/self/status"])
+        .cmd(&[
+            "exec",
+            "-u",
+            "1000:1001",
+            "-g",
+            "44",
+            "-e",
+            "FOO=bar",
+            "--cwd",
+            "/proc",
+            &id,
+            "sh",
+            "-c",
+            "id -u; id -g; id -G; echo $FOO; pwd; grep CapEff /proc/self/status",
+        ])
         .ok();
     let lines: Vec<&str> = o.stdout.lines().collect();
-    assert_eq!(&lines[..5], &["1000", "1001", "1001 44", "bar", "/proc"], "{o:?}");
+    assert_eq!(
+        &lines[..5],
+        &["1000", "1001", "1001 44", "bar", "/proc"],
+        "{o:?}"
+    );
     // runc's rule: the config's capability sets apply whatever the uid
     // (default spec: AUDIT_WRITE, KILL, NET_BIND_SERVICE = bits 29, 5, 10).
-    assert!(lines[5].ends_with("0000000020000420"), "effective caps as configured: {}", lines[5]);
-    let o = h.cmd(&["exec", "--cap", "CAP_SYS_ADMIN", &id, "grep", "CapEff", "/proc/self/status"]).ok();
-    let eff = u64::from_str_radix(o.stdout.split_whitespace().nth(1).expect("hex"), 16).expect("hex");
+    assert!(
+        lines[5].ends_with("0000000020000420"),
+        "effective caps as configured: {}",
+        lines[5]
+    );
+    let o = h
+        .cmd(&[
+            "exec",
+            "--cap",
+            "CAP_SYS_ADMIN",
+            &id,
+            "grep",
+            "CapEff",
+            "/proc/self/status",
+        ])
+        .ok();
+    let eff =
+        u64::from_str_radix(o.stdout.split_whitespace().nth(1).expect("hex"), 16).expect("hex");
     assert_ne!(eff & (1 << 21), 0, "CAP_SYS_ADMIN (21) added: {eff:#x}");
 }
 
@@ -72,7 +114,8 @@ fn exec_with_process_json() {
     assert_eq!(o.code(), Some(4), "{o:?}");
     assert_eq!(o.stdout.trim(), "from-json");
     std::fs::write(&p, r#"{"user":{"uid":"root"}}"#).expect("write");
-    h.cmd(&["exec", "--process", p.to_str().expect("utf-8"), &id]).fails_with(&["user.uid"]);
+    h.cmd(&["exec", "--process", p.to_str().expect("utf-8"), &id])
+        .fails_with(&["user.uid"]);
 }
 
 #[test]
@@ -80,11 +123,14 @@ fn exec_errors_are_clear() {
     let h = Hullc::new();
     let mut b = Bundle::new(&h);
     let id = running(&h, &mut b, "execerr");
-    h.cmd(&["exec", &id, "no-such-program"]).fails_with(&["no-such-program", "not found"]);
-    h.cmd(&["exec", "nosuchcontainer", "true"]).fails_with(&["does not exist"]);
+    h.cmd(&["exec", &id, "no-such-program"])
+        .fails_with(&["no-such-program", "not found"]);
+    h.cmd(&["exec", "nosuchcontainer", "true"])
+        .fails_with(&["does not exist"]);
     h.cmd(&["kill", &id, "KILL"]).ok();
     h.wait_status(&id, "stopped");
-    h.cmd(&["exec", &id, "true"]).fails_with(&["stopped", "not running"]);
+    h.cmd(&["exec", &id, "true"])
+        .fails_with(&["stopped", "not running"]);
 }
 
 #[test]
@@ -93,13 +139,29 @@ fn exec_detached_writes_pid_file() {
     let mut b = Bundle::new(&h);
     let id = running(&h, &mut b, "execdet");
     let pidfile = h.scratch().join("exec.pid");
-    h.cmd(&["exec", "-d", "--pid-file", pidfile.to_str().expect("utf-8"), &id, "sleep", "1000"]).ok();
-    let pid: i32 = std::fs::read_to_string(&pidfile).expect("pid file").trim().parse().expect("a pid");
+    h.cmd(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pidfile.to_str().expect("utf-8"),
+        &id,
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).expect("process exists");
     assert!(cmdline.starts_with("sleep"), "{cmdline:?}");
     let o = h.cmd(&["ps", "--format", "json", &id]).ok();
     let pids: Vec<i32> = serde_json::from_str(&o.stdout).expect("json pids");
-    assert!(pids.contains(&pid), "exec'd process is in the container's cgroup: {pids:?}");
+    assert!(
+        pids.contains(&pid),
+        "exec'd process is in the container's cgroup: {pids:?}"
+    );
 }
 
 #[test]
@@ -112,11 +174,18 @@ fn create_pid_file_is_written_relative_to_cwd() {
     h.track(&id);
     let scratch = h.scratch().to_path_buf();
     let bundle = b.path().to_str().expect("utf-8").to_string();
-    h.cmd_with(&["create", "--bundle", &bundle, "--pid-file", "rel.pid", &id], |c| {
-        c.current_dir(&scratch);
-    })
+    h.cmd_with(
+        &["create", "--bundle", &bundle, "--pid-file", "rel.pid", &id],
+        |c| {
+            c.current_dir(&scratch);
+        },
+    )
     .ok();
-    let pid: i32 = std::fs::read_to_string(scratch.join("rel.pid")).expect("relative pid file").trim().parse().expect("pid");
+    let pid: i32 = std::fs::read_to_string(scratch.join("rel.pid"))
+        .expect("relative pid file")
+        .trim()
+        .parse()
+        .expect("pid");
     assert_eq!(h.state(&id)["pid"], json!(pid));
 }
 
@@ -136,7 +205,11 @@ fn preserve_fds_passes_exactly_n_fds() {
         unsafe {
             c.pre_exec(move || {
                 // dup2 onto itself keeps FD_CLOEXEC, so clear it explicitly.
-                if libc::dup2(a_fd, 3) < 0 || libc::dup2(extra_fd, 4) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 || libc::fcntl(4, libc::F_SETFD, 0) < 0 {
+                if libc::dup2(a_fd, 3) < 0
+                    || libc::dup2(extra_fd, 4) < 0
+                    || libc::fcntl(3, libc::F_SETFD, 0) < 0
+                    || libc::fcntl(4, libc::F_SETFD, 0) < 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -195,7 +268,13 @@ fn console_socket_receives_the_pty_master() {
         let mut buf = [0u8; 64];
         let mut iov = [std::io::IoSliceMut::new(&mut buf)];
         let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), nix::sys::socket::MsgFlags::empty()).expect("recvmsg");
+        let msg = nix::sys::socket::recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .expect("recvmsg");
         let fd = msg
             .cmsgs()
             .expect("cmsgs")
@@ -207,7 +286,12 @@ fn console_socket_receives_the_pty_master() {
         // SAFETY: the kernel gave us this fd.
         unsafe { std::fs::File::from_raw_fd(fd) }
     });
-    h.create(&b, &id, &["--console-socket", sock.to_str().expect("utf-8")]).ok();
+    h.create(
+        &b,
+        &id,
+        &["--console-socket", sock.to_str().expect("utf-8")],
+    )
+    .ok();
     let mut master = receiver.join().expect("receiver");
     h.cmd(&["start", &id]).ok();
     let mut got = Vec::new();
@@ -217,4 +301,34 @@ fn console_socket_receives_the_pty_master() {
         assert!(n > 0, "pty closed early");
         got.extend_from_slice(&buf[..n]);
     }
+}
+
+/// systemd socket activation: with LISTEN_FDS=N in hullc's environment the
+/// fds 3..3+N reach the program, which is told so (runc's behaviour).
+#[test]
+fn listen_fds_are_passed_through() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    b.args(&["sh", "-c", "echo $LISTEN_FDS $LISTEN_PID; cat <&3"]);
+    let id = h.id("listen");
+    let f3 = h.scratch().join("sock3");
+    std::fs::write(&f3, "activated\n").expect("write");
+    let f = std::fs::File::open(&f3).expect("open");
+    let fd = f.as_raw_fd();
+    let o = h
+        .run_with(&b, &id, &[], move |c| {
+            c.env("LISTEN_FDS", "1");
+            // SAFETY: dup2/fcntl in the forked child before exec.
+            unsafe {
+                c.pre_exec(move || {
+                    if libc::dup2(fd, 3) < 0 || libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
+        .ok();
+    assert_eq!(o.stdout, "1 1\nactivated\n");
+    drop(f);
 }

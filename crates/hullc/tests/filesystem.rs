@@ -74,7 +74,9 @@ fn root_is_the_bundle_rootfs() {
     // field is its host path; nothing of the host's tree is visible.
     assert_eq!(root_source(&mi), b.rootfs().to_str().unwrap(), "{mi}");
     assert_eq!(
-        mi.lines().filter(|l| l.split(' ').nth(4) == Some("/")).count(),
+        mi.lines()
+            .filter(|l| l.split(' ').nth(4) == Some("/"))
+            .count(),
         1,
         "{mi}"
     );
@@ -115,7 +117,10 @@ fn bind_mount_read_only() {
         "cat /mnt/ro/data; echo; { echo x > /mnt/ro/new; } 2>&1; echo rc=$?",
     );
     assert!(out.starts_with("host-data\n"), "{out}");
-    assert!(out.contains("Read-only file system") && out.contains("rc=1"), "{out}");
+    assert!(
+        out.contains("Read-only file system") && out.contains("rc=1"),
+        "{out}"
+    );
     assert!(!src.join("new").exists());
     let mi = mountinfo(&h, &mut b);
     assert!(opts_at(&mi, "/mnt/ro").contains("ro"), "{mi}");
@@ -290,8 +295,12 @@ fn cgroup_mount_shows_the_containers_own_cgroup() {
             let (left, right) = l.split_once(" - ")?;
             let lf: Vec<&str> = left.split(' ').collect();
             let ty = right.split(' ').next()?;
-            (ty == "cgroup" || ty == "cgroup2")
-                .then(|| (lf[4].to_string(), lf[5].split(',').map(str::to_string).collect()))
+            (ty == "cgroup" || ty == "cgroup2").then(|| {
+                (
+                    lf[4].to_string(),
+                    lf[5].split(',').map(str::to_string).collect(),
+                )
+            })
         })
         .collect();
     assert!(!cg.is_empty(), "no cgroup mount: {mi}");
@@ -342,7 +351,10 @@ fn default_devices_work() {
     assert_eq!(lines[0], "null-ok", "{out}");
     assert_eq!(lines[1].trim(), "00 00 00 00", "{out}");
     assert_eq!(lines[2].trim(), "16", "{out}");
-    assert!(out.contains("No space left on device") && out.contains("full-rc=1"), "{out}");
+    assert!(
+        out.contains("No space left on device") && out.contains("full-rc=1"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -420,7 +432,10 @@ fn masked_directory_is_empty_and_read_only() {
     );
     let (ls, rest) = out.split_once("END\n").unwrap();
     assert_eq!(ls, "");
-    assert!(rest.contains("Read-only file system") && rest.contains("rc=1"), "{rest}");
+    assert!(
+        rest.contains("Read-only file system") && rest.contains("rc=1"),
+        "{rest}"
+    );
     assert!(b.rootfs().join("secretdir/key").exists());
 }
 
@@ -469,7 +484,10 @@ fn readonly_path_rejects_writes_but_reads() {
         "cat /data/f; echo; { echo x > /data/new; } 2>&1; echo rc=$?; echo y > /elsewhere && echo rest-writable",
     );
     assert!(out.starts_with("readable\n"), "{out}");
-    assert!(out.contains("Read-only file system") && out.contains("rc=1"), "{out}");
+    assert!(
+        out.contains("Read-only file system") && out.contains("rc=1"),
+        "{out}"
+    );
     assert!(out.contains("rest-writable"), "{out}");
     assert!(!b.rootfs().join("data/new").exists());
 }
@@ -492,5 +510,8 @@ fn missing_masked_and_readonly_paths_are_ignored() {
     b.config["linux"]["maskedPaths"] = json!(["/no/such/file"]);
     b.config["linux"]["readonlyPaths"] = json!(["/no/such/dir"]);
     assert_eq!(h.sh(&mut b, "echo fine"), "fine\n");
-    assert!(!b.rootfs().join("no").exists(), "hullc created a missing path");
+    assert!(
+        !b.rootfs().join("no").exists(),
+        "hullc created a missing path"
+    );
 }

@@ -28,7 +28,10 @@ fn create_does_not_run_the_process_until_start() {
     let pid = init_pid(&h, &id);
     // Give a leaky barrier time to leak.
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!b.rootfs().join("tmp/ran").exists(), "process ran before start");
+    assert!(
+        !b.rootfs().join("tmp/ran").exists(),
+        "process ran before start"
+    );
     assert_eq!(h.status(&id), "created");
     assert!(alive(pid));
     // Still hullc's copy waiting at the barrier, not the user's program.
@@ -36,7 +39,9 @@ fn create_does_not_run_the_process_until_start() {
     assert!(!cmdline.contains("echo ran"), "{cmdline:?}");
 
     h.cmd(&["start", &id]).ok();
-    wait_until("process to run", WAIT, || b.rootfs().join("tmp/ran").exists());
+    wait_until("process to run", WAIT, || {
+        b.rootfs().join("tmp/ran").exists()
+    });
     h.wait_status(&id, "stopped");
     // The container's stdout is create's stdout (the caller's stdio).
     assert_eq!(
@@ -144,7 +149,10 @@ fn delete_of_a_created_container_removes_its_init() {
     h.cmd(&["delete", &id]).ok();
     reap_zombies();
     assert!(!alive(pid));
-    assert!(!b.rootfs().join("tmp/ran").exists(), "a deleted container ran");
+    assert!(
+        !b.rootfs().join("tmp/ran").exists(),
+        "a deleted container ran"
+    );
     assert_clean(&h, &b, &[&id]);
 }
 
@@ -340,7 +348,10 @@ fn many_containers_from_one_bundle() {
         h.run(&b, id, &["--detach"]).ok();
     }
     let pids: Vec<i32> = ids.iter().map(|id| init_pid(&h, id)).collect();
-    assert_eq!(pids.iter().collect::<std::collections::HashSet<_>>().len(), 3);
+    assert_eq!(
+        pids.iter().collect::<std::collections::HashSet<_>>().len(),
+        3
+    );
     for id in &ids {
         h.cmd(&["delete", "--force", id]).ok();
     }

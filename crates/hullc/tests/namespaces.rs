@@ -136,8 +136,7 @@ fn joins_the_uts_namespace_of_a_process() {
         fs::read_link(format!("/proc/{pid}/ns/uts"))
             .map(|l| l.to_string_lossy() != host_uts)
             .unwrap_or(false)
-            && fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()
-                == b"sleep\x001000\x00"
+            && fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default() == b"sleep\x001000\x00"
     });
     let mut b = Bundle::new(&h);
     b.set_namespace("uts", Some(&format!("/proc/{pid}/ns/uts")));
@@ -152,7 +151,10 @@ fn hostname_is_applied() {
     let mut b = Bundle::new(&h);
     b.config["hostname"] = json!("hull-test-host");
     assert_eq!(h.sh(&mut b, "hostname"), "hull-test-host\n");
-    assert_eq!(fs::read_to_string("/proc/sys/kernel/hostname").unwrap(), before);
+    assert_eq!(
+        fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        before
+    );
 }
 
 #[test]
@@ -165,7 +167,10 @@ fn domainname_is_applied() {
         h.sh(&mut b, "cat /proc/sys/kernel/domainname"),
         "example.test\n"
     );
-    assert_eq!(fs::read_to_string("/proc/sys/kernel/domainname").unwrap(), before);
+    assert_eq!(
+        fs::read_to_string("/proc/sys/kernel/domainname").unwrap(),
+        before
+    );
 }
 
 #[test]
@@ -197,7 +202,10 @@ fn sysctl_in_a_new_ipc_namespace() {
     let mut b = Bundle::new(&h);
     b.config["linux"]["sysctl"] = json!({ "kernel.shmmax": "123456789" });
     assert_eq!(h.sh(&mut b, "cat /proc/sys/kernel/shmmax"), "123456789\n");
-    assert_eq!(fs::read_to_string("/proc/sys/kernel/shmmax").unwrap(), before);
+    assert_eq!(
+        fs::read_to_string("/proc/sys/kernel/shmmax").unwrap(),
+        before
+    );
 }
 
 /// The same as the two tests above without /proc/sys in readonlyPaths: the
@@ -224,7 +232,10 @@ fn sysctls_apply_when_proc_sys_is_writable() {
         ),
         format!("123456789\n{want_fwd}\n")
     );
-    assert_eq!(fs::read_to_string("/proc/sys/kernel/shmmax").unwrap(), before);
+    assert_eq!(
+        fs::read_to_string("/proc/sys/kernel/shmmax").unwrap(),
+        before
+    );
     assert_eq!(
         fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
         before_fwd
@@ -253,8 +264,5 @@ fn without_cgroup_namespace_the_container_sees_its_cgroup_path() {
     b.args(&["cat", "/proc/self/cgroup"]);
     let out = h.run(&b, &id, &[]).ok().stdout;
     // The container's cgroup is named after its id by default.
-    assert!(
-        out.lines().any(|l| l.ends_with(&format!("/{id}"))),
-        "{out}"
-    );
+    assert!(out.lines().any(|l| l.ends_with(&format!("/{id}"))), "{out}");
 }

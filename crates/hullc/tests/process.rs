@@ -118,11 +118,15 @@ fn user_uid_gid_and_additional_gids() {
     let status: String = lines.map(|l| format!("{l}\n")).collect();
     // real, effective, saved and fs ids all switched.
     assert_eq!(
-        status_field(&status, "Uid").split_whitespace().collect::<Vec<_>>(),
+        status_field(&status, "Uid")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
         ["1000"; 4]
     );
     assert_eq!(
-        status_field(&status, "Gid").split_whitespace().collect::<Vec<_>>(),
+        status_field(&status, "Gid")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
         ["1001"; 4]
     );
     assert_eq!(status_field(&status, "Groups"), "10 20");
@@ -215,7 +219,13 @@ fn cap_sets(status: &str) -> [String; 5] {
 fn capabilities_of_a_non_root_user_match_the_config() {
     let h = Hullc::new();
     let mut b = Bundle::new(&h);
-    let bounding = ["CAP_CHOWN", "CAP_KILL", "CAP_SETUID", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW"];
+    let bounding = [
+        "CAP_CHOWN",
+        "CAP_KILL",
+        "CAP_SETUID",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_NET_RAW",
+    ];
     let kept = ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW"];
     b.config["process"]["user"] = json!({ "uid": 1000, "gid": 1000 });
     // For a non-root user, execve keeps exactly the ambient set in
@@ -244,7 +254,10 @@ fn capabilities_of_root_match_the_config() {
     let out = h.sh(&mut b, "cat /proc/self/status");
     let m = caps_mask(&set);
     let none = caps_mask(&[]);
-    assert_eq!(cap_sets(&out), [none.clone(), m.clone(), m.clone(), m, none]);
+    assert_eq!(
+        cap_sets(&out),
+        [none.clone(), m.clone(), m.clone(), m, none]
+    );
 }
 
 #[test]
@@ -253,7 +266,10 @@ fn spec_default_capabilities() {
     let mut b = Bundle::new(&h);
     let out = h.sh(&mut b, "cat /proc/self/status");
     let m = caps_mask(&["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
-    assert_eq!(cap_sets(&out), [m.clone(), m.clone(), m.clone(), m.clone(), m]);
+    assert_eq!(
+        cap_sets(&out),
+        [m.clone(), m.clone(), m.clone(), m.clone(), m]
+    );
 }
 
 #[test]
@@ -262,7 +278,10 @@ fn a_dropped_capability_is_denied() {
     let mut b = Bundle::new(&h);
     // The spec's default set has no CAP_CHOWN.
     let out = h.sh(&mut b, "touch /tmp/f; chown 1000 /tmp/f 2>&1; echo rc=$?");
-    assert!(out.contains("Operation not permitted") && out.contains("rc=1"), "{out}");
+    assert!(
+        out.contains("Operation not permitted") && out.contains("rc=1"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -273,7 +292,10 @@ fn a_granted_capability_is_usable() {
     b.config["process"]["capabilities"] = json!({
         "bounding": set, "effective": set, "permitted": set
     });
-    let out = h.sh(&mut b, "touch /tmp/f; chown 1000 /tmp/f && stat -c %u /tmp/f");
+    let out = h.sh(
+        &mut b,
+        "touch /tmp/f; chown 1000 /tmp/f && stat -c %u /tmp/f",
+    );
     assert_eq!(out, "1000\n");
 }
 
