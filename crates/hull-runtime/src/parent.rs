@@ -128,13 +128,15 @@ pub(crate) fn terminal(spec: &oci_spec::runtime::Spec) -> bool {
 pub(crate) fn create_with(
     root: &Path,
     o: &CreateOptions,
-    bundle: Bundle,
+    mut bundle: Bundle,
     console: Option<UnixStream>,
 ) -> Result<Created, CreateError> {
     config::validate_id(&o.id)?;
+    let mut o = o.clone();
+    pass_listen_fds(&mut o, &mut bundle.spec);
     let dir = ContainerDir::claim(root, &o.id)?;
     let mut td = Teardown::default();
-    match build(&dir, &bundle, o, console, &mut td) {
+    match build(&dir, &bundle, &o, console, &mut td) {
         Ok(c) => Ok(c),
         Err(e) => {
             for t in td.run(dir) {
@@ -236,6 +238,27 @@ fn build(
     td.pidfd = None;
     td.cgroups = None;
     Ok(Created { pid, pidfd })
+}
+
+/// systemd socket activation (LISTEN_FDS in our environment): the sockets
+/// at fds 3.. go to the container too, and the program is told so with
+/// LISTEN_FDS and LISTEN_PID=1, as runc does.
+fn pass_listen_fds(o: &mut CreateOptions, spec: &mut oci_spec::runtime::Spec) {
+    let Some(n) = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|n| *n > 0)
+    else {
+        return;
+    };
+    o.preserve_fds += n;
+    if let Some(p) = spec.process_mut() {
+        let mut env = p.env().clone().unwrap_or_default();
+        env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+        env.push(format!("LISTEN_FDS={n}"));
+        env.push("LISTEN_PID=1".into());
+        p.set_env(Some(env));
+    }
 }
 
 /// Id mappings and cgroups: done by the parent while init waits.
