@@ -306,3 +306,31 @@ fn oom_score_adj_is_applied() {
     b.config["process"]["oomScoreAdj"] = json!(567);
     assert_eq!(h.sh(&mut b, "cat /proc/self/oom_score_adj"), "567\n");
 }
+
+/// The container's session keyring as listed in /proc/keys (unmasked here).
+fn session_keyrings(h: &Hullc, extra: &[&str]) -> (String, String) {
+    let mut b = Bundle::new(h);
+    b.config["linux"]["maskedPaths"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|p| p != "/proc/keys");
+    b.args(&["cat", "/proc/keys"]);
+    let id = h.id("keyring");
+    let out = h.run(&b, &id, extra).ok().stdout;
+    (id, out)
+}
+
+#[test]
+fn a_new_session_keyring_per_container() {
+    let h = Hullc::new();
+    let (id, keys) = session_keyrings(&h, &[]);
+    // runc names it _ses.<id>.
+    assert!(keys.contains(&format!("_ses.{id}")), "{keys}");
+}
+
+#[test]
+fn no_new_keyring_keeps_the_callers_keyring() {
+    let h = Hullc::new();
+    let (id, keys) = session_keyrings(&h, &["--no-new-keyring"]);
+    assert!(!keys.contains(&format!("_ses.{id}")), "{keys}");
+}

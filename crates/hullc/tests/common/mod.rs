@@ -748,5 +748,5 @@ pub fn mount_at(mountinfo: &str, mp: &str) -> Option<(HashSet<String>, String, S
                 )
             })
         })
-        .last()
+        .next_back()
 }
