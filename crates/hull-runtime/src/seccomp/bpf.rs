@@ -62,9 +62,16 @@ pub(super) enum To {
 
 enum Item {
     /// A non-jump instruction: load, ALU or return.
-    Stmt { code: u16, k: u32 },
-    Jmp { cmp: Cmp, k: u32, jt: Label, jf: Label },
-    Ja(Label),
+    Stmt {
+        code: u16,
+        k: u32,
+    },
+    Jmp {
+        cmp: Cmp,
+        k: u32,
+        jt: Label,
+        jf: Label,
+    },
     Bind(Label),
 }
 
@@ -101,10 +108,6 @@ impl Asm {
         self.items.push(Item::Stmt { code, k });
     }
 
-    pub(super) fn ja(&mut self, l: Label) {
-        self.items.push(Item::Ja(l));
-    }
-
     /// `if A <cmp> k goto jt else goto jf`.
     pub(super) fn jump(&mut self, cmp: Cmp, k: u32, jt: To, jf: To) {
         let mut next = None;
@@ -133,10 +136,13 @@ impl Asm {
                 };
                 // Offsets count from the instruction after the jump.
                 let base = at[i] + 1;
-                for (target, is_far) in [(jt, &mut far[i].0), (jf, &mut far[i].1)] {
-                    let dist = pos[target.0].checked_sub(base).ok_or(SeccompError::Internal(
-                        "backward jump in the generated filter",
-                    ))?;
+                let (ft, ff) = &mut far[i];
+                for (target, is_far) in [(jt, ft), (jf, ff)] {
+                    let dist = pos[target.0]
+                        .checked_sub(base)
+                        .ok_or(SeccompError::Internal(
+                            "backward jump in the generated filter",
+                        ))?;
                     if !*is_far && dist > usize::from(u8::MAX) {
                         *is_far = true;
                         changed = true;
@@ -160,7 +166,7 @@ impl Asm {
             match item {
                 Item::Bind(l) => pos[l.0] = n,
                 Item::Jmp { .. } => n += 1 + usize::from(far[i].0) + usize::from(far[i].1),
-                Item::Stmt { .. } | Item::Ja(_) => n += 1,
+                Item::Stmt { .. } => n += 1,
             }
         }
         (pos, at)
@@ -174,9 +180,9 @@ impl Asm {
         let mut out: Vec<libc::sock_filter> = Vec::new();
         let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
         let off = |target: usize, from: usize| -> Result<u32, SeccompError> {
-            let d = target
-                .checked_sub(from + 1)
-                .ok_or(SeccompError::Internal("backward jump in the generated filter"))?;
+            let d = target.checked_sub(from + 1).ok_or(SeccompError::Internal(
+                "backward jump in the generated filter",
+            ))?;
             u32::try_from(d).map_err(|_| SeccompError::Internal("jump offset overflows"))
         };
         let short = |d: u32| {
@@ -186,7 +192,6 @@ impl Asm {
             match *item {
                 Item::Bind(_) => {}
                 Item::Stmt { code, k } => out.push(ins(code, 0, 0, k)),
-                Item::Ja(l) => out.push(ins(BPF_JMP | BPF_JA, 0, 0, off(pos[l.0], out.len())?)),
                 Item::Jmp { cmp, k, jt, jf } => {
                     let here = out.len();
                     let (ft, ff) = far[i];

@@ -62,7 +62,13 @@ pub(super) fn generate(
         asm.load(OFF_NR);
         let rules = |a: ArchId| p.arches.get(&a);
         if *audit == super::AUDIT_ARCH_X86_64 {
-            x86_64_family(&mut asm, p.default, rules(ArchId::X86_64), rules(ArchId::X32), bad_arch);
+            x86_64_family(
+                &mut asm,
+                p.default,
+                rules(ArchId::X86_64),
+                rules(ArchId::X32),
+                bad_arch,
+            );
         } else if let Some(r) = list.first().and_then(|a| rules(*a)) {
             tree(&mut asm, p.default, list[0].wide(), &entries(r));
         }
@@ -104,7 +110,9 @@ fn x86_64_family(
 }
 
 fn entries(r: &Rules) -> Vec<(u32, &[Rule])> {
-    r.iter().map(|(nr, rules)| (*nr, rules.as_slice())).collect()
+    r.iter()
+        .map(|(nr, rules)| (*nr, rules.as_slice()))
+        .collect()
 }
 
 /// Binary search on the syscall number in A; every path ends in a `ret`.

@@ -19,6 +19,10 @@
 //!
 //! Architectures with tables: x86_64, x32, x86 (i386), aarch64, arm; others
 //! listed in `architectures` are skipped (they cannot run on these hosts).
+//!
+//! Not done: runc's ENOSYS stub (syscalls newer than the profile answer
+//! ENOSYS instead of the default errno, so libc falls back), and i386's
+//! socketcall/ipc multiplexers are matched as themselves only.
 
 mod bpf;
 mod codegen;

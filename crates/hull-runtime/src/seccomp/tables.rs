@@ -2009,4 +2009,3 @@ pub(super) static ARM: &[(&str, u32)] = &[
     ("write", 0x4),
     ("writev", 0x92),
 ];
-

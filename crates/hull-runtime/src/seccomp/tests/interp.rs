@@ -27,19 +27,27 @@ impl Data {
 /// Runs `prog` on `d` and returns the filter's verdict; panics on anything
 /// the kernel would refuse to load or run.
 pub(super) fn run(prog: &[libc::sock_filter], d: &Data) -> u32 {
-    assert!(!prog.is_empty() && prog.len() <= MAX_INSNS, "program length");
+    assert!(
+        !prog.is_empty() && prog.len() <= MAX_INSNS,
+        "program length"
+    );
     let data = d.bytes();
     let mut a: u32 = 0;
     let mut pc = 0usize;
     loop {
-        let i = prog.get(pc).unwrap_or_else(|| panic!("ran off the end at {pc}"));
+        let i = prog
+            .get(pc)
+            .unwrap_or_else(|| panic!("ran off the end at {pc}"));
         pc += 1;
         let k = i.k;
         match i.code {
             c if c == BPF_LD | BPF_W | BPF_ABS => {
                 let off = k as usize;
-                assert!(off % 4 == 0 && off + 4 <= data.len(), "bad load offset {off}");
-                a = u32::from_le_bytes(data[off..off + 4].try_into().unwrap());
+                assert!(
+                    off & 3 == 0 && off + 4 <= data.len(),
+                    "bad load offset {off}"
+                );
+                a = u32::from_le_bytes(data[off..off + 4].try_into().expect("4 bytes"));
             }
             c if c == BPF_ALU | BPF_AND | BPF_K => a &= k,
             c if c == BPF_RET | BPF_K => return k,

@@ -58,7 +58,11 @@ fn check(arch: ArchId, op_name: &str, op: Op, value: u64, value_two: u64) {
             (value, value_two, arg)
         } else {
             // 32-bit arches: the kernel zero-extends, values are truncated.
-            (value & 0xffff_ffff, value_two & 0xffff_ffff, arg & 0xffff_ffff)
+            (
+                value & 0xffff_ffff,
+                value_two & 0xffff_ffff,
+                arg & 0xffff_ffff,
+            )
         };
         let want = if reference(op, v, v2, a) {
             libc::SECCOMP_RET_ERRNO | 7
@@ -66,7 +70,10 @@ fn check(arch: ArchId, op_name: &str, op: Op, value: u64, value_two: u64) {
             libc::SECCOMP_RET_ALLOW
         };
         let got = eval(&f, arch, "kill", [0, 0, a, 0, 0, 0]);
-        assert_eq!(got, want, "{arch:?} arg {a:#x} {op_name} {value:#x} / {value_two:#x}");
+        assert_eq!(
+            got, want,
+            "{arch:?} arg {a:#x} {op_name} {value:#x} / {value_two:#x}"
+        );
     }
 }
 
@@ -91,7 +98,11 @@ fn every_operator_on_64_bit_values() {
 fn every_operator_on_32_bit_arches() {
     for (name, op) in OPS {
         for value in VALUES {
-            let value_two = if op == Op::ScmpCmpMaskedEq { value & 0x8000_0001 } else { 0 };
+            let value_two = if op == Op::ScmpCmpMaskedEq {
+                value & 0x8000_0001
+            } else {
+                0
+            };
             check(ArchId::X86, name, op, value, value_two);
         }
     }
@@ -101,21 +112,35 @@ fn every_operator_on_32_bit_arches() {
 fn long_jumps_with_400_argument_rules() {
     // 400 syscalls (by number on x86_64: the table's names) each with an
     // argument rule, so the bodies push the tree's right branches far away.
-    let names: Vec<&str> = crate::seccomp::tables::X86_64.iter().map(|(n, _)| *n).take(400).collect();
+    let names: Vec<&str> = crate::seccomp::tables::X86_64
+        .iter()
+        .map(|(n, _)| *n)
+        .take(400)
+        .collect();
     let rules: Vec<_> = names
         .iter()
         .enumerate()
-        .map(|(i, n)| json!({"names": [n], "action": "SCMP_ACT_ERRNO", "errnoRet": i % 4000 + 1,
-            "args": [{"index": i % 6, "value": i as u64 * 0x1_0000_0001, "op": "SCMP_CMP_EQ"}]}))
+        .map(|(i, n)| {
+            json!({"names": [n], "action": "SCMP_ACT_ERRNO", "errnoRet": i % 4000 + 1,
+            "args": [{"index": i % 6, "value": i as u64 * 0x1_0000_0001, "op": "SCMP_CMP_EQ"}]})
+        })
         .collect();
     let f = build(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": rules}));
     assert!(f.prog.len() > 2000, "{}", f.prog.len());
     for (i, n) in names.iter().enumerate() {
         let mut args = [0u64; 6];
         args[i % 6] = i as u64 * 0x1_0000_0001;
-        assert_eq!(eval(&f, ArchId::X86_64, n, args), libc::SECCOMP_RET_ERRNO | (i as u32 % 4000 + 1), "{n}");
+        assert_eq!(
+            eval(&f, ArchId::X86_64, n, args),
+            libc::SECCOMP_RET_ERRNO | (i as u32 % 4000 + 1),
+            "{n}"
+        );
         args[i % 6] += 1;
-        assert_eq!(eval(&f, ArchId::X86_64, n, args), libc::SECCOMP_RET_ALLOW, "{n}");
+        assert_eq!(
+            eval(&f, ArchId::X86_64, n, args),
+            libc::SECCOMP_RET_ALLOW,
+            "{n}"
+        );
     }
 }
 
@@ -138,7 +163,11 @@ fn assembler_chains_far_conditional_jumps() {
     asm.ret(2000);
     let prog = asm.finish().expect("assemble");
     assert_eq!(prog.len(), 1 + 1 + 2 + 300 + 1 + 300 + 1);
-    let data = |nr| super::interp::Data { nr, arch: 0, args: [0; 6] };
+    let data = |nr| super::interp::Data {
+        nr,
+        arch: 0,
+        args: [0; 6],
+    };
     assert_eq!(super::interp::run(&prog, &data(1)), 1000);
     assert_eq!(super::interp::run(&prog, &data(2)), 2000);
 }
