@@ -1,0 +1,103 @@
+//! containerd's shim v2 process contract: `start` (spawn the long-lived
+//! shim, print its address), `delete` (clean up after a dead shim) and the
+//! serving process itself.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::publisher::RemotePublisher;
+use containerd_shim::{api, Config, DeleteResponse, ExitSignal, Flags, StartOpts};
+use log::warn;
+
+use crate::hullc::Hullc;
+use crate::mount;
+use crate::reaper::Reaper;
+use crate::service::{runtime_from_options, timestamp, Service};
+
+pub const RUNTIME_ID: &str = "io.containerd.hull.v2";
+
+pub struct HullShim {
+    namespace: String,
+    id: String,
+    bundle: String,
+    exit: Arc<ExitSignal>,
+}
+
+fn shim_err(msg: String) -> containerd_shim::Error {
+    containerd_shim::Error::Other(msg)
+}
+
+impl containerd_shim::Shim for HullShim {
+    type T = Service;
+
+    fn new(_runtime_id: &str, args: &Flags, config: &mut Config) -> Self {
+        // We reap ourselves (hullc runs are waited for by pid, container
+        // exits are recorded), so the library's reaper must stay off.
+        config.no_reaper = true;
+        HullShim {
+            namespace: args.namespace.clone(),
+            id: args.id.clone(),
+            bundle: args.bundle.clone(),
+            exit: Arc::new(ExitSignal::default()),
+        }
+    }
+
+    fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
+        // One shim per container: the grouping is the container id.
+        let grouping = opts.id.clone();
+        let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
+        containerd_shim::util::write_address(&address)?;
+        Ok(address)
+    }
+
+    fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
+        let bundle = if self.bundle.is_empty() {
+            std::env::current_dir()
+                .map_err(|e| shim_err(e.to_string()))?
+                .to_string_lossy()
+                .into_owned()
+        } else {
+            self.bundle.clone()
+        };
+        let opts = containerd_shim::util::read_options(&bundle).ok();
+        let (bin, root) = runtime_from_options(opts.as_ref(), &self.namespace);
+        let reaper = Reaper::start(false).map_err(|e| shim_err(e.to_string()))?;
+        let hullc = Hullc::new(bin, root, reaper);
+        if let Err(e) = hullc.delete(&self.id, true) {
+            warn!("delete {}: {e}", self.id);
+        }
+        if let Err(e) = mount::unmount_all(&Path::new(&bundle).join("rootfs")) {
+            warn!("{e}");
+        }
+        Ok(api::DeleteResponse {
+            pid: 0,
+            // Like runc's shim: the container died with the shim (SIGKILL).
+            exit_status: 128 + libc::SIGKILL as u32,
+            exited_at: MessageField::some(timestamp(SystemTime::now())),
+            ..Default::default()
+        })
+    }
+
+    fn wait(&mut self) {
+        self.exit.wait();
+    }
+
+    fn create_task_service(&self, publisher: RemotePublisher) -> Service {
+        // bootstrap already made us a subreaper.
+        let reaper = match Reaper::start(false) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("containerd-shim-hull-v2: {e}");
+                std::process::exit(1);
+            }
+        };
+        Service::new(
+            self.namespace.clone(),
+            publisher,
+            reaper,
+            Arc::clone(&self.exit),
+        )
+    }
+}
