@@ -76,20 +76,33 @@ pub fn validate_id(id: &str) -> Result<(), ConfigError> {
 pub fn parse_spec(path: &Path, raw: &[u8]) -> Result<Spec, ConfigError> {
     let parse_err = |field: String, cause: String| ConfigError::Parse {
         path: path.to_path_buf(),
-        field: if field == "." || field.is_empty() { "(root)".into() } else { field },
+        field: if field == "." || field.is_empty() {
+            "(root)".into()
+        } else {
+            field
+        },
         cause,
     };
-    let mut v: serde_json::Value = serde_json::from_slice(raw).map_err(|e| parse_err(String::new(), e.to_string()))?;
+    let mut v: serde_json::Value =
+        serde_json::from_slice(raw).map_err(|e| parse_err(String::new(), e.to_string()))?;
     drop_unknown_capabilities(&mut v);
-    serde_path_to_error::deserialize(v).map_err(|e| parse_err(e.path().to_string(), e.into_inner().to_string()))
+    serde_path_to_error::deserialize(v)
+        .map_err(|e| parse_err(e.path().to_string(), e.into_inner().to_string()))
 }
 
 /// runtime-spec 1.1: a capability the runtime does not know is skipped with
 /// a warning, not an error (configs written for newer kernels must run).
 fn drop_unknown_capabilities(v: &mut serde_json::Value) {
-    let Some(caps) = v.pointer_mut("/process/capabilities").and_then(|c| c.as_object_mut()) else { return };
+    let Some(caps) = v
+        .pointer_mut("/process/capabilities")
+        .and_then(|c| c.as_object_mut())
+    else {
+        return;
+    };
     for (set, list) in caps.iter_mut() {
-        let Some(list) = list.as_array_mut() else { continue };
+        let Some(list) = list.as_array_mut() else {
+            continue;
+        };
         list.retain(|c| {
             let known = serde_json::from_value::<oci_spec::runtime::Capability>(c.clone()).is_ok();
             if !known {
@@ -152,6 +165,15 @@ pub(crate) fn validate(spec: &Spec) -> Result<(), ConfigError> {
     if !process.cwd().is_absolute() {
         return Err(invalid("process.cwd", "must be an absolute path"));
     }
+    // A NUL cannot cross execve: say so at create, not at start.
+    for (field, list) in [("args", process.args()), ("env", process.env())] {
+        if let Some(i) = list.iter().flatten().position(|a| a.contains('\0')) {
+            return Err(invalid(
+                format!("process.{field}[{i}]"),
+                "contains a NUL byte",
+            ));
+        }
+    }
     if let Some(env) = process.env() {
         if let Some(bad) = env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
             return Err(invalid("process.env", format!("{bad:?} is not KEY=value")));
@@ -190,6 +212,11 @@ fn validate_linux(spec: &Spec) -> Result<(), ConfigError> {
         }
     }
     let has = |t| seen.contains(&t);
+    // Without a mount namespace every mount, pivot_root and masked path
+    // would land on the host: refuse, as runc's validator does.
+    if !has(LinuxNamespaceType::Mount) {
+        return Err(invalid("linux.namespaces", "a mount namespace is required"));
+    }
     if spec.hostname().is_some() && !has(LinuxNamespaceType::Uts) {
         return Err(invalid(
             "hostname",
@@ -290,7 +317,11 @@ mod tests {
         let raw = br#"{"ociVersion":"1.0.2","process":{"cwd":"/","user":{"uid":0,"gid":0},
             "capabilities":{"bounding":["CAP_KILL","CAP_FROM_THE_FUTURE"]}}}"#;
         let spec = parse_spec(Path::new("config.json"), raw).expect("unknown caps are not fatal");
-        let caps = spec.process().as_ref().and_then(|p| p.capabilities().clone()).expect("caps");
+        let caps = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().clone())
+            .expect("caps");
         assert_eq!(caps.bounding().as_ref().map(|b| b.len()), Some(1));
     }
 

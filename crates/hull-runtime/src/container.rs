@@ -67,7 +67,9 @@ pub struct State {
 }
 
 fn status_of(root: &Path, id: &str, saved: Option<&Saved>) -> Status {
-    let Some(s) = saved else {
+    // No state yet, or only the early record without a pid: being created
+    // (or its creator died half-way; `delete --force` cleans that up).
+    let Some(s) = saved.filter(|s| s.pid != 0) else {
         return Status::Creating;
     };
     if !state::init_alive(s) {
@@ -252,7 +254,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
     }
     let mut errors = Vec::new();
     if let Some(s) = &saved {
-        if status != Status::Stopped {
+        if status != Status::Stopped && s.pid != 0 {
             if let Err(e) = stop_now(s) {
                 errors.push(e.to_string());
             }

@@ -109,28 +109,21 @@ fn build(a: &InitArgs) -> Result<Infallible, InitError> {
         .as_ref()
         .expect("validated: process is present");
     process::set_oom_score_adj(process)?;
-    if a.plan.new_mount_ns
-        || a.plan
-            .join_in_init
-            .iter()
-            .any(|(t, _)| *t == LinuxNamespaceType::Mount)
-    {
-        let o = RootfsOpts {
-            spec: a.spec,
-            rootfs: a.rootfs,
-            no_pivot: a.no_pivot,
-            userns: a.plan.new_user_ns,
-            cgroupns: a.plan.new_cgroup_ns,
-        };
-        rootfs::prepare(&o)?;
-        create_hooks(a)?;
-        rootfs::switch_root(o.rootfs, o.no_pivot)?;
-        rootfs::finish(a.spec)?;
-    } else {
-        create_hooks(a)?;
-    }
-    set_names(a.spec)?;
+    // config.rs guarantees a mount namespace (new or joined).
+    let o = RootfsOpts {
+        spec: a.spec,
+        rootfs: a.rootfs,
+        no_pivot: a.no_pivot,
+        userns: a.plan.new_user_ns,
+        cgroupns: a.plan.new_cgroup_ns,
+    };
+    rootfs::prepare(&o)?;
+    create_hooks(a)?;
+    rootfs::switch_root(o.rootfs, o.no_pivot)?;
+    // Before finish(): it makes /proc/sys read-only (runc's order too).
     set_sysctls(a.spec)?;
+    rootfs::finish(a.spec)?;
+    set_names(a.spec)?;
     if !a.no_new_keyring {
         process::join_session_keyring(a.id)?;
     }

@@ -19,13 +19,13 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
-    #[error("opening namespace {path}")]
+    #[error("linux.namespaces: opening namespace {path}")]
     Open {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("joining {kind} namespace {path}")]
+    #[error("linux.namespaces: joining {kind} namespace {path}")]
     Join {
         kind: LinuxNamespaceType,
         path: PathBuf,

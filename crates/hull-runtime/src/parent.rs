@@ -158,6 +158,20 @@ fn build(
     let plan = namespaces::plan(&b.spec);
     let cgroups = cgroup::prepare(&b.spec, &o.id)?;
     td.cgroups = cgroups.clone();
+    // Recorded before anything runs in it, so that `delete --force` after a
+    // crash of this process finds the cgroup (pid 0 reads as "creating").
+    let mut saved = Saved {
+        id: o.id.clone(),
+        pid: 0,
+        start_time: 0,
+        bundle: b.dir.clone(),
+        rootfs: b.rootfs.clone(),
+        created: state::now_rfc3339(),
+        owner: String::new(),
+        annotations: b.spec.annotations().clone().unwrap_or_default(),
+        cgroup: cgroups.as_ref().map(|c| c.to_json()),
+    };
+    dir.save(&saved)?;
     let sock = dir_entry(dir, START_SOCK);
     let listener = UnixListener::bind(&sock)
         .map_err(sys(format!("binding {}", dir.file(START_SOCK).display())))?;
@@ -215,17 +229,9 @@ fn build(
     }
     let (start_time, _) =
         state::proc_stat(pid).ok_or_else(|| CreateError::InitDied("vanished".into()))?;
-    dir.save(&Saved {
-        id: o.id.clone(),
-        pid,
-        start_time,
-        bundle: b.dir.clone(),
-        rootfs: b.rootfs.clone(),
-        created: state::now_rfc3339(),
-        owner: String::new(),
-        annotations: b.spec.annotations().clone().unwrap_or_default(),
-        cgroup: cgroups.as_ref().map(|c| c.to_json()),
-    })?;
+    saved.pid = pid;
+    saved.start_time = start_time;
+    dir.save(&saved)?;
     if let Some(p) = &o.pid_file {
         write_pid_file(p, pid)?;
     }

@@ -13,8 +13,8 @@ use oci_spec::runtime::{Capabilities, LinuxCapabilities, PosixRlimitType, Proces
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
-    #[error("process.rlimits: setting {0:?}")]
-    Rlimit(PosixRlimitType, #[source] std::io::Error),
+    #[error("process.rlimits: setting {0}")]
+    Rlimit(String, #[source] std::io::Error),
     #[error("process.oomScoreAdj: writing /proc/self/oom_score_adj")]
     OomScoreAdj(#[source] std::io::Error),
     #[error("joining a new session keyring")]
@@ -77,10 +77,13 @@ pub(crate) fn set_rlimits(p: &Process) -> Result<(), ProcessError> {
         };
         // SAFETY: setrlimit reads a plain struct we own.
         if unsafe { libc::setrlimit(resource(r.typ()), &lim) } != 0 {
-            return Err(ProcessError::Rlimit(
-                r.typ(),
-                std::io::Error::last_os_error(),
-            ));
+            let e = std::io::Error::last_os_error();
+            // The config's own spelling (RLIMIT_NOFILE), not the Rust name.
+            let name = serde_json::to_value(r.typ())
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            return Err(ProcessError::Rlimit(name, e));
         }
     }
     Ok(())
@@ -259,7 +262,6 @@ pub(crate) fn exec(path: &Path, args: &[String], env: &[String]) -> ProcessError
         Err(e) => e,
     }
 }
-
 
 /// rlimits and the bounding set while privileged, then the user switch,
 /// then the capability sets and no_new_privs; returns the program to exec.

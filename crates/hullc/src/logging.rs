@@ -10,7 +10,9 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::cli::LogFormat;
 
-pub struct RuncFormat(pub LogFormat);
+/// runc's line shapes for the `--log` file; `None` for people reading
+/// stderr (`hullc: warning: ...`).
+pub struct RuncFormat(pub Option<LogFormat>);
 
 /// Collects an event's `message` field.
 #[derive(Default)]
@@ -52,11 +54,12 @@ where
         let level = level_name(event.metadata().level());
         let time = time_now();
         match self.0 {
-            LogFormat::Json => {
+            Some(LogFormat::Json) => {
                 let line = serde_json::json!({ "level": level, "msg": msg.0, "time": time });
                 writeln!(w, "{line}")
             }
-            LogFormat::Text => writeln!(w, "time=\"{time}\" level={level} msg={:?}", msg.0),
+            Some(LogFormat::Text) => writeln!(w, "time=\"{time}\" level={level} msg={:?}", msg.0),
+            None => writeln!(w, "hullc: {level}: {}", msg.0),
         }
     }
 }
@@ -73,7 +76,7 @@ pub fn init(path: Option<&std::path::Path>, format: LogFormat, debug: bool) -> a
     let level = if debug { Level::DEBUG } else { Level::WARN };
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
-        .event_format(RuncFormat(format));
+        .event_format(RuncFormat(path.map(|_| format)));
     match path {
         Some(p) => {
             let f = std::fs::File::options()

@@ -174,7 +174,6 @@ fn domainname_is_applied() {
 }
 
 #[test]
-#[ignore = "hullc bug: sysctls are written after readonlyPaths made /proc/sys read-only (EROFS)"]
 fn sysctl_in_a_new_network_namespace() {
     let h = Hullc::new();
     let before = fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
@@ -195,7 +194,6 @@ fn sysctl_in_a_new_network_namespace() {
 }
 
 #[test]
-#[ignore = "hullc bug: sysctls are written after readonlyPaths made /proc/sys read-only (EROFS)"]
 fn sysctl_in_a_new_ipc_namespace() {
     let h = Hullc::new();
     let before = fs::read_to_string("/proc/sys/kernel/shmmax").unwrap();
