@@ -29,6 +29,7 @@ use crate::container::{self, ContainerError};
 use crate::parent::{clone3, CreateError};
 use crate::process::{self, ProcessError};
 use crate::protocol::{self, Msg, ProtocolError};
+use crate::seccomp_setup;
 use crate::state::{ContainerDir, Saved, Status};
 
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +142,7 @@ pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32, ExecError> {
     }
     let (set, old) =
         crate::run::block_forwarded().map_err(|e| sys("blocking signals")(e.into()))?;
-    let r = exec_blocked(o, &saved, cg.as_ref(), terminal, &set);
+    let r = exec_blocked(root, o, &saved, cg.as_ref(), terminal, &set);
     let _ = old.thread_set_mask();
     r
 }
@@ -166,6 +167,7 @@ fn running(root: &Path, id: &str) -> Result<(Saved, Option<Cgroups>), ExecError>
 }
 
 fn exec_blocked(
+    root: &Path,
     o: &ExecOptions,
     saved: &Saved,
     cg: Option<&Cgroups>,
@@ -190,18 +192,31 @@ fn exec_blocked(
         }
         (None, false) => (None, None),
     };
+    // The container's own seccomp profile applies to exec'd processes too.
+    let spec =
+        container::saved_spec(&ContainerDir::open(root, &o.id).map_err(ContainerError::from)?);
+    let seccomp = match &spec {
+        Some(s) => seccomp_setup::prepare(s).map_err(CreateError::from)?,
+        None => None,
+    };
+    let state = spec
+        .as_ref()
+        .map(|s| crate::hooks::state_json(s, &o.id, "running", saved.pid, &saved.bundle))
+        .unwrap_or_default();
     let (parent, child) = protocol::channel()?;
     let cg_fd = cg.and_then(|c| c.clone_fd());
     let (pid, pidfd) = match clone3(0, cg_fd.as_ref().map(|f| f.as_raw_fd()))? {
         None => {
             drop(parent);
-            let err = child_main(
-                &child,
-                &nss,
-                &o.process,
-                console_theirs.as_ref(),
-                o.preserve_fds,
-            );
+            let err = child_main(&ChildArgs {
+                chan: &child,
+                nss: &nss,
+                process: &o.process,
+                console: console_theirs.as_ref(),
+                preserve_fds: o.preserve_fds,
+                seccomp: seccomp.as_ref(),
+                state: &state,
+            });
             let (context, cause) = crate::init::split_error(&err);
             let _ = child.send(&Msg::Error { context, cause });
             // SAFETY: _exit skips the parent's atexit handlers and buffers.
@@ -209,7 +224,7 @@ fn exec_blocked(
         }
         Some(c) => c,
     };
-    drop((child, console_theirs, nss));
+    drop((child, console_theirs, nss, seccomp));
     let setup = (|| {
         if let Some(cg) = cg {
             cg.enter(pid).map_err(CreateError::from)?;
@@ -249,35 +264,49 @@ fn finish(
     crate::run::wait_forwarding(&pidfd, set).map_err(|e| sys("waiting")(e.into()))
 }
 
-/// The exec child: join, set up, exec. Returns only the error that stopped it.
-fn child_main(
-    chan: &protocol::Channel,
-    nss: &[(LinuxNamespaceType, File)],
-    p: &Process,
-    console: Option<&UnixStream>,
+/// What the exec child works from (all prepared before clone).
+struct ChildArgs<'a> {
+    chan: &'a protocol::Channel,
+    nss: &'a [(LinuxNamespaceType, File)],
+    process: &'a Process,
+    console: Option<&'a UnixStream>,
     preserve_fds: u32,
-) -> ExecError {
+    seccomp: Option<&'a seccomp_setup::Prepared>,
+    /// The container's state JSON, for a seccomp agent.
+    state: &'a str,
+}
+
+/// The exec child: join, set up, exec. Returns only the error that stopped it.
+fn child_main(a: &ChildArgs) -> ExecError {
     let r = (|| -> Result<std::convert::Infallible, ExecError> {
-        chan.expect(Msg::Proceed, "proceed")?;
-        for (t, f) in nss {
+        a.chan.expect(Msg::Proceed, "proceed")?;
+        let host_pid = crate::init::host_pid()?;
+        for (t, f) in a.nss {
             setns(f, *t).map_err(sys(format!("joining the container's {t} namespace")))?;
         }
-        if nss.iter().any(|(t, _)| *t == LinuxNamespaceType::User) {
+        if a.nss.iter().any(|(t, _)| *t == LinuxNamespaceType::User) {
             nix::unistd::setresgid(0.into(), 0.into(), 0.into())
                 .map_err(|e| sys("setgid(0) in user namespace")(e.into()))?;
             nix::unistd::setresuid(0.into(), 0.into(), 0.into())
                 .map_err(|e| sys("setuid(0) in user namespace")(e.into()))?;
         }
-        if let Some(sock) = console {
-            crate::init::setup_terminal(sock, p)?;
+        if let Some(sock) = a.console {
+            crate::init::setup_terminal(sock, a.process)?;
         }
-        let exe = process::become_process(p, true)?;
-        let env = process::environment(p);
-        process::mark_fds_cloexec(3 + preserve_fds)?;
+        let early = seccomp_setup::early(a.process);
+        if let Some(sc) = a.seccomp.filter(|_| early) {
+            seccomp_setup::install(sc, host_pid, a.state).map_err(CreateError::from)?;
+        }
+        let exe = process::become_process(a.process, true)?;
+        let env = process::environment(a.process);
+        process::mark_fds_cloexec(3 + a.preserve_fds)?;
+        if let Some(sc) = a.seccomp.filter(|_| !early) {
+            seccomp_setup::install(sc, host_pid, a.state).map_err(CreateError::from)?;
+        }
         crate::init::reset_signals();
         Err(ExecError::from(process::exec(
             &exe,
-            p.args().as_deref().unwrap_or_default(),
+            a.process.args().as_deref().unwrap_or_default(),
             &env,
         )))
     })();

@@ -20,6 +20,7 @@ use crate::namespaces::{self, NamespaceError, Plan};
 use crate::process::{self, ProcessError};
 use crate::protocol::{Channel, Msg, ProtocolError};
 use crate::rootfs::{self, RootfsError, RootfsOpts};
+use crate::seccomp_setup;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -35,6 +36,8 @@ pub enum InitError {
     Hook(#[from] HookError),
     #[error(transparent)]
     Console(#[from] ConsoleError),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp_setup::SeccompSetupError),
     #[error("{op}")]
     Sys {
         op: String,
@@ -58,6 +61,9 @@ pub(crate) struct InitArgs<'a> {
     pub(crate) listener: UnixListener,
     /// Where the pty master goes when process.terminal is set.
     pub(crate) console: Option<UnixStream>,
+    /// The compiled seccomp profile (and its agent's connection).
+    pub(crate) seccomp: Option<seccomp_setup::Prepared>,
+    pub(crate) bundle: &'a std::path::Path,
     pub(crate) no_pivot: bool,
     pub(crate) no_new_keyring: bool,
     pub(crate) preserve_fds: u32,
@@ -108,21 +114,10 @@ fn build(a: &InitArgs) -> Result<Infallible, InitError> {
         .process()
         .as_ref()
         .expect("validated: process is present");
+    // Our pid as the host sees it, read while the host's /proc is still ours.
+    let host_pid = host_pid()?;
     process::set_oom_score_adj(process)?;
-    // config.rs guarantees a mount namespace (new or joined).
-    let o = RootfsOpts {
-        spec: a.spec,
-        rootfs: a.rootfs,
-        no_pivot: a.no_pivot,
-        userns: a.plan.new_user_ns,
-        cgroupns: a.plan.new_cgroup_ns,
-    };
-    rootfs::prepare(&o)?;
-    create_hooks(a)?;
-    rootfs::switch_root(o.rootfs, o.no_pivot)?;
-    // Before finish(): it makes /proc/sys read-only (runc's order too).
-    set_sysctls(a.spec)?;
-    rootfs::finish(a.spec)?;
+    build_rootfs(a)?;
     set_names(a.spec)?;
     if !a.no_new_keyring {
         process::join_session_keyring(a.id)?;
@@ -130,26 +125,30 @@ fn build(a: &InitArgs) -> Result<Infallible, InitError> {
     if let Some(sock) = &a.console {
         setup_terminal(sock, process)?;
     }
+    let seccomp_state = || hooks::state_json(a.spec, a.id, "creating", host_pid, a.bundle);
+    if let Some(sc) = a.seccomp.as_ref().filter(|_| seccomp_setup::early(process)) {
+        seccomp_setup::install(sc, host_pid, &seccomp_state())?;
+    }
     let exe = process::become_process(process, a.setgroups_allowed)?;
     let args = process.args().clone().unwrap_or_default();
     let env = process::environment(process);
     process::mark_fds_cloexec(3 + a.preserve_fds)?;
-    a.chan.send(&Msg::Ready)?;
-    let Msg::Commit { state } = a.chan.expect_any(
-        &[Msg::Commit {
-            state: String::new(),
-        }],
-        "commit",
-    )?
-    else {
-        unreachable!("expect_any returns only the kinds asked for")
-    };
-    nix::sys::prctl::set_pdeathsig(None).map_err(|e| sys("clear parent-death signal")(e.into()))?;
-    a.chan.send(&Msg::Committed)?;
+    let state = report_ready(a)?;
     let mut conn = wait_for_start(&a.listener)?;
     // startContainer hooks run in the container, after `start`, before the
     // program; a failure is reported to `start` like an exec failure.
-    if let Err(e) = hooks::run(a.spec, hooks::Kind::StartContainer, &state) {
+    let late = a
+        .seccomp
+        .as_ref()
+        .filter(|_| !seccomp_setup::early(process));
+    let last_steps = hooks::run(a.spec, hooks::Kind::StartContainer, &state)
+        .map_err(InitError::from)
+        .and_then(|_| {
+            late.map_or(Ok(()), |sc| {
+                seccomp_setup::install(sc, host_pid, &state).map_err(InitError::from)
+            })
+        });
+    if let Err(e) = last_steps {
         let _ = writeln!(conn, "{e}");
         // SAFETY: see run().
         unsafe { libc::_exit(1) }
@@ -163,6 +162,50 @@ fn build(a: &InitArgs) -> Result<Infallible, InitError> {
     let _ = writeln!(conn, "{e}{cause}");
     // SAFETY: see run(); nothing of the parent's state needs flushing.
     unsafe { libc::_exit(127) }
+}
+
+/// The whole filesystem view: mounts, createRuntime/createContainer hooks,
+/// pivot_root, sysctls (before /proc/sys turns read-only), finishing touches.
+fn build_rootfs(a: &InitArgs) -> Result<(), InitError> {
+    // config.rs guarantees a mount namespace (new or joined).
+    let o = RootfsOpts {
+        spec: a.spec,
+        rootfs: a.rootfs,
+        no_pivot: a.no_pivot,
+        userns: a.plan.new_user_ns,
+        cgroupns: a.plan.new_cgroup_ns,
+    };
+    rootfs::prepare(&o)?;
+    create_hooks(a)?;
+    rootfs::switch_root(o.rootfs, o.no_pivot)?;
+    set_sysctls(a.spec)?;
+    rootfs::finish(a.spec)?;
+    Ok(())
+}
+
+/// Ready → Commit → Committed; returns the state JSON for the last hooks.
+fn report_ready(a: &InitArgs) -> Result<String, InitError> {
+    a.chan.send(&Msg::Ready)?;
+    let Msg::Commit { state } = a.chan.expect_any(
+        &[Msg::Commit {
+            state: String::new(),
+        }],
+        "commit",
+    )?
+    else {
+        unreachable!("expect_any returns only the kinds asked for")
+    };
+    nix::sys::prctl::set_pdeathsig(None).map_err(|e| sys("clear parent-death signal")(e.into()))?;
+    a.chan.send(&Msg::Committed)?;
+    Ok(state)
+}
+
+/// Our pid in the host's pid namespace: /proc (still the host's) names it.
+pub(crate) fn host_pid() -> Result<i32, InitError> {
+    let link = std::fs::read_link("/proc/self").map_err(sys("reading /proc/self"))?;
+    link.to_string_lossy()
+        .parse()
+        .map_err(|_| sys("parsing /proc/self")(std::io::Error::from_raw_os_error(libc::EINVAL)))
 }
 
 /// Hands the mount-ready container to the parent for prestart and

@@ -23,6 +23,8 @@ mod process;
 mod protocol;
 mod rootfs;
 mod run;
+mod seccomp;
+mod seccomp_setup;
 mod signal;
 mod spec;
 mod state;

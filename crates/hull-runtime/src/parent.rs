@@ -14,6 +14,7 @@ use crate::hooks::{self, HookError};
 use crate::init::{self, InitArgs};
 use crate::namespaces::{self, NamespaceError, Plan};
 use crate::protocol::{self, Msg, ProtocolError};
+use crate::seccomp_setup;
 use crate::state::{self, ContainerDir, Saved, StateError, CONFIG_FILE, START_SOCK};
 use crate::userns::{self, UsernsError};
 
@@ -41,6 +42,8 @@ pub enum CreateError {
     InitDied(String),
     #[error(transparent)]
     Hook(#[from] HookError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp_setup::SeccompSetupError),
     #[error(transparent)]
     ConsoleIo(#[from] ConsoleError),
     #[error("{0}")]
@@ -175,6 +178,7 @@ fn build(
     let sock = dir_entry(dir, START_SOCK);
     let listener = UnixListener::bind(&sock)
         .map_err(sys(format!("binding {}", dir.file(START_SOCK).display())))?;
+    let seccomp = seccomp_setup::prepare(&b.spec)?;
     let (parent, child) = protocol::channel()?;
     if let Some(p) = &plan.join_pid {
         namespaces::join(oci_spec::runtime::LinuxNamespaceType::Pid, p)?;
@@ -200,6 +204,8 @@ fn build(
                 chan: child,
                 listener,
                 console,
+                seccomp,
+                bundle: &b.dir,
                 no_pivot: o.no_pivot,
                 no_new_keyring: o.no_new_keyring,
                 preserve_fds: o.preserve_fds,
@@ -208,7 +214,7 @@ fn build(
         }
         Some(c) => c,
     };
-    drop((child, listener, console));
+    drop((child, listener, console, seccomp));
     td.pidfd = Some(pidfd.try_clone().map_err(sys("dup pidfd"))?);
     outside_setup(&b.spec, &plan, cgroups.as_ref(), pid)?;
     parent.send(&Msg::Proceed)?;

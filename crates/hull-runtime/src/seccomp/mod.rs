@@ -80,7 +80,6 @@ pub(crate) struct Filter {
 
 impl Filter {
     /// Whether installing returns a listener fd (the profile uses NOTIFY).
-    #[allow(dead_code)] // for the caller's listenerPath handling
     pub(crate) fn has_listener(&self) -> bool {
         self.flags & FLAG_NEW_LISTENER != 0
     }

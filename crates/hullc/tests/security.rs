@@ -1,0 +1,197 @@
+//! Security (issue 5): seccomp profiles applied to init and to exec'd
+//! processes, the NOTIFY listener handed to an agent, unknown capabilities.
+
+mod common;
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use common::{Bundle, Hullc};
+use serde_json::json;
+
+fn deny_mkdir(action: &str) -> serde_json::Value {
+    let mut rule = json!({"names": ["mkdir", "mkdirat"], "action": action});
+    if action == "SCMP_ACT_ERRNO" {
+        rule["errnoRet"] = json!(1);
+    }
+    json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"], "syscalls": [rule]})
+}
+
+#[test]
+fn seccomp_errno_rule_applies_to_init_and_exec() {
+    for nnp in [false, true] {
+        let h = Hullc::new();
+        let mut b = Bundle::new(&h);
+        b.config["linux"]["seccomp"] = deny_mkdir("SCMP_ACT_ERRNO");
+        b.config["process"]["noNewPrivileges"] = json!(nnp);
+        let out = h.sh(
+            &mut b,
+            "mkdir /tmp/x 2>&1; echo mkdir=$?; touch /tmp/y; echo touch=$?",
+        );
+        assert!(
+            out.contains("Operation not permitted")
+                && out.contains("mkdir=1")
+                && out.contains("touch=0"),
+            "nnp={nnp}: {out}"
+        );
+        b.args(&["sleep", "1000"]);
+        let id = h.id("scexec");
+        h.run(&b, &id, &["--detach"]).ok();
+        let o = h.cmd(&["exec", &id, "mkdir", "/tmp/z"]);
+        assert_eq!(
+            o.code(),
+            Some(1),
+            "nnp={nnp}: exec'd processes get the filter too: {o:?}"
+        );
+        assert!(!b.rootfs().join("tmp/z").exists());
+    }
+}
+
+#[test]
+fn seccomp_kill_process_ends_with_sigsys() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    b.config["linux"]["seccomp"] = deny_mkdir("SCMP_ACT_KILL_PROCESS");
+    b.args(&["mkdir", "/tmp/x"]);
+    let id = h.id("sckill");
+    let o = h.run(&b, &id, &[]);
+    assert_eq!(o.code(), Some(128 + libc::SIGSYS), "{o:?}");
+}
+
+#[test]
+fn seccomp_bad_profiles_fail_create_naming_the_field() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    let mut p = deny_mkdir("SCMP_ACT_KILL");
+    p["syscalls"][0]["errnoRet"] = json!(5);
+    b.config["linux"]["seccomp"] = p;
+    let id = h.id("scbad");
+    h.create(&b, &id, &[])
+        .fails_with(&["linux.seccomp.syscalls[0].errnoRet"]);
+    b.config["linux"]["seccomp"]["syscalls"][0]["action"] = json!("SCMP_ACT_EXPLODE");
+    h.create(&b, &id, &[])
+        .fails_with(&["linux.seccomp.syscalls[0].action"]);
+    common::assert_clean(&h, &b, &[&id]);
+}
+
+/// runc's NOTIFY protocol: the runtime connects to listenerPath and sends
+/// the listener fd with a ContainerProcessState JSON; the agent decides.
+#[test]
+fn seccomp_notify_listener_reaches_the_agent() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    let sock = h.scratch().join("agent.sock");
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "listenerMetadata": "hello-agent",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    b.config["process"]["noNewPrivileges"] = json!(true);
+    b.args(&["sh", "-c", "mkdir /tmp/notified; echo status=$?"]);
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+    let agent = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().expect("accept");
+        let (msg, fd) = recv_fd(&conn);
+        // Answer the one notification: fail mkdir with EACCES.
+        answer_one(&fd, libc::EACCES);
+        msg
+    });
+    let id = h.id("notify");
+    let o = h.run(&b, &id, &[]).ok();
+    assert_eq!(o.stdout.trim(), "status=1", "{o:?}");
+    let msg: serde_json::Value = serde_json::from_str(&agent.join().expect("agent")).expect("json");
+    assert_eq!(msg["fds"], json!(["seccompFd"]));
+    assert_eq!(msg["metadata"], "hello-agent");
+    assert_eq!(msg["state"]["id"], json!(id));
+    assert!(!b.rootfs().join("tmp/notified").exists());
+}
+
+fn recv_fd(conn: &std::os::unix::net::UnixStream) -> (String, OwnedFd) {
+    let mut buf = vec![0u8; 65536];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .expect("recvmsg");
+    let n = msg.bytes;
+    let fd = msg
+        .cmsgs()
+        .expect("cmsgs")
+        .find_map(|c| match c {
+            nix::sys::socket::ControlMessageOwned::ScmRights(f) => f.first().copied(),
+            _ => None,
+        })
+        .expect("an fd");
+    // SAFETY: the kernel installed this fd for us.
+    (String::from_utf8_lossy(&buf[..n]).to_string(), unsafe {
+        OwnedFd::from_raw_fd(fd)
+    })
+}
+
+/// struct seccomp_notif / seccomp_notif_resp (linux/seccomp.h).
+#[repr(C)]
+struct Notif {
+    id: u64,
+    pid: u32,
+    flags: u32,
+    nr: i32,
+    arch: u32,
+    ip: u64,
+    args: [u64; 6],
+}
+
+#[repr(C)]
+struct Resp {
+    id: u64,
+    val: i64,
+    error: i32,
+    flags: u32,
+}
+
+fn answer_one(fd: &OwnedFd, errno: i32) {
+    const RECV: libc::c_ulong = 0xc050_2100; // _IOWR('!', 0, struct seccomp_notif)
+    const SEND: libc::c_ulong = 0xc018_2101; // _IOWR('!', 1, struct seccomp_notif_resp)
+                                             // SAFETY: Notif is plain data; the kernel requires it zeroed for RECV.
+    let mut n: Notif = unsafe { std::mem::zeroed() };
+    // SAFETY: RECV fills one struct seccomp_notif of the right size.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), RECV, &mut n) };
+    assert_eq!(rc, 0, "NOTIF_RECV: {}", std::io::Error::last_os_error());
+    let r = Resp {
+        id: n.id,
+        val: 0,
+        error: -errno,
+        flags: 0,
+    };
+    // SAFETY: SEND reads one struct seccomp_notif_resp.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), SEND, &r) };
+    assert_eq!(rc, 0, "NOTIF_SEND: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn unknown_capabilities_are_ignored() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    b.config["process"]["capabilities"]["bounding"] =
+        json!(["CAP_KILL", "CAP_FROM_A_FUTURE_KERNEL"]);
+    b.config["process"]["capabilities"]["effective"] = json!(["CAP_KILL"]);
+    b.config["process"]["capabilities"]["permitted"] = json!(["CAP_KILL"]);
+    b.config["process"]["capabilities"]["ambient"] = json!([]);
+    b.config["process"]["capabilities"]["inheritable"] = json!([]);
+    b.args(&["grep", "CapBnd", "/proc/self/status"]);
+    let id = h.id("capunk");
+    let o = h.run(&b, &id, &[]).ok();
+    assert!(
+        o.stdout.trim().ends_with("0000000000000020"),
+        "only CAP_KILL (bit 5): {}",
+        o.stdout
+    );
+    assert!(
+        o.stderr.contains("CAP_FROM_A_FUTURE_KERNEL"),
+        "a warning names it: {}",
+        o.stderr
+    );
+}
