@@ -181,21 +181,31 @@ fn mount_one(
     let t = open(Some(Kind::Dir))?;
     let tpath = fd_path(&t);
     let tpath = tpath.as_path();
-    if cgroupns {
+    let fresh = cgroupns.then(|| {
         let data = (!h.opts.is_empty()).then_some(h.opts.as_str());
         mount(Some("cgroup"), tpath, Some(h.fstype.as_str()), flags, data)
-            .map_err(sys(h.fstype.clone(), dest))?;
-    } else {
-        mount(
-            Some(&h.own_dir),
-            tpath,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(sys(format!("bind {}", h.own_dir.display()), dest))?;
-        if !flags.is_empty() {
-            mounts::remount(&fd_path(&open(None)?), dest, flags)?;
+    });
+    match fresh {
+        Some(Ok(())) => {}
+        // Inside a user namespace the kernel refuses some v1 hierarchies
+        // (EBUSY/EPERM: only roots it already knows, with the exact options
+        // of the host's mount); the container's own dir bound in its place
+        // shows the same view, as runc does.
+        Some(Err(e)) if !matches!(e, nix::Error::EBUSY | nix::Error::EPERM) => {
+            return Err(sys(h.fstype.clone(), dest)(e));
+        }
+        _ => {
+            mount(
+                Some(&h.own_dir),
+                tpath,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(sys(format!("bind {}", h.own_dir.display()), dest))?;
+            if !flags.is_empty() {
+                mounts::remount(&fd_path(&open(None)?), dest, flags)?;
+            }
         }
     }
     Ok(())

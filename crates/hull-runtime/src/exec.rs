@@ -280,6 +280,8 @@ struct ChildArgs<'a> {
 fn child_main(a: &ChildArgs) -> ExecError {
     let r = (|| -> Result<std::convert::Infallible, ExecError> {
         a.chan.expect(Msg::Proceed, "proceed")?;
+        // As in init: no /proc/<pid>/exe of a hullc copy for the container.
+        crate::init::set_non_dumpable()?;
         let host_pid = crate::init::host_pid()?;
         for (t, f) in a.nss {
             setns(f, *t).map_err(sys(format!("joining the container's {t} namespace")))?;

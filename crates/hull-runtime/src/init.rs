@@ -108,6 +108,11 @@ fn build(a: &InitArgs) -> Result<Infallible, InitError> {
     // A parent that died before the prctl above is seen here instead: its
     // end of the channel is closed and this read fails.
     a.chan.expect(Msg::Proceed, "proceed")?;
+    // Until execve, this process is a copy of hullc: non-dumpable, its
+    // /proc/<pid> entries (exe, mem, fd) are closed to the container's other
+    // processes (CVE-2019-5736 class); execve restores it. After Proceed,
+    // because the parent writes our uid_map through /proc first.
+    set_non_dumpable()?;
     enter_namespaces(a)?;
     let process = a
         .spec
@@ -198,6 +203,16 @@ fn report_ready(a: &InitArgs) -> Result<String, InitError> {
     nix::sys::prctl::set_pdeathsig(None).map_err(|e| sys("clear parent-death signal")(e.into()))?;
     a.chan.send(&Msg::Committed)?;
     Ok(state)
+}
+
+pub(crate) fn set_non_dumpable() -> Result<(), InitError> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(sys("prctl(PR_SET_DUMPABLE, 0)")(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 /// Our pid in the host's pid namespace: /proc (still the host's) names it.

@@ -195,3 +195,71 @@ fn unknown_capabilities_are_ignored() {
         o.stderr
     );
 }
+
+/// Until its execve, init is a copy of hullc and non-dumpable: another
+/// process of the container cannot reach its /proc/1/exe (the handle that
+/// CVE-2019-5736 used to overwrite the runtime's binary). The exec'd process
+/// has init's uid and capabilities, so only the dumpable flag decides (the
+/// kernel keeps a uid-changing init non-dumpable by itself; root does not
+/// change uid, so this is the case the explicit flag covers).
+#[test]
+fn init_is_non_dumpable_until_exec() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    b.args(&["sleep", "1000"]);
+    let id = h.id("dump");
+    h.create(&b, &id, &[]).ok();
+    assert_eq!(h.status(&id), "created");
+    let o = h
+        .cmd(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "readlink /proc/1/exe || echo exe-denied",
+        ])
+        .ok();
+    assert_eq!(
+        o.stdout.trim(),
+        "exe-denied",
+        "hullc's init is reachable: {o:?}"
+    );
+    h.cmd(&["start", &id]).ok();
+    // After execve the program is an ordinary, dumpable process again.
+    let o = h.cmd(&["exec", &id, "readlink", "/proc/1/exe"]).ok();
+    assert_eq!(o.stdout.trim(), "/bin/busybox");
+}
+
+/// A user-namespaced container with a 65536-wide mapping: root inside is
+/// an unprivileged id outside, devices are bind-mounted (mknod is refused
+/// in a user namespace), and the cgroup mount works in its cgroup namespace.
+#[test]
+fn user_namespace_with_a_wide_mapping() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+        .push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    let out = h.sh(&mut b, "id -u; cat /proc/self/uid_map; echo x > /dev/null && echo devnull-ok; ls /sys/fs/cgroup | grep -c .; readlink /proc/self/ns/user");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0", "{out}");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "200000", "65536"],
+        "{out}"
+    );
+    assert_eq!(lines[2], "devnull-ok");
+    assert!(
+        lines[3].parse::<u32>().is_ok_and(|n| n > 0),
+        "cgroup hierarchies mounted: {out}"
+    );
+    let host_user = std::fs::read_link("/proc/self/ns/user").expect("own user ns");
+    assert_ne!(
+        lines[4],
+        host_user.to_string_lossy(),
+        "a new user namespace"
+    );
+}
