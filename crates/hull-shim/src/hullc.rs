@@ -17,7 +17,11 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("hullc {cmd} failed (exit status {status}): {msg}")]
-    Failed { cmd: String, status: u32, msg: String },
+    Failed {
+        cmd: String,
+        status: u32,
+        msg: String,
+    },
     #[error("cannot read the output of hullc {cmd}")]
     Output {
         cmd: String,
@@ -209,11 +213,10 @@ impl Hullc {
     /// `events --stats`: the cgroup statistics object.
     pub fn stats(&self, id: &str) -> Result<serde_json::Value, Error> {
         let out = self.output(&["events", "--stats", id], None)?;
-        let v: serde_json::Value =
-            serde_json::from_slice(&out).map_err(|source| Error::Parse {
-                cmd: "events".into(),
-                source,
-            })?;
+        let v: serde_json::Value = serde_json::from_slice(&out).map_err(|source| Error::Parse {
+            cmd: "events".into(),
+            source,
+        })?;
         // runc wraps the stats as {"type":"stats","data":{...}}; accept both.
         Ok(match v.get("data") {
             Some(d) => d.clone(),

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod mount;
 pub mod process;
 pub mod reaper;
+pub mod serve;
 pub mod service;
 pub mod shim;
 pub mod stdio;

@@ -32,24 +32,99 @@ pub fn mount_rootfs(mounts: &[Mount], target: &Path) -> Result<(), Error> {
     if mounts.is_empty() {
         return Ok(());
     }
-    std::fs::create_dir_all(target)
-        .map_err(|e| Error::Mkdir(target.display().to_string(), e))?;
+    std::fs::create_dir_all(target).map_err(|e| Error::Mkdir(target.display().to_string(), e))?;
     for m in mounts {
-        // containerd-shim's helper knows containerd's option vocabulary
-        // (bind, ro, overlay lowerdir compaction past one page, loop).
-        if let Err(e) = containerd_shim::mount::mount_rootfs(
-            Some(m.kind.as_str()),
-            Some(m.source.as_str()),
-            &m.options,
-            target,
-        ) {
+        if let Err(e) = mount_one(m, target) {
             let _ = unmount_all(target);
-            return Err(Error::Mount {
-                kind: m.kind.clone(),
-                source_path: m.source.clone(),
-                target: target.display().to_string(),
-                msg: e.to_string(),
-            });
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// mount(8)-style option words that are flags; everything else is data.
+/// (containerd-shim's own helper forks and waits through its private reaper,
+/// which would race with ours.)
+fn flag(word: &str) -> Option<(libc::c_ulong, bool)> {
+    Some(match word {
+        "ro" => (libc::MS_RDONLY, false),
+        "rw" => (libc::MS_RDONLY, true),
+        "bind" => (libc::MS_BIND, false),
+        "rbind" => (libc::MS_BIND | libc::MS_REC, false),
+        "nosuid" => (libc::MS_NOSUID, false),
+        "suid" => (libc::MS_NOSUID, true),
+        "nodev" => (libc::MS_NODEV, false),
+        "dev" => (libc::MS_NODEV, true),
+        "noexec" => (libc::MS_NOEXEC, false),
+        "exec" => (libc::MS_NOEXEC, true),
+        "noatime" => (libc::MS_NOATIME, false),
+        "relatime" => (libc::MS_RELATIME, false),
+        "strictatime" => (libc::MS_STRICTATIME, false),
+        "sync" => (libc::MS_SYNCHRONOUS, false),
+        "async" => (libc::MS_SYNCHRONOUS, true),
+        "defaults" => (0, false),
+        _ => return None,
+    })
+}
+
+fn cstr(s: &str) -> Result<CString, std::io::Error> {
+    CString::new(s).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+}
+
+fn mount_one(m: &Mount, target: &Path) -> Result<(), Error> {
+    let err = |msg: String| Error::Mount {
+        kind: m.kind.clone(),
+        source_path: m.source.clone(),
+        target: target.display().to_string(),
+        msg,
+    };
+    let mut flags: libc::c_ulong = 0;
+    let mut data = Vec::new();
+    for o in &m.options {
+        match flag(o) {
+            Some((f, false)) => flags |= f,
+            Some((f, true)) => flags &= !f,
+            None => data.push(o.as_str()),
+        }
+    }
+    let data = cstr(&data.join(",")).map_err(|e| err(e.to_string()))?;
+    let src = cstr(&m.source).map_err(|e| err(e.to_string()))?;
+    let kind = cstr(&m.kind).map_err(|e| err(e.to_string()))?;
+    let tgt =
+        CString::new(target.as_os_str().as_encoded_bytes()).map_err(|e| err(e.to_string()))?;
+    // A read-only bind needs a second, remounting call; do the bind first.
+    let first = if flags & libc::MS_BIND != 0 {
+        flags & !libc::MS_RDONLY
+    } else {
+        flags
+    };
+    // SAFETY: all pointers are valid NUL-terminated strings for the call.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            tgt.as_ptr(),
+            kind.as_ptr(),
+            first,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(err(std::io::Error::last_os_error().to_string()));
+    }
+    if flags & libc::MS_BIND != 0 && flags & libc::MS_RDONLY != 0 {
+        let f = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
+        // SAFETY: as above; source and type are ignored for a remount.
+        let rc = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                tgt.as_ptr(),
+                kind.as_ptr(),
+                f,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(err(std::io::Error::last_os_error().to_string()));
         }
     }
     Ok(())

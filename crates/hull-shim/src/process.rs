@@ -76,7 +76,11 @@ pub fn oom_counter_file(pid: i32) -> Option<PathBuf> {
             );
         }
         if ctrls.is_empty() {
-            unified = Some(PathBuf::from("/sys/fs/cgroup").join(path).join("memory.events"));
+            unified = Some(
+                PathBuf::from("/sys/fs/cgroup")
+                    .join(path)
+                    .join("memory.events"),
+            );
         }
     }
     unified.filter(|p| p.exists())

@@ -60,8 +60,8 @@ impl Reaper {
                 return Err(Error::Subreaper(std::io::Error::last_os_error()));
             }
         }
-        let mut signals = signal_hook::iterator::Signals::new([libc::SIGCHLD])
-            .map_err(Error::Signal)?;
+        let mut signals =
+            signal_hook::iterator::Signals::new([libc::SIGCHLD]).map_err(Error::Signal)?;
         let reaper = Arc::new(Reaper::default());
         let r = Arc::clone(&reaper);
         std::thread::Builder::new()

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use containerd_shim::event::Event as ShimEvent;
 use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM,
-    TaskPaused, TaskResumed, TaskStart,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
+    TaskResumed, TaskStart,
 };
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
@@ -84,7 +84,10 @@ pub fn default_hullc() -> PathBuf {
     if let Some(p) = std::env::var_os("HULLC") {
         return p.into();
     }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(PathBuf::from)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(PathBuf::from))
+    {
         let p = dir.join("hullc");
         if p.exists() {
             return p;
@@ -237,7 +240,11 @@ impl containerd_shim::Task for Service {
         })
     }
 
-    fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
+    fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> TtrpcResult<api::StartResponse> {
         let pid = self.tasks()?.start(&req.id, &req.exec_id).map_err(to_rpc)?;
         if req.exec_id.is_empty() {
             self.emit(TaskStart {
@@ -259,11 +266,16 @@ impl containerd_shim::Task for Service {
         })
     }
 
-    fn delete(&self, _ctx: &TtrpcContext, req: api::DeleteRequest) -> TtrpcResult<api::DeleteResponse> {
-        let p = self.tasks()?.delete(&req.id, &req.exec_id).map_err(to_rpc)?;
-        let (status, at) = p
-            .exit
-            .map_or((0, SystemTime::now()), |e| (e.status, e.at));
+    fn delete(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> TtrpcResult<api::DeleteResponse> {
+        let p = self
+            .tasks()?
+            .delete(&req.id, &req.exec_id)
+            .map_err(to_rpc)?;
+        let (status, at) = p.exit.map_or((0, SystemTime::now()), |e| (e.status, e.at));
         if req.exec_id.is_empty() {
             self.emit(TaskDelete {
                 container_id: req.id.clone(),
@@ -282,7 +294,11 @@ impl containerd_shim::Task for Service {
     }
 
     fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
-        let spec = req.spec.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+        let spec = req
+            .spec
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
         let stdio = StdioPaths {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
@@ -300,7 +316,11 @@ impl containerd_shim::Task for Service {
         Ok(api::Empty::new())
     }
 
-    fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> TtrpcResult<api::StateResponse> {
+    fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> TtrpcResult<api::StateResponse> {
         let (bundle, p) = self.tasks()?.state(&req.id, &req.exec_id).map_err(to_rpc)?;
         let mut r = api::StateResponse {
             id: req.id,
@@ -371,11 +391,17 @@ impl containerd_shim::Task for Service {
     }
 
     fn close_io(&self, _ctx: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
-        self.tasks()?.close_io(&req.id, &req.exec_id).map_err(to_rpc)?;
+        self.tasks()?
+            .close_io(&req.id, &req.exec_id)
+            .map_err(to_rpc)?;
         Ok(api::Empty::new())
     }
 
-    fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> TtrpcResult<api::Empty> {
+    fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResizePtyRequest,
+    ) -> TtrpcResult<api::Empty> {
         self.tasks()?
             .resize_pty(&req.id, &req.exec_id, req.width, req.height)
             .map_err(to_rpc)?;
@@ -383,7 +409,11 @@ impl containerd_shim::Task for Service {
     }
 
     fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
-        let res = req.resources.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+        let res = req
+            .resources
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
         let tasks = self.tasks()?;
         tasks
             .hullc()
@@ -392,16 +422,29 @@ impl containerd_shim::Task for Service {
         Ok(api::Empty::new())
     }
 
-    fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
-        let v = self.tasks()?.hullc().stats(&req.id).map_err(|e| to_rpc(e.into()))?;
-        let any = metrics::v1_metrics_any(&v).map_err(|e| rpc_err(Code::INTERNAL, e.to_string()))?;
+    fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
+        let v = self
+            .tasks()?
+            .hullc()
+            .stats(&req.id)
+            .map_err(|e| to_rpc(e.into()))?;
+        let any =
+            metrics::v1_metrics_any(&v).map_err(|e| rpc_err(Code::INTERNAL, e.to_string()))?;
         Ok(api::StatsResponse {
             stats: MessageField::some(any),
             ..Default::default()
         })
     }
 
-    fn connect(&self, _ctx: &TtrpcContext, req: api::ConnectRequest) -> TtrpcResult<api::ConnectResponse> {
+    fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> TtrpcResult<api::ConnectResponse> {
         let task_pid = self
             .tasks
             .get()

@@ -25,6 +25,27 @@ pub struct HullShim {
     exit: Arc<ExitSignal>,
 }
 
+/// The `start` action, answered with the plain socket address.
+///
+/// containerd-shim 0.12 answers `start` with a JSON object (or the 2.3
+/// bootstrap protobuf), which containerd 1.6 takes for the address itself
+/// ("dial unix {\"address\":...}"). Every containerd release accepts the
+/// plain `unix://...` address, so the binary handles `start` here.
+pub fn start_plain(flags: &Flags) -> containerd_shim::Result<String> {
+    let opts = StartOpts {
+        id: flags.id.clone(),
+        publish_binary: flags.publish_binary.clone(),
+        address: flags.address.clone(),
+        ttrpc_address: std::env::var("TTRPC_ADDRESS").unwrap_or_default(),
+        namespace: flags.namespace.clone(),
+        debug: flags.debug,
+        ..Default::default()
+    };
+    let mut config = Config::default();
+    let mut shim = <HullShim as containerd_shim::Shim>::new(RUNTIME_ID, flags, &mut config);
+    containerd_shim::Shim::start_shim(&mut shim, opts)
+}
+
 fn shim_err(msg: String) -> containerd_shim::Error {
     containerd_shim::Error::Other(msg)
 }
@@ -85,19 +106,20 @@ impl containerd_shim::Shim for HullShim {
     }
 
     fn create_task_service(&self, publisher: RemotePublisher) -> Service {
-        // bootstrap already made us a subreaper.
-        let reaper = match Reaper::start(false) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("containerd-shim-hull-v2: {e}");
-                std::process::exit(1);
-            }
-        };
+        // Only reached through containerd_shim::run, which hull does not use
+        // for serving (see serve.rs); kept so the trait stays complete.
+        let reaper = Arc::new(Reaper::default());
         Service::new(
             self.namespace.clone(),
             publisher,
             reaper,
             Arc::clone(&self.exit),
         )
+    }
+}
+
+impl HullShim {
+    pub fn exit_signal(&self) -> Arc<ExitSignal> {
+        Arc::clone(&self.exit)
     }
 }

@@ -241,7 +241,9 @@ impl Tasks {
             });
         }
         let mut st = self.lock();
-        let c = st.get_mut(id).ok_or_else(|| Error::NoContainer(id.into()))?;
+        let c = st
+            .get_mut(id)
+            .ok_or_else(|| Error::NoContainer(id.into()))?;
         let bundle = c.bundle.clone();
         let p = c
             .execs
@@ -272,7 +274,9 @@ impl Tasks {
         stdio: StdioPaths,
     ) -> Result<(), Error> {
         let mut st = self.lock();
-        let c = st.get_mut(id).ok_or_else(|| Error::NoContainer(id.into()))?;
+        let c = st
+            .get_mut(id)
+            .ok_or_else(|| Error::NoContainer(id.into()))?;
         if c.execs.contains_key(exec_id) {
             return Err(Error::Exists(exec_id.into()));
         }
@@ -346,7 +350,9 @@ impl Tasks {
     pub fn delete(&self, id: &str, exec_id: &str) -> Result<ProcInfo, Error> {
         if !exec_id.is_empty() {
             let mut st = self.lock();
-            let c = st.get_mut(id).ok_or_else(|| Error::NoContainer(id.into()))?;
+            let c = st
+                .get_mut(id)
+                .ok_or_else(|| Error::NoContainer(id.into()))?;
             let p = c
                 .execs
                 .get(exec_id)
@@ -354,15 +360,21 @@ impl Tasks {
             if p.pid != 0 && p.exit.is_none() {
                 return Err(Error::Running);
             }
-            return Ok(c.execs.remove(exec_id).as_ref().map(ProcInfo::from).ok_or_else(
-                || Error::NoProcess(id.into(), exec_id.into()),
-            )?);
+            return Ok(c
+                .execs
+                .remove(exec_id)
+                .as_ref()
+                .map(ProcInfo::from)
+                .ok_or_else(|| Error::NoProcess(id.into(), exec_id.into()))?);
         }
         let (created, running) = {
             let st = self.lock();
             let c = st.get(id).ok_or_else(|| Error::NoContainer(id.into()))?;
             let s = c.init.status;
-            (s == Status::Created, c.init.exit.is_none() && s != Status::Created)
+            (
+                s == Status::Created,
+                c.init.exit.is_none() && s != Status::Created,
+            )
         };
         if running {
             return Err(Error::Running);

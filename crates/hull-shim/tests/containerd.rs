@@ -16,7 +16,11 @@ const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-hull-v2");
 
 fn sh(cmd: &str) -> String {
     let o = Command::new("sh").args(["-c", cmd]).output().unwrap();
-    assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -27,7 +31,8 @@ fn hullc_dir() -> PathBuf {
         let profile_dir = dir.file_name().unwrap().to_str().unwrap().to_string();
         let target = dir.parent().unwrap();
         let mut c = Command::new(env!("CARGO"));
-        c.args(["build", "-p", "hullc"]).env("CARGO_TARGET_DIR", target);
+        c.args(["build", "-p", "hullc"])
+            .env("CARGO_TARGET_DIR", target);
         if profile_dir == "release" {
             c.arg("--release");
         }
@@ -89,7 +94,11 @@ fn busybox_archive(dir: &Path) -> PathBuf {
     std::fs::write(w.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     std::fs::remove_dir_all(&rootfs).unwrap();
     let tar = dir.join("busybox.tar");
-    sh(&format!("tar -C {} -cf {} index.json oci-layout blobs", w.display(), tar.display()));
+    sh(&format!(
+        "tar -C {} -cf {} index.json oci-layout blobs",
+        w.display(),
+        tar.display()
+    ));
     tar
 }
 
@@ -98,10 +107,16 @@ fn busybox_archive(dir: &Path) -> PathBuf {
 fn pids_matching(needles: &[&str]) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else { continue };
-        let args: Vec<String> =
-            cmd.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into()).collect();
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into())
+            .collect();
         if needles.iter().all(|n| args.iter().any(|a| a == n)) {
             out.push(pid);
         }
@@ -123,7 +138,10 @@ struct Containerd {
 
 impl Containerd {
     fn start(bin_dir: &Path) -> Containerd {
-        let dir = tempfile::Builder::new().prefix("hull-shim-ctd").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("hull-shim-ctd")
+            .tempdir()
+            .unwrap();
         let d = dir.path().display().to_string();
         let sock = format!("{d}/c.sock");
         let config = format!(
@@ -132,7 +150,11 @@ impl Containerd {
              [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n"
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
         let child = Command::new("containerd")
             .arg("--config")
@@ -143,10 +165,19 @@ impl Containerd {
             .spawn()
             .unwrap();
         let ns = format!("hulltest{}", std::process::id());
-        let c = Containerd { dir, child, sock, ns };
+        let c = Containerd {
+            dir,
+            child,
+            sock,
+            ns,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !c.ctr(&["version"]).status.success() {
-            assert!(Instant::now() < deadline, "containerd did not start: {}", c.log());
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not start: {}",
+                c.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         c
@@ -173,7 +204,12 @@ impl Containerd {
             o.status,
             String::from_utf8_lossy(&o.stdout),
             String::from_utf8_lossy(&o.stderr),
-            self.log().lines().rev().take(30).collect::<Vec<_>>().join("\n"),
+            self.log()
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .join("\n"),
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
@@ -229,7 +265,11 @@ fn usable() -> bool {
         eprintln!("skipping: needs root");
         return false;
     }
-    if Command::new("containerd").arg("--version").output().is_err() {
+    if Command::new("containerd")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("skipping: containerd not installed (apt-get install containerd)");
         return false;
     }
@@ -257,8 +297,20 @@ fn containerd_with_hull_shim() {
     let rt = ["--runtime", "io.containerd.hull.v2"];
 
     // Foreground run: output and exit status through the shim.
-    let o = ctd.ctr(&[&["run", "--rm"], &rt[..], &[IMAGE, "fg", "sh", "-c", "echo hi; exit 3"]].concat());
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "hi\n", "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ctd.ctr(
+        &[
+            &["run", "--rm"],
+            &rt[..],
+            &[IMAGE, "fg", "sh", "-c", "echo hi; exit 3"],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "hi\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(o.status.code(), Some(3), "{o:?}");
 
     // Detached container: exec, pause/resume, metrics, kill, rm.
@@ -278,22 +330,44 @@ fn containerd_with_hull_shim() {
     assert!(ps.lines().count() >= 2, "{ps}");
     let shims = ctd.shim_pids();
     assert_eq!(shims.len(), 1, "one shim for bg: {shims:?}");
-    eprintln!("containerd-shim-hull-v2 VmRSS with one running container: {} KiB", vm_rss_kib(shims[0]));
+    eprintln!(
+        "containerd-shim-hull-v2 VmRSS with one running container: {} KiB",
+        vm_rss_kib(shims[0])
+    );
     ctd.ok(&["task", "kill", "-s", "SIGKILL", "bg"]);
     ctd.wait_status("bg", "STOPPED");
     ctd.ok(&["task", "rm", "bg"]);
     ctd.ok(&["container", "rm", "bg"]);
 
     // hullc under containerd's own Go runc shim.
-    let o = ctd.ctr(&["run", "--rm", "--runc-binary", &hullc, IMAGE, "gorunc", "sh", "-c", "echo via-runc; exit 4"]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "via-runc\n", "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ctd.ctr(&[
+        "run",
+        "--rm",
+        "--runc-binary",
+        &hullc,
+        IMAGE,
+        "gorunc",
+        "sh",
+        "-c",
+        "echo via-runc; exit 4",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "via-runc\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert_eq!(o.status.code(), Some(4), "{o:?}");
 
     let left = ctd.ok(&["task", "ls", "-q"]);
     assert_eq!(left.trim(), "", "tasks left");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !ctd.shim_pids().is_empty() {
-        assert!(Instant::now() < deadline, "shims left: {:?}", ctd.shim_pids());
+        assert!(
+            Instant::now() < deadline,
+            "shims left: {:?}",
+            ctd.shim_pids()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let d = ctd.dir.path().display().to_string();
