@@ -207,7 +207,8 @@ fn exec_blocked(
     let cg_fd = cg.and_then(|c| c.clone_fd());
     let (pid, pidfd) = match clone3(0, cg_fd.as_ref().map(|f| f.as_raw_fd()))? {
         None => {
-            drop(parent);
+            // No host directory fd may reach the container (CVE-2024-21626).
+            drop((parent, cg_fd));
             let err = child_main(&ChildArgs {
                 chan: &child,
                 nss: &nss,

@@ -189,7 +189,9 @@ fn build(
     let cg_fd = cgroups.as_ref().and_then(|c| c.clone_fd());
     let (pid, pidfd) = match clone3(plan.clone_flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))? {
         None => {
-            drop(parent);
+            // A host directory fd left open in the container is an escape
+            // hatch (CVE-2024-21626: process.cwd "/proc/self/fd/N").
+            drop((parent, cg_fd));
             // The flock on the state dir belongs to its open file description,
             // which this copy shares: holding it would block every later
             // command on the container for init's whole life.

@@ -35,6 +35,8 @@ pub enum ProcessError {
     NoNewPrivs(#[source] nix::Error),
     #[error("process.cwd: chdir to {0}")]
     Cwd(PathBuf, #[source] nix::Error),
+    #[error("process.cwd: {0} leads outside the container's root")]
+    CwdOutside(PathBuf),
     #[error("process.args: executable {0:?} not found in $PATH")]
     NotFound(String),
     #[error("process.args: exec {0:?}")]
@@ -198,7 +200,14 @@ pub(crate) fn set_no_new_privs(p: &Process) -> Result<(), ProcessError> {
 }
 
 pub(crate) fn chdir(p: &Process) -> Result<(), ProcessError> {
-    nix::unistd::chdir(p.cwd()).map_err(|e| ProcessError::Cwd(p.cwd().clone(), e))
+    nix::unistd::chdir(p.cwd()).map_err(|e| ProcessError::Cwd(p.cwd().clone(), e))?;
+    // A cwd reached through a leaked fd (CVE-2024-21626) lies outside our
+    // root; the kernel then reports it as unreachable (getcwd fails or says
+    // "(unreachable)"). Refuse to run there.
+    match std::env::current_dir() {
+        Ok(d) if d.is_absolute() => Ok(()),
+        _ => Err(ProcessError::CwdOutside(p.cwd().clone())),
+    }
 }
 
 /// The environment for execve: process.env, plus HOME from the container's

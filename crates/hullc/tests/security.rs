@@ -263,3 +263,72 @@ fn user_namespace_with_a_wide_mapping() {
         "a new user namespace"
     );
 }
+
+/// CVE-2024-21626: a cwd of /proc/self/fd/N must never land on a host
+/// directory that leaked into the container. Every N either fails cleanly or
+/// leaves the process inside its root.
+#[test]
+fn cwd_through_proc_self_fd_cannot_reach_the_host() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    b.args(&["sh", "-c", "pwd; ls"]);
+    for n in 3..12 {
+        b.config["process"]["cwd"] = json!(format!("/proc/self/fd/{n}"));
+        let id = h.id("cve21626");
+        let o = h.run(&b, &id, &[]);
+        o.assert_no_panic();
+        if o.status.success() {
+            panic!("cwd /proc/self/fd/{n} was accepted: {o:?}");
+        }
+        assert!(o.stderr.contains("process.cwd"), "fd {n}: {}", o.stderr);
+        common::assert_clean(&h, &b, &[&id]);
+    }
+}
+
+/// Only 0, 1, 2 (and --preserve-fds) reach the program: nothing of hullc's
+/// own (sync socket, start socket, cgroup or state dir fds).
+#[test]
+fn no_host_fd_leaks_into_the_container() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    b.args(&["sh", "-c", "ls /proc/self/fd"]);
+    let id = h.id("fds");
+    let o = h.run(&b, &id, &[]).ok();
+    let fds: Vec<&str> = o.stdout.split_whitespace().collect();
+    // ls itself opens one fd for the directory it lists.
+    assert!(
+        fds.len() <= 4 && ["0", "1", "2"].iter().all(|f| fds.contains(f)),
+        "{fds:?}"
+    );
+    b.args(&["sleep", "1000"]);
+    let id = h.id("execfds");
+    h.run(&b, &id, &["--detach"]).ok();
+    let o = h.cmd(&["exec", &id, "ls", "/proc/self/fd"]).ok();
+    assert!(
+        o.stdout.split_whitespace().count() <= 4,
+        "exec: {}",
+        o.stdout
+    );
+}
+
+/// CVE-2025-52881 class: a mount over a /proc file must not turn hullc's
+/// sysctl write into a write to whatever is mounted there.
+#[test]
+fn sysctl_writes_only_reach_real_procfs() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    let decoy = h.scratch().join("decoy");
+    std::fs::write(&decoy, "untouched\n").expect("decoy");
+    b.config["mounts"].as_array_mut().expect("mounts").push(json!({
+        "destination": "/proc/sys/net/ipv4/ip_forward", "type": "bind", "source": decoy, "options": ["bind"]
+    }));
+    b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    let id = h.id("procfs");
+    h.run(&b, &id, &[])
+        .fails_with(&["linux.sysctl.net.ipv4.ip_forward", "procfs"]);
+    assert_eq!(
+        std::fs::read_to_string(&decoy).expect("decoy"),
+        "untouched\n"
+    );
+    common::assert_clean(&h, &b, &[&id]);
+}
