@@ -332,3 +332,34 @@ fn sysctl_writes_only_reach_real_procfs() {
     );
     common::assert_clean(&h, &b, &[&id]);
 }
+
+/// CVE-2021-30465 class: a symlink planted in the rootfs cannot redirect a
+/// mount outside it. Both an absolute and a `..` link resolve as if the
+/// rootfs were `/`, so the tmpfs shows up inside the container at /target.
+#[test]
+fn mount_destinations_resolve_inside_the_rootfs() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    std::os::unix::fs::symlink("/", b.rootfs().join("abs")).expect("symlink");
+    std::os::unix::fs::symlink("../../../../..", b.rootfs().join("rel")).expect("symlink");
+    for dest in ["/abs/target-a", "/rel/target-r"] {
+        b.config["mounts"]
+            .as_array_mut()
+            .expect("mounts")
+            .push(json!({
+                "destination": dest, "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"]
+            }));
+    }
+    let out = h.sh(
+        &mut b,
+        "grep -E ' /target-(a|r) ' /proc/self/mountinfo | awk '{print $5}' | sort",
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["/target-a", "/target-r"],
+        "{out}"
+    );
+    assert!(
+        !std::path::Path::new("/target-a").exists() && !std::path::Path::new("/target-r").exists()
+    );
+}
