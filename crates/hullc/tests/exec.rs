@@ -255,7 +255,6 @@ fn terminal_create_without_console_socket_fails_cleanly() {
 #[test]
 fn console_socket_receives_the_pty_master() {
     use std::io::Read;
-    use std::os::fd::FromRawFd;
     let h = Hullc::new();
     let mut b = Bundle::new(&h);
     b.config["process"]["terminal"] = json!(true);
@@ -265,26 +264,7 @@ fn console_socket_receives_the_pty_master() {
     let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
     let receiver = std::thread::spawn(move || {
         let (conn, _) = listener.accept().expect("accept");
-        let mut buf = [0u8; 64];
-        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = nix::sys::socket::recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            nix::sys::socket::MsgFlags::empty(),
-        )
-        .expect("recvmsg");
-        let fd = msg
-            .cmsgs()
-            .expect("cmsgs")
-            .find_map(|c| match c {
-                nix::sys::socket::ControlMessageOwned::ScmRights(f) => f.first().copied(),
-                _ => None,
-            })
-            .expect("an fd came with SCM_RIGHTS");
-        // SAFETY: the kernel gave us this fd.
-        unsafe { std::fs::File::from_raw_fd(fd) }
+        std::fs::File::from(common::recv_fd(&conn).1)
     });
     h.create(
         &b,

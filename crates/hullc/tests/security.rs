@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use common::{Bundle, Hullc};
 use serde_json::json;
@@ -91,7 +91,7 @@ fn seccomp_notify_listener_reaches_the_agent() {
     let listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
     let agent = std::thread::spawn(move || {
         let (conn, _) = listener.accept().expect("accept");
-        let (msg, fd) = recv_fd(&conn);
+        let (msg, fd) = common::recv_fd(&conn);
         // Answer the one notification: fail mkdir with EACCES.
         answer_one(&fd, libc::EACCES);
         msg
@@ -104,32 +104,6 @@ fn seccomp_notify_listener_reaches_the_agent() {
     assert_eq!(msg["metadata"], "hello-agent");
     assert_eq!(msg["state"]["id"], json!(id));
     assert!(!b.rootfs().join("tmp/notified").exists());
-}
-
-fn recv_fd(conn: &std::os::unix::net::UnixStream) -> (String, OwnedFd) {
-    let mut buf = vec![0u8; 65536];
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = nix::sys::socket::recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        nix::sys::socket::MsgFlags::empty(),
-    )
-    .expect("recvmsg");
-    let n = msg.bytes;
-    let fd = msg
-        .cmsgs()
-        .expect("cmsgs")
-        .find_map(|c| match c {
-            nix::sys::socket::ControlMessageOwned::ScmRights(f) => f.first().copied(),
-            _ => None,
-        })
-        .expect("an fd");
-    // SAFETY: the kernel installed this fd for us.
-    (String::from_utf8_lossy(&buf[..n]).to_string(), unsafe {
-        OwnedFd::from_raw_fd(fd)
-    })
 }
 
 /// struct seccomp_notif / seccomp_notif_resp (linux/seccomp.h).

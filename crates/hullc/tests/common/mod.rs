@@ -750,3 +750,31 @@ pub fn mount_at(mountinfo: &str, mp: &str) -> Option<(HashSet<String>, String, S
         })
         .next_back()
 }
+
+/// Receives one message and the fd sent with it (SCM_RIGHTS), as the
+/// console-socket and seccomp-agent protocols send them.
+pub fn recv_fd(conn: &std::os::unix::net::UnixStream) -> (String, std::os::fd::OwnedFd) {
+    let mut buf = vec![0u8; 65536];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        std::os::fd::AsRawFd::as_raw_fd(conn),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .expect("recvmsg");
+    let n = msg.bytes;
+    let fd = msg
+        .cmsgs()
+        .expect("cmsgs")
+        .find_map(|c| match c {
+            nix::sys::socket::ControlMessageOwned::ScmRights(f) => f.first().copied(),
+            _ => None,
+        })
+        .expect("an fd");
+    // SAFETY: the kernel installed this fd for us.
+    (String::from_utf8_lossy(&buf[..n]).to_string(), unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    })
+}
