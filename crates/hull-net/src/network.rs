@@ -1,0 +1,483 @@
+//! The public API: [`Networks`] creates, lists and removes networks and attaches containers.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::files::{self, HostEntry};
+use crate::ipam::{check_name, IpamError, Lease, NetworkConfig, NetworkState, Store};
+use crate::mode::DEFAULT_NETWORK;
+use crate::netlink::{LinkError, Links, Netlink, VethRequest};
+use crate::nft::{self, Nft, NftCommand, NftError};
+use crate::ports::{check_duplicates, PortError, PortMapping};
+use crate::subnet::{self, Subnet, SubnetError};
+use crate::teardown::Teardown;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    #[error(transparent)]
+    Subnet(#[from] SubnetError),
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    #[error(transparent)]
+    Nft(#[from] NftError),
+    #[error("network {0} not found")]
+    NotFound(String),
+    #[error("network {0} already exists")]
+    Exists(String),
+    #[error("network {0} has {1} attached container(s); detach them or force")]
+    InUse(String, usize),
+    #[error("invalid interface name {0:?}: 1-15 bytes of letters, digits, '_', '-', '.'")]
+    BadIfName(String),
+    #[error("invalid link prefix {0:?}: 1-7 bytes of letters, digits")]
+    BadPrefix(String),
+    #[error("bridge {bridge} is already used by network {network}")]
+    BridgeTaken { bridge: String, network: String },
+    #[error("host port {port} is already published by container {container} on network {network}")]
+    PortTaken {
+        port: String,
+        container: String,
+        network: String,
+    },
+    #[error("{0}")]
+    Teardown(#[from] crate::teardown::TeardownError),
+}
+
+/// Where hull keeps its network state and how it names what it creates.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Network files and locks (default `/var/lib/hull/networks`).
+    pub state_dir: PathBuf,
+    /// Prefix of every link hull creates (bridges `<prefix>N`, veths `<prefix><hash>`);
+    /// reset removes every bridge/veth whose name starts with it.
+    pub link_prefix: String,
+    /// The nftables `inet` table.
+    pub nft_table: String,
+    /// Subnet of the default network (`bridge`).
+    pub default_subnet: Subnet,
+    /// Where user networks without `--subnet` get a free /24 from.
+    pub subnet_pool: Subnet,
+    pub mtu: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            state_dir: PathBuf::from("/var/lib/hull/networks"),
+            link_prefix: "hull".to_string(),
+            nft_table: "hull".to_string(),
+            default_subnet: Subnet::new(Ipv4Addr::new(10, 87, 0, 0), 24),
+            subnet_pool: Subnet::new(Ipv4Addr::new(10, 87, 0, 0), 16),
+            mtu: 1500,
+        }
+    }
+}
+
+/// `hull network create` arguments.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkSpec {
+    pub name: String,
+    pub subnet: Option<Subnet>,
+    /// Bridge name; default `<prefix>N`, the lowest free N (`hull0` for `bridge`).
+    pub bridge: Option<String>,
+    pub mtu: Option<u32>,
+}
+
+/// What `attach` needs about a container.
+#[derive(Debug, Clone, Default)]
+pub struct AttachRequest {
+    pub container_id: String,
+    /// Names others resolve it by (container name, hostname, aliases).
+    pub names: Vec<String>,
+    /// Its network namespace, e.g. `/proc/PID/ns/net`.
+    pub netns: PathBuf,
+    pub ports: Vec<PortMapping>,
+    /// A fixed address (`--ip`); default: the lowest free.
+    pub ip: Option<Ipv4Addr>,
+    /// Interface inside the container (default `eth0`).
+    pub ifname: Option<String>,
+    /// The container's hosts file (the host-side file bind-mounted on /etc/hosts); when given,
+    /// hull writes it now and rewrites it whenever a container joins or leaves the network.
+    pub hosts_file: Option<PathBuf>,
+}
+
+/// The result of `attach`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attachment {
+    pub network: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub ifname: String,
+    pub host_veth: String,
+    pub mtu: u32,
+    /// The content for the container's /etc/hosts.
+    pub hosts: String,
+    /// The content for the container's /etc/resolv.conf.
+    pub resolv_conf: String,
+}
+
+/// `hull network inspect`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NetworkInfo {
+    #[serde(flatten)]
+    pub config: NetworkConfig,
+    pub containers: Vec<Lease>,
+}
+
+/// hull's networks on this host.
+pub struct Networks {
+    pub(crate) opts: Options,
+    pub(crate) store: Store,
+    pub(crate) links: Box<dyn Links>,
+    pub(crate) nft: Box<dyn Nft>,
+}
+
+pub(crate) fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Networks {
+    /// Opens the state dir with the real kernel backends (rtnetlink, `nft`).
+    pub fn open(opts: Options) -> Result<Networks, NetError> {
+        Networks::with_backends(opts, Box::new(Netlink), Box::new(NftCommand::default()))
+    }
+
+    /// Opens the state dir with the given backends (tests pass fakes).
+    pub fn with_backends(
+        opts: Options,
+        links: Box<dyn Links>,
+        nft: Box<dyn Nft>,
+    ) -> Result<Networks, NetError> {
+        let p = &opts.link_prefix;
+        if p.is_empty() || p.len() > 7 || !p.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(NetError::BadPrefix(p.clone()));
+        }
+        let store = Store::open(&opts.state_dir)?;
+        Ok(Networks {
+            opts,
+            store,
+            links,
+            nft,
+        })
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Host veth name of a container on a network: `<prefix>` + hash, 15 bytes.
+    pub fn veth_name(&self, network: &str, container_id: &str) -> String {
+        let p = &self.opts.link_prefix;
+        let hex = format!("{:016x}", crate::fnv1a(&[network, container_id]));
+        format!("{p}{}", &hex[..15 - p.len()])
+    }
+
+    /// Creates a network (its bridge and rules appear with the first container).
+    pub fn create(&self, spec: &NetworkSpec) -> Result<NetworkConfig, NetError> {
+        check_name(&spec.name)?;
+        let _all = self.store.lock_all(true)?;
+        self.create_locked(spec)
+    }
+
+    fn create_locked(&self, spec: &NetworkSpec) -> Result<NetworkConfig, NetError> {
+        if self.store.read(&spec.name)?.is_some() {
+            return Err(NetError::Exists(spec.name.clone()));
+        }
+        let existing = self.store.all()?;
+        let bridge = match &spec.bridge {
+            Some(b) => b.clone(),
+            None => {
+                let used: Vec<&str> = existing.iter().map(|s| s.config.bridge.as_str()).collect();
+                let start = if spec.name == DEFAULT_NETWORK { 0 } else { 1 };
+                let p = &self.opts.link_prefix;
+                (start..)
+                    .map(|n| format!("{p}{n}"))
+                    .find(|b| !used.contains(&b.as_str()))
+                    .unwrap_or_else(|| format!("{p}x"))
+            }
+        };
+        if !valid_ifname(&bridge) {
+            return Err(NetError::BadIfName(bridge));
+        }
+        if let Some(other) = existing.iter().find(|s| s.config.bridge == bridge) {
+            return Err(NetError::BridgeTaken {
+                bridge,
+                network: other.config.name.clone(),
+            });
+        }
+        let mut taken: Vec<(Subnet, String)> = existing
+            .iter()
+            .map(|s| (s.config.subnet, format!("hull network {}", s.config.name)))
+            .collect();
+        // Host routes, except those through the bridges of hull's own networks (covered above)
+        // and through the bridge we are about to (re)use.
+        let links = self.links.links()?;
+        let ours: Vec<&str> = existing
+            .iter()
+            .map(|s| s.config.bridge.as_str())
+            .chain([bridge.as_str()])
+            .collect();
+        for (dst, oif) in self.links.routes()? {
+            let dev = oif.and_then(|i| links.iter().find(|l| l.index == i));
+            if dev.is_some_and(|l| ours.contains(&l.name.as_str())) {
+                continue;
+            }
+            let dev = dev.map(|l| l.name.as_str()).unwrap_or("?");
+            taken.push((dst, format!("host route via {dev}")));
+        }
+        let subnet = match spec.subnet {
+            Some(s) => {
+                s.validate()?;
+                subnet::check_collision(s, &taken)?;
+                s
+            }
+            None => {
+                let mut avoid = taken.clone();
+                avoid.extend(subnet::foreign_defaults());
+                let default = self.opts.default_subnet;
+                if spec.name == DEFAULT_NETWORK && subnet::check_collision(default, &avoid).is_ok()
+                {
+                    default
+                } else {
+                    subnet::pick_free(self.opts.subnet_pool, &avoid)?
+                }
+            }
+        };
+        let config = NetworkConfig {
+            name: spec.name.clone(),
+            bridge,
+            subnet,
+            gateway: subnet.gateway(),
+            mtu: spec.mtu.unwrap_or(self.opts.mtu),
+            created: now(),
+        };
+        self.store.write(&NetworkState::new(config.clone()))?;
+        Ok(config)
+    }
+
+    /// A network's definition and leases.
+    pub fn inspect(&self, name: &str) -> Result<NetworkInfo, NetError> {
+        let s = self
+            .store
+            .read(name)?
+            .ok_or_else(|| NetError::NotFound(name.to_string()))?;
+        Ok(NetworkInfo {
+            config: s.config,
+            containers: s.leases.into_values().collect(),
+        })
+    }
+
+    /// Every network's definition.
+    pub fn list(&self) -> Result<Vec<NetworkConfig>, NetError> {
+        Ok(self.store.all()?.into_iter().map(|s| s.config).collect())
+    }
+
+    /// Connects a container to a network (the default `bridge` network is created on demand):
+    /// lease, bridge, veth pair into its namespace, NAT and published ports, hosts file.
+    pub fn attach(&self, network: &str, req: &AttachRequest) -> Result<Attachment, NetError> {
+        check_name(network)?;
+        if network == DEFAULT_NETWORK && self.store.read(network)?.is_none() {
+            let _all = self.store.lock_all(true)?;
+            if self.store.read(network)?.is_none() {
+                self.create_locked(&NetworkSpec {
+                    name: network.to_string(),
+                    ..NetworkSpec::default()
+                })?;
+            }
+        }
+        let _all = self.store.lock_all(false)?;
+        let _net = self.store.lock_network(network)?;
+        let mut state = self
+            .store
+            .read(network)?
+            .ok_or_else(|| NetError::NotFound(network.to_string()))?;
+        let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".to_string());
+        if !valid_ifname(&ifname) {
+            return Err(NetError::BadIfName(ifname));
+        }
+        self.check_ports(&req.ports)?;
+        let cfg = state.config.clone();
+        let ip = state.pick(&req.container_id, req.ip)?;
+        let lease = Lease {
+            container_id: req.container_id.clone(),
+            ip,
+            names: req.names.clone(),
+            host_veth: self.veth_name(network, &req.container_id),
+            ports: req.ports.clone(),
+            hosts_file: req.hosts_file.clone(),
+        };
+        state.insert(lease.clone());
+        // The lease is on disk before anything is made in the kernel, so that detach or reset
+        // finds whatever a crash leaves behind.
+        self.store.write(&state)?;
+        if let Err(e) = self.plumb(&cfg, &lease, &req.netns, &ifname) {
+            let mut td = Teardown::default();
+            self.unplumb(&cfg, &lease, &mut td);
+            state.release(&req.container_id);
+            td.step(format!("release lease {ip}"), self.store.write(&state));
+            if !td.is_empty() {
+                tracing::warn!(
+                    "rollback of attach to {network}: {}",
+                    td.errors().join("; ")
+                );
+            }
+            return Err(e);
+        }
+        let hosts = self.refresh_hosts(&state, Some(&req.container_id));
+        Ok(Attachment {
+            network: network.to_string(),
+            ip,
+            prefix: cfg.subnet.prefix(),
+            gateway: cfg.gateway,
+            ifname,
+            host_veth: lease.host_veth,
+            mtu: cfg.mtu,
+            hosts,
+            resolv_conf: files::host_resolv_conf(),
+        })
+    }
+
+    /// Refuses ports that clash among themselves or with any container's published ports.
+    fn check_ports(&self, ports: &[PortMapping]) -> Result<(), NetError> {
+        check_duplicates(ports)?;
+        if ports.is_empty() {
+            return Ok(());
+        }
+        for s in self.store.all()? {
+            for l in s.leases.values() {
+                let mut both = l.ports.clone();
+                for p in ports {
+                    both.push(p.clone());
+                    if check_duplicates(&both).is_err() {
+                        return Err(NetError::PortTaken {
+                            port: p.to_string(),
+                            container: l.container_id.clone(),
+                            network: s.config.name.clone(),
+                        });
+                    }
+                    both.pop();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Kernel side of attach: forwarding, bridge, network rules, veth, port rules.
+    fn plumb(
+        &self,
+        cfg: &NetworkConfig,
+        lease: &Lease,
+        netns: &std::path::Path,
+        ifname: &str,
+    ) -> Result<(), NetError> {
+        self.links.sysctl("net/ipv4/ip_forward", "1")?;
+        self.links
+            .ensure_bridge(&cfg.bridge, cfg.gateway, cfg.subnet.prefix(), cfg.mtu)?;
+        // DNATed connections from 127.0.0.1 keep their loopback source until postrouting's
+        // masquerade; without this the kernel drops them as martians on the bridge.
+        self.links
+            .sysctl(&format!("net/ipv4/conf/{}/route_localnet", cfg.bridge), "1")?;
+        self.ensure_network_rules(cfg)?;
+        self.links.add_veth(&VethRequest {
+            host_name: lease.host_veth.clone(),
+            bridge: cfg.bridge.clone(),
+            netns: netns.to_path_buf(),
+            container_ifname: ifname.to_string(),
+            addr: lease.ip,
+            prefix: cfg.subnet.prefix(),
+            gateway: cfg.gateway,
+            mtu: cfg.mtu,
+        })?;
+        if !lease.ports.is_empty() {
+            let tag = nft::container_tag(&cfg.name, &lease.container_id);
+            self.nft.apply(&nft::port_rules(
+                &self.opts.nft_table,
+                &tag,
+                lease.ip,
+                &lease.ports,
+            ))?;
+        }
+        Ok(())
+    }
+
+    /// Installs the network's masquerade rules unless the table already has them.
+    fn ensure_network_rules(&self, cfg: &NetworkConfig) -> Result<(), NetError> {
+        let table = &self.opts.nft_table;
+        let tag = nft::network_tag(&cfg.name);
+        if let Some(listing) = self.nft.list_table(table)? {
+            if !nft::delete_tagged(&listing, |c| c == tag).is_empty() {
+                return Ok(());
+            }
+        }
+        self.nft.apply(&nft::network_rules(
+            table,
+            &cfg.name,
+            &cfg.bridge,
+            cfg.subnet,
+        ))?;
+        Ok(())
+    }
+
+    /// Removes a lease's veth and port rules, collecting errors.
+    pub(crate) fn unplumb(&self, cfg: &NetworkConfig, lease: &Lease, td: &mut Teardown) {
+        td.step(
+            format!("delete veth {}", lease.host_veth),
+            self.links.delete_link(&lease.host_veth),
+        );
+        if !lease.ports.is_empty() {
+            let tag = nft::container_tag(&cfg.name, &lease.container_id);
+            td.step(
+                format!("remove port rules of {} ({tag})", lease.container_id),
+                nft::remove_tagged(self.nft.as_ref(), &self.opts.nft_table, &tag),
+            );
+        }
+    }
+
+    /// Renders the hosts file of every container on the network, writes those that have a
+    /// hosts file, and returns the one of `own`.
+    pub(crate) fn refresh_hosts(&self, state: &NetworkState, own: Option<&str>) -> String {
+        let entries: Vec<HostEntry> = state
+            .leases
+            .values()
+            .map(|l| HostEntry {
+                ip: l.ip,
+                names: l.names.clone(),
+            })
+            .collect();
+        let mut mine = files::render_hosts(None, &entries);
+        for l in state.leases.values() {
+            let me = HostEntry {
+                ip: l.ip,
+                names: l.names.clone(),
+            };
+            let text = files::render_hosts(Some(&me), &entries);
+            if let Some(path) = &l.hosts_file {
+                if let Err(e) = files::write_in_place(path, &text) {
+                    tracing::warn!("update hosts file {}: {e}", path.display());
+                }
+            }
+            if own == Some(l.container_id.as_str()) {
+                mine = text;
+            }
+        }
+        mine
+    }
+}
