@@ -257,6 +257,7 @@ fn last_log_error(log: &Path) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::zombie_processes)]
 mod tests {
     use super::*;
 

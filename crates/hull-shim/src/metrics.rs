@@ -90,6 +90,7 @@ pub fn v1_metrics_any(v: &Value) -> Result<Any, Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::zombie_processes)]
 mod tests {
     use super::*;
 

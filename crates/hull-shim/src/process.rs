@@ -97,6 +97,7 @@ pub fn read_oom_kills(file: &std::path::Path) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::zombie_processes)]
 mod tests {
     use super::*;
 

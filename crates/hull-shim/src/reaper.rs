@@ -164,6 +164,7 @@ impl Reaper {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::zombie_processes)]
 mod tests {
     use super::*;
 

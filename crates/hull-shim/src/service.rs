@@ -458,7 +458,7 @@ impl containerd_shim::Task for Service {
     }
 
     fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
-        if self.tasks.get().map_or(true, |t| t.is_empty()) {
+        if self.tasks.get().is_none() || self.tasks.get().is_some_and(|t| t.is_empty()) {
             self.exit.signal();
         }
         Ok(api::Empty::new())

@@ -352,8 +352,8 @@ fn recv_fd(sock: i32) -> std::io::Result<File> {
     }
     // SAFETY: msg was filled by recvmsg; CMSG_FIRSTHDR only reads within it.
     let cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    // SAFETY: a non-null cmsg points inside cbuf; the header fields are readable.
     if cmsg.is_null()
+        // SAFETY: a non-null cmsg points inside cbuf; the header fields are readable.
         || unsafe {
             (*cmsg).cmsg_level != libc::SOL_SOCKET || (*cmsg).cmsg_type != libc::SCM_RIGHTS
         }
@@ -370,6 +370,7 @@ fn recv_fd(sock: i32) -> std::io::Result<File> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::zombie_processes)]
 mod tests {
     use super::*;
 

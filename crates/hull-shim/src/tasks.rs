@@ -360,12 +360,12 @@ impl Tasks {
             if p.pid != 0 && p.exit.is_none() {
                 return Err(Error::Running);
             }
-            return Ok(c
+            return c
                 .execs
                 .remove(exec_id)
                 .as_ref()
                 .map(ProcInfo::from)
-                .ok_or_else(|| Error::NoProcess(id.into(), exec_id.into()))?);
+                .ok_or_else(|| Error::NoProcess(id.into(), exec_id.into()));
         }
         let (created, running) = {
             let st = self.lock();

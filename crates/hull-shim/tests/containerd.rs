@@ -7,6 +7,8 @@
 //! missing the test builds it (`cargo build -p hullc`) into the same target
 //! dir and profile. Skips (with a message) when root or containerd is missing.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
