@@ -336,6 +336,10 @@ fn containerd_with_hull_shim() {
         "containerd-shim-hull-v2 VmRSS with one running container: {} KiB",
         vm_rss_kib(shims[0])
     );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", shims[0])).unwrap();
+    for l in status.lines().filter(|l| l.starts_with("Rss") || l.starts_with("Threads")) {
+        eprintln!("  {l}");
+    }
     ctd.ok(&["task", "kill", "-s", "SIGKILL", "bg"]);
     ctd.wait_status("bg", "STOPPED");
     ctd.ok(&["task", "rm", "bg"]);
