@@ -111,7 +111,13 @@ fn root(cfg: &Value, mounts: &[MountEntry], r: &mut Report) {
     r.eq("root.readonly", ro, m.has_opt("ro"));
     if let Some(p) = cfg["linux"]["rootfsPropagation"].as_str() {
         if let OptCheck::Propagation(want) = mountinfo::option_check(p) {
-            r.eq("linux.rootfsPropagation", want, m.propagation());
+            let got = m.propagation();
+            r.check(
+                "linux.rootfsPropagation",
+                mountinfo::propagation_matches(want, got),
+                want,
+                got,
+            );
         }
     }
 }
@@ -201,9 +207,27 @@ fn mount_option(f: &str, o: &str, e: &MountEntry, r: &mut Report) {
             e.opts.join(","),
         ),
         OptCheck::SuperHas(flag) => r.check(field, e.has_super(flag), flag, e.super_opts.join(",")),
-        OptCheck::Propagation(p) => r.eq(field, p, e.propagation()),
+        OptCheck::Propagation(p) => {
+            let got = e.propagation();
+            r.check(field, mountinfo::propagation_matches(p, got), p, got)
+        }
         OptCheck::Value(k, v, kind) => match e.super_value(&k) {
             Some(got) => r.check(field, mountinfo::value_matches(kind, &v, got), v, got),
+            // tmpfs leaves out its defaults (mode=1777, uid=0, gid=0): the
+            // root of the mount shows them.
+            None if e.fstype == "tmpfs" && ["mode", "uid", "gid"].contains(&k.as_str()) => {
+                match fs::metadata(&e.mount_point) {
+                    Ok(md) => {
+                        let got = match k.as_str() {
+                            "mode" => format!("{:o}", md.mode() & 0o7777),
+                            "uid" => md.uid().to_string(),
+                            _ => md.gid().to_string(),
+                        };
+                        r.check(field, mountinfo::value_matches(kind, &v, &got), v, got)
+                    }
+                    Err(err) => r.fail(field, v, err.to_string()),
+                }
+            }
             None => r.fail(field, v, format!("no {k}= in {}", e.super_opts.join(","))),
         },
         OptCheck::Unchecked => {}

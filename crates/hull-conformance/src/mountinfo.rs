@@ -51,6 +51,13 @@ impl MountEntry {
     }
 }
 
+/// Whether propagation `got` satisfies `want`. MS_SLAVE on a mount without
+/// peers leaves it private (mount_namespaces(7)), which is what a slave of a
+/// private host mount looks like.
+pub fn propagation_matches(want: &str, got: &str) -> bool {
+    want == got || (want == "slave" && got == "private")
+}
+
 /// Undoes mountinfo's octal escapes (`\040` for a space...).
 pub fn unescape(s: &str) -> String {
     let b = s.as_bytes();
@@ -311,6 +318,8 @@ mod tests {
         assert!(value_matches(ValueKind::Size, "1000", "4k"));
         assert!(!value_matches(ValueKind::Size, "64m", "32768k"));
         assert!(value_matches(ValueKind::Number, "5", "5"));
+        assert!(propagation_matches("slave", "private"));
+        assert!(!propagation_matches("shared", "private"));
         assert_eq!(parse_size("2g"), Some(2 << 30));
         assert_eq!(parse_size("x"), None);
     }
