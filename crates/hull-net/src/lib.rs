@@ -60,3 +60,6 @@ pub(crate) fn fnv1a(parts: &[&str]) -> u64 {
     }
     h
 }
+
+#[cfg(test)]
+mod fake_tests;

@@ -257,6 +257,8 @@ impl Networks {
                 {
                     default
                 } else {
+                    // The default network's subnet stays free for it.
+                    avoid.push((default, format!("hull network {DEFAULT_NETWORK}")));
                     subnet::pick_free(self.opts.subnet_pool, &avoid)?
                 }
             }
