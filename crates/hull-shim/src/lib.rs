@@ -6,6 +6,7 @@
 //! containers through it directly; [`service`], [`metrics`] and [`shim`] are
 //! the containerd glue.
 
+pub mod events;
 pub mod hullc;
 pub mod metrics;
 pub mod mount;

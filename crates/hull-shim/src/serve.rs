@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use containerd_shim::protos::shim::shim_ttrpc::create_task;
 use containerd_shim::protos::ttrpc::{MethodHandler, Server};
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{Config, ExitSignal, Flags, Shim};
 
+use crate::events::Publisher;
 use crate::reaper::Reaper;
 use crate::service::Service;
 use crate::shim::{HullShim, RUNTIME_ID};
@@ -25,10 +25,6 @@ use crate::shim::{HullShim, RUNTIME_ID};
 pub enum Error {
     #[error("no -socket address given")]
     NoSocket,
-    #[error("TTRPC_ADDRESS is not set")]
-    NoTtrpcAddress,
-    #[error("cannot connect to containerd's event service")]
-    Publisher(#[source] containerd_shim::Error),
     #[error("cannot listen on {0}")]
     Listen(String, #[source] std::io::Error),
     #[error("ttrpc server")]
@@ -76,8 +72,8 @@ pub fn serve(flags: &Flags) -> Result<(), Error> {
     }
     let reaper = Reaper::start(true)?;
     let _ = containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id);
-    let ttrpc = std::env::var("TTRPC_ADDRESS").map_err(|_| Error::NoTtrpcAddress)?;
-    let publisher = RemotePublisher::new(&ttrpc).map_err(Error::Publisher)?;
+    // No TTRPC_ADDRESS (started by hull, no containerd): events are dropped.
+    let publisher = Publisher::new(std::env::var("TTRPC_ADDRESS").ok());
     let mut config = Config::default();
     let mut shim = HullShim::new(RUNTIME_ID, flags, &mut config);
     let exit: Arc<ExitSignal> = shim.exit_signal();

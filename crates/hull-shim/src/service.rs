@@ -16,10 +16,10 @@ use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::protos::shim::oci::Options;
 use containerd_shim::protos::ttrpc::{self, Code};
 use containerd_shim::protos::types::task::{ProcessInfo, Status as PbStatus};
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{api, ExitSignal, TtrpcContext, TtrpcResult};
-use log::{info, warn};
+use log::info;
 
+use crate::events::Publisher;
 use crate::hullc::Hullc;
 use crate::metrics;
 use crate::mount::Mount;
@@ -34,7 +34,7 @@ pub const DEFAULT_ROOT: &str = "/run/containerd/hull";
 
 pub struct Service {
     namespace: String,
-    publisher: Arc<RemotePublisher>,
+    publisher: Arc<Publisher>,
     reaper: Arc<Reaper>,
     exit: Arc<ExitSignal>,
     tasks: OnceLock<Arc<Tasks>>,
@@ -112,7 +112,7 @@ pub fn runtime_from_options(o: Option<&Options>, namespace: &str) -> (PathBuf, P
 impl Service {
     pub fn new(
         namespace: String,
-        publisher: RemotePublisher,
+        publisher: Publisher,
         reaper: Arc<Reaper>,
         exit: Arc<ExitSignal>,
     ) -> Self {
@@ -125,15 +125,8 @@ impl Service {
         }
     }
 
-    fn publish(publisher: &RemotePublisher, ns: &str, ev: impl ShimEvent + 'static) {
-        let topic = ev.topic();
-        if let Err(e) = publisher.publish(Default::default(), &topic, ns, Box::new(ev)) {
-            warn!("publish {topic}: {e}");
-        }
-    }
-
-    fn emit(&self, ev: impl ShimEvent + 'static) {
-        Self::publish(&self.publisher, &self.namespace, ev);
+    fn emit(&self, ev: impl ShimEvent + Clone + 'static) {
+        self.publisher.publish(&self.namespace, ev);
     }
 
     fn tasks(&self) -> TtrpcResult<&Arc<Tasks>> {
@@ -152,8 +145,7 @@ impl Service {
         let hullc = Hullc::new(bin, root, Arc::clone(&self.reaper));
         let (publisher, ns) = (Arc::clone(&self.publisher), self.namespace.clone());
         let sink = Box::new(move |ev: Event| match ev {
-            Event::Exit { id, exec_id, exit } => Self::publish(
-                &publisher,
+            Event::Exit { id, exec_id, exit } => publisher.publish(
                 &ns,
                 TaskExit {
                     container_id: id.clone(),
@@ -164,8 +156,7 @@ impl Service {
                     ..Default::default()
                 },
             ),
-            Event::Oom { id } => Self::publish(
-                &publisher,
+            Event::Oom { id } => publisher.publish(
                 &ns,
                 TaskOOM {
                     container_id: id,

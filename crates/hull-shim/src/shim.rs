@@ -11,12 +11,17 @@ use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{api, Config, DeleteResponse, ExitSignal, Flags, StartOpts};
 use log::warn;
 
+use crate::events::Publisher;
 use crate::hullc::Hullc;
 use crate::mount;
 use crate::reaper::Reaper;
 use crate::service::{runtime_from_options, timestamp, Service};
 
 pub const RUNTIME_ID: &str = "io.containerd.hull.v2";
+
+/// Directory for the shim's socket instead of `/run/containerd/s` (for
+/// `hull`, which runs the shim without containerd).
+pub const SOCKET_DIR_ENV: &str = "HULL_SHIM_SOCKET_DIR";
 
 pub struct HullShim {
     namespace: String,
@@ -39,6 +44,7 @@ pub fn start_plain(flags: &Flags) -> containerd_shim::Result<String> {
         ttrpc_address: std::env::var("TTRPC_ADDRESS").unwrap_or_default(),
         namespace: flags.namespace.clone(),
         debug: flags.debug,
+        socket_dir: std::env::var(SOCKET_DIR_ENV).ok().filter(|d| !d.is_empty()),
         ..Default::default()
     };
     let mut config = Config::default();
@@ -106,12 +112,13 @@ impl containerd_shim::Shim for HullShim {
     }
 
     fn create_task_service(&self, publisher: RemotePublisher) -> Service {
+        let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
         // Only reached through containerd_shim::run, which hull does not use
         // for serving (see serve.rs); kept so the trait stays complete.
         let reaper = Arc::new(Reaper::default());
         Service::new(
             self.namespace.clone(),
-            publisher,
+            Publisher::connected(address, publisher),
             reaper,
             Arc::clone(&self.exit),
         )

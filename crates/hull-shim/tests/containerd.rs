@@ -337,7 +337,10 @@ fn containerd_with_hull_shim() {
         vm_rss_kib(shims[0])
     );
     let status = std::fs::read_to_string(format!("/proc/{}/status", shims[0])).unwrap();
-    for l in status.lines().filter(|l| l.starts_with("Rss") || l.starts_with("Threads")) {
+    for l in status
+        .lines()
+        .filter(|l| l.starts_with("Rss") || l.starts_with("Threads"))
+    {
         eprintln!("  {l}");
     }
     ctd.ok(&["task", "kill", "-s", "SIGKILL", "bg"]);

@@ -1,0 +1,236 @@
+//! The shim without containerd, as `hull` runs it: `start` in the bundle dir
+//! with no `TTRPC_ADDRESS` and the socket in a directory of our own, then the
+//! Task API over ttrpc with containerd-shim-protos' client: create, start,
+//! wait (exit status), delete, shutdown. Checks that nothing is left.
+//!
+//! Needs root and `busybox-static`; skips (with a message) without them.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use containerd_shim::protos::protobuf::well_known_types::any::Any;
+use containerd_shim::protos::protobuf::{Message, MessageField};
+use containerd_shim::protos::shim::oci::Options;
+use containerd_shim::protos::shim::shim_ttrpc::TaskClient;
+use containerd_shim::protos::ttrpc::context::Context;
+use containerd_shim::protos::ttrpc::Client;
+use containerd_shim::protos::{api, types::task::Status};
+
+const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-hull-v2");
+
+/// hullc next to the shim, built on demand with the same target dir/profile.
+fn hullc() -> PathBuf {
+    let dir = Path::new(SHIM).parent().unwrap().to_path_buf();
+    if !dir.join("hullc").exists() {
+        let profile_dir = dir.file_name().unwrap().to_str().unwrap().to_string();
+        let target = dir.parent().unwrap();
+        let mut c = Command::new(env!("CARGO"));
+        c.args(["build", "-p", "hullc"])
+            .env("CARGO_TARGET_DIR", target);
+        if profile_dir == "release" {
+            c.arg("--release");
+        }
+        assert!(c.status().unwrap().success(), "cargo build -p hullc");
+    }
+    dir.join("hullc")
+}
+
+fn skip() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return true;
+    }
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("skipped: needs busybox-static (/bin/busybox)");
+        return true;
+    }
+    false
+}
+
+fn bundle(dir: &Path, hullc: &Path, args: &[&str]) -> PathBuf {
+    let b = dir.join("bundle");
+    let rootfs = b.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for a in ["sh", "echo", "sleep", "cat"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+    }
+    for d in ["proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    let st = Command::new(hullc)
+        .arg("spec")
+        .arg("--bundle")
+        .arg(&b)
+        .status()
+        .unwrap();
+    assert!(st.success(), "hullc spec");
+    let p = b.join("config.json");
+    let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    spec["process"]["args"] = serde_json::json!(args);
+    spec["process"]["env"] = serde_json::json!(["PATH=/bin"]);
+    std::fs::write(&p, spec.to_string()).unwrap();
+    b
+}
+
+fn proc_cmdline_has(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        if String::from_utf8_lossy(&cmd).contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn standalone_shim_runs_a_task_over_ttrpc() {
+    if skip() {
+        return;
+    }
+    let hullc = hullc();
+    let tmp = tempfile::Builder::new()
+        .prefix("hull-shim-sa")
+        .tempdir()
+        .unwrap();
+    let dir = tmp.path();
+    let id = format!("sa{}", std::process::id());
+    let ns = "hulltest";
+    let b = bundle(dir, &hullc, &["sh", "-c", "echo hello from $0; exit 3"]);
+    let sockdir = dir.join("s");
+    let state_root = dir.join("state");
+    let stdout = dir.join("stdout");
+    std::fs::write(&stdout, b"").unwrap();
+    // Logs: the shim writes to `log` in the bundle when it can open it.
+    std::fs::write(b.join("log"), b"").unwrap();
+
+    // `start`: cwd = bundle; prints the address once the shim serves.
+    let out = Command::new(SHIM)
+        .args(["-namespace", ns, "-id", &id, "-address", "", "start"])
+        .current_dir(&b)
+        .env_remove("TTRPC_ADDRESS")
+        .env("HULL_SHIM_SOCKET_DIR", &sockdir)
+        .env("HULLC", &hullc)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let address = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        address.starts_with(&format!("unix://{}/", sockdir.display())),
+        "{address}"
+    );
+    let shim_pids = proc_cmdline_has(&format!("{}/", sockdir.display()));
+    assert_eq!(shim_pids.len(), 1, "one serving shim: {shim_pids:?}");
+
+    let client = TaskClient::new(Client::connect(&address).unwrap());
+    let ctx = || Context::default();
+
+    let opts = Options {
+        binary_name: hullc.display().to_string(),
+        root: state_root.display().to_string(),
+        ..Default::default()
+    };
+    let options = Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: opts.write_to_bytes().unwrap(),
+        ..Default::default()
+    };
+    let created = client
+        .create(
+            ctx(),
+            &api::CreateTaskRequest {
+                id: id.clone(),
+                bundle: b.display().to_string(),
+                stdout: stdout.display().to_string(),
+                options: MessageField::some(options),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(created.pid > 0);
+    let st = client
+        .state(
+            ctx(),
+            &api::StateRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(st.status(), Status::CREATED);
+
+    let started = client
+        .start(
+            ctx(),
+            &api::StartRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(started.pid, created.pid);
+
+    let waited = client
+        .wait(
+            ctx(),
+            &api::WaitRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(waited.exit_status, 3);
+
+    let deleted = client
+        .delete(
+            ctx(),
+            &api::DeleteRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(deleted.exit_status, 3);
+    // The output copier has finished by the time Delete answers.
+    assert_eq!(std::fs::read_to_string(&stdout).unwrap(), "hello from sh\n");
+
+    client
+        .shutdown(ctx(), &api::ShutdownRequest::default())
+        .unwrap_or_default();
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !proc_cmdline_has(&format!("{}/", sockdir.display())).is_empty() {
+        assert!(Instant::now() < deadline, "shim did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Nothing left: no socket, no hullc state, no mount on the rootfs.
+    let left: Vec<_> = std::fs::read_dir(&sockdir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "sockets left: {left:?}");
+    let state_left: Vec<_> = std::fs::read_dir(state_root.join(ns))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(state_left.is_empty(), "hullc state left: {state_left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(&dir.display().to_string()),
+        "mounts left under {}",
+        dir.display()
+    );
+}
