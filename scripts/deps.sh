@@ -10,6 +10,7 @@ pkgs=(
   skopeo umoci     # push to and cross-check the registry and archives
   apache2-utils    # htpasswd for the registry's basic auth test
   iproute2 procps  # ip netns, ps (hullc ps)
+  nftables         # hull-net: NAT and published ports
 )
 missing=()
 for p in "${pkgs[@]}"; do

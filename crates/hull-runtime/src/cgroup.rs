@@ -120,7 +120,9 @@ impl Cgroups {
     }
 
     pub(crate) fn kill_all(&self, sig: i32) -> Result<(), CgroupError> {
-        if !self.0.exists() {
+        // Nothing left (the usual case at delete): skip the freeze/thaw
+        // round trip, whose first use flips a kernel static key (IPIs).
+        if !self.0.exists() || self.0.pids().is_ok_and(|p| p.is_empty()) {
             return Ok(());
         }
         self.0.kill_all(sig).map_err(op("signalling every process"))

@@ -332,6 +332,14 @@ mod tests {
         spec.set_hostname(Some("h".into()));
         let mut linux = spec.linux().clone().expect("default has linux");
         linux.set_namespaces(Some(vec![]));
+        spec.set_linux(Some(linux.clone()));
+        let err = validate(&spec).expect_err("no mount namespace");
+        assert!(err.to_string().contains("mount namespace"), "{err}");
+        let mnt = oci_spec::runtime::LinuxNamespaceBuilder::default()
+            .typ(LinuxNamespaceType::Mount)
+            .build()
+            .expect("namespace");
+        linux.set_namespaces(Some(vec![mnt]));
         spec.set_linux(Some(linux));
         let err = validate(&spec).expect_err("hostname without uts");
         assert!(err.to_string().contains("hostname"), "{err}");

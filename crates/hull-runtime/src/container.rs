@@ -181,7 +181,10 @@ pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
     if !reply.is_empty() {
         return Err(ContainerError::Exec(reply.trim_end().to_string()));
     }
-    if let (Some(spec), Some(s)) = (saved_spec(&dir), saved) {
+    if let Some(s) = saved.filter(|s| s.late_hooks) {
+        let Some(spec) = saved_spec(&dir) else {
+            return Ok(());
+        };
         let state = hooks::state_json(&spec, id, "running", s.pid, &s.bundle);
         hooks::run_logged(&spec, hooks::Kind::Poststart, &state);
     }
@@ -267,7 +270,8 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
     }
     // poststop: after the container is gone, before delete returns; a
     // failing hook is logged (runtime-spec: it must not stop the delete).
-    if let (Some(spec), Some(s)) = (saved_spec(&dir), &saved) {
+    if let Some(s) = saved.as_ref().filter(|s| s.late_hooks) {
+        let spec = saved_spec(&dir).unwrap_or_default();
         let state = hooks::state_json(&spec, id, "stopped", s.pid, &s.bundle);
         hooks::run_logged(&spec, hooks::Kind::Poststop, &state);
     }

@@ -101,7 +101,15 @@ impl Teardown {
 }
 
 pub fn create(root: &Path, o: &CreateOptions) -> Result<Created, CreateError> {
-    let bundle = config::load_bundle(&o.bundle)?;
+    create_bundle(root, o, config::load_bundle(&o.bundle)?)
+}
+
+/// `create` of an already loaded bundle (so `run` parses the config once).
+pub(crate) fn create_bundle(
+    root: &Path,
+    o: &CreateOptions,
+    bundle: Bundle,
+) -> Result<Created, CreateError> {
     let console = match (terminal(&bundle.spec), &o.console_socket) {
         (true, Some(path)) => Some(console::connect(path)?),
         (true, None) => {
@@ -173,6 +181,7 @@ fn build(
         owner: String::new(),
         annotations: b.spec.annotations().clone().unwrap_or_default(),
         cgroup: cgroups.as_ref().map(|c| c.to_json()),
+        late_hooks: hooks::any(&b.spec, &[hooks::Kind::Poststart, hooks::Kind::Poststop]),
     };
     dir.save(&saved)?;
     let sock = dir_entry(dir, START_SOCK);

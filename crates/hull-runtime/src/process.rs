@@ -126,11 +126,29 @@ fn to_caps(set: &Option<Capabilities>, supported: &HashSet<Cap>) -> HashSet<Cap>
         .collect()
 }
 
+/// The capabilities this kernel knows: those up to cap_last_cap. One read
+/// instead of probing each capability with prctl (41 syscalls, twice).
+fn supported() -> &'static HashSet<Cap> {
+    static SUPPORTED: std::sync::OnceLock<HashSet<Cap>> = std::sync::OnceLock::new();
+    SUPPORTED.get_or_init(|| {
+        match std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse::<u8>().ok())
+        {
+            Some(last) => caps::all()
+                .into_iter()
+                .filter(|c| c.index() <= last)
+                .collect(),
+            None => caps::runtime::thread_all_supported(),
+        }
+    })
+}
+
 /// Drops from the bounding set what the config does not keep. Must run
 /// while we still hold CAP_SETPCAP, i.e. before the user switch.
 pub(crate) fn drop_bounding(c: &LinuxCapabilities) -> Result<(), ProcessError> {
-    let all = caps::runtime::thread_all_supported();
-    let keep = to_caps(c.bounding(), &all);
+    let all = supported();
+    let keep = to_caps(c.bounding(), all);
     for cap in all.difference(&keep) {
         caps::drop(None, CapSet::Bounding, *cap).map_err(|source| ProcessError::Caps {
             set: "bounding",
@@ -143,24 +161,26 @@ pub(crate) fn drop_bounding(c: &LinuxCapabilities) -> Result<(), ProcessError> {
 /// Effective before permitted (capset requires effective ⊆ permitted at
 /// every step), then inheritable, then ambient (which needs both).
 pub(crate) fn set_caps(c: &LinuxCapabilities) -> Result<(), ProcessError> {
-    let all = caps::runtime::thread_all_supported();
+    let all = supported();
     let sets = [
-        ("effective", CapSet::Effective, to_caps(c.effective(), &all)),
-        ("permitted", CapSet::Permitted, to_caps(c.permitted(), &all)),
+        ("effective", CapSet::Effective, to_caps(c.effective(), all)),
+        ("permitted", CapSet::Permitted, to_caps(c.permitted(), all)),
         (
             "inheritable",
             CapSet::Inheritable,
-            to_caps(c.inheritable(), &all),
+            to_caps(c.inheritable(), all),
         ),
     ];
     for (set, which, caps) in &sets {
         caps::set(None, *which, caps).map_err(|source| ProcessError::Caps { set, source })?;
     }
-    for cap in to_caps(c.ambient(), &all) {
-        caps::raise(None, CapSet::Ambient, cap).map_err(|source| ProcessError::Caps {
-            set: "ambient",
-            source,
-        })?;
+    for cap in to_caps(c.ambient(), all) {
+        // The kernel raises an ambient capability only if it is permitted
+        // and inheritable; runc warns and goes on (its default spec lists
+        // ambient capabilities that are not inheritable), so do we.
+        if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
+            tracing::warn!("process.capabilities.ambient: cannot raise {cap}: {e}");
+        }
     }
     Ok(())
 }

@@ -59,7 +59,7 @@ fn run_blocked(
     if parent::terminal(&bundle.spec) && o.console_socket.is_none() && !detach {
         return run_with_tty(root, o, bundle, keep, set);
     }
-    let created = parent::create(root, o)?;
+    let created = parent::create_bundle(root, o, bundle)?;
     if let Err(e) = container::start(root, &o.id) {
         let _ = container::delete(root, &o.id, true);
         return Err(e.into());

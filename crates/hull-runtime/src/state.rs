@@ -91,6 +91,10 @@ pub struct Saved {
     pub owner: String,
     #[serde(default)]
     pub annotations: std::collections::HashMap<String, String>,
+    /// Whether the config has poststart/poststop hooks: only then do
+    /// `start` and `delete` parse the saved config.
+    #[serde(default)]
+    pub late_hooks: bool,
     /// Where the container's cgroups live, when it has any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<serde_json::Value>,
@@ -298,6 +302,7 @@ mod tests {
             owner: String::new(),
             annotations: Default::default(),
             cgroup: None,
+            late_hooks: false,
         };
         d.save(&s).expect("save");
         assert_eq!(d.load().expect("load").expect("some").pid, 1);
