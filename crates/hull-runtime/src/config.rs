@@ -83,6 +83,12 @@ pub fn parse_spec(path: &Path, raw: &[u8]) -> Result<Spec, ConfigError> {
         },
         cause,
     };
+    // Fast path: one direct parse. Only a config that fails it (a type
+    // error, or a capability this build does not know) takes the slower
+    // road through a Value, which names the field and drops unknown caps.
+    if let Ok(spec) = serde_json::from_slice::<Spec>(raw) {
+        return Ok(spec);
+    }
     let mut v: serde_json::Value =
         serde_json::from_slice(raw).map_err(|e| parse_err(String::new(), e.to_string()))?;
     drop_unknown_capabilities(&mut v);
