@@ -252,3 +252,38 @@ fn save_load_round_trip() -> Result<()> {
     store3.teardown_rootfs("c")?;
     Ok(())
 }
+
+/// A zstd layer goes through the decoder (an OCI archive keeps its media
+/// type as built, unlike a registry push, where skopeo may recompress).
+#[test]
+fn zstd_layer_loads_from_an_archive() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut layout = Layout::new(&dir.path().join("layout"));
+    let m = layout.image(
+        vec![(
+            Comp::Zstd,
+            Layer::new()
+                .dir("z/")
+                .file("z/data", b"from a zstd layer\n")
+                .tar(),
+        )],
+        "amd64",
+    );
+    layout.finish(vec![m], "z1")?;
+    let src = dir.path().join("zstd.tar");
+    layout.archive(&src)?;
+    let root = tempfile::tempdir()?;
+    let mut store = Store::open(root.path())?;
+    let loaded = archive::load(&mut store, &src, &NoProgress)?;
+    let layer = &loaded[0].layers[0];
+    assert_eq!(
+        layer.media_type,
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let snap = root.path().join("snapshots").join(layer.chain_id.hex());
+    assert_eq!(
+        std::fs::read_to_string(snap.join("z/data"))?,
+        "from a zstd layer\n"
+    );
+    Ok(())
+}

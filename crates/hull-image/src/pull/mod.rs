@@ -223,6 +223,24 @@ pub fn pull(
     opts: &PullOptions,
     progress: &dyn Progress,
 ) -> Result<PullReport, PullError> {
+    let res = pull_locked(store, reference, opts, progress);
+    if res.is_err() {
+        // Layers of a failed pull that did verify stay as snapshots nothing
+        // references; sweep them now (gc takes the store lock exclusively,
+        // so it waits for other pulls and never removes their content).
+        if let Err(e) = store.gc() {
+            tracing::warn!("cleanup after failed pull of {reference}: {e}");
+        }
+    }
+    res
+}
+
+fn pull_locked(
+    store: &mut Store,
+    reference: &str,
+    opts: &PullOptions,
+    progress: &dyn Progress,
+) -> Result<PullReport, PullError> {
     let r: Reference = reference.parse()?;
     let reg = Registry::new(&r, &opts.registry);
     let platform = opts.platform.clone().unwrap_or_else(spec::host_platform);
