@@ -16,7 +16,7 @@ export RUSTC_BOOTSTRAP=1
 root="$PWD"
 mkdir -p fuzz/corpus/config
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"' EXIT INT TERM
 start=$(date +%s)
 status=0
 HULL_FUZZ_DIR="$work" cargo fuzz run --fuzz-dir fuzz config \
