@@ -17,3 +17,4 @@ pub mod service;
 pub mod shim;
 pub mod stdio;
 pub mod tasks;
+pub mod trim;

@@ -84,7 +84,12 @@ pub fn serve(flags: &Flags) -> Result<(), Error> {
         Arc::clone(&exit),
     ));
     let listener = listen(&flags.socket)?;
+    // Two idle workers per connection (ttrpc's default is three), more
+    // while requests block (Wait), at most eight.
     let mut server = Server::new()
+        .set_thread_count_min(1)
+        .set_thread_count_default(2)
+        .set_thread_count_max(8)
         .add_listener(listener.into_raw_fd())
         .map_err(Error::Server)?
         .register_service(with_v2_names(service));

@@ -130,9 +130,12 @@ impl Service {
     }
 
     fn tasks(&self) -> TtrpcResult<&Arc<Tasks>> {
-        self.tasks
+        let t = self
+            .tasks
             .get()
-            .ok_or_else(|| rpc_err(Code::NOT_FOUND, "no container in this shim"))
+            .ok_or_else(|| rpc_err(Code::NOT_FOUND, "no container in this shim"))?;
+        t.note_activity();
+        Ok(t)
     }
 
     /// The lifecycle core, built at the first Create (which carries the

@@ -111,14 +111,14 @@ impl containerd_shim::Shim for HullShim {
         self.exit.wait();
     }
 
-    fn create_task_service(&self, publisher: RemotePublisher) -> Service {
+    fn create_task_service(&self, _publisher: RemotePublisher) -> Service {
         let address = std::env::var("TTRPC_ADDRESS").unwrap_or_default();
         // Only reached through containerd_shim::run, which hull does not use
         // for serving (see serve.rs); kept so the trait stays complete.
         let reaper = Arc::new(Reaper::default());
         Service::new(
             self.namespace.clone(),
-            Publisher::connected(address, publisher),
+            Publisher::new(Some(address)),
             reaper,
             Arc::clone(&self.exit),
         )

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use crate::mount::{self, Mount};
 use crate::process::{oom_counter_file, read_oom_kills, Proc, ProcInfo, Status};
 use crate::reaper::{Exit, Reaper};
 use crate::stdio::{self, ConsoleSocket, ProcessIo, StdioPaths};
+use crate::trim;
 
 /// How often OOM counters are looked at (only while containers run).
 const OOM_POLL: Duration = Duration::from_secs(1);
@@ -107,6 +109,10 @@ pub struct Tasks {
     sink: Sink,
     /// Short directory for console sockets (sun_path is 108 bytes).
     socket_dir: PathBuf,
+    /// Set by every request; the dispatcher trims file pages at its next
+    /// idle tick ([`crate::trim`]).
+    activity: AtomicBool,
+    trim: bool,
 }
 
 impl Tasks {
@@ -121,6 +127,8 @@ impl Tasks {
             exits: tx,
             sink,
             socket_dir: std::env::temp_dir(),
+            activity: AtomicBool::new(true),
+            trim: trim::enabled(),
         });
         let weak = Arc::downgrade(&tasks);
         std::thread::Builder::new()
@@ -129,6 +137,21 @@ impl Tasks {
             .spawn(move || dispatch(weak, rx))
             .map_err(Error::Thread)?;
         Ok(tasks)
+    }
+
+    /// Notes a request: the shim trims its file pages once idle again.
+    pub fn note_activity(&self) {
+        self.activity.store(true, Ordering::Relaxed);
+    }
+
+    fn idle_tick(&self) {
+        self.check_ooms();
+        if self.trim && self.activity.swap(false, Ordering::Relaxed) {
+            match trim::trim_file_pages() {
+                Ok(kib) => log::debug!("dropped {kib} KiB of file pages"),
+                Err(e) => log::debug!("trim: {e}"),
+            }
+        }
     }
 
     pub fn hullc(&self) -> &Hullc {
@@ -510,8 +533,11 @@ fn dispatch(tasks: std::sync::Weak<Tasks>, rx: Receiver<Exit>) {
         let r = rx.recv_timeout(OOM_POLL);
         let Some(t) = tasks.upgrade() else { return };
         match r {
-            Ok(exit) => t.on_exit(exit),
-            Err(RecvTimeoutError::Timeout) => t.check_ooms(),
+            Ok(exit) => {
+                t.note_activity();
+                t.on_exit(exit);
+            }
+            Err(RecvTimeoutError::Timeout) => t.idle_tick(),
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }

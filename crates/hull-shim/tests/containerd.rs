@@ -28,7 +28,10 @@ fn sh(cmd: &str) -> String {
 
 /// hullc next to the shim, built on demand with the same target dir/profile.
 fn hullc_dir() -> PathBuf {
-    let dir = Path::new(SHIM).parent().unwrap().to_path_buf();
+    // HULL_SHIM_BIN: another build of the shim (e.g. release, to measure
+    // its memory); hullc must sit next to it.
+    let shim = std::env::var_os("HULL_SHIM_BIN").map_or_else(|| PathBuf::from(SHIM), PathBuf::from);
+    let dir = shim.parent().unwrap().to_path_buf();
     if !dir.join("hullc").exists() {
         let profile_dir = dir.file_name().unwrap().to_str().unwrap().to_string();
         let target = dir.parent().unwrap();
@@ -332,17 +335,23 @@ fn containerd_with_hull_shim() {
     assert!(ps.lines().count() >= 2, "{ps}");
     let shims = ctd.shim_pids();
     assert_eq!(shims.len(), 1, "one shim for bg: {shims:?}");
-    eprintln!(
-        "containerd-shim-hull-v2 VmRSS with one running container: {} KiB",
-        vm_rss_kib(shims[0])
-    );
-    let status = std::fs::read_to_string(format!("/proc/{}/status", shims[0])).unwrap();
-    for l in status
-        .lines()
-        .filter(|l| l.starts_with("Rss") || l.starts_with("Threads"))
-    {
-        eprintln!("  {l}");
-    }
+    let print_mem = |when: &str| {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", shims[0])).unwrap();
+        let l: Vec<String> = status
+            .lines()
+            .filter(|l| l.starts_with("Rss") || l.starts_with("Threads"))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        eprintln!(
+            "containerd-shim-hull-v2 with one running container, {when}: VmRSS {} KiB, {}",
+            vm_rss_kib(shims[0]),
+            l.join(", ")
+        );
+    };
+    print_mem("right after the requests");
+    // The shim drops its clean file pages at its first idle tick (1 s).
+    std::thread::sleep(Duration::from_millis(1500));
+    print_mem("idle");
     ctd.ok(&["task", "kill", "-s", "SIGKILL", "bg"]);
     ctd.wait_status("bg", "STOPPED");
     ctd.ok(&["task", "rm", "bg"]);

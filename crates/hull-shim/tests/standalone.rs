@@ -21,6 +21,42 @@ use containerd_shim::protos::{api, types::task::Status};
 
 const SHIM: &str = env!("CARGO_BIN_EXE_containerd-shim-hull-v2");
 
+/// The shim under test: `HULL_SHIM_BIN` (e.g. a release build, to measure
+/// its memory) or the one cargo built for this test.
+fn shim() -> PathBuf {
+    std::env::var_os("HULL_SHIM_BIN").map_or_else(|| PathBuf::from(SHIM), PathBuf::from)
+}
+
+/// The shim's memory, printed (`--nocapture`) while its container runs.
+fn print_rss(pid: i32) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let keep = ["VmRSS", "RssAnon", "RssFile", "RssShmem", "Threads"];
+    let lines: Vec<_> = status
+        .lines()
+        .filter(|l| keep.iter().any(|k| l.starts_with(k)))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    eprintln!(
+        "standalone shim {pid} with a running container: {}",
+        lines.join(", ")
+    );
+    // Rss per mapped file (binary, libc, ld.so) and anonymous.
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut per: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut name = String::new();
+    for l in smaps.lines() {
+        let f: Vec<_> = l.split_whitespace().collect();
+        if f.first().is_some_and(|a| a.contains('-')) && f.len() >= 5 {
+            name = f.get(5).map_or("[anon]".into(), |n| n.to_string());
+        } else if f.first() == Some(&"Rss:") {
+            *per.entry(name.clone()).or_default() += f[1].parse::<u64>().unwrap_or(0);
+        }
+    }
+    for (n, kib) in per.iter().filter(|(_, k)| **k > 0) {
+        eprintln!("  {kib:>6} kB  {n}");
+    }
+}
+
 /// hullc next to the shim, built on demand with the same target dir/profile.
 fn hullc() -> PathBuf {
     let dir = Path::new(SHIM).parent().unwrap().to_path_buf();
@@ -106,7 +142,11 @@ fn standalone_shim_runs_a_task_over_ttrpc() {
     let dir = tmp.path();
     let id = format!("sa{}", std::process::id());
     let ns = "hulltest";
-    let b = bundle(dir, &hullc, &["sh", "-c", "echo hello from $0; exit 3"]);
+    let b = bundle(
+        dir,
+        &hullc,
+        &["sh", "-c", "echo hello from $0; sleep 3; exit 3"],
+    );
     let sockdir = dir.join("s");
     let state_root = dir.join("state");
     let stdout = dir.join("stdout");
@@ -115,7 +155,7 @@ fn standalone_shim_runs_a_task_over_ttrpc() {
     std::fs::write(b.join("log"), b"").unwrap();
 
     // `start`: cwd = bundle; prints the address once the shim serves.
-    let out = Command::new(SHIM)
+    let out = Command::new(shim())
         .args(["-namespace", ns, "-id", &id, "-address", "", "start"])
         .current_dir(&b)
         .env_remove("TTRPC_ADDRESS")
@@ -184,6 +224,10 @@ fn standalone_shim_runs_a_task_over_ttrpc() {
         )
         .unwrap();
     assert_eq!(started.pid, created.pid);
+    // Idle for a moment (the shim trims its file pages at its first idle
+    // tick, within a second).
+    std::thread::sleep(Duration::from_millis(1600));
+    print_rss(shim_pids[0]);
 
     let waited = client
         .wait(

@@ -1,0 +1,303 @@
+//! hullc under podman, through conmon: `podman --runtime PATH-TO-hullc` with
+//! its own `--root`/`--runroot` in a temp dir, cgroupfs, no network, and a
+//! busybox image loaded from an OCI archive the test writes.
+//!
+//! Needs root, `podman` and `conmon` (Debian packages), `busybox-static`, and
+//! `script` (bsdutils) for the terminal case. Skips (with a message) without
+//! them. This host needs `default_ulimits` in a containers.conf
+//! (`CONTAINERS_CONF`), which the test writes.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const HULLC: &str = env!("CARGO_BIN_EXE_hullc");
+const IMAGE: &str = "localhost/hullbox:latest";
+
+fn have(bin: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {bin}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn sh(cmd: &str) -> String {
+    let o = Command::new("sh").args(["-c", cmd]).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// An OCI image archive with busybox-static as its single layer.
+fn busybox_archive(dir: &Path) -> PathBuf {
+    let w = dir.join("img");
+    let rootfs = w.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::create_dir_all(w.join("blobs/sha256")).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for a in ["sh", "echo", "sleep", "cat", "ls", "true", "tty"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+    }
+    for d in ["proc", "sys", "dev", "tmp", "etc"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    let blob = |data: &[u8]| -> (String, usize) {
+        let tmp = w.join("blob.tmp");
+        std::fs::write(&tmp, data).unwrap();
+        let hex = sh(&format!("sha256sum {}", tmp.display()))[..64].to_string();
+        std::fs::rename(&tmp, w.join("blobs/sha256").join(&hex)).unwrap();
+        (format!("sha256:{hex}"), data.len())
+    };
+    sh(&format!(
+        "tar --numeric-owner --owner=0 --group=0 -C {} -cf {}/layer.tar .",
+        rootfs.display(),
+        w.display()
+    ));
+    let (layer, layer_len) = blob(&std::fs::read(w.join("layer.tar")).unwrap());
+    std::fs::remove_file(w.join("layer.tar")).unwrap();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer]},
+    });
+    let (cfg, cfg_len) = blob(config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg, "size": cfg_len},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_len}],
+    });
+    let (man, man_len) = blob(manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": man, "size": man_len,
+            "annotations": {"org.opencontainers.image.ref.name": IMAGE},
+        }],
+    });
+    std::fs::write(w.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(w.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::remove_dir_all(&rootfs).unwrap();
+    let tar = dir.join("busybox.tar");
+    sh(&format!(
+        "tar -C {} -cf {} index.json oci-layout blobs",
+        w.display(),
+        tar.display()
+    ));
+    std::fs::remove_dir_all(&w).unwrap();
+    tar
+}
+
+struct Podman {
+    dir: tempfile::TempDir,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        let dir = tempfile::Builder::new()
+            .prefix("hullc-podman")
+            .tempdir()
+            .unwrap();
+        std::fs::write(
+            dir.path().join("containers.conf"),
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\",\"nproc=1024:1024\"]\n\
+             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"none\"\n",
+        )
+        .unwrap();
+        Podman { dir }
+    }
+
+    fn args(&self) -> Vec<String> {
+        let d = self.dir.path();
+        vec![
+            "--root".into(),
+            d.join("root").display().to_string(),
+            "--runroot".into(),
+            d.join("runroot").display().to_string(),
+            "--runtime".into(),
+            HULLC.into(),
+            "--cgroup-manager".into(),
+            "cgroupfs".into(),
+            "--storage-driver".into(),
+            "overlay".into(),
+            "--tmpdir".into(),
+            d.join("tmp").display().to_string(),
+        ]
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("timeout");
+        c.arg("120")
+            .arg("podman")
+            .args(self.args())
+            .args(args)
+            .env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "podman {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// The podman command line as one shell string (for `script`).
+    fn shell_line(&self, args: &[&str]) -> String {
+        let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let mut v = vec![
+            format!(
+                "CONTAINERS_CONF={}",
+                q(&self
+                    .dir
+                    .path()
+                    .join("containers.conf")
+                    .display()
+                    .to_string())
+            ),
+            "podman".into(),
+        ];
+        v.extend(self.args().iter().map(|a| q(a)));
+        v.extend(args.iter().map(|a| q(a)));
+        v.join(" ")
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        // Containers, then storage (overlay mounts), then the temp dir.
+        let _ = self.run(&["rm", "-a", "-f", "-t", "0"]);
+        let _ = self.run(&["rmi", "-a", "-f"]);
+        let _ = self.run(&["system", "reset", "-f"]);
+    }
+}
+
+fn usable() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root");
+        return false;
+    }
+    for bin in ["podman", "conmon"] {
+        if !have(bin) {
+            eprintln!("skipped: needs {bin} (apt-get install podman conmon)");
+            return false;
+        }
+    }
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("skipped: needs busybox-static");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn podman_with_hullc() {
+    if !usable() {
+        return;
+    }
+    let p = Podman::new();
+    let tar = busybox_archive(p.dir.path());
+    p.ok(&["load", "-i", tar.to_str().unwrap()]);
+    let net = ["--network", "none"];
+
+    // run --rm: output and exit status.
+    let o = p.ok(&["run", "--rm", net[0], net[1], IMAGE, "echo", "hi"]);
+    assert_eq!(o, "hi\n");
+    let o = p.run(&["run", "--rm", net[0], net[1], IMAGE, "sh", "-c", "exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{o:?}");
+
+    // run -i: stdin through conmon.
+    let mut child = p
+        .cmd(&["run", "-i", "--rm", net[0], net[1], IMAGE, "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through stdin\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "through stdin\n");
+
+    // run -it: a terminal via conmon's console socket (script gives podman
+    // a tty).
+    if have("script") {
+        let line = p.shell_line(&["run", "-it", "--rm", net[0], net[1], IMAGE, "tty"]);
+        let o = Command::new("timeout")
+            .args(["120", "script", "-qec", &line, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{o:?}");
+        assert!(out.contains("/dev/pts/"), "tty said: {out:?}");
+    } else {
+        eprintln!("run -it: skipped (no `script`)");
+    }
+
+    // run -d, exec, stop, rm.
+    let id = p.ok(&[
+        "run", "-d", net[0], net[1], "--name", "bg", IMAGE, "sleep", "1000",
+    ]);
+    assert!(!id.trim().is_empty());
+    let o = p.ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(o.contains("bg Up"), "{o}");
+    assert_eq!(p.ok(&["exec", "bg", "echo", "in", "exec"]), "in exec\n");
+    let o = p.run(&["exec", "bg", "sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7), "{o:?}");
+    let mut child = p
+        .cmd(&["exec", "-i", "bg", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"exec stdin\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "exec stdin\n", "{o:?}");
+    // sleep as pid 1 ignores SIGTERM: -t 1 makes podman SIGKILL it.
+    p.ok(&["stop", "-t", "1", "bg"]);
+    let o = p.ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(o.contains("bg Exited"), "{o}");
+    p.ok(&["rm", "bg"]);
+    assert_eq!(p.ok(&["ps", "-a", "-q"]), "");
+
+    // Nothing left in hullc's state dir that podman gave it.
+    let state = p.dir.path().join("runroot");
+    let left = sh(&format!(
+        "find {} -name state.json -path '*hullc*' 2>/dev/null || true",
+        state.display()
+    ));
+    assert_eq!(left, "", "hullc state left");
+    let root = p.dir.path().display().to_string();
+    drop(p);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&root), "mounts left under {root}");
+}
