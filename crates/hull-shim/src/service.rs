@@ -12,7 +12,7 @@ use containerd_shim::protos::events::task::{
 };
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::MessageField;
+use containerd_shim::protos::protobuf::{self, MessageField};
 use containerd_shim::protos::shim::oci::Options;
 use containerd_shim::protos::ttrpc::{self, Code};
 use containerd_shim::protos::types::task::{ProcessInfo, Status as PbStatus};
@@ -125,7 +125,7 @@ impl Service {
         }
     }
 
-    fn emit(&self, ev: impl ShimEvent + Clone + 'static) {
+    fn emit<E: ShimEvent + protobuf::Message>(&self, ev: E) {
         self.publisher.publish(&self.namespace, ev);
     }
 

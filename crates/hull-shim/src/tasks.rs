@@ -147,6 +147,7 @@ impl Tasks {
     fn idle_tick(&self) {
         self.check_ooms();
         if self.trim && self.activity.swap(false, Ordering::Relaxed) {
+            trim::trim_heap();
             match trim::trim_file_pages() {
                 Ok(kib) => log::debug!("dropped {kib} KiB of file pages"),
                 Err(e) => log::debug!("trim: {e}"),

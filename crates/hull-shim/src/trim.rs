@@ -91,6 +91,13 @@ fn kib(rest: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Gives free heap memory back to the kernel (requests leave freed
+/// buffers behind in the malloc arena).
+pub fn trim_heap() {
+    // SAFETY: malloc_trim only releases free memory of glibc's allocator.
+    unsafe { libc::malloc_trim(0) };
+}
+
 /// Drops the clean file-backed pages of this process; returns the KiB.
 pub fn trim_file_pages() -> Result<u64, Error> {
     let f = File::open("/proc/self/smaps").map_err(Error::Smaps)?;

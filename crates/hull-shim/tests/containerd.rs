@@ -352,6 +352,20 @@ fn containerd_with_hull_shim() {
     // The shim drops its clean file pages at its first idle tick (1 s).
     std::thread::sleep(Duration::from_millis(1500));
     print_mem("idle");
+    // Where the anonymous memory is (mappings with 64 KiB or more).
+    let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", shims[0])).unwrap();
+    let mut head = String::new();
+    for l in smaps.lines() {
+        let f: Vec<_> = l.split_whitespace().collect();
+        if f.first().is_some_and(|t| !t.ends_with(':')) {
+            head = l.to_string();
+        } else if f.first() == Some(&"Anonymous:") {
+            let kib: u64 = f[1].parse().unwrap_or(0);
+            if kib >= 64 {
+                eprintln!("  anon {kib:>5} kB in {head}");
+            }
+        }
+    }
     ctd.ok(&["task", "kill", "-s", "SIGKILL", "bg"]);
     ctd.wait_status("bg", "STOPPED");
     ctd.ok(&["task", "rm", "bg"]);
