@@ -1,9 +1,16 @@
-//! Command-line definition and dispatch. New command groups (containers)
-//! add a module here and a variant to [`Command`].
+//! Command-line definition and dispatch: one module per command group.
+//! Commands return the exit status (the container's for run/exec/start -a).
 
 mod archive;
+mod ctl;
+mod exec;
 mod images;
+mod logs;
+mod ps;
 mod pull;
+mod run;
+mod tty;
+mod volume;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,22 +42,73 @@ enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(images::ImageCommand),
+    /// Create and start a container (foreground unless -d).
+    Run(run::RunArgs),
+    /// Create a container without starting it.
+    Create(run::CreateArgs),
+    /// Start created containers.
+    Start(run::StartArgs),
+    /// Stop containers (stop signal, then SIGKILL after -t seconds).
+    Stop(ctl::StopArgs),
+    /// Send a signal to containers.
+    Kill(ctl::KillArgs),
+    /// Remove containers.
+    Rm(ctl::RmArgs),
+    /// List containers.
+    Ps(ps::PsArgs),
+    /// Show a container's output.
+    Logs(logs::LogsArgs),
+    /// Run a command in a running container.
+    Exec(exec::ExecArgs),
+    /// Show container details as JSON.
+    Inspect(ps::InspectArgs),
+    /// Wait for containers to exit and print their exit codes.
+    Wait(ctl::NamesArgs),
+    /// Freeze all processes of containers.
+    Pause(ctl::NamesArgs),
+    /// Thaw paused containers.
+    Unpause(ctl::NamesArgs),
+    /// Show a container's processes.
+    Top(ps::OneArgs),
+    /// List a container's published ports.
+    Port(ps::OneArgs),
+    /// Manage named volumes.
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
 }
 
 /// Runs the CLI; errors print as `Error: cause: cause...` with exit code 125
 /// (podman's code for errors of the tool itself).
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
+    let r = &cli.root;
+    let done = |res: anyhow::Result<()>| res.map(|()| 0u8);
     let result = match cli.command {
-        Command::Pull(a) => pull::run(&cli.root, a),
-        Command::Images(a) => images::list(&cli.root, a),
-        Command::Rmi(a) => images::rmi(&cli.root, a),
-        Command::Save(a) => archive::save(&cli.root, a),
-        Command::Load(a) => archive::load(&cli.root, a),
-        Command::Image(c) => images::image(&cli.root, c),
+        Command::Pull(a) => done(pull::run(r, a)),
+        Command::Images(a) => done(images::list(r, a)),
+        Command::Rmi(a) => done(images::rmi(r, a)),
+        Command::Save(a) => done(archive::save(r, a)),
+        Command::Load(a) => done(archive::load(r, a)),
+        Command::Image(c) => done(images::image(r, c)),
+        Command::Run(a) => run::run(r, a),
+        Command::Create(a) => run::create(r, a),
+        Command::Start(a) => run::start(r, a),
+        Command::Stop(a) => ctl::stop(r, a),
+        Command::Kill(a) => ctl::kill(r, a),
+        Command::Rm(a) => ctl::rm(r, a),
+        Command::Ps(a) => ps::ps(r, a),
+        Command::Logs(a) => logs::run(r, a),
+        Command::Exec(a) => exec::run(r, a),
+        Command::Inspect(a) => ps::inspect(r, a),
+        Command::Wait(a) => ctl::wait(r, a),
+        Command::Pause(a) => ctl::pause(r, a, true),
+        Command::Unpause(a) => ctl::pause(r, a, false),
+        Command::Top(a) => ps::top(r, a),
+        Command::Port(a) => ps::port(r, a),
+        Command::Volume(c) => volume::run(r, c),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("Error: {e:#}");
             ExitCode::from(125)

@@ -1,0 +1,21 @@
+//! hull's container engine, shared by the `hull` commands: OCI bundles from
+//! image configs and docker-style options ([`spec`]), the container store
+//! ([`record`]), the shim driver ([`shim`]), lifecycle ([`engine`]), exec
+//! ([`exec`]), volumes and logs.
+
+pub mod binaries;
+pub mod engine;
+pub mod exec;
+pub mod logs;
+pub mod opts;
+pub mod record;
+pub mod shim;
+pub mod signal;
+pub mod spec;
+pub mod time;
+pub mod user;
+pub mod volume;
+
+pub use engine::{Engine, Error, State};
+pub use opts::ContainerOptions;
+pub use record::Record;

@@ -1,0 +1,230 @@
+//! The container store: one directory per container under `<root>/ctr/<id>`
+//! holding `container.json` (what was asked, what is known), the bundle's
+//! `config.json`, the etc files, the logs and the shim's socket. The live
+//! state (running, exit code) comes from the shim; an exit code learnt is
+//! saved here so it outlives the shim.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::opts::ContainerOptions;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no such container: {0}")]
+    NotFound(String),
+    #[error("container name {0:?} is ambiguous: it prefixes several ids")]
+    Ambiguous(String),
+    #[error("the container name {0:?} is already in use by container {1}")]
+    NameInUse(String, String),
+    #[error("invalid container name {0:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*")]
+    BadName(String),
+    #[error("{path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("corrupt container record {path}")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    pub code: u32,
+    /// Unix time in nanoseconds.
+    pub at_ns: i128,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub name: String,
+    /// As the user wrote it.
+    pub image: String,
+    pub image_id: String,
+    /// Unix time in nanoseconds.
+    pub created_ns: i128,
+    pub args: Vec<String>,
+    pub hostname: String,
+    pub rootfs: PathBuf,
+    pub stop_signal: Option<String>,
+    pub options: ContainerOptions,
+    #[serde(default)]
+    pub started_ns: Option<i128>,
+    #[serde(default)]
+    pub exit: Option<ExitInfo>,
+}
+
+pub struct Containers {
+    dir: PathBuf,
+}
+
+/// An exclusive lock over the whole container store, held while names are
+/// checked and records created or removed.
+pub struct StoreLock(File);
+
+impl Drop for StoreLock {
+    fn drop(&mut self) {
+        // SAFETY: flock on a descriptor we own; unlocking cannot corrupt memory.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
+    }
+}
+
+pub fn valid_name(n: &str) -> bool {
+    let mut b = n.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphanumeric())
+        && b.all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c))
+        && n.len() <= 128
+}
+
+impl Containers {
+    pub fn open(root: &Path) -> Result<Containers, Error> {
+        let dir = root.join("ctr");
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        Ok(Containers { dir })
+    }
+
+    pub fn dir_of(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    pub fn lock(&self) -> Result<StoreLock, Error> {
+        let p = self.dir.join(".lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io_err(&p))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io_err(&p)(std::io::Error::last_os_error()));
+        }
+        Ok(StoreLock(f))
+    }
+
+    pub fn save(&self, r: &Record) -> Result<(), Error> {
+        let dir = self.dir_of(&r.id);
+        let tmp = dir.join("container.json.tmp");
+        let data = serde_json::to_vec_pretty(r).map_err(|source| Error::Corrupt {
+            path: tmp.clone(),
+            source,
+        })?;
+        std::fs::write(&tmp, data).map_err(io_err(&tmp))?;
+        let dst = dir.join("container.json");
+        std::fs::rename(&tmp, &dst).map_err(io_err(&dst))
+    }
+
+    fn load(&self, id: &str) -> Result<Record, Error> {
+        let p = self.dir_of(id).join("container.json");
+        let data = std::fs::read(&p).map_err(io_err(&p))?;
+        serde_json::from_slice(&data).map_err(|source| Error::Corrupt { path: p, source })
+    }
+
+    /// All containers, oldest first. Directories without a record (a create
+    /// that crashed before writing one) are skipped.
+    pub fn list(&self) -> Result<Vec<Record>, Error> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
+            let e = e.map_err(io_err(&self.dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') || !e.path().join("container.json").exists() {
+                continue;
+            }
+            out.push(self.load(&name)?);
+        }
+        out.sort_by_key(|r| r.created_ns);
+        Ok(out)
+    }
+
+    /// By exact name, full id, or unique id prefix.
+    pub fn find(&self, key: &str) -> Result<Record, Error> {
+        let all = self.list()?;
+        if let Some(r) = all.iter().find(|r| r.name == key || r.id == key) {
+            return Ok(r.clone());
+        }
+        let mut hits = all.into_iter().filter(|r| r.id.starts_with(key));
+        match (hits.next(), hits.next()) {
+            (Some(r), None) if !key.is_empty() => Ok(r),
+            (Some(_), Some(_)) => Err(Error::Ambiguous(key.into())),
+            _ => Err(Error::NotFound(key.into())),
+        }
+    }
+
+    pub fn check_name(&self, name: &str) -> Result<(), Error> {
+        if !valid_name(name) {
+            return Err(Error::BadName(name.into()));
+        }
+        match self.list()?.into_iter().find(|r| r.name == name) {
+            Some(r) => Err(Error::NameInUse(name.into(), r.id)),
+            None => Ok(()),
+        }
+    }
+
+    pub fn remove_dir(&self, id: &str) -> Result<(), Error> {
+        let d = self.dir_of(id);
+        match std::fs::remove_dir_all(&d) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(&d)(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// 64 hex digits from the kernel's random pool.
+pub fn new_id() -> Result<String, Error> {
+    let p = Path::new("/dev/urandom");
+    let mut b = [0u8; 32];
+    File::open(p)
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(io_err(p))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+const ADJ: &[&str] = &[
+    "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+    "nimble", "proud", "quiet", "rapid", "sharp", "tidy", "vivid", "witty", "zen", "bold",
+];
+const NOUN: &[&str] = &[
+    "otter", "falcon", "heron", "lynx", "marten", "newt", "orca", "puffin", "raven", "seal",
+    "tern", "vole", "wren", "yak", "bison", "crane", "dingo", "egret", "gecko", "ibis",
+];
+
+/// docker-style `adjective_noun` name derived from the id.
+pub fn name_for(id: &str, taken: impl Fn(&str) -> bool) -> String {
+    let n = u64::from_str_radix(id.get(..12).unwrap_or("0"), 16).unwrap_or(0);
+    let base = format!(
+        "{}_{}",
+        ADJ[(n % ADJ.len() as u64) as usize],
+        NOUN[((n / 97) % NOUN.len() as u64) as usize]
+    );
+    if !taken(&base) {
+        return base;
+    }
+    (2..)
+        .map(|i| format!("{base}{i}"))
+        .find(|c| !taken(c))
+        .unwrap_or(base)
+}
+
+/// Now, as unix nanoseconds.
+pub fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}

@@ -1,0 +1,57 @@
+//! `hull logs`.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::Args;
+use hull_engine::logs;
+
+use super::run::engine;
+
+#[derive(Args)]
+pub(crate) struct LogsArgs {
+    /// Keep streaming new output until the container exits.
+    #[arg(short, long)]
+    follow: bool,
+    /// Number of lines to show from the end ("all" for everything).
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    /// Show timestamps (not recorded by this log format; accepted for
+    /// compatibility).
+    #[arg(short, long)]
+    timestamps: bool,
+    container: String,
+}
+
+pub(crate) fn run(root: &Path, a: LogsArgs) -> Result<u8> {
+    let e = engine(root)?;
+    let r = e.find(&a.container)?;
+    let lines =
+        match a.tail.as_str() {
+            "all" | "-1" => None,
+            n => Some(n.parse().map_err(|_| {
+                anyhow::anyhow!("invalid --tail {n:?}: expected a number or \"all\"")
+            })?),
+        };
+    let dir = e.dir(&r);
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let offsets = logs::print(&dir, lines, &mut out, &mut err)?;
+    if a.follow && e.state(&r).is_live() {
+        let done = Arc::new(AtomicBool::new(false));
+        let d = Arc::clone(&done);
+        let (root, id) = (e.root.clone(), r.id.clone());
+        std::thread::spawn(move || {
+            if let Ok(e) = engine(&root) {
+                if let Ok(r) = e.find(&id) {
+                    let _ = e.wait(&r);
+                }
+            }
+            d.store(true, Ordering::SeqCst);
+        });
+        logs::Follower::from(&dir, offsets)
+            .follow(&mut out, &mut err, &|| done.load(Ordering::SeqCst))?;
+    }
+    Ok(0)
+}

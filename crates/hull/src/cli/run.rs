@@ -1,0 +1,262 @@
+//! `hull run`, `hull create`, `hull start`: docker's flags → container
+//! options, and the foreground attach (output, stdin, signals, terminal).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use clap::Args;
+use hull_engine::opts::{self, ContainerOptions};
+use hull_engine::{logs, Engine, Record};
+
+use super::tty;
+
+#[derive(Args, Clone)]
+pub(crate) struct CreateArgs {
+    /// Assign a name to the container.
+    #[arg(long)]
+    name: Option<String>,
+    /// Keep STDIN open.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short, long)]
+    tty: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Set environment variables (KEY=VALUE, or KEY to pass ours).
+    #[arg(short, long = "env", value_name = "ENV")]
+    env: Vec<String>,
+    /// Read environment variables from a file.
+    #[arg(long, value_name = "FILE")]
+    env_file: Vec<PathBuf>,
+    /// Bind mount a host path or a named volume: SRC:DST[:ro].
+    #[arg(short, long = "volume", value_name = "SRC:DST[:ro]")]
+    volume: Vec<String>,
+    /// Attach a mount: type=bind|volume|tmpfs,source=..,target=..[,readonly].
+    #[arg(long)]
+    mount: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// User[:group] (names or ids) to run as.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Overwrite the image's entrypoint ("" clears it).
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Container hostname.
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Memory limit (e.g. 512m).
+    #[arg(short, long)]
+    memory: Option<String>,
+    /// Number of CPUs (e.g. 1.5).
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Maximum number of processes.
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Add Linux capabilities.
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities.
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// All capabilities, no seccomp, no masked paths, all devices.
+    #[arg(long)]
+    privileged: bool,
+    /// seccomp=FILE|unconfined, no-new-privileges.
+    #[arg(long)]
+    security_opt: Vec<String>,
+    /// Resource limits: NAME=SOFT[:HARD].
+    #[arg(long)]
+    ulimit: Vec<String>,
+    /// Add a host device: HOST[:CONTAINER[:PERMS]].
+    #[arg(long)]
+    device: Vec<String>,
+    /// Set metadata: KEY=VALUE.
+    #[arg(short, long)]
+    label: Vec<String>,
+    /// Network mode: none (default) or host.
+    #[arg(long, default_value = "none")]
+    network: String,
+    /// Image name or id.
+    image: String,
+    /// Command and arguments (replace the image's Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    cmd: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    /// Run in the background and print the container id.
+    #[arg(short, long)]
+    detach: bool,
+    #[command(flatten)]
+    create: CreateArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct StartArgs {
+    /// Attach to the container's output and return its exit status.
+    #[arg(short, long)]
+    attach: bool,
+    /// Containers to start.
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+fn options(a: &CreateArgs) -> Result<ContainerOptions> {
+    let mut o = ContainerOptions {
+        name: a.name.clone(),
+        cmd: a.cmd.clone(),
+        entrypoint: a.entrypoint.clone(),
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        tty: a.tty,
+        stdin: a.interactive,
+        pids_limit: a.pids_limit,
+        read_only: a.read_only,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        privileged: a.privileged,
+        auto_remove: a.rm,
+        network: opts::parse_network(&a.network)?,
+        ..Default::default()
+    };
+    for f in &a.env_file {
+        o.env.extend(opts::read_env_file(f)?);
+    }
+    o.env
+        .extend(a.env.iter().filter_map(|e| opts::expand_env(e)));
+    for v in &a.volume {
+        o.mounts.push(opts::parse_volume(v)?);
+    }
+    for m in &a.mount {
+        o.mounts.push(opts::parse_mount(m)?);
+    }
+    o.memory = a.memory.as_deref().map(opts::parse_memory).transpose()?;
+    o.cpus = a.cpus.as_deref().map(opts::parse_cpus).transpose()?;
+    for s in &a.security_opt {
+        opts::apply_security_opt(&mut o, s)?;
+    }
+    for u in &a.ulimit {
+        o.ulimits.push(opts::parse_ulimit(u)?);
+    }
+    for d in &a.device {
+        o.devices.push(opts::parse_device(d)?);
+    }
+    for l in &a.label {
+        o.labels.push(opts::parse_label(l)?);
+    }
+    Ok(o)
+}
+
+pub(crate) fn engine(root: &Path) -> Result<Engine> {
+    Engine::open(root).with_context(|| format!("opening container store {}", root.display()))
+}
+
+pub(crate) fn create(root: &Path, a: CreateArgs) -> Result<u8> {
+    let o = options(&a)?;
+    let e = engine(root)?;
+    let r = e.create(&a.image, &o)?;
+    println!("{}", r.id);
+    Ok(0)
+}
+
+pub(crate) fn run(root: &Path, a: RunArgs) -> Result<u8> {
+    let o = options(&a.create)?;
+    let e = engine(root)?;
+    let r = e.create(&a.create.image, &o)?;
+    if a.detach {
+        if let Err(err) = e.start(&r) {
+            let _ = e.remove(&r, true);
+            return Err(err.into());
+        }
+        println!("{}", r.id);
+        return Ok(0);
+    }
+    let code = attach_and_start(&e, &r, true);
+    if o.auto_remove {
+        e.remove(&r, true)?;
+    }
+    code
+}
+
+pub(crate) fn start(root: &Path, a: StartArgs) -> Result<u8> {
+    let e = engine(root)?;
+    if a.attach {
+        let [name] = a.containers.as_slice() else {
+            anyhow::bail!("start -a takes exactly one container");
+        };
+        let r = e.find(name)?;
+        return attach_and_start(&e, &r, false);
+    }
+    for c in &a.containers {
+        let r = e.find(c)?;
+        e.start(&r)?;
+        println!("{c}");
+    }
+    Ok(0)
+}
+
+/// Starts `r` with our terminal/stdio attached, forwards signals, streams
+/// the output until it exits; its exit status (a byte, like a shell).
+fn attach_and_start(e: &Engine, r: &Record, from_start: bool) -> Result<u8> {
+    let dir = e.dir(r);
+    let shim = e.shim(r)?;
+    let _raw = if r.options.tty {
+        tty::RawMode::enter()
+    } else {
+        None
+    };
+    if r.options.tty {
+        tty::resize(&shim);
+    }
+    if r.options.stdin {
+        hull_engine::exec::feed_stdin(e, r, dir.join("stdin"), String::new())?;
+    }
+    let offsets = if from_start {
+        (0, 0)
+    } else {
+        logs::print(&dir, Some(0), &mut std::io::sink(), &mut std::io::sink())?
+    };
+    let started = e.start(r);
+    if let Err(err) = started {
+        if !from_start {
+            return Err(err.into());
+        }
+        drop(_raw);
+        let _ = e.remove(r, true);
+        return Err(err.into());
+    }
+    tty::forward_signals(e.shim(r)?, r.options.tty)?;
+    let done = Arc::new(AtomicBool::new(false));
+    let waiter = {
+        let (done, root, id) = (Arc::clone(&done), e.root.clone(), r.id.clone());
+        std::thread::spawn(move || -> Result<u32> {
+            let e = engine(&root)?;
+            let r = e.find(&id)?;
+            let code = e.wait(&r);
+            done.store(true, Ordering::SeqCst);
+            Ok(code?)
+        })
+    };
+    let mut f = logs::Follower::from(&dir, offsets);
+    f.follow(
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+        &|| done.load(Ordering::SeqCst),
+    )?;
+    let code = waiter
+        .join()
+        .map_err(|_| anyhow::anyhow!("waiting for the container panicked"))??;
+    Ok(code.min(255) as u8)
+}

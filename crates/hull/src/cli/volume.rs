@@ -1,0 +1,57 @@
+//! `hull volume create|ls|rm`.
+
+use std::path::Path;
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use super::run::engine;
+
+#[derive(Subcommand)]
+pub(crate) enum VolumeCommand {
+    /// Create a named volume.
+    Create { name: String },
+    /// List volumes.
+    #[command(alias = "list")]
+    Ls {
+        /// Only print names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Remove volumes not used by any container.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+pub(crate) fn run(root: &Path, c: VolumeCommand) -> Result<u8> {
+    let e = engine(root)?;
+    match c {
+        VolumeCommand::Create { name } => {
+            e.volumes.ensure(&name)?;
+            println!("{name}");
+        }
+        VolumeCommand::Ls { quiet } => {
+            if !quiet {
+                println!("{:<10}{}", "DRIVER", "VOLUME NAME");
+            }
+            for v in e.volumes.list()? {
+                if quiet {
+                    println!("{v}");
+                } else {
+                    println!("{:<10}{v}", "local");
+                }
+            }
+        }
+        VolumeCommand::Rm { names } => {
+            for n in names {
+                let users = e.volume_users(&n)?;
+                e.volumes.remove(&n, &users)?;
+                println!("{n}");
+            }
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,327 @@
+//! `hull run/ps/logs/exec/stop/rm/...` end to end as root, with busybox
+//! images loaded from OCI archives built by the test and a temp `--root`.
+#![allow(clippy::unwrap_used)]
+
+mod ctr;
+
+use std::time::{Duration, Instant};
+
+use ctr::{text, Env};
+use serde_json::json;
+
+const IMG: &str = "hull.test/bb:1";
+
+fn env() -> Env {
+    let e = Env::new();
+    e.load(IMG, json!({"Env": ["PATH=/bin", "FROM_IMAGE=yes"], "Cmd": ["sh", "-c", "echo default"], "WorkingDir": "/srv"}));
+    e
+}
+
+#[test]
+fn run_foreground_output_and_exit_status() {
+    let e = env();
+    let o = e.hull(&[
+        "run",
+        "--rm",
+        IMG,
+        "sh",
+        "-c",
+        "echo hi; echo oops >&2; exit 3",
+    ]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{out}{err}");
+    assert_eq!(out, "hi\n");
+    assert!(err.contains("oops"), "{err}");
+    assert_eq!(e.ok(&["run", "--rm", IMG]), "default\n");
+    e.assert_clean();
+}
+
+#[test]
+fn image_config_and_overrides() {
+    let e = env();
+    e.load("hull.test/ep:1", json!({"Entrypoint": ["echo", "ep"], "Cmd": ["x"], "User": "web", "WorkingDir": "/home/web", "Env": ["PATH=/bin", "A=1"]}));
+    assert_eq!(e.ok(&["run", "--rm", "hull.test/ep:1"]), "ep x\n");
+    assert_eq!(e.ok(&["run", "--rm", "hull.test/ep:1", "y"]), "ep y\n");
+    let id = e.ok(&["run", "--rm", "--entrypoint", "id", "hull.test/ep:1"]);
+    assert!(
+        id.starts_with("uid=1000(web) gid=1000(web)") && id.contains("50(staff)"),
+        "{id}"
+    );
+    assert_eq!(
+        e.ok(&["run", "--rm", "--entrypoint", "pwd", "hull.test/ep:1"]),
+        "/home/web\n"
+    );
+    assert_eq!(
+        e.ok(&[
+            "run",
+            "--rm",
+            "-w",
+            "/tmp",
+            "--entrypoint",
+            "pwd",
+            "hull.test/ep:1"
+        ]),
+        "/tmp\n"
+    );
+    let id = e.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "123:45",
+        "--entrypoint",
+        "id",
+        "hull.test/ep:1",
+    ]);
+    assert!(id.starts_with("uid=123 gid=45"), "{id}");
+    let env_out = e.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "A=2",
+        "-e",
+        "B=3",
+        "--entrypoint",
+        "env",
+        "hull.test/ep:1",
+    ]);
+    assert!(
+        env_out.contains("A=2\n") && env_out.contains("B=3\n") && !env_out.contains("A=1\n"),
+        "{env_out}"
+    );
+    assert!(env_out.contains("HOME=/home/web"), "{env_out}");
+    let envf = e.work.path().join("envfile");
+    std::fs::write(&envf, "# c\nC=4\n").unwrap();
+    let env_out = e.ok(&[
+        "run",
+        "--rm",
+        "--env-file",
+        envf.to_str().unwrap(),
+        IMG,
+        "env",
+    ]);
+    assert!(
+        env_out.contains("C=4\n") && env_out.contains("FROM_IMAGE=yes"),
+        "{env_out}"
+    );
+    assert_eq!(
+        e.ok(&["run", "--rm", "--hostname", "box", IMG, "hostname"]),
+        "box\n"
+    );
+    let hosts = e.ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "box",
+        IMG,
+        "cat",
+        "/etc/hosts",
+        "/etc/hostname",
+    ]);
+    assert!(
+        hosts.contains("localhost") && hosts.contains("box"),
+        "{hosts}"
+    );
+    e.assert_clean();
+}
+
+#[test]
+fn detached_lifecycle() {
+    let e = env();
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        IMG,
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line$i; done; exec sleep 1000",
+    ]);
+    assert_eq!(id.trim().len(), 64);
+    let ps = e.ok(&["ps"]);
+    assert!(ps.contains("web") && ps.contains("Up"), "{ps}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !e.ok(&["logs", "web"]).contains("line5") {
+        assert!(Instant::now() < deadline, "no output in logs");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(e.ok(&["logs", "--tail", "2", "web"]), "line4\nline5\n");
+    assert_eq!(e.ok(&["exec", "web", "echo", "x"]), "x\n");
+    let o = e.hull(&["exec", "web", "sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7));
+    assert_eq!(
+        e.ok(&[
+            "exec",
+            "-w",
+            "/tmp",
+            "-e",
+            "Q=1",
+            "web",
+            "sh",
+            "-c",
+            "pwd; echo $Q"
+        ]),
+        "/tmp\n1\n"
+    );
+    let top = e.ok(&["top", "web"]);
+    assert!(top.contains("sleep 1000"), "{top}");
+    e.ok(&["pause", "web"]);
+    assert!(e.ok(&["ps"]).contains("Paused"));
+    e.ok(&["unpause", "web"]);
+    // A new hull process sees the same state (nothing lives in hull).
+    let inspect: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "web"])).unwrap();
+    assert_eq!(inspect[0]["State"]["Status"], "running");
+    assert!(inspect[0]["State"]["Pid"].as_u64().unwrap() > 0);
+    assert_eq!(inspect[0]["Name"], "/web");
+    let name_in_use = e.hull(&["run", "-d", "--name", "web", IMG, "true"]);
+    assert_eq!(name_in_use.status.code(), Some(125));
+    assert!(text(&name_in_use).1.contains("already in use"));
+    let t = Instant::now();
+    e.ok(&["stop", "-t", "1", "web"]);
+    assert!(t.elapsed() < Duration::from_secs(8));
+    let ps = e.ok(&["ps"]);
+    assert!(!ps.contains("web"), "{ps}");
+    let psa = e.ok(&["ps", "-a"]);
+    assert!(psa.contains("web") && psa.contains("Exited (137)"), "{psa}");
+    assert_eq!(e.ok(&["wait", "web"]), "137\n");
+    let j: serde_json::Value =
+        serde_json::from_str(&e.ok(&["ps", "-a", "--format", "json"])).unwrap();
+    assert_eq!(j[0]["State"], "exited");
+    assert_eq!(j[0]["ExitCode"], 137);
+    // Logs of a finished container are still there.
+    assert!(e.ok(&["logs", "web"]).contains("line1"));
+    e.ok(&["rm", "web"]);
+    assert!(!e.ok(&["ps", "-a"]).contains("web"));
+    e.assert_clean();
+}
+
+#[test]
+fn wait_create_start_kill_rm_force() {
+    let e = env();
+    let id = e.ok(&[
+        "create",
+        "--name",
+        "c1",
+        IMG,
+        "sh",
+        "-c",
+        "sleep 0.3; exit 4",
+    ]);
+    assert!(e.ok(&["ps", "-a"]).contains("Created"));
+    e.ok(&["start", "c1"]);
+    assert_eq!(e.ok(&["wait", id.trim()]), "4\n");
+    assert!(e.ok(&["ps", "-a"]).contains("Exited (4)"));
+    let o = e.hull(&["start", "-a", "c1"]);
+    assert_ne!(o.status.code(), Some(0));
+    e.ok(&["rm", "c1"]);
+
+    // pid 1 ignores signals it has no handler for, so trap one.
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "k",
+        IMG,
+        "sh",
+        "-c",
+        "trap 'exit 42' TERM; while true; do sleep 0.1; done",
+    ]);
+    let busy = e.hull(&["rm", "k"]);
+    assert_eq!(busy.status.code(), Some(125));
+    assert!(text(&busy).1.contains("running"), "{}", text(&busy).1);
+    e.ok(&["kill", "-s", "TERM", "k"]);
+    assert_eq!(e.ok(&["wait", "k"]), "42\n");
+    e.ok(&["rm", "k"]);
+
+    e.ok(&["run", "-d", "--name", "f", IMG, "sleep", "1000"]);
+    e.ok(&["rm", "-f", "f"]);
+    e.assert_clean();
+}
+
+#[test]
+fn volumes_and_read_only() {
+    let e = env();
+    let host = e.work.path().join("shared");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("in"), "from host\n").unwrap();
+    let v = format!("{}:/mnt", host.display());
+    assert_eq!(
+        e.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            &v,
+            IMG,
+            "sh",
+            "-c",
+            "cat /mnt/in; echo back > /mnt/out"
+        ]),
+        "from host\n"
+    );
+    assert_eq!(std::fs::read_to_string(host.join("out")).unwrap(), "back\n");
+    let ro = format!("{}:/mnt:ro", host.display());
+    let o = e.hull(&["run", "--rm", "-v", &ro, IMG, "touch", "/mnt/x"]);
+    assert_ne!(o.status.code(), Some(0));
+    let missing = e.hull(&["run", "--rm", "-v", "/no/such/dir:/mnt", IMG, "true"]);
+    assert_eq!(missing.status.code(), Some(125));
+    assert!(text(&missing).1.contains("/no/such/dir"));
+
+    e.ok(&["volume", "create", "data1"]);
+    e.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data1:/d",
+        IMG,
+        "sh",
+        "-c",
+        "echo kept > /d/f",
+    ]);
+    assert_eq!(
+        e.ok(&[
+            "run",
+            "--rm",
+            "--mount",
+            "type=volume,source=data1,target=/e",
+            IMG,
+            "cat",
+            "/e/f"
+        ]),
+        "kept\n"
+    );
+    assert!(e.ok(&["volume", "ls"]).contains("data1"));
+    e.ok(&["volume", "rm", "data1"]);
+    assert!(!e.ok(&["volume", "ls", "-q"]).contains("data1"));
+
+    let o = e.hull(&["run", "--rm", "--read-only", IMG, "touch", "/x"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(text(&o).1.contains("Read-only"), "{}", text(&o).1);
+    assert_eq!(
+        e.ok(&[
+            "run",
+            "--rm",
+            "--read-only",
+            "--mount",
+            "type=tmpfs,target=/tmp",
+            IMG,
+            "sh",
+            "-c",
+            "touch /tmp/x && echo ok"
+        ]),
+        "ok\n"
+    );
+    e.assert_clean();
+}
+
+#[test]
+fn bad_input() {
+    let e = env();
+    let o = e.hull(&["run", "--rm", "hull.test/nope:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(text(&o).1.contains("hull pull"), "{}", text(&o).1);
+    let o = e.hull(&["run", "--rm", "--memory", "lots", IMG, "true"]);
+    assert!(text(&o).1.contains("--memory"));
+    let o = e.hull(&["rm", "nothere"]);
+    assert!(text(&o).1.contains("no such container"));
+    e.assert_clean();
+}
