@@ -11,6 +11,7 @@ pkgs=(
   apache2-utils    # htpasswd for the registry's basic auth test
   iproute2 procps  # ip netns, ps (hullc ps)
   nftables         # hull-net: NAT and published ports
+  podman conmon    # hullc under podman (crates/hullc/tests/podman.rs)
 )
 missing=()
 for p in "${pkgs[@]}"; do

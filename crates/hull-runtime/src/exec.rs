@@ -203,6 +203,9 @@ fn exec_blocked(
         .as_ref()
         .map(|s| crate::hooks::state_json(s, &o.id, "running", saved.pid, &saved.bundle))
         .unwrap_or_default();
+    // "deny" when the container's user namespace was made unprivileged.
+    let setgroups_allowed = std::fs::read_to_string(format!("/proc/{}/setgroups", saved.pid))
+        .map_or(true, |s| s.trim() != "deny");
     let (parent, child) = protocol::channel()?;
     let cg_fd = cg.and_then(|c| c.clone_fd());
     let (pid, pidfd) = match clone3(0, cg_fd.as_ref().map(|f| f.as_raw_fd()))? {
@@ -217,6 +220,7 @@ fn exec_blocked(
                 preserve_fds: o.preserve_fds,
                 seccomp: seccomp.as_ref(),
                 state: &state,
+                setgroups_allowed,
             });
             let (context, cause) = crate::init::split_error(&err);
             let _ = child.send(&Msg::Error { context, cause });
@@ -275,6 +279,8 @@ struct ChildArgs<'a> {
     seccomp: Option<&'a seccomp_setup::Prepared>,
     /// The container's state JSON, for a seccomp agent.
     state: &'a str,
+    /// Whether the container's user namespace allows setgroups(2).
+    setgroups_allowed: bool,
 }
 
 /// The exec child: join, set up, exec. Returns only the error that stopped it.
@@ -300,7 +306,7 @@ fn child_main(a: &ChildArgs) -> ExecError {
         if let Some(sc) = a.seccomp.filter(|_| early) {
             seccomp_setup::install(sc, host_pid, a.state).map_err(CreateError::from)?;
         }
-        let exe = process::become_process(a.process, true)?;
+        let exe = process::become_process(a.process, a.setgroups_allowed)?;
         let env = process::environment(a.process);
         process::mark_fds_cloexec(3 + a.preserve_fds)?;
         if let Some(sc) = a.seccomp.filter(|_| !early) {

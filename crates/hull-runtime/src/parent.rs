@@ -196,6 +196,10 @@ fn build(
         userns::enter_time_ns(&b.spec)?;
     }
     let cg_fd = cgroups.as_ref().and_then(|c| c.clone_fd());
+    // Decided here, not in the child: after clone3(CLONE_NEWUSER) and
+    // before the parent writes uid_map, the child's euid reads as the
+    // overflow uid and it would wrongly think setgroups is denied.
+    let setgroups_allowed = userns::setgroups_allowed(&plan);
     let (pid, pidfd) = match clone3(plan.clone_flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))? {
         None => {
             // A host directory fd left open in the container is an escape
@@ -220,7 +224,7 @@ fn build(
                 no_pivot: o.no_pivot,
                 no_new_keyring: o.no_new_keyring,
                 preserve_fds: o.preserve_fds,
-                setgroups_allowed: userns::setgroups_allowed(&plan),
+                setgroups_allowed,
             })
         }
         Some(c) => c,

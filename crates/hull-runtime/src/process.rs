@@ -192,6 +192,18 @@ pub(crate) fn set_user(p: &Process, setgroups_allowed: bool) -> Result<(), Proce
     let user = p.user();
     let err = |op| move |source| ProcessError::User { op, source };
     nix::sys::prctl::set_keepcaps(true).map_err(err("keep capabilities"))?;
+    let extra = user
+        .additional_gids()
+        .as_ref()
+        .is_some_and(|g| !g.is_empty());
+    if !setgroups_allowed && extra {
+        // Silently running without the groups the config asks for would
+        // hand the program other permissions than intended.
+        return Err(ProcessError::User {
+            op: "setgroups(additionalGids): denied in this user namespace (unprivileged mapping)",
+            source: nix::Error::EPERM,
+        });
+    }
     if setgroups_allowed {
         let gids: Vec<Gid> = user
             .additional_gids()

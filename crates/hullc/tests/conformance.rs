@@ -519,7 +519,6 @@ fn namespaces() {
 /// the overflow uid until the parent has written uid_map: a race that drops
 /// the groups silently in most runs (reported; un-ignore once fixed).
 #[test]
-#[ignore = "hull-runtime bug: setgroups_allowed is computed in init before uid_map exists"]
 fn user_namespace_additional_gids() {
     let h = Hullc::new();
     for i in 0..10 {
