@@ -288,7 +288,30 @@ impl Engine {
                 }
                 TaskStatus::Unknown => State::Dead,
             },
-            Err(_) => r.exit.map_or(State::Dead, State::Exited),
+            Err(_) => r
+                .exit
+                .map_or_else(|| self.orphan_state(&r.id), State::Exited),
+        }
+    }
+
+    /// The shim is gone (killed) and never told us an exit: ask hullc
+    /// whether the container outlived it (it can: init is not the shim's).
+    fn orphan_state(&self, id: &str) -> State {
+        let out = std::process::Command::new(&self.hullc)
+            .arg("--root")
+            .arg(self.hullc_root().join(shim::NAMESPACE))
+            .args(["state", id])
+            .output();
+        let v: serde_json::Value = match out {
+            Ok(o) if o.status.success() => serde_json::from_slice(&o.stdout).unwrap_or_default(),
+            _ => return State::Dead,
+        };
+        let pid = v["pid"].as_u64().unwrap_or(0) as u32;
+        match v["status"].as_str() {
+            Some("running") => State::Running { pid },
+            Some("paused") => State::Paused { pid },
+            Some("created") => State::Created,
+            _ => State::Dead,
         }
     }
 

@@ -137,7 +137,7 @@ pub fn parse_memory(s: &str) -> Result<i64, Error> {
         _ => (t, 1),
     };
     let n: f64 = num.parse().map_err(|_| Error::Memory(s.into()))?;
-    if !(n > 0.0) {
+    if n.is_nan() || n <= 0.0 {
         return Err(Error::Memory(s.into()));
     }
     Ok((n * mult as f64) as i64)
@@ -309,7 +309,7 @@ pub fn read_env_file(path: &std::path::Path) -> Result<Vec<String>, Error> {
         .lines()
         .map(str::trim_start)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| expand_env(l))
+        .filter_map(expand_env)
         .collect())
 }
 

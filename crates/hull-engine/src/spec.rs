@@ -55,6 +55,7 @@ const DEFAULT_CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
+/// Indexed by capability number.
 const ALL_CAPS: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -209,9 +210,28 @@ fn norm_cap(c: &str) -> Result<String, Error> {
     }
 }
 
+/// "All" capabilities means all that we have: the kernel or our own
+/// bounding set may lack some, and asking for those fails the create.
+fn host_caps() -> Vec<String> {
+    let bnd = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bnd & (1 << i) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
+
 pub fn capabilities(o: &ContainerOptions) -> Result<Vec<String>, Error> {
     if o.privileged {
-        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+        return Ok(host_caps());
     }
     let mut caps: Vec<String> = DEFAULT_CAPS.iter().map(|s| s.to_string()).collect();
     for d in &o.cap_drop {
@@ -224,11 +244,7 @@ pub fn capabilities(o: &ContainerOptions) -> Result<Vec<String>, Error> {
     }
     for a in &o.cap_add {
         let a = norm_cap(a)?;
-        let add: Vec<String> = if a == "CAP_ALL" {
-            ALL_CAPS.iter().map(|s| s.to_string()).collect()
-        } else {
-            vec![a]
-        };
+        let add: Vec<String> = if a == "CAP_ALL" { host_caps() } else { vec![a] };
         for a in add {
             if !caps.contains(&a) {
                 caps.push(a);

@@ -325,3 +325,178 @@ fn bad_input() {
     assert!(text(&o).1.contains("no such container"));
     e.assert_clean();
 }
+
+fn status_field(e: &Env, extra: &[&str], field: &str) -> String {
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[IMG, "grep", field, "/proc/self/status"]);
+    e.ok(&args)
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn security_and_resource_flags_seen_from_inside() {
+    let e = env();
+    // docker's default capability set, seccomp filter on.
+    assert_eq!(status_field(&e, &[], "CapBnd"), "00000000a80425fb");
+    assert_eq!(status_field(&e, &[], "Seccomp:"), "2");
+    assert_eq!(status_field(&e, &[], "NoNewPrivs"), "0");
+    assert_eq!(
+        status_field(
+            &e,
+            &["--cap-drop", "all", "--cap-add", "net_admin"],
+            "CapBnd"
+        ),
+        "0000000000001000"
+    );
+    assert_eq!(
+        status_field(&e, &["--security-opt", "seccomp=unconfined"], "Seccomp:"),
+        "0"
+    );
+    assert_eq!(
+        status_field(&e, &["--security-opt", "no-new-privileges"], "NoNewPrivs"),
+        "1"
+    );
+    let profile = e.work.path().join("allow.json");
+    std::fs::write(&profile, r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#).unwrap();
+    let sp = format!("seccomp={}", profile.display());
+    let o = e.hull(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &sp,
+        IMG,
+        "sh",
+        "-c",
+        "mkdir /tmp/d",
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    assert_ne!(
+        status_field(&e, &["--privileged"], "CapBnd"),
+        "00000000a80425fb"
+    );
+    assert_eq!(status_field(&e, &["--privileged"], "Seccomp:"), "0");
+    // Masked files are /dev/null binds (of those this kernel has).
+    let masked = ["/proc/kcore", "/proc/keys", "/proc/timer_list"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap();
+    assert_eq!(
+        e.ok(&["run", "--rm", IMG, "stat", "-c", "%t,%T", masked]),
+        "1,3\n"
+    );
+    let o = e.hull(&["run", "--rm", IMG, "touch", "/proc/sys/kernel/hostname"]);
+    assert_ne!(o.status.code(), Some(0));
+    // Resources through the container's own cgroup (v2 namespace root).
+    let script = "cd /sys/fs/cgroup; if [ -f memory.max ]; then cat memory.max pids.max cpu.max; \
+        else cat memory/memory.limit_in_bytes pids/pids.max cpu/cpu.cfs_quota_us; fi";
+    let lim = e.ok(&[
+        "run",
+        "--rm",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "33",
+        "--cpus",
+        "1.5",
+        IMG,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(
+        lim == "67108864\n33\n150000 100000\n" || lim == "67108864\n33\n150000\n",
+        "{lim}"
+    );
+    assert_eq!(
+        e.ok(&[
+            "run",
+            "--rm",
+            "--ulimit",
+            "nofile=1024:2048",
+            IMG,
+            "sh",
+            "-c",
+            "ulimit -n; ulimit -Hn"
+        ]),
+        "1024\n2048\n"
+    );
+    assert_eq!(
+        e.ok(&[
+            "run",
+            "--rm",
+            "--device",
+            "/dev/null:/dev/mynull",
+            IMG,
+            "stat",
+            "-c",
+            "%t,%T",
+            "/dev/mynull"
+        ]),
+        "1,3\n"
+    );
+    e.ok(&["create", "--name", "lab", "--label", "a=b", IMG, "true"]);
+    let i: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "lab"])).unwrap();
+    assert_eq!(i[0]["Config"]["Labels"]["a"], "b");
+    assert_eq!(i[0]["State"]["Status"], "created");
+    e.ok(&["rm", "lab"]);
+    e.assert_clean();
+}
+
+fn shim_pid(id: &str) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|p| {
+            let pid: i32 = p.file_name().to_str()?.parse().ok()?;
+            let cmd = std::fs::read(p.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd);
+            (cmd.contains("containerd-shim-hull-v2") && cmd.contains(id)).then_some(pid)
+        })
+}
+
+#[test]
+fn state_survives_hull_and_shim_loss() {
+    let e = env();
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "quick",
+        IMG,
+        "sh",
+        "-c",
+        "echo done; exit 5",
+    ]);
+    let id = e.ok(&["run", "-d", "--name", "orphan", IMG, "sleep", "1000"]);
+    assert_eq!(e.ok(&["wait", "quick"]), "5\n");
+    let psa = e.ok(&["ps", "-a"]);
+    assert!(
+        psa.contains("Exited (5)") && psa.contains("orphan"),
+        "{psa}"
+    );
+    assert_eq!(e.ok(&["logs", "quick"]), "done\n");
+    // The shim dies: the container outlives it; ps still tells the truth and rm -f cleans up.
+    let pid = shim_pid(id.trim()).expect("shim process");
+    // SAFETY: kill(2) on a pid we just read from /proc.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    std::thread::sleep(Duration::from_millis(200));
+    let ps = e.ok(&["ps"]);
+    assert!(ps.contains("orphan") && ps.contains("Up"), "{ps}");
+    e.ok(&["rm", "-f", "orphan"]);
+    e.ok(&["rm", "quick"]);
+    for cg in [
+        "/sys/fs/cgroup/hull",
+        "/sys/fs/cgroup/pids/hull",
+        "/sys/fs/cgroup/memory/hull",
+    ] {
+        assert!(
+            !std::path::Path::new(cg).join(id.trim()).exists(),
+            "cgroup left in {cg}"
+        );
+    }
+    e.assert_clean();
+}

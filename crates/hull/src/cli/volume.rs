@@ -35,7 +35,7 @@ pub(crate) fn run(root: &Path, c: VolumeCommand) -> Result<u8> {
         }
         VolumeCommand::Ls { quiet } => {
             if !quiet {
-                println!("{:<10}{}", "DRIVER", "VOLUME NAME");
+                println!("{:<10}VOLUME NAME", "DRIVER");
             }
             for v in e.volumes.list()? {
                 if quiet {
