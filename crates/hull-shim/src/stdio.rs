@@ -122,6 +122,98 @@ fn copy_out(mut from: File, mut to: File) {
     }
 }
 
+/// `jsonfile://PATH` as an output path: the shim appends docker json-file
+/// lines (`{"log","stream","time"}`) to PATH itself, so `hull` keeps logs
+/// of detached containers with no reader attached.
+pub const JSON_FILE: &str = "jsonfile://";
+
+/// Longest partial line kept before it is written out (docker's 16 KiB).
+const MAX_LINE: usize = 16 * 1024;
+
+/// RFC 3339 UTC with nanoseconds, as docker's json-file `time`.
+fn rfc3339_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    // Days → civil date (Howard Hinnant's algorithm).
+    let z = secs.div_euclid(86_400) + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let t = secs.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t / 3600,
+        t / 60 % 60,
+        t % 60,
+        d.subsec_nanos()
+    )
+}
+
+fn json_line(to: &mut File, line: &[u8], stream: &str) -> std::io::Result<()> {
+    let v = serde_json::json!({
+        "log": String::from_utf8_lossy(line),
+        "stream": stream,
+        "time": rfc3339_now(),
+    });
+    let mut out = serde_json::to_vec(&v).unwrap_or_default();
+    out.push(b'\n');
+    // One write per line: with O_APPEND, stdout's and stderr's lines never
+    // interleave inside a line.
+    to.write_all(&out)
+}
+
+/// Like [`copy_out`], into json-file lines.
+fn copy_json(mut from: File, mut to: File, stream: &'static str) {
+    let mut buf = vec![0u8; BUF];
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            if json_line(&mut to, &line, stream).is_err() {
+                return;
+            }
+        }
+        if pending.len() >= MAX_LINE {
+            let _ = json_line(&mut to, &pending, stream);
+            pending.clear();
+        }
+    }
+    if !pending.is_empty() {
+        let _ = json_line(&mut to, &pending, stream);
+    }
+}
+
+/// Starts the copier of one output stream to `path` (a FIFO, a regular
+/// file, or `jsonfile://PATH`).
+fn out_copier(from: File, path: &str, stream: &'static str) -> Result<JoinHandle<()>, Error> {
+    if let Some(file) = path.strip_prefix(JSON_FILE) {
+        let to = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(file)
+            .map_err(|source| Error::Open {
+                path: file.into(),
+                source,
+            })?;
+        return spawn(stream, move || copy_json(from, to, stream));
+    }
+    let fifo = open_fifo(path, false)?;
+    spawn(stream, move || copy_out(from, fifo))
+}
+
 fn poll_in(fds: &mut [libc::pollfd], timeout_ms: i32) -> bool {
     // SAFETY: fds is a valid slice of pollfd for its whole length.
     let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
@@ -186,16 +278,15 @@ impl ProcessIo {
                 .push(spawn("stdin", move || copy_in(fifo, w, ev))?);
             child.stdin = Some(r);
         }
-        for (path, slot) in [
-            (&p.stdout, &mut child.stdout),
-            (&p.stderr, &mut child.stderr),
+        for (path, slot, stream) in [
+            (&p.stdout, &mut child.stdout, "stdout"),
+            (&p.stderr, &mut child.stderr, "stderr"),
         ] {
             if path.is_empty() {
                 continue;
             }
-            let fifo = open_fifo(path, false)?;
             let (r, w) = pipe()?;
-            io.copiers.push(spawn("stdout", move || copy_out(r, fifo))?);
+            io.copiers.push(out_copier(r, path, stream)?);
             *slot = Some(w);
         }
         Ok((io, child))
@@ -213,9 +304,8 @@ impl ProcessIo {
                 .push(spawn("stdin", move || copy_in(fifo, w, ev))?);
         }
         if !p.stdout.is_empty() {
-            let fifo = open_fifo(&p.stdout, false)?;
             let r = master.try_clone().map_err(Error::Pipe)?;
-            io.copiers.push(spawn("stdout", move || copy_out(r, fifo))?);
+            io.copiers.push(out_copier(r, &p.stdout, "stdout")?);
         }
         io.console = Some(master);
         Ok(io)
