@@ -233,10 +233,6 @@ impl Engine {
         let p = dir.join("config.json");
         let data = serde_json::to_vec_pretty(&config).unwrap_or_default();
         std::fs::write(&p, data).map_err(io("cannot write", &p))?;
-        for f in [logs::STDOUT, logs::STDERR] {
-            let p = dir.join(f);
-            std::fs::File::create(&p).map_err(io("cannot create", &p))?;
-        }
         if o.stdin {
             make_fifo(&dir.join("stdin"))?;
         }
@@ -253,12 +249,12 @@ impl Engine {
             } else {
                 String::new()
             },
-            stdout: path(logs::STDOUT),
+            stdout: logs::shim_path(dir),
             // A terminal has one stream.
             stderr: if rec.options.tty {
                 String::new()
             } else {
-                path(logs::STDERR)
+                logs::shim_path(dir)
             },
             terminal: rec.options.tty,
         };

@@ -1,11 +1,14 @@
-//! Container output as the shim writes it: `stdout.log` and `stderr.log`
-//! in the container's directory (regular files the shim appends to; the
-//! shim copies the container's pipes or terminal into them).
+//! Container output as the shim writes it: docker json-file lines
+//! (`{"log","stream","time"}`) appended to `container.log` in the
+//! container's directory, by the shim itself (`jsonfile://` output paths),
+//! so output is kept whether or not anyone is attached.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use serde::Deserialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -19,117 +22,124 @@ pub enum Error {
     Write(#[source] std::io::Error),
 }
 
-pub const STDOUT: &str = "stdout.log";
-pub const STDERR: &str = "stderr.log";
+pub const LOG: &str = "container.log";
 
-/// The last `n` lines of `data` (all of it for `None`).
-fn tail(data: &[u8], n: Option<usize>) -> &[u8] {
-    let Some(n) = n else { return data };
-    if n == 0 {
-        return &[];
-    }
-    let body = data.strip_suffix(b"\n").unwrap_or(data);
-    let mut seen = 0;
-    for (i, b) in body.iter().enumerate().rev() {
-        if *b == b'\n' {
-            seen += 1;
-            if seen == n {
-                return &data[i + 1..];
-            }
+/// The output path to give the shim for both streams.
+pub fn shim_path(dir: &Path) -> String {
+    format!("jsonfile://{}", dir.join(LOG).display())
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    log: String,
+    stream: String,
+    time: String,
+}
+
+/// Where entries go: stdout/stderr, with the time in front or not.
+pub struct Sink<'a> {
+    pub out: &'a mut dyn Write,
+    pub err: &'a mut dyn Write,
+    pub timestamps: bool,
+}
+
+impl Sink<'_> {
+    fn write(&mut self, line: &[u8]) -> Result<(), Error> {
+        // A line that is not JSON (torn by a crash) is skipped, not fatal.
+        let Ok(e) = serde_json::from_slice::<Entry>(line) else {
+            return Ok(());
+        };
+        let w: &mut dyn Write = if e.stream == "stderr" {
+            &mut *self.err
+        } else {
+            &mut *self.out
+        };
+        if self.timestamps {
+            write!(w, "{} ", e.time).map_err(Error::Write)?;
         }
+        w.write_all(e.log.as_bytes()).map_err(Error::Write)
     }
-    data
-}
 
-fn read_all(path: &Path) -> Result<Vec<u8>, Error> {
-    match std::fs::read(path) {
-        Ok(d) => Ok(d),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(source) => Err(Error::Read {
-            path: path.into(),
-            source,
-        }),
+    fn flush(&mut self) -> Result<(), Error> {
+        self.out.flush().map_err(Error::Write)?;
+        self.err.flush().map_err(Error::Write)
     }
 }
 
-/// Reads the logs so far into `out`/`err`; returns the offsets reached
-/// (for [`Follower::from`]).
-pub fn print(
-    dir: &Path,
-    lines: Option<usize>,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<(u64, u64), Error> {
-    let o = read_all(&dir.join(STDOUT))?;
-    let e = read_all(&dir.join(STDERR))?;
-    out.write_all(tail(&o, lines)).map_err(Error::Write)?;
-    err.write_all(tail(&e, lines)).map_err(Error::Write)?;
-    out.flush().map_err(Error::Write)?;
-    Ok((o.len() as u64, e.len() as u64))
+fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, Error> {
+    let err = |source| Error::Read {
+        path: path.into(),
+        source,
+    };
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(err(e)),
+    };
+    f.seek(SeekFrom::Start(offset)).map_err(err)?;
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf).map_err(|source| Error::Read {
+        path: path.into(),
+        source,
+    })?;
+    // Only whole lines: the shim may be in the middle of one.
+    let end = buf.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    buf.truncate(end);
+    Ok(buf)
 }
 
-/// Copies what the shim appends to the logs, as it comes.
+/// Writes the last `lines` entries (all for `None`); returns the offset
+/// reached, for [`Follower::from`].
+pub fn print(dir: &Path, lines: Option<usize>, sink: &mut Sink<'_>) -> Result<u64, Error> {
+    let data = read_from(&dir.join(LOG), 0)?;
+    let all: Vec<&[u8]> = data
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let skip = lines.map_or(0, |n| all.len().saturating_sub(n));
+    for l in &all[skip..] {
+        sink.write(l)?;
+    }
+    sink.flush()?;
+    Ok(data.len() as u64)
+}
+
+/// Copies what the shim appends to the log, as it comes.
 pub struct Follower {
-    files: Vec<(PathBuf, u64)>,
+    path: PathBuf,
+    offset: u64,
 }
 
 impl Follower {
-    pub fn from(dir: &Path, offsets: (u64, u64)) -> Follower {
+    pub fn from(dir: &Path, offset: u64) -> Follower {
         Follower {
-            files: vec![(dir.join(STDOUT), offsets.0), (dir.join(STDERR), offsets.1)],
+            path: dir.join(LOG),
+            offset,
         }
     }
 
-    /// Copies new bytes; returns whether there were any.
-    pub fn pump(&mut self, out: &mut dyn Write, err: &mut dyn Write) -> Result<bool, Error> {
-        let mut any = false;
-        for (i, (path, off)) in self.files.iter_mut().enumerate() {
-            let mut f = match File::open(&*path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => {
-                    return Err(Error::Read {
-                        path: path.clone(),
-                        source,
-                    })
-                }
-            };
-            let read_err = |source| Error::Read {
-                path: path.clone(),
-                source,
-            };
-            f.seek(SeekFrom::Start(*off)).map_err(read_err)?;
-            let mut buf = Vec::new();
-            f.read_to_end(&mut buf).map_err(|source| Error::Read {
-                path: path.clone(),
-                source,
-            })?;
-            if buf.is_empty() {
-                continue;
-            }
-            any = true;
-            *off += buf.len() as u64;
-            let w: &mut dyn Write = if i == 0 { &mut *out } else { &mut *err };
-            w.write_all(&buf).map_err(Error::Write)?;
-            w.flush().map_err(Error::Write)?;
+    /// Copies new entries; returns whether there were any.
+    pub fn pump(&mut self, sink: &mut Sink<'_>) -> Result<bool, Error> {
+        let data = read_from(&self.path, self.offset)?;
+        if data.is_empty() {
+            return Ok(false);
         }
-        Ok(any)
+        self.offset += data.len() as u64;
+        for l in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            sink.write(l)?;
+        }
+        sink.flush()?;
+        Ok(true)
     }
 
-    /// Copies until `done()` says the writer is finished, then once more.
-    pub fn follow(
-        &mut self,
-        out: &mut dyn Write,
-        err: &mut dyn Write,
-        done: &dyn Fn() -> bool,
-    ) -> Result<(), Error> {
+    /// Copies until `done()` says the container exited, then what is left
+    /// (the shim finishes copying before it reports the exit).
+    pub fn follow(&mut self, sink: &mut Sink<'_>, done: &dyn Fn() -> bool) -> Result<(), Error> {
         loop {
             let finished = done();
-            let any = self.pump(out, err)?;
+            let any = self.pump(sink)?;
             if finished {
-                // The shim may still be copying the last bytes out of the pipe.
-                std::thread::sleep(Duration::from_millis(20));
-                self.pump(out, err)?;
+                self.pump(sink)?;
                 return Ok(());
             }
             if !any {
@@ -141,14 +151,42 @@ impl Follower {
 
 #[cfg(test)]
 mod tests {
-    use super::tail;
+    #![allow(clippy::unwrap_used)]
+    use super::*;
 
     #[test]
-    fn tails() {
-        assert_eq!(tail(b"a\nb\nc\n", Some(2)), b"b\nc\n");
-        assert_eq!(tail(b"a\nb\nc", Some(1)), b"c");
-        assert_eq!(tail(b"a\n", Some(5)), b"a\n");
-        assert_eq!(tail(b"a\n", Some(0)), b"");
-        assert_eq!(tail(b"a\nb\n", None), b"a\nb\n");
+    fn tail_streams_and_timestamps() {
+        let d = tempfile::tempdir().unwrap();
+        let lines = [
+            r#"{"log":"a\n","stream":"stdout","time":"T1"}"#,
+            r#"{"log":"b\n","stream":"stderr","time":"T2"}"#,
+            r#"{"log":"c\n","stream":"stdout","time":"T3"}"#,
+            r#"{"log":"partial"#,
+        ];
+        std::fs::write(d.path().join(LOG), lines.join("\n")).unwrap();
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let off = print(
+            d.path(),
+            Some(2),
+            &mut Sink {
+                out: &mut o,
+                err: &mut e,
+                timestamps: true,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (o.as_slice(), e.as_slice()),
+            (&b"T3 c\n"[..], &b"T2 b\n"[..])
+        );
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let mut f = Follower::from(d.path(), off);
+        assert!(!f
+            .pump(&mut Sink {
+                out: &mut o,
+                err: &mut e,
+                timestamps: false
+            })
+            .unwrap());
     }
 }

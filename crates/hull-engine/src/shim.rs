@@ -3,7 +3,6 @@
 //! and keeps the container's stdio, exit status and reaping.
 
 use std::io::Read;
-use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -34,12 +33,6 @@ pub enum Error {
     },
     #[error("shim {call}: {msg}")]
     Rpc { call: &'static str, msg: String },
-    #[error("cannot prepare the shim's event socket {path}")]
-    Events {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// Namespace the shim is told (it names hullc's state directory).
@@ -76,31 +69,21 @@ pub fn socket_path(dir: &Path) -> PathBuf {
 /// Starts the long-lived shim for container `id` with its bundle in `dir`,
 /// returning once it serves.
 ///
-/// The shim is run directly in its serving mode (`-socket`), not through
-/// `start`, so we choose the socket. A shim without a standalone mode insists
-/// on `TTRPC_ADDRESS` and connects there at start-up; we give it a socket
-/// that we close before the first request, so every event publish fails at
-/// once (and is only logged) instead of waiting for a containerd that is not
-/// there.
+/// The shim is run directly in its serving mode (`-socket`) rather than
+/// through `start`, so the socket lives in the container's directory and
+/// goes with it. No `TTRPC_ADDRESS`: the shim's standalone mode, events
+/// are dropped.
 pub fn spawn(bin: &Path, dir: &Path, id: &str) -> Result<(), Error> {
-    let events = dir.join("events.sock");
-    let _ = std::fs::remove_file(&events);
-    let ev_err = |source| Error::Events {
-        path: events.clone(),
-        source,
-    };
-    let listener = UnixListener::bind(&events).map_err(ev_err)?;
     let log = dir.join("shim.log");
     let stderr = std::fs::File::create(&log).map_err(|source| Error::Spawn {
         bin: bin.into(),
         source,
     })?;
     let socket = format!("unix://{}", socket_path(dir).display());
-    let address = format!("unix://{}", events.display());
     let mut child = Command::new(bin)
-        .args(["-namespace", NAMESPACE, "-id", id, "-address", &address])
+        .args(["-namespace", NAMESPACE, "-id", id, "-address", ""])
         .args(["-socket", &socket])
-        .env("TTRPC_ADDRESS", &address)
+        .env_remove("TTRPC_ADDRESS")
         .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -115,8 +98,6 @@ pub fn spawn(bin: &Path, dir: &Path, id: &str) -> Result<(), Error> {
     if let Some(mut s) = child.stdout.take() {
         let _ = s.read_to_end(&mut out);
     }
-    drop(listener);
-    let _ = std::fs::remove_file(&events);
     if let Ok(Some(_)) = child.try_wait() {
         return Err(Error::NotServing { log });
     }

@@ -146,6 +146,21 @@ fn detached_lifecycle() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(e.ok(&["logs", "--tail", "2", "web"]), "line4\nline5\n");
+    let ts = e.ok(&["logs", "--timestamps", "--tail", "1", "web"]);
+    assert!(ts.starts_with("20") && ts.contains("Z line5"), "{ts}");
+    let raw = std::fs::read_to_string(
+        e.root
+            .path()
+            .join("ctr")
+            .join(id.trim())
+            .join("container.log"),
+    )
+    .unwrap();
+    let first: serde_json::Value = serde_json::from_str(raw.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (first["log"].as_str(), first["stream"].as_str()),
+        (Some("line1\n"), Some("stdout"))
+    );
     assert_eq!(e.ok(&["exec", "web", "echo", "x"]), "x\n");
     let o = e.hull(&["exec", "web", "sh", "-c", "exit 7"]);
     assert_eq!(o.status.code(), Some(7));

@@ -18,8 +18,7 @@ pub(crate) struct LogsArgs {
     /// Number of lines to show from the end ("all" for everything).
     #[arg(short = 'n', long, default_value = "all")]
     tail: String,
-    /// Show timestamps (not recorded by this log format; accepted for
-    /// compatibility).
+    /// Show timestamps.
     #[arg(short, long)]
     timestamps: bool,
     container: String,
@@ -37,7 +36,12 @@ pub(crate) fn run(root: &Path, a: LogsArgs) -> Result<u8> {
         };
     let dir = e.dir(&r);
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
-    let offsets = logs::print(&dir, lines, &mut out, &mut err)?;
+    let mut sink = logs::Sink {
+        out: &mut out,
+        err: &mut err,
+        timestamps: a.timestamps,
+    };
+    let offset = logs::print(&dir, lines, &mut sink)?;
     if a.follow && e.state(&r).is_live() {
         let done = Arc::new(AtomicBool::new(false));
         let d = Arc::clone(&done);
@@ -50,8 +54,7 @@ pub(crate) fn run(root: &Path, a: LogsArgs) -> Result<u8> {
             }
             d.store(true, Ordering::SeqCst);
         });
-        logs::Follower::from(&dir, offsets)
-            .follow(&mut out, &mut err, &|| done.load(Ordering::SeqCst))?;
+        logs::Follower::from(&dir, offset).follow(&mut sink, &|| done.load(Ordering::SeqCst))?;
     }
     Ok(0)
 }

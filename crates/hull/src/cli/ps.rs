@@ -192,7 +192,7 @@ fn inspect_one(e: &Engine, r: &Record) -> Value {
         "ResolvConfPath": e.dir(r).join("resolv.conf"),
         "HostnamePath": e.dir(r).join("hostname"),
         "HostsPath": e.dir(r).join("hosts"),
-        "LogPath": e.dir(r).join(hull_engine::logs::STDOUT),
+        "LogPath": e.dir(r).join(hull_engine::logs::LOG),
         "GraphDriver": {"Name": "overlay", "Data": {"MergedDir": r.rootfs}},
     })
 }

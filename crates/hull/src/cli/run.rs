@@ -223,10 +223,16 @@ fn attach_and_start(e: &Engine, r: &Record, from_start: bool) -> Result<u8> {
     if r.options.stdin {
         hull_engine::exec::feed_stdin(e, r, dir.join("stdin"), String::new())?;
     }
-    let offsets = if from_start {
-        (0, 0)
+    let offset = if from_start {
+        0
     } else {
-        logs::print(&dir, Some(0), &mut std::io::sink(), &mut std::io::sink())?
+        let (mut o, mut e) = (std::io::sink(), std::io::sink());
+        let mut sink = logs::Sink {
+            out: &mut o,
+            err: &mut e,
+            timestamps: false,
+        };
+        logs::print(&dir, Some(0), &mut sink)?
     };
     let started = e.start(r);
     if let Err(err) = started {
@@ -249,12 +255,13 @@ fn attach_and_start(e: &Engine, r: &Record, from_start: bool) -> Result<u8> {
             Ok(code?)
         })
     };
-    let mut f = logs::Follower::from(&dir, offsets);
-    f.follow(
-        &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
-        &|| done.load(Ordering::SeqCst),
-    )?;
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let mut sink = logs::Sink {
+        out: &mut out,
+        err: &mut err,
+        timestamps: false,
+    };
+    logs::Follower::from(&dir, offset).follow(&mut sink, &|| done.load(Ordering::SeqCst))?;
     let code = waiter
         .join()
         .map_err(|_| anyhow::anyhow!("waiting for the container panicked"))??;
