@@ -515,3 +515,30 @@ fn state_survives_hull_and_shim_loss() {
     }
     e.assert_clean();
 }
+
+#[test]
+fn stdin_and_terminal() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let e = env();
+    let mut c = e.cmd(&["run", "-i", "--rm", IMG, "sh", "-c", "cat; echo end"]);
+    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"piped in\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "piped in\nend\n");
+    // -it under a pseudo-terminal (script(1)): the container gets a tty.
+    let inner = format!(
+        "{} --root {} run -it --rm {IMG} sh -c 'tty; exit 2'",
+        ctr::HULL,
+        e.root.path().display()
+    );
+    let o = std::process::Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    e.assert_clean();
+}
