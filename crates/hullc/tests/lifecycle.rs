@@ -276,8 +276,10 @@ fn long_sleepers(h: &Hullc) -> Vec<i32> {
 fn kill_without_all_signals_only_init() {
     let h = Hullc::new();
     let (b, id) = signal_logger(&h);
+    // The background `sleep` may still be a forked shell for a moment after
+    // /tmp/ready appears: wait until it has exec'd.
+    wait_until("the child sleep", WAIT, || long_sleepers(&h).len() == 1);
     let sleepers = long_sleepers(&h);
-    assert_eq!(sleepers.len(), 1, "{sleepers:?}");
     h.cmd(&["kill", &id, "USR1"]).ok();
     wait_until("usr1", WAIT, || sig_log(&b) == "usr1\n");
     // USR1's default action kills `sleep`; it must not have received one.
@@ -289,8 +291,10 @@ fn kill_without_all_signals_only_init() {
 fn kill_all_signals_every_process() {
     let h = Hullc::new();
     let (b, id) = signal_logger(&h);
+    // The background `sleep` may still be a forked shell for a moment after
+    // /tmp/ready appears: wait until it has exec'd.
+    wait_until("the child sleep", WAIT, || long_sleepers(&h).len() == 1);
     let sleepers = long_sleepers(&h);
-    assert_eq!(sleepers.len(), 1, "{sleepers:?}");
     h.cmd(&["kill", "--all", &id, "USR1"]).ok();
     // init handles USR1 and lives on; its plain child dies of it.
     wait_until("child killed by USR1", WAIT, || !alive(sleepers[0]));
