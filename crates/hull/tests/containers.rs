@@ -250,6 +250,24 @@ fn wait_create_start_kill_rm_force() {
 
     e.ok(&["run", "-d", "--name", "f", IMG, "sleep", "1000"]);
     e.ok(&["rm", "-f", "f"]);
+
+    // -d --rm: removed once it exits, with no hull attached.
+    e.ok(&["run", "-d", "--rm", "--name", "gone", IMG, "sleep", "0.2"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let busy = |e: &Env| {
+        e.ok(&["ps", "-a"]).contains("gone")
+            || std::fs::read_dir(e.root.path().join("ctr"))
+                .unwrap()
+                .count()
+                > 1
+    };
+    while busy(&e) {
+        assert!(
+            Instant::now() < deadline,
+            "run -d --rm container not removed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     e.assert_clean();
 }
 
@@ -522,8 +540,17 @@ fn stdin_and_terminal() {
     use std::process::Stdio;
     let e = env();
     let mut c = e.cmd(&["run", "-i", "--rm", IMG, "sh", "-c", "cat; echo end"]);
-    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(b"piped in\n").unwrap();
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"piped in\n")
+        .unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&o.stdout), "piped in\nend\n");
     // -it under a pseudo-terminal (script(1)): the container gets a tty.

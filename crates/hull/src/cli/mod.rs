@@ -75,6 +75,9 @@ enum Command {
     /// Manage named volumes.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Internal: the watcher of `run -d --rm`.
+    #[command(hide = true)]
+    AutoRemove { id: String },
 }
 
 /// Runs the CLI; errors print as `Error: cause: cause...` with exit code 125
@@ -106,6 +109,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Top(a) => ps::top(r, a),
         Command::Port(a) => ps::port(r, a),
         Command::Volume(c) => volume::run(r, c),
+        Command::AutoRemove { id } => run::auto_remove(r, &id),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -180,6 +180,9 @@ pub(crate) fn run(root: &Path, a: RunArgs) -> Result<u8> {
             let _ = e.remove(&r, true);
             return Err(err.into());
         }
+        if o.auto_remove {
+            spawn_remover(root, &r.id)?;
+        }
         println!("{}", r.id);
         return Ok(0);
     }
@@ -188,6 +191,35 @@ pub(crate) fn run(root: &Path, a: RunArgs) -> Result<u8> {
         e.remove(&r, true)?;
     }
     code
+}
+
+/// `run -d --rm`: nobody stays attached, so a detached `hull` waits for
+/// the exit and removes the container (the shim knows nothing of --rm).
+fn spawn_remover(root: &Path, id: &str) -> Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().context("locating hull")?;
+    Command::new(exe)
+        .arg("--root")
+        .arg(root)
+        .args(["auto-remove", id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Out of our process group: a Ctrl-C meant for the caller must not stop it.
+        .process_group(0)
+        .spawn()
+        .context("starting the --rm watcher")?;
+    Ok(())
+}
+
+/// The `--rm` watcher: waits for the exit, then removes.
+pub(crate) fn auto_remove(root: &Path, id: &str) -> Result<u8> {
+    let e = engine(root)?;
+    let r = e.find(id)?;
+    e.wait(&r)?;
+    e.remove(&r, true)?;
+    Ok(0)
 }
 
 pub(crate) fn start(root: &Path, a: StartArgs) -> Result<u8> {
