@@ -261,6 +261,42 @@ impl Drop for Containerd {
             let _ = Command::new("umount").args(["-l", t]).status();
         }
         let _ = std::fs::remove_dir_all(format!("/run/containerd/hull/{}", self.ns));
+        // containerd's default cgroupsPath is /<namespace>/<id>.
+        remove_parent_cgroups(&self.ns);
+    }
+}
+
+/// Removes the (empty) cgroup dirs named `name` that the engine under test
+/// left as the parent of its containers' cgroups (hullc removes only the
+/// container's own leaf, as runc does). Only empty dirs can go, so nothing
+/// in use is touched.
+fn remove_parent_cgroups(name: &str) {
+    fn walk(d: &std::path::Path, name: &str, depth: u32, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            if e.file_name() == name {
+                out.push(e.path());
+            } else if depth > 0 {
+                walk(&e.path(), name, depth - 1, out);
+            }
+        }
+    }
+    let mut dirs = Vec::new();
+    walk(std::path::Path::new("/sys/fs/cgroup"), name, 3, &mut dirs);
+    for d in dirs {
+        // Children first: the engine may have nested its own levels.
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd
+                .flatten()
+                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            {
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&d);
     }
 }
 

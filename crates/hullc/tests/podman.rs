@@ -185,6 +185,8 @@ impl Drop for Podman {
         let _ = self.run(&["rm", "-a", "-f", "-t", "0"]);
         let _ = self.run(&["rmi", "-a", "-f"]);
         let _ = self.run(&["system", "reset", "-f"]);
+        // podman's cgroupfs manager parents containers under /libpod_parent.
+        remove_parent_cgroups("libpod_parent");
     }
 }
 
@@ -300,4 +302,38 @@ fn podman_with_hullc() {
     drop(p);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&root), "mounts left under {root}");
+}
+
+/// Removes the (empty) cgroup dirs named `name` that the engine under test
+/// left as the parent of its containers' cgroups (hullc removes only the
+/// container's own leaf, as runc does). Only empty dirs can go, so nothing
+/// in use is touched.
+fn remove_parent_cgroups(name: &str) {
+    fn walk(d: &std::path::Path, name: &str, depth: u32, out: &mut Vec<std::path::PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                continue;
+            }
+            if e.file_name() == name {
+                out.push(e.path());
+            } else if depth > 0 {
+                walk(&e.path(), name, depth - 1, out);
+            }
+        }
+    }
+    let mut dirs = Vec::new();
+    walk(std::path::Path::new("/sys/fs/cgroup"), name, 3, &mut dirs);
+    for d in dirs {
+        // Children first: the engine may have nested its own levels.
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd
+                .flatten()
+                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            {
+                let _ = std::fs::remove_dir(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&d);
+    }
 }
