@@ -155,20 +155,7 @@ impl Containerd {
              [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n"
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let path = format!(
-            "{}:{}",
-            bin_dir.display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
-        let child = Command::new("containerd")
-            .arg("--config")
-            .arg(dir.path().join("config.toml"))
-            .env("PATH", path)
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let child = Self::spawn(dir.path(), bin_dir);
         let ns = format!("hulltest{}", std::process::id());
         let c = Containerd {
             dir,
@@ -176,16 +163,50 @@ impl Containerd {
             sock,
             ns,
         };
+        c.wait_ready();
+        c
+    }
+
+    fn spawn(dir: &Path, bin_dir: &Path) -> Child {
+        let path = format!(
+            "{}:{}",
+            bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("containerd.log"))
+            .unwrap();
+        Command::new("containerd")
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env("PATH", path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !c.ctr(&["version"]).status.success() {
+        while !self.ctr(&["version"]).status.success() {
             assert!(
                 Instant::now() < deadline,
                 "containerd did not start: {}",
-                c.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        c
+    }
+
+    /// SIGKILL containerd and start it again on the same root and state:
+    /// what a crash and a supervisor's restart look like.
+    fn kill_and_restart(&mut self, bin_dir: &Path) {
+        kill(self.child.id() as i32, libc::SIGKILL);
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.dir.path(), bin_dir);
+        self.wait_ready();
     }
 
     fn log(&self) -> String {
@@ -445,4 +466,50 @@ fn containerd_with_hull_shim() {
     assert!(!mounts.contains(&d), "mounts left under {d}");
     assert!(!Path::new(&d).exists(), "{d} left");
     assert!(!Path::new(&root).exists(), "{root} left");
+}
+
+/// The reason a shim exists: containerd dies (SIGKILL) while a container
+/// runs; the container keeps running under its shim, and a restarted
+/// containerd finds the task again and can exec into, kill and remove it.
+#[test]
+fn containerd_restart_keeps_the_task() {
+    if !usable() {
+        return;
+    }
+    let bins = hullc_dir();
+    let mut ctd = Containerd::start(&bins);
+    let archive = busybox_archive(ctd.dir.path());
+    ctd.ok(&["images", "import", archive.to_str().unwrap()]);
+    let rt = ["--runtime", "io.containerd.hull.v2"];
+    ctd.ok(&[
+        &["run", "-d"],
+        &rt[..],
+        &[IMAGE, "survivor", "sleep", "1000"],
+    ]
+    .concat());
+    ctd.wait_status("survivor", "RUNNING");
+    let shims = ctd.shim_pids();
+    assert_eq!(shims.len(), 1, "one shim: {shims:?}");
+    ctd.kill_and_restart(&bins);
+    assert!(
+        shims
+            .iter()
+            .all(|p| std::path::Path::new(&format!("/proc/{p}")).exists()),
+        "the shim outlived containerd"
+    );
+    ctd.wait_status("survivor", "RUNNING");
+    let out = ctd.ok(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "after",
+        "survivor",
+        "echo",
+        "still-here",
+    ]);
+    assert_eq!(out, "still-here\n");
+    ctd.ok(&["task", "kill", "-s", "SIGKILL", "survivor"]);
+    ctd.wait_status("survivor", "STOPPED");
+    ctd.ok(&["task", "rm", "survivor"]);
+    ctd.ok(&["container", "rm", "survivor"]);
 }
