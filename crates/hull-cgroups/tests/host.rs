@@ -208,6 +208,11 @@ fn lifecycle_limits_freeze_kill_destroy() {
     );
     g.cg.thaw().expect("thaw");
     assert!(!g.cg.is_frozen().expect("is_frozen"));
+    // A thawed task may be runnable (R) for a moment before it sleeps again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !proc_state(pid).starts_with('S') && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert!(proc_state(pid).starts_with('S'), "{}", proc_state(pid));
 
     let stats = g.cg.stats().expect("stats");
