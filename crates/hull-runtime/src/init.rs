@@ -347,12 +347,41 @@ fn wait_for_start(l: &UnixListener) -> Result<UnixStream, InitError> {
     }
 }
 
-/// The user's program starts with default signal handling: Rust's runtime
-/// ignores SIGPIPE, and ignored signals survive execve.
+/// The user's program starts with default signal handling. Ignored
+/// signals survive execve: Rust's runtime ignores SIGPIPE, and a caller
+/// (a shim, conmon, a shell in the background) may ignore SIGINT or SIGQUIT,
+/// which a shell in the container then cannot even trap. Reset them all.
 pub(crate) fn reset_signals() {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    // SAFETY: installing SIG_DFL is always sound; no handler code runs.
-    let _ = unsafe { sigaction(Signal::SIGPIPE, &dfl) };
-    let _ = SigSet::empty().thread_set_mask();
+    /// The kernel's struct sigaction (glibc's wrapper refuses the signals it
+    /// reserves for itself, 32 and 33, which a caller may still ignore).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: rt_sigaction reads one kernel sigaction (SIG_DFL, no
+        // handler code) of the size passed; no old action is written.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &dfl as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
 }

@@ -571,7 +571,6 @@ fn stdin_and_terminal() {
 }
 
 #[test]
-#[ignore = "hangs: the SIGINT forwarded by a foreground run does not reach the container yet (open bug)"]
 fn signals_forwarded_and_logs_follow() {
     use std::process::Stdio;
     let e = env();
@@ -582,7 +581,11 @@ fn signals_forwarded_and_logs_follow() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !e.ok(&["logs", "fg"]).contains("ready") {
+    // `logs` fails until `run` has created the container: poll its output.
+    let logs = |e: &ctr::Env| {
+        String::from_utf8_lossy(&e.cmd(&["logs", "fg"]).output().unwrap().stdout).into_owned()
+    };
+    while !logs(&e).contains("ready") {
         assert!(Instant::now() < deadline, "container did not start");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -312,3 +312,32 @@ fn listen_fds_are_passed_through() {
     assert_eq!(o.stdout, "1 1\nactivated\n");
     drop(f);
 }
+
+/// Signals the caller ignores (a shim or conmon often ignores SIGINT) must
+/// not stay ignored in the container: a shell there could not even trap
+/// them. The program starts with every disposition at its default.
+#[test]
+fn container_starts_with_default_signal_dispositions() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    b.args(&["grep", "SigIgn", "/proc/self/status"]);
+    let id = h.id("sigdfl");
+    let o = h
+        .run_with(&b, &id, &[], |c| {
+            // SAFETY: signal() in the forked child before exec.
+            unsafe {
+                c.pre_exec(|| {
+                    libc::signal(libc::SIGINT, libc::SIG_IGN);
+                    libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        })
+        .ok();
+    assert_eq!(
+        o.stdout.split_whitespace().nth(1),
+        Some("0000000000000000"),
+        "{}",
+        o.stdout
+    );
+}
