@@ -575,7 +575,7 @@ fn signals_forwarded_and_logs_follow() {
     use std::process::Stdio;
     let e = env();
     let script = "trap 'echo got; exit 9' INT; echo ready; while :; do sleep 0.1; done";
-    let mut child = e
+    let child = e
         .cmd(&["run", "--rm", "--name", "fg", IMG, "sh", "-c", script])
         .stdout(Stdio::piped())
         .spawn()
