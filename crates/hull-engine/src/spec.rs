@@ -411,7 +411,7 @@ pub fn build(inp: &Inputs<'_>, o: &ContainerOptions) -> Result<Value, Error> {
     let mut linux = json!({
         "namespaces": ns,
         "resources": resources(o, rules),
-        "cgroupsPath": format!("/hull/{}", inp.id),
+        "cgroupsPath": format!("{}/{}", cgroup_parent(), inp.id),
         "devices": nodes,
     });
     if !o.privileged {
@@ -486,4 +486,14 @@ mod tests {
         assert!(capabilities(&bad).is_err());
         assert!(seccomp(&ContainerOptions::default()).unwrap().is_some());
     }
+}
+
+/// The cgroup that holds hull's containers: `/hull` (as docker's `/docker`),
+/// or `HULL_CGROUP_PARENT`. A relative parent lands under the caller's own
+/// cgroup, which is how the tests keep theirs private and remove it after.
+fn cgroup_parent() -> String {
+    std::env::var("HULL_CGROUP_PARENT")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/hull".into())
 }

@@ -266,6 +266,9 @@ fn attach_and_start(e: &Engine, r: &Record, from_start: bool) -> Result<u8> {
         };
         logs::print(&dir, Some(0), &mut sink)?
     };
+    // Before start: a signal that arrives as soon as the program runs must
+    // be forwarded, not kill hull with its default action.
+    tty::forward_signals(e.shim(r)?, r.options.tty)?;
     let started = e.start(r);
     if let Err(err) = started {
         if !from_start {
@@ -275,7 +278,6 @@ fn attach_and_start(e: &Engine, r: &Record, from_start: bool) -> Result<u8> {
         let _ = e.remove(r, true);
         return Err(err.into());
     }
-    tty::forward_signals(e.shim(r)?, r.options.tty)?;
     let done = Arc::new(AtomicBool::new(false));
     let waiter = {
         let (done, root, id) = (Arc::clone(&done), e.root.clone(), r.id.clone());

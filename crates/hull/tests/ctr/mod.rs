@@ -138,14 +138,48 @@ fn hull_arch() -> &'static str {
 pub struct Env {
     pub root: tempfile::TempDir,
     pub work: tempfile::TempDir,
+    /// A relative cgroup parent of this test's own (HULL_CGROUP_PARENT),
+    /// removed when the test ends.
+    pub cgroup_parent: String,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        fn walk(d: &Path, name: &str, depth: u32, out: &mut Vec<PathBuf>) {
+            let Ok(rd) = std::fs::read_dir(d) else { return };
+            for e in rd.flatten() {
+                if !e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    continue;
+                }
+                if e.file_name() == name {
+                    out.push(e.path());
+                } else if depth > 0 {
+                    walk(&e.path(), name, depth - 1, out);
+                }
+            }
+        }
+        let mut dirs = Vec::new();
+        walk(
+            Path::new("/sys/fs/cgroup"),
+            &self.cgroup_parent,
+            4,
+            &mut dirs,
+        );
+        for d in dirs {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
 }
 
 impl Env {
     pub fn new() -> Env {
         ensure_binaries();
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Env {
             root: tempfile::tempdir().unwrap(),
             work: tempfile::tempdir().unwrap(),
+            cgroup_parent: format!("hull-test-{}-{n}", std::process::id()),
         }
     }
 
@@ -157,6 +191,7 @@ impl Env {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(HULL);
         c.arg("--root").arg(self.root.path()).args(args);
+        c.env("HULL_CGROUP_PARENT", &self.cgroup_parent);
         c
     }
 
