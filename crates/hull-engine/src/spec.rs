@@ -431,6 +431,16 @@ pub fn build(inp: &Inputs<'_>, o: &ContainerOptions) -> Result<Value, Error> {
     }))
 }
 
+/// The cgroup that holds hull's containers: `/hull` (as docker's `/docker`),
+/// or `HULL_CGROUP_PARENT`. A relative parent lands under the caller's own
+/// cgroup, which is how the tests keep theirs private and remove it after.
+fn cgroup_parent() -> String {
+    std::env::var("HULL_CGROUP_PARENT")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "/hull".into())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -486,14 +496,4 @@ mod tests {
         assert!(capabilities(&bad).is_err());
         assert!(seccomp(&ContainerOptions::default()).unwrap().is_some());
     }
-}
-
-/// The cgroup that holds hull's containers: `/hull` (as docker's `/docker`),
-/// or `HULL_CGROUP_PARENT`. A relative parent lands under the caller's own
-/// cgroup, which is how the tests keep theirs private and remove it after.
-fn cgroup_parent() -> String {
-    std::env::var("HULL_CGROUP_PARENT")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "/hull".into())
 }
