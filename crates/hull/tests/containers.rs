@@ -561,6 +561,7 @@ fn stdin_and_terminal() {
     );
     let o = std::process::Command::new("script")
         .args(["-qec", &inner, "/dev/null"])
+        .env("HULL_CGROUP_PARENT", &e.cgroup_parent)
         .stdin(Stdio::null())
         .output()
         .unwrap();
