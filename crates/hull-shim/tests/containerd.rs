@@ -9,6 +9,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -24,26 +26,6 @@ fn sh(cmd: &str) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8(o.stdout).unwrap()
-}
-
-/// hullc next to the shim, built on demand with the same target dir/profile.
-fn hullc_dir() -> PathBuf {
-    // HULL_SHIM_BIN: another build of the shim (e.g. release, to measure
-    // its memory); hullc must sit next to it.
-    let shim = std::env::var_os("HULL_SHIM_BIN").map_or_else(|| PathBuf::from(SHIM), PathBuf::from);
-    let dir = shim.parent().unwrap().to_path_buf();
-    if !dir.join("hullc").exists() {
-        let profile_dir = dir.file_name().unwrap().to_str().unwrap().to_string();
-        let target = dir.parent().unwrap();
-        let mut c = Command::new(env!("CARGO"));
-        c.args(["build", "-p", "hullc"])
-            .env("CARGO_TARGET_DIR", target);
-        if profile_dir == "release" {
-            c.arg("--release");
-        }
-        assert!(c.status().unwrap().success(), "cargo build -p hullc");
-    }
-    dir
 }
 
 /// An OCI image archive with busybox-static as its single layer.
@@ -351,7 +333,7 @@ fn containerd_with_hull_shim() {
     if !usable() {
         return;
     }
-    let bins = hullc_dir();
+    let bins = common::hullc_dir(SHIM);
     let hullc = bins.join("hullc").display().to_string();
     let ctd = Containerd::start(&bins);
     let archive = busybox_archive(ctd.dir.path());
@@ -476,7 +458,7 @@ fn containerd_restart_keeps_the_task() {
     if !usable() {
         return;
     }
-    let bins = hullc_dir();
+    let bins = common::hullc_dir(SHIM);
     let mut ctd = Containerd::start(&bins);
     let archive = busybox_archive(ctd.dir.path());
     ctd.ok(&["images", "import", archive.to_str().unwrap()]);

@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -55,23 +57,6 @@ fn print_rss(pid: i32) {
     for (n, kib) in per.iter().filter(|(_, k)| **k > 0) {
         eprintln!("  {kib:>6} kB  {n}");
     }
-}
-
-/// hullc next to the shim, built on demand with the same target dir/profile.
-fn hullc() -> PathBuf {
-    let dir = Path::new(SHIM).parent().unwrap().to_path_buf();
-    if !dir.join("hullc").exists() {
-        let profile_dir = dir.file_name().unwrap().to_str().unwrap().to_string();
-        let target = dir.parent().unwrap();
-        let mut c = Command::new(env!("CARGO"));
-        c.args(["build", "-p", "hullc"])
-            .env("CARGO_TARGET_DIR", target);
-        if profile_dir == "release" {
-            c.arg("--release");
-        }
-        assert!(c.status().unwrap().success(), "cargo build -p hullc");
-    }
-    dir.join("hullc")
 }
 
 fn skip() -> bool {
@@ -134,7 +119,7 @@ fn standalone_shim_runs_a_task_over_ttrpc() {
     if skip() {
         return;
     }
-    let hullc = hullc();
+    let hullc = common::hullc_dir(SHIM).join("hullc");
     let tmp = tempfile::Builder::new()
         .prefix("hull-shim-sa")
         .tempdir()
