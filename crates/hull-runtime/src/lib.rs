@@ -13,6 +13,7 @@ mod console;
 mod container;
 mod devices;
 mod exec;
+pub mod exeseal;
 mod hooks;
 mod init;
 mod mounts;

@@ -67,6 +67,11 @@ fn list(root: &std::path::Path, format: ListFormat, quiet: bool) -> anyhow::Resu
 /// Runs the command; `Ok(code)` is the process exit status.
 fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let root = cli.root.as_path();
+    if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec(_)) {
+        // Only these start processes in a container (CVE-2019-5736); may
+        // re-exec this process and not return.
+        hull_runtime::exeseal::protect_self(root)?;
+    }
     match cli.cmd {
         Cmd::Create(a) => {
             hull_runtime::create(root, &options(a))?;

@@ -1,0 +1,385 @@
+//! CVE-2019-5736: the container must never reach hullc's binary for writing.
+//!
+//! hullc clones init (and the exec child) without re-exec, so until their
+//! `execve` they run hullc's image, and the kernel resolves `/proc/self/exe`
+//! of such a process to the binary hullc was started from. A container
+//! program that *is* `/proc/self/exe` (a `#!/proc/self/exe` script, or a
+//! symlink to it) makes that `execve` run hullc's binary again, now inside
+//! the container and dumpable; another process there keeps an fd of its
+//! `/proc/<pid>/exe` and, once that process exits (no more ETXTBSY), reopens
+//! it for writing: the host's runtime is overwritten.
+//!
+//! So `create`, `run` and `exec` first re-exec hullc from a copy that cannot
+//! be written, whatever the container does with it:
+//!
+//! 1. a private overlayfs made with the new mount API (`fsopen`/`fsmount`):
+//!    the binary's directory plus a second, empty-enough lower layer and no
+//!    upper layer, so the *superblock* is read-only. A read-only bind mount is
+//!    not enough: a container with CAP_SYS_ADMIN can clear a mount's
+//!    MS_RDONLY, but there is no upper layer to make writable here (runc
+//!    dropped its bind-mount variant for that reason, runc PR 4448). The mount
+//!    is detached (never in any mount table) and vanishes with its last user.
+//!    Zero copy; costs a few syscalls and one extra `execve`.
+//! 2. otherwise (no overlayfs, or an unprivileged caller: overlayfs needs
+//!    CAP_SYS_ADMIN in the initial user namespace here), a sealed memfd copy
+//!    (F_SEAL_WRITE|SHRINK|GROW|SEAL): costs a copy of the binary per start.
+//!
+//! The re-exec'd process knows it is protected from what `/proc/self/exe`
+//! *is* (never from an environment variable a caller could set to skip the
+//! protection): a read-only overlayfs file on a mount absent from our mount
+//! table, or a memfd carrying the seals.
+
+use std::ffi::{CStr, CString, OsString};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExeSealError {
+    #[error("protecting the hullc binary (CVE-2019-5736): {op}")]
+    Sys {
+        op: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("protecting the hullc binary (CVE-2019-5736): neither a private overlayfs ({overlay}) nor a sealed memfd copy could be made")]
+    NoCopy {
+        overlay: String,
+        #[source]
+        memfd: Box<ExeSealError>,
+    },
+    #[error("protecting the hullc binary (CVE-2019-5736): an argument or environment variable contains a NUL byte")]
+    Nul,
+}
+
+fn sys(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> ExeSealError {
+    let op = op.into();
+    move |source| ExeSealError::Sys { op, source }
+}
+
+fn last(op: &str) -> ExeSealError {
+    sys(op)(std::io::Error::last_os_error())
+}
+
+// <linux/mount.h>; the libc crate has the syscall numbers only.
+const FSOPEN_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
+const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
+const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
+
+/// The seals a memfd copy must carry to count as protected.
+const SEALS: libc::c_int =
+    libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+
+/// How this process' binary is protected, if at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protection {
+    Overlay,
+    Memfd,
+}
+
+/// Makes sure this process runs from a protected copy of its binary:
+/// returns if it already does, else re-execs itself from one (same argv,
+/// environment, fds and pid) and never returns. `state_root` is hullc's
+/// `--root`, used (created if needed) as the overlay's second lower layer.
+pub fn protect_self(state_root: &Path) -> Result<(), ExeSealError> {
+    if let Some(p) = current()? {
+        tracing::debug!(?p, "exeseal: running from a protected copy");
+        return Ok(());
+    }
+    let exe = match overlay_copy(state_root) {
+        Ok(fd) => fd,
+        Err(overlay) => {
+            tracing::debug!("exeseal: no private overlayfs ({overlay}); making a memfd copy");
+            memfd_copy().map_err(|m| ExeSealError::NoCopy {
+                overlay: overlay_reason(&overlay),
+                memfd: Box::new(m),
+            })?
+        }
+    };
+    Err(reexec(&exe))
+}
+
+fn overlay_reason(e: &ExeSealError) -> String {
+    match e {
+        ExeSealError::Sys { op, source } => format!("{op}: {source}"),
+        e => e.to_string(),
+    }
+}
+
+/// Which protection `/proc/self/exe` has (None: it is the file on disk).
+pub fn current() -> Result<Option<Protection>, ExeSealError> {
+    let exe = open_self_exe(libc::O_PATH)?;
+    // SAFETY: fstatfs fills the zeroed struct we pass for a valid fd.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `exe` is a live fd and `st` a writable statfs.
+    if unsafe { libc::fstatfs(exe.as_raw_fd(), &mut st) } != 0 {
+        return Err(last("fstatfs /proc/self/exe"));
+    }
+    // SAFETY: fstatvfs fills the zeroed struct we pass for a valid fd.
+    let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `exe` is a live fd and `vfs` a writable statvfs.
+    if unsafe { libc::fstatvfs(exe.as_raw_fd(), &mut vfs) } != 0 {
+        return Err(last("fstatvfs /proc/self/exe"));
+    }
+    let rdonly = vfs.f_flag & libc::ST_RDONLY != 0;
+    if st.f_type == libc::OVERLAYFS_SUPER_MAGIC && rdonly && !attached(&exe)? {
+        return Ok(Some(Protection::Overlay));
+    }
+    if st.f_type == libc::TMPFS_MAGIC && sealed_memfd() {
+        return Ok(Some(Protection::Memfd));
+    }
+    Ok(None)
+}
+
+fn open_self_exe(flags: libc::c_int) -> Result<OwnedFd, ExeSealError> {
+    // SAFETY: a NUL-terminated literal path; open returns a fresh fd or -1.
+    let fd = unsafe { libc::open(c"/proc/self/exe".as_ptr(), flags | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(last("opening /proc/self/exe"));
+    }
+    // SAFETY: open returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether the mount holding `fd` is in our mount table. Our own overlay
+/// never is (detached, and dissolved when its fd closed at execve); an
+/// overlayfs the binary merely lives on (a container image's rootfs) is.
+fn attached(fd: &OwnedFd) -> Result<bool, ExeSealError> {
+    // SAFETY: statx fills the zeroed struct for a valid fd and empty path.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is live, the path is an empty C string with AT_EMPTY_PATH.
+    let rc = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    if rc != 0 || stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(last("statx(STATX_MNT_ID) /proc/self/exe"));
+    }
+    let mi = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(sys("reading /proc/self/mountinfo"))?;
+    Ok(mountinfo_has(&mi, stx.stx_mnt_id))
+}
+
+fn mountinfo_has(mountinfo: &str, id: u64) -> bool {
+    mountinfo
+        .lines()
+        .any(|l| l.split(' ').next().and_then(|f| f.parse::<u64>().ok()) == Some(id))
+}
+
+fn sealed_memfd() -> bool {
+    let Ok(exe) = open_self_exe(libc::O_RDONLY) else {
+        return false;
+    };
+    // SAFETY: fcntl(F_GET_SEALS) only reads the file's seal set.
+    let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
+    seals >= 0 && seals & SEALS == SEALS
+}
+
+/// The binary's real path, split into (directory, file name).
+fn self_path() -> Result<(CString, CString), ExeSealError> {
+    let p = std::fs::read_link("/proc/self/exe").map_err(sys("reading /proc/self/exe"))?;
+    let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+        return Err(sys(format!("binary path {}", p.display()))(
+            std::io::Error::from_raw_os_error(libc::EINVAL),
+        ));
+    };
+    Ok((
+        CString::new(escape_lowerdir(dir.as_os_str().as_bytes())).map_err(|_| ExeSealError::Nul)?,
+        CString::new(name.as_bytes()).map_err(|_| ExeSealError::Nul)?,
+    ))
+}
+
+/// overlayfs splits `lowerdir` at ':' and unescapes '\'.
+fn escape_lowerdir(p: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(p.len());
+    for &b in p {
+        if b == b'\\' || b == b':' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// The binary through a private, lower-layers-only overlayfs: an O_PATH fd.
+fn overlay_copy(state_root: &Path) -> Result<OwnedFd, ExeSealError> {
+    let (dir, name) = self_path()?;
+    // overlayfs without an upper layer needs two lower ones, which must not
+    // nest. The state root is hullc's own directory, never the binary's.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o711)
+        .create(state_root)
+        .map_err(sys(format!("creating {}", state_root.display())))?;
+    let root = escape_lowerdir(state_root.as_os_str().as_bytes());
+    let mut lower = dir.into_bytes();
+    lower.push(b':');
+    lower.extend_from_slice(&root);
+    let lower = CString::new(lower).map_err(|_| ExeSealError::Nul)?;
+    let ctx = fs_syscall(
+        // SAFETY: fsopen reads a NUL-terminated fs name; returns a new fd or -1.
+        unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) },
+        "fsopen(overlay)",
+    )?;
+    set_string(&ctx, c"lowerdir", &lower)?;
+    // Only to keep dmesg quiet when the layers are on different filesystems.
+    let _ = set_string(&ctx, c"xino", c"off");
+    // SAFETY: FSCONFIG_CMD_CREATE on our fs context fd takes no pointers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            ctx.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            0usize,
+            0usize,
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(last("fsconfig(create) overlay"));
+    }
+    let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    let mnt = fs_syscall(
+        // SAFETY: fsmount on our configured context fd; returns a new fd or -1.
+        unsafe { libc::syscall(libc::SYS_fsmount, ctx.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) },
+        "fsmount(overlay)",
+    )?;
+    // SAFETY: openat relative to our mount fd with a NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            mnt.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    fs_syscall(fd as libc::c_long, "opening the binary in the overlay")
+}
+
+fn set_string(ctx: &OwnedFd, key: &CStr, value: &CStr) -> Result<(), ExeSealError> {
+    // SAFETY: FSCONFIG_SET_STRING reads two NUL-terminated strings we own.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            ctx.as_raw_fd(),
+            FSCONFIG_SET_STRING,
+            key.as_ptr(),
+            value.as_ptr(),
+            0,
+        )
+    };
+    if rc != 0 {
+        return Err(last(&format!("fsconfig overlay {}", key.to_string_lossy())));
+    }
+    Ok(())
+}
+
+/// Wraps a syscall's fd result.
+fn fs_syscall(rc: libc::c_long, op: &str) -> Result<OwnedFd, ExeSealError> {
+    if rc < 0 {
+        return Err(last(op));
+    }
+    // SAFETY: the syscall returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as libc::c_int) })
+}
+
+/// A sealed memfd copy of the binary (runc's fallback too).
+fn memfd_copy() -> Result<OwnedFd, ExeSealError> {
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // MFD_EXEC (Linux 6.3) says so explicitly where vm.memfd_noexec asks.
+    // SAFETY: memfd_create reads a NUL-terminated name; returns a new fd or -1.
+    let mut fd = unsafe { libc::memfd_create(c"hullc".as_ptr(), flags | libc::MFD_EXEC) };
+    if fd < 0 {
+        // SAFETY: as above, without the flag older kernels reject.
+        fd = unsafe { libc::memfd_create(c"hullc".as_ptr(), flags) };
+    }
+    let memfd = fs_syscall(fd as libc::c_long, "memfd_create")?;
+    let src = open_self_exe(libc::O_RDONLY)?;
+    let mut from = std::fs::File::from(src);
+    let mut to = std::fs::File::from(memfd);
+    std::io::copy(&mut from, &mut to).map_err(sys("copying the binary into a memfd"))?;
+    let memfd = OwnedFd::from(to);
+    // SAFETY: fchmod and fcntl(F_ADD_SEALS) on our own memfd.
+    unsafe {
+        libc::fchmod(memfd.as_raw_fd(), 0o511);
+        // F_SEAL_EXEC (6.3): the mode can no longer change; optional.
+        libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_EXEC);
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } != 0 {
+        return Err(last("sealing the memfd copy"));
+    }
+    Ok(memfd)
+}
+
+/// execveat(fd, "", AT_EMPTY_PATH) with our argv and environment; returns
+/// only the error.
+fn reexec(exe: &OwnedFd) -> ExeSealError {
+    let cstrings = |v: Vec<OsString>| -> Result<Vec<CString>, ExeSealError> {
+        v.into_iter()
+            .map(|s| CString::new(s.as_bytes()).map_err(|_| ExeSealError::Nul))
+            .collect()
+    };
+    let env = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut kv = k;
+            kv.push("=");
+            kv.push(v);
+            kv
+        })
+        .collect();
+    let (args, env) = match (cstrings(std::env::args_os().collect()), cstrings(env)) {
+        (Ok(a), Ok(e)) => (a, e),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let ptrs = |v: &[CString]| -> Vec<*const libc::c_char> {
+        v.iter()
+            .map(|s| s.as_ptr())
+            .chain([std::ptr::null()])
+            .collect()
+    };
+    let (argv, envp) = (ptrs(&args), ptrs(&env));
+    // SAFETY: argv/envp are NULL-terminated arrays of pointers into CStrings
+    // that outlive the call; on success the process image is replaced.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            exe.as_raw_fd(),
+            c"".as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    last("re-executing from the protected copy (execveat)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowerdir_escapes_colons_and_backslashes() {
+        assert_eq!(escape_lowerdir(b"/a:b\\c"), b"/a\\:b\\\\c".to_vec());
+        assert_eq!(escape_lowerdir(b"/usr/bin"), b"/usr/bin".to_vec());
+    }
+
+    #[test]
+    fn mount_ids_are_matched_on_the_first_field() {
+        let mi = "22 1 0:21 / / rw - ext4 /dev/vda rw\n123 22 0:5 / /x rw - tmpfs t rw\n";
+        assert!(mountinfo_has(mi, 123));
+        assert!(!mountinfo_has(mi, 22 + 1));
+        assert!(!mountinfo_has(mi, 0));
+    }
+
+    #[test]
+    fn a_test_binary_on_disk_is_not_protected() {
+        assert_eq!(current().expect("inspect /proc/self/exe"), None);
+    }
+}
