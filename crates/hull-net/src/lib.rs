@@ -33,7 +33,8 @@ mod teardown;
 pub use ipam::{Lease, NetworkConfig};
 pub use mode::{NetnsConfig, NetworkMode, DEFAULT_NETWORK};
 pub use network::{
-    AttachRequest, Attachment, NetError, NetworkInfo, NetworkSpec, Networks, Options,
+    format_mac, mac_for, AttachRequest, Attachment, NetError, NetworkInfo, NetworkSpec, Networks,
+    Options,
 };
 pub use ports::{PortMapping, Protocol};
 pub use subnet::Subnet;

@@ -76,6 +76,8 @@ pub struct VethRequest {
     pub prefix: u8,
     pub gateway: Ipv4Addr,
     pub mtu: u32,
+    /// Hardware address of the container end.
+    pub mac: [u8; 6],
 }
 
 /// The kernel boundary for links, faked in tests.
@@ -365,6 +367,8 @@ impl Links for Netlink {
         peer.attributes
             .push(LinkAttribute::IfName(req.container_ifname.clone()));
         peer.attributes.push(LinkAttribute::Mtu(req.mtu));
+        peer.attributes
+            .push(LinkAttribute::Address(req.mac.to_vec()));
         peer.attributes
             .push(LinkAttribute::NetNsFd(std::os::fd::AsRawFd::as_raw_fd(&ns)));
         let mut m = LinkMessage::default();

@@ -117,6 +117,8 @@ pub struct Attachment {
     pub ifname: String,
     pub host_veth: String,
     pub mtu: u32,
+    /// The container end's hardware address (`02:42:` + its IPv4 address, as docker).
+    pub mac: String,
     /// The content for the container's /etc/hosts.
     pub hosts: String,
     /// The content for the container's /etc/resolv.conf.
@@ -145,6 +147,21 @@ pub(crate) fn valid_ifname(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// A container's hardware address: locally administered `02:42:` + its IPv4 address, as
+/// docker does, so that it is stable and unique on the bridge without a registry of its own.
+pub fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = ip.octets();
+    [0x02, 0x42, a, b, c, d]
+}
+
+/// `aa:bb:cc:dd:ee:ff`.
+pub fn format_mac(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn now() -> u64 {
@@ -352,6 +369,7 @@ impl Networks {
             ifname,
             host_veth: lease.host_veth,
             mtu: cfg.mtu,
+            mac: format_mac(mac_for(ip)),
             hosts,
             resolv_conf: files::host_resolv_conf(),
         })
@@ -407,6 +425,7 @@ impl Networks {
             prefix: cfg.subnet.prefix(),
             gateway: cfg.gateway,
             mtu: cfg.mtu,
+            mac: mac_for(lease.ip),
         })?;
         if !lease.ports.is_empty() {
             let tag = nft::container_tag(&cfg.name, &lease.container_id);
