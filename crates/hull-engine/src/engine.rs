@@ -1,18 +1,18 @@
 //! Container lifecycle over the image store, the container store and one
-//! shim per container: create (rootfs, bundle, shim), start, state, signals,
-//! stop, wait, remove.
+//! shim per container: state, start, signals, stop, wait, remove (the create
+//! path is in `create.rs`, networking in `net.rs`).
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use hull_image::{RootfsMode, Store};
+use hull_image::Store;
 
-use crate::opts::{ContainerOptions, MountSpec, Network};
+use crate::opts::MountSpec;
 use crate::record::{self, Containers, ExitInfo, Record};
-use crate::shim::{self, Io, Shim, TaskStatus};
-use crate::spec::{self, Inputs, ResolvedMount};
+use crate::shim::{self, Shim, TaskStatus};
 use crate::volume::{self, Volumes};
-use crate::{binaries, logs};
+use crate::{binaries, net, spec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,6 +30,10 @@ pub enum Error {
     Volume(#[from] volume::Error),
     #[error(transparent)]
     Shim(#[from] shim::Error),
+    #[error(transparent)]
+    Net(#[from] net::Error),
+    #[error(transparent)]
+    Opts(#[from] crate::opts::Error),
     #[error("bind source path does not exist: {0}")]
     BindSource(PathBuf),
     #[error("{0}")]
@@ -53,7 +57,10 @@ pub enum Error {
     Hullc { what: &'static str, msg: String },
 }
 
-fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
+pub(crate) fn io<'a>(
+    what: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> Error + 'a {
     move |source| Error::Io {
         what,
         path: path.into(),
@@ -95,8 +102,21 @@ pub struct Engine {
     pub root: PathBuf,
     pub containers: Containers,
     pub volumes: Volumes,
-    hullc: PathBuf,
-    shim: PathBuf,
+    /// Found on first use: `ps`, `inspect`, `network` work without them.
+    hullc: OnceLock<PathBuf>,
+    shim: OnceLock<PathBuf>,
+}
+
+fn find_once<'a>(
+    cell: &'a OnceLock<PathBuf>,
+    name: &'static str,
+    env: &'static str,
+) -> Result<&'a Path, Error> {
+    if let Some(p) = cell.get() {
+        return Ok(p);
+    }
+    let found = binaries::find(name, env)?;
+    Ok(cell.get_or_init(|| found))
 }
 
 impl Engine {
@@ -105,12 +125,20 @@ impl Engine {
             root: root.into(),
             containers: Containers::open(root)?,
             volumes: Volumes::open(root),
-            hullc: binaries::find("hullc", "HULLC")?,
-            shim: binaries::find("containerd-shim-hull-v2", "HULL_SHIM")?,
+            hullc: OnceLock::new(),
+            shim: OnceLock::new(),
         })
     }
 
-    fn hullc_root(&self) -> PathBuf {
+    pub(crate) fn hullc(&self) -> Result<&Path, Error> {
+        find_once(&self.hullc, "hullc", "HULLC")
+    }
+
+    pub(crate) fn shim_bin(&self) -> Result<&Path, Error> {
+        find_once(&self.shim, "containerd-shim-hull-v2", "HULL_SHIM")
+    }
+
+    pub(crate) fn hullc_root(&self) -> PathBuf {
         self.root.join("hullc")
     }
 
@@ -122,151 +150,20 @@ impl Engine {
         Ok(self.containers.find(key)?)
     }
 
-    /// Creates a container (rootfs, bundle, shim, `hullc create`) ready to
-    /// start. Nothing is left behind when it fails.
-    pub fn create(&self, image: &str, o: &ContainerOptions) -> Result<Record, Error> {
-        let _lock = self.containers.lock()?;
-        let mut store = Store::open(&self.root)?;
-        let img = match store.lookup(image) {
-            Ok(i) => i,
-            Err(hull_image::StoreError::NotFound(_)) => return Err(Error::NoImage(image.into())),
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(n) = &o.name {
-            self.containers.check_name(n)?;
-        }
-        let id = record::new_id()?;
-        let name = match &o.name {
-            Some(n) => n.clone(),
-            None => {
-                let names: Vec<String> = self
-                    .containers
-                    .list()?
-                    .into_iter()
-                    .map(|r| r.name)
-                    .collect();
-                record::name_for(&id, |c| names.iter().any(|n| n == c))
-            }
-        };
-        let rootfs = store.prepare_rootfs(image, &id, RootfsMode::Auto)?;
-        let dir = self.containers.dir_of(&id);
-        let cfg = img.config.config.clone().unwrap_or_default();
-        let rec = Record {
-            id: id.clone(),
-            name,
-            image: image.into(),
-            image_id: img.id.to_string(),
-            created_ns: record::now_ns(),
-            args: spec::args(&cfg, o).unwrap_or_default(),
-            hostname: o.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
-            rootfs: rootfs.path.clone(),
-            stop_signal: cfg.stop_signal.clone(),
-            options: o.clone(),
-            started_ns: None,
-            exit: None,
-        };
-        let made = std::fs::create_dir(&dir)
-            .map_err(io("cannot create container directory", &dir))
-            .and_then(|()| self.containers.save(&rec).map_err(Error::from))
-            .and_then(|()| self.build(&rec, &cfg, &dir));
-        if let Err(e) = made {
-            let _ = std::fs::remove_dir_all(&dir);
-            let _ = store.teardown_rootfs(&id);
-            return Err(e);
-        }
-        drop(store);
-        if let Err(e) = self.launch(&rec, &dir) {
-            let _ = self.cleanup(&rec);
-            return Err(e);
-        }
-        Ok(rec)
-    }
-
-    fn resolve_mounts(&self, o: &ContainerOptions) -> Result<Vec<ResolvedMount>, Error> {
-        let mut out = Vec::new();
-        for m in &o.mounts {
-            let (source, readonly, tmpfs) = match m {
-                MountSpec::Bind {
-                    source, readonly, ..
-                } => {
-                    if !source.exists() {
-                        return Err(Error::BindSource(source.clone()));
-                    }
-                    (source.clone(), *readonly, false)
-                }
-                MountSpec::Volume { name, readonly, .. } => {
-                    (self.volumes.ensure(name)?, *readonly, false)
-                }
-                MountSpec::Tmpfs { .. } => (PathBuf::new(), false, true),
-            };
-            out.push(ResolvedMount {
-                source,
-                target: m.target().into(),
-                readonly,
-                tmpfs,
-            });
-        }
-        Ok(out)
-    }
-
-    /// Writes the bundle: etc files, log files, `config.json`.
-    fn build(
-        &self,
-        rec: &Record,
-        cfg: &hull_image::ContainerConfig,
-        dir: &Path,
-    ) -> Result<(), Error> {
-        let o = &rec.options;
-        let mounts = self.resolve_mounts(o)?;
-        write_etc(dir, &rec.hostname, o.network)?;
-        let config = spec::build(
-            &Inputs {
-                id: &rec.id,
-                image: cfg,
-                rootfs: &rec.rootfs,
-                mounts: &mounts,
-                etc_dir: dir,
-                hostname: &rec.hostname,
-            },
-            o,
-        )?;
-        let p = dir.join("config.json");
-        let data = serde_json::to_vec_pretty(&config).unwrap_or_default();
-        std::fs::write(&p, data).map_err(io("cannot write", &p))?;
-        if o.stdin {
-            make_fifo(&dir.join("stdin"))?;
-        }
-        Ok(())
-    }
-
-    fn launch(&self, rec: &Record, dir: &Path) -> Result<(), Error> {
-        shim::spawn(&self.shim, dir, &rec.id)?;
-        let s = Shim::connect(dir, &rec.id)?;
-        let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
-        let io = Io {
-            stdin: if rec.options.stdin {
-                path("stdin")
-            } else {
-                String::new()
-            },
-            stdout: logs::shim_path(dir),
-            // A terminal has one stream.
-            stderr: if rec.options.tty {
-                String::new()
-            } else {
-                logs::shim_path(dir)
-            },
-            terminal: rec.options.tty,
-        };
-        s.create(dir, &io, &self.hullc, &self.hullc_root())?;
-        Ok(())
-    }
-
     pub fn shim(&self, r: &Record) -> Result<Shim, Error> {
         Ok(Shim::connect(&self.dir(r), &r.id)?)
     }
 
+    /// The container's state; once it is known to have exited, its network is released.
     pub fn state(&self, r: &Record) -> State {
+        let st = self.task_state(r);
+        if matches!(st, State::Exited(_) | State::Dead) {
+            self.release_after_exit(r);
+        }
+        st
+    }
+
+    fn task_state(&self, r: &Record) -> State {
         let live = self.shim(r).and_then(|s| Ok(s.state("")?));
         match live {
             Ok(t) => match t.status {
@@ -293,7 +190,10 @@ impl Engine {
     /// The shim is gone (killed) and never told us an exit: ask hullc
     /// whether the container outlived it (it can: init is not the shim's).
     fn orphan_state(&self, id: &str) -> State {
-        let out = std::process::Command::new(&self.hullc)
+        let Ok(hullc) = self.hullc() else {
+            return State::Dead;
+        };
+        let out = std::process::Command::new(hullc)
             .arg("--root")
             .arg(self.hullc_root().join(shim::NAMESPACE))
             .args(["state", id])
@@ -354,6 +254,7 @@ impl Engine {
         if let Ok(mut r) = self.containers.find(&r.id) {
             r.exit = Some(ExitInfo { code, at_ns });
             let _ = self.containers.save(&r);
+            self.release_after_exit(&r);
         }
     }
 
@@ -395,9 +296,10 @@ impl Engine {
         }
     }
 
-    /// Removes a container; a live one only with `force` (killed first).
-    pub fn remove(&self, r: &Record, force: bool) -> Result<(), Error> {
-        let st = self.state(r);
+    /// Removes a container; a live one only with `force` (killed first); with `volumes`,
+    /// its anonymous volumes too (`rm -v`, `--rm`).
+    pub fn remove(&self, r: &Record, force: bool, volumes: bool) -> Result<(), Error> {
+        let st = self.task_state(r);
         if st.is_live() {
             if !force {
                 return Err(Error::Running(r.name.clone()));
@@ -411,37 +313,64 @@ impl Engine {
             }
         }
         let _lock = self.containers.lock()?;
-        self.cleanup(r)
+        self.cleanup(r, volumes)
     }
 
     /// Tears everything of `r` down: the task (through its shim, or hullc
-    /// directly when the shim is gone), the shim, the rootfs, the directory.
-    fn cleanup(&self, r: &Record) -> Result<(), Error> {
-        match self.shim(r) {
+    /// directly when the shim is gone), the shim, its network, the rootfs, the
+    /// directory, and with `volumes` its anonymous volumes. Every step runs; the
+    /// first error is returned. The directory stays when the task could not be
+    /// deleted, so that `rm` can be tried again.
+    pub(crate) fn cleanup(&self, r: &Record, volumes: bool) -> Result<(), Error> {
+        let mut first: Option<Error> = None;
+        let task = match self.shim(r) {
             Ok(s) => {
-                if s.delete("").is_err() {
-                    self.hullc_delete(&r.id)?;
-                }
+                let d = match s.delete("") {
+                    Ok(_) => Ok(()),
+                    Err(_) => self.hullc_delete(&r.id),
+                };
                 s.shutdown();
+                d
             }
-            Err(_) => self.hullc_delete(&r.id)?,
+            Err(_) => self.hullc_delete(&r.id),
+        };
+        let task_gone = task.is_ok();
+        if let Err(e) = task {
+            first.get_or_insert(e);
         }
-        let mut store = Store::open(&self.root)?;
-        match store.teardown_rootfs(&r.id) {
-            Ok(()) | Err(hull_image::RootfsError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
+        if let Err(e) = self.release_network(&r.id) {
+            first.get_or_insert(e.into());
         }
-        self.containers.remove_dir(&r.id)?;
-        Ok(())
+        let torn = Store::open(&self.root)
+            .map_err(Error::from)
+            .and_then(|mut store| match store.teardown_rootfs(&r.id) {
+                Ok(()) | Err(hull_image::RootfsError::NotFound(_)) => Ok(()),
+                Err(e) => Err(e.into()),
+            });
+        if let Err(e) = torn {
+            first.get_or_insert(e);
+        }
+        if task_gone {
+            if let Err(e) = self.containers.remove_dir(&r.id) {
+                first.get_or_insert(e.into());
+            }
+            if volumes {
+                if let Some(e) = self.remove_anon_volumes(r) {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
-    fn hullc_delete(&self, id: &str) -> Result<(), Error> {
-        let out = std::process::Command::new(&self.hullc)
+    pub(crate) fn hullc_delete(&self, id: &str) -> Result<(), Error> {
+        let hullc = self.hullc()?;
+        let out = std::process::Command::new(hullc)
             .arg("--root")
             .arg(self.hullc_root().join(shim::NAMESPACE))
             .args(["delete", "--force", id])
             .output()
-            .map_err(io("cannot run", &self.hullc))?;
+            .map_err(io("cannot run", hullc))?;
         let msg = String::from_utf8_lossy(&out.stderr);
         if out.status.success() || msg.contains("does not exist") || msg.contains("not found") {
             return Ok(());
@@ -463,47 +392,9 @@ impl Engine {
                     .mounts
                     .iter()
                     .any(|m| matches!(m, MountSpec::Volume { name: n, .. } if n == name))
+                    || r.anon_volumes.iter().any(|v| v.name == name)
             })
             .map(|r| r.name)
             .collect())
     }
-}
-
-pub(crate) fn make_fifo(p: &Path) -> Result<(), Error> {
-    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| Error::Io {
-        what: "bad path",
-        path: p.into(),
-        source: std::io::ErrorKind::InvalidInput.into(),
-    })?;
-    // SAFETY: c is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-        return Err(io("cannot create fifo", p)(std::io::Error::last_os_error()));
-    }
-    Ok(())
-}
-
-/// `hostname`, `hosts` and `resolv.conf` for the container.
-fn write_etc(dir: &Path, hostname: &str, net: Network) -> Result<(), Error> {
-    let write = |f: &str, s: String| {
-        let p = dir.join(f);
-        std::fs::write(&p, s).map_err(io("cannot write", &p))
-    };
-    write("hostname", format!("{hostname}\n"))?;
-    let hosts = match net {
-        Network::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
-        Network::None => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".into(),
-    };
-    write("hosts", format!("{hosts}127.0.1.1\t{hostname}\n"))?;
-    // Without a network only the host's resolver config makes sense to copy
-    // (docker does the same); loopback resolvers are useless in a netns.
-    let resolv: String = std::fs::read_to_string("/etc/resolv.conf")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| {
-            net == Network::Host
-                || !(l.starts_with("nameserver 127.") || l.starts_with("nameserver ::1"))
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    write("resolv.conf", resolv)
 }

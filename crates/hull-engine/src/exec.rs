@@ -10,7 +10,8 @@ use std::thread::JoinHandle;
 
 use serde_json::Value;
 
-use crate::engine::{make_fifo, Engine, Error, State};
+use crate::create::make_fifo;
+use crate::engine::{Engine, Error, State};
 use crate::record::{new_id, Record};
 use crate::shim::Io;
 use crate::user;

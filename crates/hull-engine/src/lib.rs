@@ -4,14 +4,17 @@
 //! ([`exec`]), volumes and logs.
 
 pub mod binaries;
+mod create;
 pub mod engine;
 pub mod exec;
 pub mod logs;
+pub mod net;
 pub mod opts;
 pub mod record;
 pub mod shim;
 pub mod signal;
 pub mod spec;
+pub mod system;
 pub mod time;
 pub mod user;
 pub mod volume;

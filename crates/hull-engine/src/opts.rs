@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use hull_net::{NetworkMode, PortMapping};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -25,8 +26,12 @@ pub enum Error {
     SecurityOpt(String),
     #[error("invalid --label {0:?} (expected KEY=VALUE)")]
     Label(String),
-    #[error("invalid --network {0:?} (supported: none, host)")]
-    Network(String),
+    #[error("invalid --network {0:?} (bridge, none, host, container:NAME or a network's name)")]
+    Network(String, #[source] hull_net::ipam::IpamError),
+    #[error("invalid -p/--publish {0:?}")]
+    Publish(String, #[source] hull_net::ports::PortError),
+    #[error("-p/--publish needs a bridge network, not --network {0}")]
+    PublishMode(String),
     #[error("cannot read --env-file {path}")]
     EnvFile {
         path: PathBuf,
@@ -42,14 +47,6 @@ pub enum Seccomp {
     Default,
     Unconfined,
     File(PathBuf),
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Network {
-    #[default]
-    None,
-    Host,
 }
 
 /// One mount the user asked for, before volumes are resolved.
@@ -121,8 +118,22 @@ pub struct ContainerOptions {
     pub ulimits: Vec<Ulimit>,
     pub devices: Vec<Device>,
     pub labels: Vec<(String, String)>,
-    pub network: Network,
+    /// `--network` as given (checked by [`parse_network`]); empty means the default, `bridge`.
+    #[serde(default)]
+    pub network: String,
+    /// `-p/--publish`.
+    #[serde(default)]
+    pub publish: Vec<PortMapping>,
     pub auto_remove: bool,
+}
+
+impl ContainerOptions {
+    /// The parsed `--network` (checked when the options were made).
+    pub fn network_mode(&self) -> NetworkMode {
+        self.network
+            .parse()
+            .unwrap_or_else(|_| NetworkMode::Network(self.network.clone()))
+    }
 }
 
 /// `512m`, `1g`, `100k`, `1048576` (bytes); binary multiples like docker.
@@ -290,11 +301,28 @@ pub fn parse_label(s: &str) -> Result<(String, String), Error> {
     }
 }
 
-pub fn parse_network(s: &str) -> Result<Network, Error> {
-    match s {
-        "none" => Ok(Network::None),
-        "host" => Ok(Network::Host),
-        _ => Err(Error::Network(s.into())),
+/// Checks a `--network` value; the canonical spelling (`""`/`default` → `bridge`).
+pub fn parse_network(s: &str) -> Result<String, Error> {
+    let mode: NetworkMode = s.parse().map_err(|e| Error::Network(s.into(), e))?;
+    Ok(match mode {
+        NetworkMode::Network(n) => n,
+        NetworkMode::None => "none".into(),
+        NetworkMode::Host => "host".into(),
+        NetworkMode::Container(c) => format!("container:{c}"),
+    })
+}
+
+/// `-p [IP:]HOST:CTR[/tcp|udp]`.
+pub fn parse_publish(s: &str) -> Result<PortMapping, Error> {
+    s.parse().map_err(|e| Error::Publish(s.into(), e))
+}
+
+/// Published ports need a network of hull's (docker: "conflicting options").
+pub fn check_publish(o: &ContainerOptions) -> Result<(), Error> {
+    match o.network_mode() {
+        NetworkMode::Network(_) => Ok(()),
+        _ if o.publish.is_empty() => Ok(()),
+        _ => Err(Error::PublishMode(o.network.clone())),
     }
 }
 

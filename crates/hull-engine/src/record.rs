@@ -69,6 +69,19 @@ pub struct Record {
     pub started_ns: Option<i128>,
     #[serde(default)]
     pub exit: Option<ExitInfo>,
+    /// Its place on a network of hull's while it holds one (cleared once released).
+    #[serde(default)]
+    pub net: Option<crate::net::NetSettings>,
+    /// Volumes made for the image's `Volumes` paths (removed by `rm -v` and `--rm`).
+    #[serde(default)]
+    pub anon_volumes: Vec<AnonVolume>,
+}
+
+/// An anonymous volume: a random name and where it is mounted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnonVolume {
+    pub name: String,
+    pub target: String,
 }
 
 pub struct Containers {

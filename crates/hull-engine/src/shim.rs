@@ -105,8 +105,10 @@ pub fn spawn(bin: &Path, dir: &Path, id: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// A request context; ttrpc reads a timeout of 0 as none, so a zero deadline
+/// (`stop -t 0`) becomes the shortest real one.
 fn ctx(timeout: Option<Duration>) -> context::Context {
-    context::with_timeout(timeout.map_or(0, |d| d.as_nanos() as i64))
+    context::with_timeout(timeout.map_or(0, |d| (d.as_nanos() as i64).max(1)))
 }
 
 fn ts_ns(

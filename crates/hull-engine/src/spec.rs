@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use hull_image::ContainerConfig;
 use serde_json::{json, Value};
 
-use crate::opts::{ContainerOptions, Network, Seccomp};
+use hull_net::NetnsConfig;
+
+use crate::opts::{ContainerOptions, Seccomp};
 use crate::user::{self, User};
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +145,9 @@ pub struct Inputs<'a> {
     pub mounts: &'a [ResolvedMount],
     /// Directory holding the container's `hosts`, `hostname`, `resolv.conf`.
     pub etc_dir: &'a Path,
+    /// `--network container:X`: X's directory, whose `hosts` and `resolv.conf` are shared.
+    pub shared_etc: Option<&'a Path>,
+    pub netns: &'a NetnsConfig,
     pub hostname: &'a str,
 }
 
@@ -293,8 +298,12 @@ fn mounts(inp: &Inputs<'_>, o: &ContainerOptions) -> Vec<Value> {
         if inp.mounts.iter().any(|u| u.target == format!("/etc/{f}")) {
             continue;
         }
+        let dir = match inp.shared_etc {
+            Some(d) if f != "hostname" => d,
+            _ => inp.etc_dir,
+        };
         m.push(json!({"destination": format!("/etc/{f}"), "type": "bind",
-            "source": inp.etc_dir.join(f), "options": ["rbind", "rprivate"]}));
+            "source": dir.join(f), "options": ["rbind", "rprivate"]}));
     }
     for u in inp.mounts {
         if u.tmpfs {
@@ -405,8 +414,10 @@ pub fn build(inp: &Inputs<'_>, o: &ContainerOptions) -> Result<Value, Error> {
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];
-    if o.network == Network::None {
-        ns.push(json!({"type": "network"}));
+    match inp.netns {
+        NetnsConfig::New { .. } => ns.push(json!({"type": "network"})),
+        NetnsConfig::Join(path) => ns.push(json!({"type": "network", "path": path})),
+        NetnsConfig::Host => {}
     }
     let mut linux = json!({
         "namespaces": ns,

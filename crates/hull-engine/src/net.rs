@@ -1,0 +1,345 @@
+//! Container networking over hull-net: what `--network` means for the OCI spec, the attach
+//! after `hullc create` (the container's netns exists, its process has not started), the
+//! release when it exits or is removed, and `hull network` / `system reset`.
+//!
+//! The network state lives under `<root>/networks`. Link prefix, nft table and subnets can be
+//! changed with `HULL_NET_PREFIX`, `HULL_NET_TABLE`, `HULL_NET_SUBNET` (the default network's)
+//! and `HULL_NET_POOL` (where user networks without `--subnet` get theirs): the tests use them
+//! to stay clear of a real `hull0` and of each other.
+
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+
+use hull_net::{
+    AttachRequest, NetError, NetnsConfig, NetworkMode, Networks, Options, PortMapping, Protocol,
+    DEFAULT_NETWORK,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Engine, State};
+use crate::opts::ContainerOptions;
+use crate::record::Record;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("--network {0}: no such network (create it with `hull network create {0}`)")]
+    NoNetwork(String),
+    #[error("--network {0}")]
+    Network(String, #[source] NetError),
+    #[error("-p {0}: host port {1}/{2} is already published by container {3} (network {4})")]
+    PortTaken(String, u16, &'static str, String, String),
+    #[error("-p {0}: host port {1}/{2} is already in use on the host")]
+    PortInUse(String, u16, &'static str, #[source] std::io::Error),
+    #[error("--network container:{0}: container {0} is not running")]
+    TargetNotRunning(String),
+    #[error("invalid {0}={1:?}")]
+    Env(&'static str, String),
+    #[error("network {0} is in use by container(s) {1}: remove them first")]
+    InUse(String, String),
+    #[error("{0} is a predefined network mode, not a network of hull's")]
+    Predefined(String),
+    #[error(transparent)]
+    Net(#[from] NetError),
+}
+
+/// A container's place on its network, as `inspect` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetSettings {
+    pub network: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub mac: String,
+    pub ports: Vec<PortMapping>,
+}
+
+/// How the spec's network namespace is made, and whose etc files the container shares.
+pub(crate) struct NetPlan {
+    pub(crate) netns: NetnsConfig,
+    /// `container:NAME`: that container's directory (its hosts and resolv.conf are shared).
+    pub(crate) shared_etc: Option<PathBuf>,
+}
+
+fn env(var: &'static str) -> Option<String> {
+    std::env::var(var).ok().filter(|v| !v.is_empty())
+}
+
+/// hull-net's options for a `--root`: state in `<root>/networks`, the rest from the environment.
+pub fn options(root: &Path) -> Result<Options, Error> {
+    let mut o = Options {
+        state_dir: root.join("networks"),
+        ..Options::default()
+    };
+    if let Some(p) = env("HULL_NET_PREFIX") {
+        o.link_prefix = p;
+    }
+    if let Some(t) = env("HULL_NET_TABLE") {
+        o.nft_table = t;
+    }
+    let subnet = |var| match env(var) {
+        Some(s) => s.parse().map(Some).map_err(|_| Error::Env(var, s)),
+        None => Ok(None),
+    };
+    if let Some(s) = subnet("HULL_NET_SUBNET")? {
+        o.default_subnet = s;
+    }
+    if let Some(s) = subnet("HULL_NET_POOL")? {
+        o.subnet_pool = s;
+    }
+    Ok(o)
+}
+
+/// Refuses a published port that a host process already holds: the DNAT rules would
+/// silently shadow it (docker's proxy and podman's port reservation fail the same way).
+fn check_host_ports(ports: &[PortMapping]) -> Result<(), Error> {
+    for p in ports {
+        let addr = SocketAddrV4::new(p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), p.host_port);
+        let held = match p.protocol {
+            Protocol::Tcp => TcpListener::bind(addr).map(drop),
+            Protocol::Udp => UdpSocket::bind(addr).map(drop),
+        };
+        if let Err(e) = held {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                return Err(Error::PortInUse(
+                    p.to_string(),
+                    p.host_port,
+                    p.protocol.as_str(),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// hull's networks under this root.
+    pub fn networks(&self) -> Result<Networks, Error> {
+        Ok(Networks::open(options(&self.root)?)?)
+    }
+
+    /// Checks what can be checked before anything is made (the network exists, the host
+    /// ports are free, a `container:` target runs) and says how the netns is set up.
+    pub(crate) fn plan_network(&self, o: &ContainerOptions) -> Result<NetPlan, crate::Error> {
+        let mode = o.network_mode();
+        if let NetworkMode::Network(n) = &mode {
+            if n != DEFAULT_NETWORK {
+                match self.networks()?.inspect(n) {
+                    Err(NetError::NotFound(_)) => return Err(Error::NoNetwork(n.clone()).into()),
+                    r => drop(r.map_err(|e| Error::Network(n.clone(), e))?),
+                }
+            }
+            check_host_ports(&o.publish)?;
+        }
+        let mut shared_etc = None;
+        let netns = mode.netns_config(|target| -> Result<PathBuf, crate::Error> {
+            let r = self.find(target)?;
+            match self.state(&r) {
+                State::Running { pid } | State::Paused { pid } => {
+                    shared_etc = Some(self.dir(&r));
+                    Ok(PathBuf::from(format!("/proc/{pid}/ns/net")))
+                }
+                _ => Err(Error::TargetNotRunning(target.into()).into()),
+            }
+        })?;
+        Ok(NetPlan { netns, shared_etc })
+    }
+
+    /// Connects a created container (init `pid`, not started yet) to its network; its hosts
+    /// file is written by hull-net and kept current as others come and go.
+    pub(crate) fn attach(&self, rec: &Record, pid: u32) -> Result<Option<NetSettings>, Error> {
+        let NetworkMode::Network(net) = rec.options.network_mode() else {
+            return Ok(None);
+        };
+        let mut names = vec![rec.name.clone()];
+        if rec.hostname != rec.name {
+            names.push(rec.hostname.clone());
+        }
+        let req = AttachRequest {
+            container_id: rec.id.clone(),
+            names,
+            netns: PathBuf::from(format!("/proc/{pid}/ns/net")),
+            ports: rec.options.publish.clone(),
+            hosts_file: Some(self.dir(rec).join("hosts")),
+            ..AttachRequest::default()
+        };
+        let nets = self.networks()?;
+        let att = nets.attach(&net, &req).map_err(|e| match e {
+            NetError::NotFound(n) => Error::NoNetwork(n),
+            NetError::PortTaken {
+                port,
+                container,
+                network,
+            } => {
+                let p: Option<PortMapping> = port.parse().ok();
+                Error::PortTaken(
+                    port,
+                    p.as_ref().map_or(0, |p| p.host_port),
+                    p.map_or("tcp", |p| p.protocol.as_str()),
+                    self.name_of(&container),
+                    network,
+                )
+            }
+            e => Error::Network(net.clone(), e),
+        })?;
+        Ok(Some(NetSettings {
+            network: att.network,
+            ip: att.ip,
+            prefix: att.prefix,
+            gateway: att.gateway,
+            mac: att.mac,
+            ports: rec.options.publish.clone(),
+        }))
+    }
+
+    /// Releases whatever container `id` holds on any network (veth, port rules, lease).
+    /// Idempotent; cheap when this root never had a network.
+    pub(crate) fn release_network(&self, id: &str) -> Result<(), Error> {
+        if !self.root.join("networks").is_dir() {
+            return Ok(());
+        }
+        self.networks()?.detach_all(id)?;
+        Ok(())
+    }
+
+    /// After the container exited: release its network (docker does on stop) and forget the
+    /// settings. Failures are kept for `rm`, which tries again.
+    pub(crate) fn release_after_exit(&self, r: &Record) {
+        if r.net.is_none() || self.release_network(&r.id).is_err() {
+            return;
+        }
+        if let Ok(mut r) = self.containers.find(&r.id) {
+            r.net = None;
+            let _ = self.containers.save(&r);
+        }
+    }
+
+    /// A container's name for messages; its short id when it has no record (any more).
+    fn name_of(&self, id: &str) -> String {
+        self.containers
+            .find(id)
+            .map_or_else(|_| id.chars().take(12).collect(), |r| r.name)
+    }
+
+    /// `hull network rm`: refuses a network with containers, naming them.
+    pub fn remove_network(&self, name: &str) -> Result<(), crate::Error> {
+        if matches!(name, "none" | "host") {
+            return Err(Error::Predefined(name.into()).into());
+        }
+        let nets = self.networks()?;
+        let info = nets.inspect(name).map_err(|e| match e {
+            NetError::NotFound(n) => Error::NoNetwork(n),
+            e => Error::Net(e),
+        })?;
+        if !info.containers.is_empty() {
+            let names: Vec<String> = info
+                .containers
+                .iter()
+                .map(|l| self.name_of(&l.container_id))
+                .collect();
+            return Err(Error::InUse(name.into(), names.join(", ")).into());
+        }
+        nets.remove(name, false).map_err(Error::Net)?;
+        Ok(())
+    }
+}
+
+/// docker's port map: `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}`.
+pub fn ports_json(list: &[PortMapping]) -> serde_json::Value {
+    use serde_json::json;
+    let mut ports = serde_json::Map::new();
+    for p in list {
+        let key = format!("{}/{}", p.container_port, p.protocol.as_str());
+        let host = json!({"HostIp": p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED).to_string(),
+            "HostPort": p.host_port.to_string()});
+        match ports.get_mut(&key).and_then(|v| v.as_array_mut()) {
+            Some(list) => list.push(host),
+            None => drop(ports.insert(key, json!([host]))),
+        }
+    }
+    ports.into()
+}
+
+/// docker's `NetworkSettings` for `inspect`.
+pub fn settings_json(net: Option<&NetSettings>, sandbox: Option<String>) -> serde_json::Value {
+    use serde_json::json;
+    let Some(n) = net else {
+        return json!({"Ports": {}, "IPAddress": "", "Gateway": "", "IPPrefixLen": 0,
+            "MacAddress": "", "SandboxKey": sandbox.unwrap_or_default(), "Networks": {}});
+    };
+    let endpoint = json!({"IPAddress": n.ip.to_string(), "IPPrefixLen": n.prefix,
+        "Gateway": n.gateway.to_string(), "MacAddress": n.mac, "NetworkID": n.network});
+    json!({
+        "Ports": ports_json(&n.ports), "IPAddress": n.ip.to_string(), "IPPrefixLen": n.prefix,
+        "Gateway": n.gateway.to_string(), "MacAddress": n.mac,
+        "SandboxKey": sandbox.unwrap_or_default(),
+        "Networks": {n.network.clone(): endpoint},
+    })
+}
+
+/// `hull port` lines: `80/tcp -> 0.0.0.0:8080`.
+pub fn port_lines(ports: &[PortMapping]) -> Vec<String> {
+    ports
+        .iter()
+        .map(|p| {
+            format!(
+                "{}/{} -> {}:{}",
+                p.container_port,
+                p.protocol.as_str(),
+                p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                p.host_port
+            )
+        })
+        .collect()
+}
+
+/// `hull ps`'s PORTS column: `0.0.0.0:8080->80/tcp`.
+pub fn ports_column(ports: &[PortMapping]) -> String {
+    ports
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                p.host_port,
+                p.container_port,
+                p.protocol.as_str()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn inspect_and_port_formats() {
+        let p: PortMapping = "127.0.0.1:8080:80".parse().unwrap();
+        let q: PortMapping = "5353:53/udp".parse().unwrap();
+        let n = NetSettings {
+            network: "bridge".into(),
+            ip: Ipv4Addr::new(10, 87, 0, 2),
+            prefix: 24,
+            gateway: Ipv4Addr::new(10, 87, 0, 1),
+            mac: "02:42:0a:57:00:02".into(),
+            ports: vec![p.clone(), q.clone()],
+        };
+        let v = settings_json(Some(&n), None);
+        assert_eq!(v["IPAddress"], "10.87.0.2");
+        assert_eq!(v["Ports"]["80/tcp"][0]["HostIp"], "127.0.0.1");
+        assert_eq!(v["Ports"]["53/udp"][0]["HostPort"], "5353");
+        assert_eq!(v["Networks"]["bridge"]["Gateway"], "10.87.0.1");
+        assert_eq!(
+            port_lines(&[p.clone(), q.clone()]),
+            ["80/tcp -> 127.0.0.1:8080", "53/udp -> 0.0.0.0:5353"]
+        );
+        assert_eq!(
+            ports_column(&[p, q]),
+            "127.0.0.1:8080->80/tcp, 0.0.0.0:5353->53/udp"
+        );
+        assert_eq!(settings_json(None, None)["IPAddress"], "");
+    }
+}
