@@ -561,7 +561,7 @@ fn stdin_and_terminal() {
     );
     let o = std::process::Command::new("script")
         .args(["-qec", &inner, "/dev/null"])
-        .env("HULL_CGROUP_PARENT", &e.cgroup_parent)
+        .envs(e.envs())
         .stdin(Stdio::null())
         .output()
         .unwrap();

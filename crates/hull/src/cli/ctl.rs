@@ -32,6 +32,9 @@ pub(crate) struct RmArgs {
     /// Kill and remove running containers.
     #[arg(short, long)]
     force: bool,
+    /// Remove the containers' anonymous volumes too.
+    #[arg(short, long)]
+    volumes: bool,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -77,7 +80,9 @@ pub(crate) fn kill(root: &Path, a: KillArgs) -> Result<u8> {
 
 pub(crate) fn rm(root: &Path, a: RmArgs) -> Result<u8> {
     let e = engine(root)?;
-    each(&a.containers, |n| Ok(e.remove(&e.find(n)?, a.force)?))
+    each(&a.containers, |n| {
+        Ok(e.remove(&e.find(n)?, a.force, a.volumes)?)
+    })
 }
 
 pub(crate) fn pause(root: &Path, a: NamesArgs, pause: bool) -> Result<u8> {

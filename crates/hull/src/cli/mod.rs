@@ -6,6 +6,7 @@ mod ctl;
 mod exec;
 mod images;
 mod logs;
+mod network;
 mod ps;
 mod pull;
 mod run;
@@ -71,7 +72,13 @@ enum Command {
     /// Show a container's processes.
     Top(ps::OneArgs),
     /// List a container's published ports.
-    Port(ps::OneArgs),
+    Port(ps::PortArgs),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// Manage hull as a whole.
+    #[command(subcommand)]
+    System(network::SystemCommand),
     /// Manage named volumes.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
@@ -109,6 +116,8 @@ pub(crate) fn main() -> ExitCode {
         Command::Top(a) => ps::top(r, a),
         Command::Port(a) => ps::port(r, a),
         Command::Volume(c) => volume::run(r, c),
+        Command::Network(c) => network::run(r, c),
+        Command::System(c) => network::system(r, c),
         Command::AutoRemove { id } => run::auto_remove(r, &id),
     };
     match result {

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 use clap::Args;
 use hull_engine::time::{ago, rfc3339};
-use hull_engine::{record, Engine, Record, State};
+use hull_engine::{net, record, Engine, Record, State};
 use serde_json::{json, Value};
 
 use super::images::Format;
@@ -36,6 +36,13 @@ pub(crate) struct InspectArgs {
 #[derive(Args)]
 pub(crate) struct OneArgs {
     container: String,
+}
+
+#[derive(Args)]
+pub(crate) struct PortArgs {
+    container: String,
+    /// Only this container port: PORT[/PROTO].
+    private_port: Option<String>,
 }
 
 fn status_text(st: &State, r: &Record, now: i128) -> String {
@@ -90,6 +97,8 @@ pub(crate) fn ps(root: &Path, a: PsArgs) -> Result<u8> {
                     "Command": r.args, "Created": (r.created_ns / 1_000_000_000) as i64,
                     "State": st.name(), "Status": status_text(st, r, now),
                     "ExitCode": exit_code(st), "Labels": labels(r),
+                    "Networks": [network_name(r)],
+                    "Ports": r.net.as_ref().map(|n| net::ports_column(&n.ports)).unwrap_or_default(),
                 })
             })
             .collect();
@@ -97,7 +106,7 @@ pub(crate) fn ps(root: &Path, a: PsArgs) -> Result<u8> {
         return Ok(0);
     }
     println!(
-        "{:<14}{:<24}{:<24}{:<20}{:<26}{:<8}NAMES",
+        "{:<14}{:<24}{:<24}{:<20}{:<26}{:<24}NAMES",
         "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
     );
     for (r, st) in &rows {
@@ -105,14 +114,16 @@ pub(crate) fn ps(root: &Path, a: PsArgs) -> Result<u8> {
         if !a.no_trunc && cmd.chars().count() > 22 {
             cmd = format!("{}…\"", cmd.chars().take(19).collect::<String>());
         }
+        // What is published right now: a released (exited) container shows none.
+        let ports = r.net.as_ref().map(|n| net::ports_column(&n.ports));
         println!(
-            "{:<14}{:<24}{:<24}{:<20}{:<26}{:<8}{}",
+            "{:<14}{:<24}{:<24}{:<20}{:<26}{:<24}{}",
             &r.id[..12],
             r.image,
             cmd,
             ago(r.created_ns, now),
             status_text(st, r, now),
-            "",
+            ports.unwrap_or_default(),
             r.name
         );
     }
@@ -128,8 +139,18 @@ fn labels(r: &Record) -> Value {
         .into()
 }
 
+/// The network as docker names it: `bridge`, `none`, `host`, `container:ID`, or a network.
+fn network_name(r: &Record) -> String {
+    match r.options.network.as_str() {
+        "" => hull_net::DEFAULT_NETWORK.into(),
+        n => n.into(),
+    }
+}
+
 fn inspect_one(e: &Engine, r: &Record) -> Value {
     let st = e.state(r);
+    // state() may have just released the network of an exited container.
+    let r = &e.find(&r.id).unwrap_or_else(|_| r.clone());
     let config: Value = std::fs::read(e.dir(r).join("config.json"))
         .ok()
         .and_then(|d| serde_json::from_slice(&d).ok())
@@ -180,7 +201,8 @@ fn inspect_one(e: &Engine, r: &Record) -> Value {
             "Image": r.image, "Labels": labels(r),
         },
         "HostConfig": {
-            "NetworkMode": r.options.network, "ReadonlyRootfs": r.options.read_only,
+            "NetworkMode": network_name(r), "ReadonlyRootfs": r.options.read_only,
+            "PortBindings": net::ports_json(&r.options.publish),
             "Privileged": r.options.privileged, "AutoRemove": r.options.auto_remove,
             "Memory": r.options.memory.unwrap_or(0),
             "NanoCpus": r.options.cpus.map_or(0, |c| (c * 1e9) as i64),
@@ -188,6 +210,9 @@ fn inspect_one(e: &Engine, r: &Record) -> Value {
             "CapAdd": r.options.cap_add, "CapDrop": r.options.cap_drop,
         },
         "Mounts": mounts,
+        "NetworkSettings": net::settings_json(r.net.as_ref(),
+            (pid > 0 && !r.options.network.starts_with("container:") && r.options.network != "host")
+                .then(|| format!("/proc/{pid}/ns/net"))),
         "Process": p,
         "ResolvConfPath": e.dir(r).join("resolv.conf"),
         "HostnamePath": e.dir(r).join("hostname"),
@@ -243,10 +268,37 @@ pub(crate) fn top(root: &Path, a: OneArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// No published ports until networking lands: an empty list, like docker
-/// for a container without `-p`.
-pub(crate) fn port(root: &Path, a: OneArgs) -> Result<u8> {
+/// `hull port NAME [PORT[/PROTO]]`: the mappings in force (none once it exited).
+pub(crate) fn port(root: &Path, a: PortArgs) -> Result<u8> {
     let e = engine(root)?;
-    e.find(&a.container)?;
+    let r = e.find(&a.container)?;
+    e.state(&r);
+    let r = e.find(&r.id)?;
+    let ports: Vec<hull_net::PortMapping> = match &r.net {
+        Some(n) => n.ports.clone(),
+        None => Vec::new(),
+    };
+    let want = a.private_port.as_deref().map(|p| match p.split_once('/') {
+        Some((n, proto)) => (n.to_string(), proto.to_string()),
+        None => (p.to_string(), "tcp".to_string()),
+    });
+    let ports: Vec<_> = ports
+        .into_iter()
+        .filter(|p| {
+            want.as_ref().is_none_or(|(n, proto)| {
+                p.container_port.to_string() == *n && p.protocol.as_str() == proto
+            })
+        })
+        .collect();
+    if let (Some(p), true) = (&a.private_port, ports.is_empty()) {
+        anyhow::bail!("no public port {p} published for {}", r.name);
+    }
+    for line in net::port_lines(&ports) {
+        match &a.private_port {
+            // docker prints only the host side when one port is asked for.
+            Some(_) => println!("{}", line.split(" -> ").nth(1).unwrap_or(&line)),
+            None => println!("{line}"),
+        }
+    }
     Ok(0)
 }

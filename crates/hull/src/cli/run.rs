@@ -83,9 +83,12 @@ pub(crate) struct CreateArgs {
     /// Set metadata: KEY=VALUE.
     #[arg(short, long)]
     label: Vec<String>,
-    /// Network mode: none (default) or host.
-    #[arg(long, default_value = "none")]
+    /// Network: bridge (default), none, host, container:NAME, or a network's name.
+    #[arg(long, alias = "net", default_value = "bridge")]
     network: String,
+    /// Publish a container's port on the host: [IP:]HOST:CTR[/tcp|udp].
+    #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CTR[/PROTO]")]
+    publish: Vec<String>,
     /// Image name or id.
     image: String,
     /// Command and arguments (replace the image's Cmd).
@@ -156,6 +159,10 @@ fn options(a: &CreateArgs) -> Result<ContainerOptions> {
     for l in &a.label {
         o.labels.push(opts::parse_label(l)?);
     }
+    for p in &a.publish {
+        o.publish.push(opts::parse_publish(p)?);
+    }
+    opts::check_publish(&o)?;
     Ok(o)
 }
 
@@ -177,7 +184,7 @@ pub(crate) fn run(root: &Path, a: RunArgs) -> Result<u8> {
     let r = e.create(&a.create.image, &o)?;
     if a.detach {
         if let Err(err) = e.start(&r) {
-            let _ = e.remove(&r, true);
+            let _ = e.remove(&r, true, o.auto_remove);
             return Err(err.into());
         }
         if o.auto_remove {
@@ -188,7 +195,7 @@ pub(crate) fn run(root: &Path, a: RunArgs) -> Result<u8> {
     }
     let code = attach_and_start(&e, &r, true);
     if o.auto_remove {
-        e.remove(&r, true)?;
+        e.remove(&r, true, true)?;
     }
     code
 }
@@ -218,7 +225,7 @@ pub(crate) fn auto_remove(root: &Path, id: &str) -> Result<u8> {
     let e = engine(root)?;
     let r = e.find(id)?;
     e.wait(&r)?;
-    e.remove(&r, true)?;
+    e.remove(&r, true, true)?;
     Ok(0)
 }
 
@@ -275,7 +282,7 @@ fn attach_and_start(e: &Engine, r: &Record, from_start: bool) -> Result<u8> {
             return Err(err.into());
         }
         drop(_raw);
-        let _ = e.remove(r, true);
+        let _ = e.remove(r, true, r.options.auto_remove);
         return Err(err.into());
     }
     let done = Arc::new(AtomicBool::new(false));

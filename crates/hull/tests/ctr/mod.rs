@@ -1,6 +1,13 @@
 //! Shared harness of the container tests: a busybox image built into an OCI
 //! archive here and loaded with `hull load`, a temp `--root`, and checks
 //! that nothing (mounts, shims, cgroups, state) is left afterwards.
+//!
+//! Networking: every test gets a slot N (0..250, claimed with a lock file, so
+//! that parallel test processes never share one) and with it its own link
+//! prefix `hnNNN`, nft table `hulltestN`, default subnet 10.199.N.0/24 and
+//! user-network pool 10.198.N.0/24 (`HULL_NET_*`), never touching a real
+//! `hull0`. Dropping the `Env` runs `hull system reset -f` and then removes
+//! any link or table of its slot that is still there.
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::io::Write;
@@ -135,16 +142,84 @@ fn hull_arch() -> &'static str {
     }
 }
 
+/// A network slot of this test process: held (flock) for the test's lifetime.
+pub struct NetSlot {
+    pub n: u8,
+    _lock: std::fs::File,
+}
+
+impl NetSlot {
+    fn claim() -> NetSlot {
+        use std::os::fd::AsRawFd;
+        let start = std::process::id() % 250;
+        for i in 0..250 {
+            let n = ((start + i) % 250) as u8;
+            let p = format!("/run/lock/hull-test-net-{n}.lock");
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&p)
+                .unwrap();
+            // SAFETY: flock on a descriptor we own; the kernel drops it when we exit.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                let slot = NetSlot { n, _lock: f };
+                slot.sweep();
+                return slot;
+            }
+        }
+        panic!("no free network slot");
+    }
+    /// Removes what a test killed in this slot (a timeout: no Drop ran) left: nobody else
+    /// uses the slot's names while we hold its lock.
+    fn sweep(&self) {
+        let out = Command::new("ip").args(["-o", "link"]).output().unwrap();
+        let prefix = self.prefix();
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(name) = l.split(": ").nth(1) else {
+                continue;
+            };
+            let name = name.split('@').next().unwrap_or(name);
+            if name.starts_with(&prefix) {
+                let _ = Command::new("ip").args(["link", "del", name]).output();
+            }
+        }
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.table()])
+            .output();
+    }
+
+    pub fn prefix(&self) -> String {
+        format!("hn{:03}", self.n)
+    }
+    pub fn table(&self) -> String {
+        format!("hulltest{}", self.n)
+    }
+    /// 10.<a>.N.0/24: 199 = the default network, 198 = the pool, others for --subnet.
+    pub fn subnet(&self, a: u8) -> String {
+        format!("10.{a}.{}.0/24", self.n)
+    }
+}
+
 pub struct Env {
     pub root: tempfile::TempDir,
     pub work: tempfile::TempDir,
     /// A relative cgroup parent of this test's own (HULL_CGROUP_PARENT),
     /// removed when the test ends.
     pub cgroup_parent: String,
+    pub net: NetSlot,
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
+        // Containers, leases, links and the table, even when the test failed half-way.
+        let _ = self.cmd(&["system", "reset", "--force"]).output();
+        for l in self.links() {
+            let _ = Command::new("ip").args(["link", "del", &l]).output();
+        }
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.net.table()])
+            .output();
         fn walk(d: &Path, name: &str, depth: u32, out: &mut Vec<PathBuf>) {
             let Ok(rd) = std::fs::read_dir(d) else { return };
             for e in rd.flatten() {
@@ -180,7 +255,69 @@ impl Env {
             root: tempfile::tempdir().unwrap(),
             work: tempfile::tempdir().unwrap(),
             cgroup_parent: format!("hull-test-{}-{n}", std::process::id()),
+            net: NetSlot::claim(),
         }
+    }
+
+    /// The environment every hull of this test runs with.
+    pub fn envs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("HULL_CGROUP_PARENT", self.cgroup_parent.clone()),
+            ("HULL_NET_PREFIX", self.net.prefix()),
+            ("HULL_NET_TABLE", self.net.table()),
+            ("HULL_NET_SUBNET", self.net.subnet(199)),
+            ("HULL_NET_POOL", self.net.subnet(198)),
+        ]
+    }
+
+    /// Host links of this test's slot.
+    pub fn links(&self) -> Vec<String> {
+        let out = Command::new("ip").args(["-o", "link"]).output().unwrap();
+        let prefix = self.net.prefix();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .filter(|n| n.starts_with(&prefix))
+            .collect()
+    }
+
+    pub fn table_exists(&self) -> bool {
+        Command::new("nft")
+            .args(["list", "table", "inet", &self.net.table()])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    }
+
+    /// Comments of this slot's container port rules (`c:<hash>`).
+    pub fn port_rules(&self) -> Vec<String> {
+        let out = Command::new("nft")
+            .args(["list", "table", "inet", &self.net.table()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split("comment \"").nth(1))
+            .filter(|c| c.starts_with("c:"))
+            .map(|c| c.trim_end_matches('"').to_string())
+            .collect()
+    }
+
+    /// Leases recorded in this root's network files.
+    pub fn leases(&self) -> Vec<String> {
+        let dir = self.root.path().join("networks");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.path().extension().is_some_and(|x| x == "json") {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+                if let Some(m) = v["leases"].as_object() {
+                    out.extend(m.keys().cloned());
+                }
+            }
+        }
+        out
     }
 
     pub fn load(&self, name: &str, config: serde_json::Value) {
@@ -191,7 +328,7 @@ impl Env {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(HULL);
         c.arg("--root").arg(self.root.path()).args(args);
-        c.env("HULL_CGROUP_PARENT", &self.cgroup_parent);
+        c.envs(self.envs());
         c
     }
 
@@ -236,6 +373,18 @@ impl Env {
             .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
             .unwrap_or_default();
         assert!(states.is_empty(), "hullc state left: {states:?}");
+        // The bridge and its table stay (like docker0) until `system reset`; no
+        // container's veth, port rule or lease may.
+        let veths: Vec<String> = self
+            .links()
+            .into_iter()
+            .filter(|l| !l.ends_with(|c: char| c.is_ascii_digit()) || l.len() > 7)
+            .collect();
+        assert!(veths.is_empty(), "veths left: {veths:?}");
+        let leases = self.leases();
+        assert!(leases.is_empty(), "leases left: {leases:?}");
+        let rules = self.port_rules();
+        assert!(rules.is_empty(), "port rules left: {rules:?}");
     }
 }
 

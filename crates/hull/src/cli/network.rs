@@ -1,0 +1,165 @@
+//! `hull network create|ls|inspect|rm` and `hull system reset`.
+
+use std::io::{BufRead as _, Write as _};
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use clap::Subcommand;
+use hull_net::{NetworkSpec, Subnet, DEFAULT_NETWORK};
+use serde_json::{json, Value};
+
+use super::images::Format;
+use super::run::engine;
+
+#[derive(Subcommand)]
+pub(crate) enum NetworkCommand {
+    /// Create a bridge network.
+    Create {
+        /// Its IPv4 subnet (default: a free /24 of 10.87.0.0/16).
+        #[arg(long)]
+        subnet: Option<String>,
+        name: String,
+    },
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        /// Only print names.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Show networks and their containers as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove networks no container uses.
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum SystemCommand {
+    /// Remove every container, network, link, lease and nft rule of hull (images and named
+    /// volumes stay).
+    Reset {
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+pub(crate) fn run(root: &Path, c: NetworkCommand) -> Result<u8> {
+    let e = engine(root)?;
+    match c {
+        NetworkCommand::Create { subnet, name } => {
+            if ["none", "host", "default", DEFAULT_NETWORK].contains(&name.as_str()) {
+                anyhow::bail!("network name {name:?} is reserved");
+            }
+            let parsed = subnet
+                .as_deref()
+                .map(|s| s.parse::<Subnet>())
+                .transpose()
+                .context("invalid --subnet")?;
+            let spec = NetworkSpec {
+                name: name.clone(),
+                subnet: parsed,
+                ..NetworkSpec::default()
+            };
+            e.networks()?.create(&spec).with_context(|| match &subnet {
+                Some(s) => format!("network create --subnet {s} {name}"),
+                None => format!("network create {name}"),
+            })?;
+            println!("{name}");
+        }
+        NetworkCommand::Ls { quiet, format } => {
+            let nets = e.networks()?;
+            ensure_default(&nets);
+            let list = nets.list()?;
+            if quiet {
+                list.iter().for_each(|n| println!("{}", n.name));
+            } else if let Format::Json = format {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                println!("{:<24}{:<10}{:<20}BRIDGE", "NAME", "DRIVER", "SUBNET");
+                for n in list {
+                    let subnet = n.subnet.to_string();
+                    println!("{:<24}{:<10}{subnet:<20}{}", n.name, "bridge", n.bridge);
+                }
+            }
+        }
+        NetworkCommand::Inspect { names } => {
+            let nets = e.networks()?;
+            if names.iter().any(|n| n == DEFAULT_NETWORK) {
+                ensure_default(&nets);
+            }
+            let mut out: Vec<Value> = Vec::new();
+            for n in &names {
+                let info = nets.inspect(n)?;
+                let mut v = serde_json::to_value(&info)?;
+                // Names next to the ids, as docker's "Containers" map has them.
+                let named: Vec<Value> = info
+                    .containers
+                    .iter()
+                    .map(|l| {
+                        let name = e.find(&l.container_id).map(|r| r.name).unwrap_or_default();
+                        json!({"Id": l.container_id, "Name": name, "IPv4Address":
+                            format!("{}/{}", l.ip, info.config.subnet.prefix())})
+                    })
+                    .collect();
+                v["Containers"] = Value::Array(named);
+                out.push(v);
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        NetworkCommand::Rm { names } => {
+            for n in names {
+                e.remove_network(&n)?;
+                println!("{n}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+/// `bridge` is listed before its first container, like docker's predefined network.
+fn ensure_default(nets: &hull_net::Networks) {
+    if nets.inspect(DEFAULT_NETWORK).is_err() {
+        let spec = NetworkSpec {
+            name: DEFAULT_NETWORK.into(),
+            ..NetworkSpec::default()
+        };
+        if let Err(err) = nets.create(&spec) {
+            eprintln!("warning: cannot define the default network: {err}");
+        }
+    }
+}
+
+pub(crate) fn system(root: &Path, c: SystemCommand) -> Result<u8> {
+    let SystemCommand::Reset { force } = c;
+    if !force && !confirm()? {
+        anyhow::bail!("reset not confirmed (use -f/--force to skip the question)");
+    }
+    let e = engine(root)?;
+    e.reset()?;
+    Ok(0)
+}
+
+fn confirm() -> Result<bool> {
+    let mut err = std::io::stderr();
+    writeln!(
+        err,
+        "WARNING! This removes every hull container, network, link, lease and nft rule."
+    )?;
+    write!(err, "Are you sure you want to continue? [y/N] ")?;
+    err.flush()?;
+    // End of input (a script without -f) answers no.
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
+}

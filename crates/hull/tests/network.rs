@@ -1,0 +1,567 @@
+//! `hull` networking end to end as root: published ports reached from the host on 127.0.0.1,
+//! names on user networks, none/host/container: modes, teardown after exit/stop/rm/reset,
+//! bad input; and image `Volumes` (anonymous volumes). Each test has its own link prefix,
+//! nft table and subnets (see `ctr/mod.rs`), talks only to loopback and its containers, and
+//! leaves nothing behind.
+#![allow(clippy::unwrap_used)]
+
+mod ctr;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ctr::{text, Env};
+use serde_json::{json, Value};
+
+const IMG: &str = "hull.test/net:1";
+const HTTPD: &[&str] = &["busybox", "httpd", "-f", "-p", "80", "-h", "/srv"];
+
+fn env() -> Env {
+    let e = Env::new();
+    e.load(IMG, json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]}));
+    e
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `path` from 127.0.0.1:`port`, retrying while the server starts.
+fn http_get(port: u16, path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got =
+            TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(2))
+                .and_then(|mut s| {
+                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
+                    let mut out = String::new();
+                    s.read_to_string(&mut out)?;
+                    Ok(out)
+                });
+        match got {
+            Ok(body) if body.contains("200 OK") => return body,
+            other => assert!(Instant::now() < deadline, "GET {path}: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn inspect(e: &Env, name: &str) -> Value {
+    serde_json::from_str::<Value>(&e.ok(&["inspect", name])).unwrap()[0].clone()
+}
+
+fn fails_with(e: &Env, args: &[&str], needles: &[&str]) {
+    let o = e.hull(args);
+    let err = text(&o).1;
+    assert_eq!(o.status.code(), Some(125), "{args:?}: {err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: {err:?} lacks {n:?}");
+    }
+}
+
+#[test]
+fn published_port_reaches_httpd_from_host_loopback() {
+    let e = env();
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let mut args = vec!["run", "-d", "--name", "web", "-p", &publish, IMG];
+    args.extend_from_slice(HTTPD);
+    e.ok(&args);
+    let body = http_get(port, "/from-image");
+    assert!(body.ends_with("image data\n"), "{body}");
+
+    assert_eq!(
+        e.ok(&["port", "web"]),
+        format!("80/tcp -> 127.0.0.1:{port}\n")
+    );
+    assert_eq!(e.ok(&["port", "web", "80"]), format!("127.0.0.1:{port}\n"));
+    assert!(e.ok(&["ps"]).contains(&format!("127.0.0.1:{port}->80/tcp")));
+    let i = inspect(&e, "web");
+    let ns = &i["NetworkSettings"];
+    let net = format!("10.199.{}.", e.net.n);
+    assert!(ns["IPAddress"].as_str().unwrap().starts_with(&net), "{ns}");
+    assert_eq!(ns["Gateway"], format!("{net}1"));
+    assert_eq!(ns["IPPrefixLen"], 24);
+    assert_eq!(ns["MacAddress"].as_str().unwrap().len(), 17, "{ns}");
+    assert_eq!(ns["Ports"]["80/tcp"][0]["HostPort"], port.to_string());
+    assert_eq!(ns["Networks"]["bridge"]["IPAddress"], ns["IPAddress"]);
+    assert_eq!(i["HostConfig"]["NetworkMode"], "bridge");
+    // The same from inside: address, MAC, default route, hosts and resolv.conf.
+    let ip = ns["IPAddress"].as_str().unwrap().to_string();
+    let inside = e.ok(&[
+        "exec",
+        "web",
+        "sh",
+        "-c",
+        "cat /sys/class/net/eth0/address /etc/hosts /etc/resolv.conf; busybox ip route",
+    ]);
+    assert!(
+        inside.contains(ns["MacAddress"].as_str().unwrap()),
+        "{inside}"
+    );
+    assert!(inside.contains(&format!("{ip}\tweb")), "{inside}");
+    assert!(inside.contains(&format!("default via {net}1")), "{inside}");
+    assert!(!inside.contains("nameserver 127."), "{inside}");
+    // Another container on the bridge reaches it by address.
+    let back = e.ok(&[
+        "run",
+        "--rm",
+        IMG,
+        "busybox",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{ip}/from-image"),
+    ]);
+    assert_eq!(back, "image data\n");
+
+    // docker releases the network on stop: the lease and port rules go, the record stays.
+    assert!(!e.leases().is_empty() && !e.port_rules().is_empty());
+    e.ok(&["stop", "-t", "1", "web"]);
+    assert!(e.leases().is_empty(), "{:?}", e.leases());
+    assert!(e.port_rules().is_empty(), "{:?}", e.port_rules());
+    assert_eq!(e.ok(&["port", "web"]), "");
+    assert_eq!(inspect(&e, "web")["NetworkSettings"]["IPAddress"], "");
+    e.ok(&["rm", "web"]);
+    e.assert_clean();
+}
+
+#[test]
+fn user_network_containers_resolve_each_other_by_name() {
+    let e = env();
+    let subnet = e.net.subnet(197);
+    e.ok(&["network", "create", "--subnet", &subnet, "tnet"]);
+    let ls = e.ok(&["network", "ls"]);
+    assert!(ls.contains("tnet") && ls.contains(&subnet), "{ls}");
+    let mut args = vec!["run", "-d", "--name", "a", "--network", "tnet", IMG];
+    args.extend_from_slice(HTTPD);
+    e.ok(&args);
+    let got = e.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "b",
+        "--network",
+        "tnet",
+        IMG,
+        "busybox",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://a/from-image",
+    ]);
+    assert_eq!(got, "image data\n");
+    // Hosts files are kept current as containers come and go.
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "--network",
+        "tnet",
+        IMG,
+        "sleep",
+        "1000",
+    ]);
+    let hosts = e.ok(&["exec", "a", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("\tc ") || hosts.contains("\tc\n"), "{hosts}");
+    assert!(!hosts.contains("\tb"), "b left its name behind: {hosts}");
+    assert_eq!(
+        e.ok(&[
+            "exec",
+            "c",
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://a/from-image"
+        ]),
+        "image data\n"
+    );
+    let info: Value = serde_json::from_str(&e.ok(&["network", "inspect", "tnet"])).unwrap();
+    assert_eq!(info[0]["subnet"], subnet);
+    let names: Vec<&str> = info[0]["Containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"a") && names.contains(&"c"), "{names:?}");
+    // A network in use is not removed, and the error names its containers.
+    fails_with(&e, &["network", "rm", "tnet"], &["in use", "a"]);
+    e.ok(&["rm", "-f", "c"]);
+    let hosts = e.ok(&["exec", "a", "cat", "/etc/hosts"]);
+    assert!(!hosts.contains("\tc"), "{hosts}");
+    e.ok(&["rm", "-f", "a"]);
+    e.ok(&["network", "rm", "tnet"]);
+    assert!(!e.ok(&["network", "ls", "-q"]).contains("tnet"));
+    e.assert_clean();
+}
+
+fn netns_of_host() -> String {
+    std::fs::read_link("/proc/self/ns/net")
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn none_host_and_container_modes() {
+    let e = env();
+    assert_eq!(
+        e.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            IMG,
+            "ls",
+            "/sys/class/net"
+        ]),
+        "lo\n"
+    );
+    let res = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        IMG,
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert!(!res.contains("nameserver 127."), "{res}");
+    // host: the host's namespace and interfaces.
+    let ns = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        IMG,
+        "busybox",
+        "readlink",
+        "/proc/self/ns/net",
+    ]);
+    assert_eq!(ns.trim(), netns_of_host());
+    let ifs = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        IMG,
+        "ls",
+        "/sys/class/net",
+    ]);
+    let host_if = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .find(|n| n != "lo" && !n.starts_with("hn"))
+        .unwrap();
+    assert!(ifs.lines().any(|l| l == host_if), "{host_if} not in {ifs}");
+    assert_eq!(inspect_mode(&e, "host"), "host");
+    // container:NAME shares the namespace (and hosts) of a running container.
+    e.ok(&["run", "-d", "--name", "owner", IMG, "sleep", "1000"]);
+    let theirs = e.ok(&["exec", "owner", "busybox", "readlink", "/proc/self/ns/net"]);
+    let mine = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:owner",
+        IMG,
+        "busybox",
+        "readlink",
+        "/proc/self/ns/net",
+    ]);
+    assert_eq!(mine, theirs);
+    assert_ne!(mine.trim(), netns_of_host());
+    let ip = inspect(&e, "owner")["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let hosts = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:owner",
+        IMG,
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert!(hosts.contains(&format!("{ip}\towner")), "{hosts}");
+    fails_with(
+        &e,
+        &["run", "--rm", "--network", "container:nothere", IMG, "true"],
+        &["no such container"],
+    );
+    e.ok(&["stop", "-t", "0", "owner"]);
+    fails_with(
+        &e,
+        &["run", "--rm", "--network", "container:owner", IMG, "true"],
+        &["--network", "not running"],
+    );
+    e.ok(&["rm", "owner"]);
+    e.assert_clean();
+}
+
+fn inspect_mode(e: &Env, mode: &str) -> String {
+    e.ok(&["create", "--name", "m", "--network", mode, IMG, "true"]);
+    let m = inspect(e, "m")["HostConfig"]["NetworkMode"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    e.ok(&["rm", "m"]);
+    m
+}
+
+#[test]
+fn teardown_on_exit_rm_and_reset() {
+    let e = env();
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    // Exits on its own, nobody attached: the next ps releases lease and rules.
+    e.ok(&["run", "-d", "--name", "quick", "-p", &publish, IMG, "true"]);
+    assert_eq!(e.ok(&["wait", "quick"]), "0\n");
+    e.ok(&["ps", "-a"]);
+    assert!(e.leases().is_empty() && e.port_rules().is_empty());
+    e.ok(&["rm", "quick"]);
+    // rm -f of a running container with a published port on a user network.
+    e.ok(&["network", "create", "--subnet", &e.net.subnet(197), "n1"]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s",
+        "--network",
+        "n1",
+        "-p",
+        &publish,
+        IMG,
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(e.leases().len(), 1);
+    assert!(e.links().len() >= 2, "{:?}", e.links()); // bridge + veth
+    assert!(e.table_exists());
+    e.ok(&["rm", "-f", "s"]);
+    e.assert_clean();
+    // A failure mid-attach (here: the bridge's name is taken by a veth, so the container's
+    // veth cannot be enslaved to it) leaves no container, lease or veth.
+    let dummy = format!("{}2", e.net.prefix());
+    let peer = format!("{}p", e.net.prefix());
+    let made = Command::new("ip")
+        .args(["link", "add", &dummy, "type", "veth", "peer", "name", &peer])
+        .status();
+    assert!(made.unwrap().success());
+    e.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &e.net.subnet(196),
+        "broken",
+    ]);
+    let o = e.hull(&["run", "--rm", "--network", "broken", IMG, "true"]);
+    let _ = Command::new("ip").args(["link", "del", &dummy]).status();
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o).1);
+    assert!(text(&o).1.contains("--network broken"), "{}", text(&o).1);
+    e.assert_clean();
+    // reset: asks first (no answer = no), then removes everything of hull's.
+    e.ok(&[
+        "run", "-d", "--name", "r1", "-p", &publish, IMG, "sleep", "1000",
+    ]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "r2",
+        "--network",
+        "n1",
+        IMG,
+        "sleep",
+        "1000",
+    ]);
+    let o = e
+        .cmd(&["system", "reset"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_ne!(o.status.code(), Some(0));
+    assert!(text(&o).1.contains("--force"), "{}", text(&o).1);
+    assert!(e.ok(&["ps", "-q"]).lines().count() == 2);
+    e.ok(&["system", "reset", "--force"]);
+    assert_eq!(e.ok(&["ps", "-a", "-q"]), "");
+    assert!(e.links().is_empty(), "links left: {:?}", e.links());
+    assert!(!e.table_exists(), "nft table left");
+    assert!(e.leases().is_empty());
+    let nets: Vec<_> = std::fs::read_dir(e.root.path().join("networks"))
+        .unwrap()
+        .flatten()
+        .filter(|f| f.path().extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert!(nets.is_empty(), "{nets:?}");
+    let netns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&netns.stdout).contains(&e.net.prefix()));
+    e.assert_clean();
+}
+
+#[test]
+fn bad_network_input_is_refused_and_leaves_nothing() {
+    let e = env();
+    fails_with(
+        &e,
+        &["run", "--rm", "--network", "nope", IMG, "true"],
+        &["--network nope", "no such network", "hull network create"],
+    );
+    fails_with(
+        &e,
+        &["run", "--rm", "--network", "bad/name", IMG, "true"],
+        &["--network", "bad/name"],
+    );
+    for bad in ["80", "0:80", "70000:80", "80:80/sctp", "host:80:80"] {
+        fails_with(
+            &e,
+            &["run", "--rm", "-p", bad, IMG, "true"],
+            &["-p/--publish", bad],
+        );
+    }
+    fails_with(
+        &e,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-p",
+            "8080:80",
+            IMG,
+            "true",
+        ],
+        &["-p/--publish", "none"],
+    );
+    // A host port some process holds, and one another container publishes.
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = format!("127.0.0.1:{}:80", held.local_addr().unwrap().port());
+    fails_with(
+        &e,
+        &["run", "--rm", "-p", &p, IMG, "true"],
+        &["-p", "already in use"],
+    );
+    drop(held);
+    let port = free_port();
+    let p = format!("127.0.0.1:{port}:80");
+    e.ok(&[
+        "run", "-d", "--name", "first", "-p", &p, IMG, "sleep", "1000",
+    ]);
+    fails_with(
+        &e,
+        &["run", "--rm", "-p", &format!("{port}:81"), IMG, "true"],
+        &["-p", "already published", "first"],
+    );
+    e.ok(&["rm", "-f", "first"]);
+    // Subnets: overlap, syntax, reserved names, removing what does not exist.
+    e.ok(&["network", "create", "--subnet", &e.net.subnet(197), "n1"]);
+    let half = format!("10.197.{}.128/25", e.net.n);
+    fails_with(
+        &e,
+        &["network", "create", "--subnet", &half, "n2"],
+        &["overlaps", "n1"],
+    );
+    fails_with(
+        &e,
+        &["network", "create", "--subnet", "10.1.2.3", "n3"],
+        &["--subnet"],
+    );
+    fails_with(&e, &["network", "create", "n1"], &["already exists"]);
+    fails_with(&e, &["network", "create", "host"], &["reserved"]);
+    fails_with(&e, &["network", "rm", "nothere"], &["no such network"]);
+    assert!(!e.ok(&["network", "ls", "-q"]).contains("n2"));
+    e.ok(&["network", "rm", "n1"]);
+    e.assert_clean();
+}
+
+#[test]
+fn image_volumes_become_anonymous_volumes() {
+    let e = env();
+    e.load(
+        "hull.test/vol:1",
+        json!({"Env": ["PATH=/bin"], "Cmd": ["sh"], "Volumes": {"/srv": {}}}),
+    );
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "v",
+        "hull.test/vol:1",
+        "sleep",
+        "1000",
+    ]);
+    let vols = e.ok(&["volume", "ls", "-q"]);
+    let vol = vols.trim().to_string();
+    assert_eq!(vol.len(), 64, "{vols}");
+    let data = e.root.path().join("volumes").join(&vol).join("_data");
+    assert_eq!(
+        std::fs::read_to_string(data.join("from-image")).unwrap(),
+        "image data\n"
+    );
+    let got = e.ok(&[
+        "exec",
+        "v",
+        "sh",
+        "-c",
+        "cat /srv/from-image; echo w > /srv/new; grep ' /srv ' /proc/mounts | wc -l",
+    ]);
+    assert_eq!(got, "image data\n1\n");
+    assert_eq!(std::fs::read_to_string(data.join("new")).unwrap(), "w\n");
+    fails_with(&e, &["volume", "rm", &vol], &["in use"]);
+    // rm without -v keeps it (docker's rule); then it can go.
+    e.ok(&["rm", "-f", id.trim()]);
+    assert!(e.ok(&["volume", "ls", "-q"]).contains(&vol));
+    e.ok(&["volume", "rm", &vol]);
+    // --rm removes it; a -v over the path means no anonymous volume.
+    let out = e.ok(&[
+        "run",
+        "--rm",
+        "hull.test/vol:1",
+        "sh",
+        "-c",
+        "cat /srv/from-image; touch /srv/x && echo ok",
+    ]);
+    assert_eq!(out, "image data\nok\n");
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "");
+    // (A fresh named volume is filled from the image too, as docker does.)
+    let out = e.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "named:/srv",
+        "hull.test/vol:1",
+        "ls",
+        "/srv",
+    ]);
+    assert_eq!(out, "from-image\n");
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "named\n");
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "w",
+        "hull.test/vol:1",
+        "sleep",
+        "1000",
+    ]);
+    e.ok(&["rm", "-f", "-v", "w"]);
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "named\n");
+    e.ok(&["volume", "rm", "named"]);
+    e.assert_clean();
+}
