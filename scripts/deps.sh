@@ -12,6 +12,7 @@ pkgs=(
   iproute2 procps  # ip netns, ps (hullc ps)
   nftables         # hull-net: NAT and published ports
   podman conmon    # hullc under podman (crates/hullc/tests/podman.rs)
+  uidmap           # newuidmap/newgidmap: rootless multi-range mappings (crates/hullc/tests/rootless.rs)
 )
 missing=()
 for p in "${pkgs[@]}"; do

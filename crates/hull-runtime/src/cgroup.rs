@@ -32,14 +32,26 @@ pub enum CgroupError {
     },
     #[error("container has no cgroup recorded")]
     Missing,
+    #[error("linux.resources: cannot set limits: the container could not create or join its cgroup (rootless, no delegated cgroup)")]
+    RootlessLimits,
 }
 
 /// A container's cgroup, as kept in its state.
 #[derive(Debug, Clone)]
-pub(crate) struct Cgroups(Cgroup);
+pub(crate) struct Cgroups {
+    cg: Cgroup,
+    /// Rootless without an explicit cgroupsPath: a cgroup we may not
+    /// create or join is skipped rather than an error (runc's rule).
+    optional: bool,
+}
 
 /// Resolves and creates the cgroup for `spec` (nothing is joined yet).
-pub(crate) fn prepare(spec: &Spec, id: &str) -> Result<Option<Cgroups>, CgroupError> {
+/// `None`: rootless, and the cgroup could not be made (not delegated).
+pub(crate) fn prepare(
+    spec: &Spec,
+    id: &str,
+    rootless: bool,
+) -> Result<Option<Cgroups>, CgroupError> {
     let h = Hierarchy::detect().map_err(CgroupError::Detect)?;
     let path = spec
         .linux()
@@ -47,8 +59,39 @@ pub(crate) fn prepare(spec: &Spec, id: &str) -> Result<Option<Cgroups>, CgroupEr
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
     let cg = Cgroup::resolve(&h, path.as_deref(), id).map_err(CgroupError::Path)?;
-    cg.create().map_err(CgroupError::Create)?;
-    Ok(Some(Cgroups(cg)))
+    let optional = rootless && path.is_none();
+    match cg.create() {
+        Ok(()) => Ok(Some(Cgroups { cg, optional })),
+        Err(e) if optional && denied(&e) => {
+            tracing::debug!("rootless: no cgroup for the container: {e}");
+            let _ = cg.destroy();
+            Ok(None)
+        }
+        Err(e) => Err(CgroupError::Create(e)),
+    }
+}
+
+/// Errors that mean "not ours to write" (runc's isIgnorableError).
+fn denied(e: &hull_cgroups::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EPERM | libc::EACCES | libc::EROFS)
+    )
+}
+
+/// Whether the config sets any limit (device rules aside): those need a
+/// cgroup even when rootless.
+pub(crate) fn has_limits(spec: &Spec) -> bool {
+    let Some(r) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) else {
+        return false;
+    };
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("devices");
+        m.retain(|_, x| !(x.is_null() || x.as_object().is_some_and(|o| o.is_empty())));
+        return !m.is_empty();
+    }
+    false
 }
 
 /// The config's resources with the device rules runc always adds: deny all,
@@ -72,71 +115,99 @@ fn op(op: &'static str) -> impl FnOnce(hull_cgroups::Error) -> CgroupError {
 impl Cgroups {
     /// On pure cgroup v2: the dir fd for clone3's CLONE_INTO_CGROUP.
     pub(crate) fn clone_fd(&self) -> Option<std::fs::File> {
-        self.0.unified_dir()
+        self.cg.unified_dir()
     }
 
     pub(crate) fn enter(&self, pid: i32) -> Result<(), CgroupError> {
-        self.0
+        self.cg
             .add_process(pid)
             .map_err(|source| CgroupError::Enter { pid, source })
     }
 
+    /// `enter` at create: a rootless container that may not join its
+    /// cgroup goes on without one (`None`; the directory is removed).
+    pub(crate) fn enter_init(self, pid: i32) -> Result<Option<Cgroups>, CgroupError> {
+        match self.cg.add_process(pid) {
+            Ok(()) => Ok(Some(self)),
+            Err(e) if self.optional && denied(&e) => {
+                tracing::debug!("rootless: cannot join the container's cgroup: {e}");
+                let _ = self.cg.destroy();
+                Ok(None)
+            }
+            Err(source) => Err(CgroupError::Enter { pid, source }),
+        }
+    }
+
+    /// The config's resources. Rootless, device rules that cannot be set
+    /// are skipped (runc: "not expected to work"); limits must apply.
     pub(crate) fn apply(&self, spec: &Spec) -> Result<(), CgroupError> {
-        self.0
-            .apply(&resources_of(spec))
-            .map_err(CgroupError::Apply)
+        let mut r = resources_of(spec);
+        if self.optional {
+            let mut devices = LinuxResources::default();
+            devices.set_devices(r.devices().clone());
+            r.set_devices(None);
+            if let Err(e) = self.cg.apply(&devices) {
+                tracing::debug!("rootless: device cgroup rules not applied: {e}");
+            }
+        }
+        self.cg.apply(&r).map_err(CgroupError::Apply)
     }
 
     /// `hullc update`: only what the caller gave (no device reset).
     pub(crate) fn update(&self, r: &LinuxResources) -> Result<(), CgroupError> {
-        self.0.apply(r).map_err(CgroupError::Apply)
+        self.cg.apply(r).map_err(CgroupError::Apply)
     }
 
     pub(crate) fn destroy(&self) -> Result<(), CgroupError> {
-        self.0
+        self.cg
             .destroy()
             .map_err(op("removing the container's cgroup"))
     }
 
     pub(crate) fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.0).expect("a cgroup always serializes")
+        serde_json::to_value(&self.cg).expect("a cgroup always serializes")
     }
 
     pub(crate) fn from_json(v: Option<&serde_json::Value>) -> Option<Cgroups> {
         v.and_then(|v| serde_json::from_value(v.clone()).ok())
-            .map(Cgroups)
+            .map(|cg| Cgroups {
+                cg,
+                optional: false,
+            })
     }
 
     pub(crate) fn is_frozen(&self) -> Result<bool, CgroupError> {
-        self.0.is_frozen().map_err(op("reading freezer state"))
+        self.cg.is_frozen().map_err(op("reading freezer state"))
     }
 
     pub(crate) fn freeze(&self) -> Result<(), CgroupError> {
-        self.0.freeze().map_err(op("freezing"))
+        self.cg.freeze().map_err(op("freezing"))
     }
 
     pub(crate) fn thaw(&self) -> Result<(), CgroupError> {
-        self.0.thaw().map_err(op("thawing"))
+        self.cg.thaw().map_err(op("thawing"))
     }
 
     pub(crate) fn kill_all(&self, sig: i32) -> Result<(), CgroupError> {
         // Nothing left (the usual case at delete): skip the freeze/thaw
         // round trip, whose first use flips a kernel static key (IPIs).
-        if !self.0.exists() || self.0.pids().is_ok_and(|p| p.is_empty()) {
+        if !self.cg.exists() || self.cg.pids().is_ok_and(|p| p.is_empty()) {
             return Ok(());
         }
-        self.0.kill_all(sig).map_err(op("signalling every process"))
+        self.cg
+            .kill_all(sig)
+            .map_err(op("signalling every process"))
     }
 
     pub(crate) fn pids(&self) -> Result<Vec<i32>, CgroupError> {
-        self.0.pids().map_err(op("listing processes"))
+        self.cg.pids().map_err(op("listing processes"))
     }
 
     pub(crate) fn stats(&self) -> Result<hull_cgroups::Stats, CgroupError> {
-        self.0.stats().map_err(op("reading statistics"))
+        self.cg.stats().map_err(op("reading statistics"))
     }
 
     pub(crate) fn oom_kills(&self) -> Result<u64, CgroupError> {
-        self.0.oom_kill_count().map_err(op("reading oom events"))
+        self.cg.oom_kill_count().map_err(op("reading oom events"))
     }
 }

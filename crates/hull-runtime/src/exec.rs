@@ -117,6 +117,22 @@ fn open_namespaces(
     Ok(out)
 }
 
+/// An unprivileged caller has no CAP_SYS_ADMIN over the container's pid
+/// namespace until it is in the container's user namespace, which owns it:
+/// join that first, here (the exec child inherits it). Root joins it in the
+/// child, as before. Returns whether we joined it.
+fn join_user_first(nss: &mut Vec<(LinuxNamespaceType, File)>) -> Result<bool, ExecError> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(false);
+    }
+    let Some(i) = nss.iter().position(|(t, _)| *t == LinuxNamespaceType::User) else {
+        return Ok(false);
+    };
+    let (t, f) = nss.remove(i);
+    setns(&f, t).map_err(sys("joining the container's user namespace"))?;
+    Ok(true)
+}
+
 fn setns(f: &File, t: LinuxNamespaceType) -> std::io::Result<()> {
     // SAFETY: setns with a namespace fd we own and its CLONE_NEW* type.
     if unsafe { libc::setns(f.as_raw_fd(), t as i32) } != 0 {
@@ -174,7 +190,8 @@ fn exec_blocked(
     terminal: bool,
     set: &nix::sys::signal::SigSet,
 ) -> Result<i32, ExecError> {
-    let nss = open_namespaces(saved.pid, ORDER)?;
+    let mut nss = open_namespaces(saved.pid, ORDER)?;
+    let joined_user = join_user_first(&mut nss)?;
     for (t, f) in open_namespaces(
         saved.pid,
         &[
@@ -221,6 +238,7 @@ fn exec_blocked(
                 seccomp: seccomp.as_ref(),
                 state: &state,
                 setgroups_allowed,
+                become_root: joined_user || nss.iter().any(|(t, _)| *t == LinuxNamespaceType::User),
             });
             let (context, cause) = crate::init::split_error(&err);
             let _ = child.send(&Msg::Error { context, cause });
@@ -281,6 +299,8 @@ struct ChildArgs<'a> {
     state: &'a str,
     /// Whether the container's user namespace allows setgroups(2).
     setgroups_allowed: bool,
+    /// In the container's user namespace: become its root first.
+    become_root: bool,
 }
 
 /// The exec child: join, set up, exec. Returns only the error that stopped it.
@@ -293,7 +313,7 @@ fn child_main(a: &ChildArgs) -> ExecError {
         for (t, f) in a.nss {
             setns(f, *t).map_err(sys(format!("joining the container's {t} namespace")))?;
         }
-        if a.nss.iter().any(|(t, _)| *t == LinuxNamespaceType::User) {
+        if a.become_root {
             nix::unistd::setresgid(0.into(), 0.into(), 0.into())
                 .map_err(|e| sys("setgid(0) in user namespace")(e.into()))?;
             nix::unistd::setresuid(0.into(), 0.into(), 0.into())

@@ -23,6 +23,7 @@ mod paths;
 mod process;
 mod protocol;
 mod rootfs;
+pub mod rootless;
 mod run;
 mod seccomp;
 mod seccomp_setup;

@@ -65,6 +65,8 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// Rootless cgroup handling (`--rootless`, see rootless.rs).
+    pub rootless_cgroups: bool,
 }
 
 /// A created container, still a child of this process.
@@ -167,22 +169,11 @@ fn build(
 ) -> Result<Created, CreateError> {
     dir.write_atomic(CONFIG_FILE, &b.raw)?;
     let plan = namespaces::plan(&b.spec);
-    let cgroups = cgroup::prepare(&b.spec, &o.id)?;
+    let cgroups = cgroup::prepare(&b.spec, &o.id, o.rootless_cgroups)?;
     td.cgroups = cgroups.clone();
     // Recorded before anything runs in it, so that `delete --force` after a
     // crash of this process finds the cgroup (pid 0 reads as "creating").
-    let mut saved = Saved {
-        id: o.id.clone(),
-        pid: 0,
-        start_time: 0,
-        bundle: b.dir.clone(),
-        rootfs: b.rootfs.clone(),
-        created: state::now_rfc3339(),
-        owner: String::new(),
-        annotations: b.spec.annotations().clone().unwrap_or_default(),
-        cgroup: cgroups.as_ref().map(|c| c.to_json()),
-        late_hooks: hooks::any(&b.spec, &[hooks::Kind::Poststart, hooks::Kind::Poststop]),
-    };
+    let mut saved = initial_state(b, o, cgroups.as_ref());
     dir.save(&saved)?;
     let sock = dir_entry(dir, START_SOCK);
     let listener = UnixListener::bind(&sock)
@@ -199,7 +190,7 @@ fn build(
     // Decided here, not in the child: after clone3(CLONE_NEWUSER) and
     // before the parent writes uid_map, the child's euid reads as the
     // overflow uid and it would wrongly think setgroups is denied.
-    let setgroups_allowed = userns::setgroups_allowed(&plan);
+    let setgroups_allowed = userns::setgroups_allowed(&b.spec, &plan);
     let (pid, pidfd) = match clone3(plan.clone_flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))? {
         None => {
             // A host directory fd left open in the container is an escape
@@ -231,7 +222,12 @@ fn build(
     };
     drop((child, listener, console, seccomp));
     td.pidfd = Some(pidfd.try_clone().map_err(sys("dup pidfd"))?);
-    outside_setup(&b.spec, &plan, cgroups.as_ref(), pid)?;
+    let cgroups = outside_setup(&b.spec, &plan, cgroups, pid)?;
+    if cgroups.is_none() && saved.cgroup.is_some() {
+        // Rootless and not allowed to join it: the container has none.
+        saved.cgroup = None;
+        td.cgroups = None;
+    }
     parent.send(&Msg::Proceed)?;
     let state_json = |status| hooks::state_json(&b.spec, &o.id, status, pid, &b.dir);
     let ready = [Msg::Ready, Msg::CreateRuntime];
@@ -267,6 +263,22 @@ fn build(
     Ok(Created { pid, pidfd })
 }
 
+/// The state as recorded before init exists (pid 0 reads as "creating").
+fn initial_state(b: &Bundle, o: &CreateOptions, cgroups: Option<&Cgroups>) -> Saved {
+    Saved {
+        id: o.id.clone(),
+        pid: 0,
+        start_time: 0,
+        bundle: b.dir.clone(),
+        rootfs: b.rootfs.clone(),
+        created: state::now_rfc3339(),
+        owner: String::new(),
+        annotations: b.spec.annotations().clone().unwrap_or_default(),
+        cgroup: cgroups.map(|c| c.to_json()),
+        late_hooks: hooks::any(&b.spec, &[hooks::Kind::Poststart, hooks::Kind::Poststop]),
+    }
+}
+
 /// systemd socket activation (LISTEN_FDS in our environment): the sockets
 /// at fds 3.. go to the container too, and the program is told so with
 /// LISTEN_FDS and LISTEN_PID=1, as runc does.
@@ -288,21 +300,28 @@ fn pass_listen_fds(o: &mut CreateOptions, spec: &mut oci_spec::runtime::Spec) {
     }
 }
 
-/// Id mappings and cgroups: done by the parent while init waits.
+/// Id mappings and cgroups: done by the parent while init waits. Returns
+/// the cgroup the container really has (rootless may end up with none).
 fn outside_setup(
     spec: &oci_spec::runtime::Spec,
     plan: &Plan,
-    cg: Option<&Cgroups>,
+    cg: Option<Cgroups>,
     pid: i32,
-) -> Result<(), CreateError> {
+) -> Result<Option<Cgroups>, CreateError> {
     if plan.new_user_ns {
         userns::write_mappings(spec, pid)?;
     }
-    if let Some(cg) = cg {
-        cg.enter(pid)?;
-        cg.apply(spec)?;
+    let cg = match cg {
+        Some(cg) => cg.enter_init(pid)?,
+        None => None,
+    };
+    match &cg {
+        Some(cg) => cg.apply(spec)?,
+        // Only a rootless create gets here without a cgroup.
+        None if cgroup::has_limits(spec) => return Err(CgroupError::RootlessLimits.into()),
+        None => {}
     }
-    Ok(())
+    Ok(cg)
 }
 
 /// When init stops talking, say how it ended if it died without a message.

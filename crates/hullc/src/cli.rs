@@ -11,9 +11,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "hullc: a low-level OCI container runtime (runc-compatible)"
 )]
 pub struct Cli {
-    /// Root directory for container state.
-    #[arg(long, global = true, default_value = "/run/hullc")]
-    pub root: PathBuf,
+    /// Root directory for container state [default: /run/hullc, or
+    /// $XDG_RUNTIME_DIR/hullc when unprivileged].
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
     /// Log file (default: stderr).
     #[arg(long, global = true)]
     pub log: Option<PathBuf>,
@@ -26,7 +27,8 @@ pub struct Cli {
     /// Accepted for compatibility; hullc manages cgroupfs directly.
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
-    /// Accepted for compatibility (true, false or auto).
+    /// Rootless cgroup handling: true, false or auto (unprivileged, or root
+    /// of a user namespace).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub rootless: Option<String>,
     #[command(subcommand)]

@@ -13,8 +13,9 @@ use clap::Parser;
 use cli::{Cli, Cmd, CreateArgs, ListFormat};
 use hull_runtime::CreateOptions;
 
-fn options(a: CreateArgs) -> CreateOptions {
+fn options(a: CreateArgs, rootless_cgroups: bool) -> CreateOptions {
     CreateOptions {
+        rootless_cgroups,
         id: a.id,
         bundle: a.bundle,
         pid_file: a.pid_file,
@@ -66,7 +67,18 @@ fn list(root: &std::path::Path, format: ListFormat, quiet: bool) -> anyhow::Resu
 
 /// Runs the command; `Ok(code)` is the process exit status.
 fn dispatch(cli: Cli) -> anyhow::Result<u8> {
-    let root = cli.root.as_path();
+    let root = match cli.root {
+        Some(r) => r,
+        None => {
+            let (r, per_user) = hull_runtime::rootless::default_root();
+            if per_user {
+                hull_runtime::rootless::prepare_user_root(&r)?;
+            }
+            r
+        }
+    };
+    let root = root.as_path();
+    let rootless = hull_runtime::rootless::rootless_cgroups(cli.rootless.as_deref())?;
     if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec(_)) {
         // Only these start processes in a container (CVE-2019-5736); may
         // re-exec this process and not return.
@@ -74,7 +86,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     }
     match cli.cmd {
         Cmd::Create(a) => {
-            hull_runtime::create(root, &options(a))?;
+            hull_runtime::create(root, &options(a, rootless))?;
         }
         Cmd::Start { id } => hull_runtime::start(root, &id)?,
         Cmd::Run {
@@ -82,7 +94,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             detach,
             keep,
         } => {
-            let code = hull_runtime::run(root, &options(create), detach, keep)?;
+            let code = hull_runtime::run(root, &options(create, rootless), detach, keep)?;
             return Ok(code.clamp(0, 255) as u8);
         }
         Cmd::State { id } => print_json(&hull_runtime::state(root, &id)?)?,
