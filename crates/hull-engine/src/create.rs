@@ -19,6 +19,9 @@ impl Engine {
     /// Creates a container (rootfs, bundle, shim, `hullc create`, network) ready to
     /// start. Nothing is left behind when it fails.
     pub fn create(&self, image: &str, o: &ContainerOptions) -> Result<Record, Error> {
+        // Before anything is made: both are needed to get a container running.
+        self.hullc()?;
+        self.shim_bin()?;
         let _lock = self.containers.lock()?;
         let mut store = Store::open(&self.root)?;
         let img = match store.lookup(image) {

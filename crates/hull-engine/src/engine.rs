@@ -364,6 +364,10 @@ impl Engine {
     }
 
     pub(crate) fn hullc_delete(&self, id: &str) -> Result<(), Error> {
+        // No state directory: hullc never made this container (or deleted it).
+        if !self.hullc_root().join(shim::NAMESPACE).join(id).exists() {
+            return Ok(());
+        }
         let hullc = self.hullc()?;
         let out = std::process::Command::new(hullc)
             .arg("--root")

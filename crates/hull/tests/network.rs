@@ -391,6 +391,16 @@ fn teardown_on_exit_rm_and_reset() {
         "sleep",
         "1000",
     ]);
+    // As if hull had crashed before writing r1's record: reset still finds its shim, task,
+    // rootfs, lease, veth and port rules.
+    let r1 = e.ok(&["inspect", "r1"]);
+    let r1: Value = serde_json::from_str(&r1).unwrap();
+    let dir = e
+        .root
+        .path()
+        .join("ctr")
+        .join(r1[0]["Id"].as_str().unwrap());
+    std::fs::remove_file(dir.join("container.json")).unwrap();
     let o = e
         .cmd(&["system", "reset"])
         .stdin(std::process::Stdio::null())
@@ -398,7 +408,8 @@ fn teardown_on_exit_rm_and_reset() {
         .unwrap();
     assert_ne!(o.status.code(), Some(0));
     assert!(text(&o).1.contains("--force"), "{}", text(&o).1);
-    assert!(e.ok(&["ps", "-q"]).lines().count() == 2);
+    assert_eq!(e.ok(&["ps", "-q"]).lines().count(), 1);
+    assert_eq!(e.leases().len(), 2);
     e.ok(&["system", "reset", "--force"]);
     assert_eq!(e.ok(&["ps", "-a", "-q"]), "");
     assert!(e.links().is_empty(), "links left: {:?}", e.links());
@@ -563,5 +574,44 @@ fn image_volumes_become_anonymous_volumes() {
     e.ok(&["rm", "-f", "-v", "w"]);
     assert_eq!(e.ok(&["volume", "ls", "-q"]), "named\n");
     e.ok(&["volume", "rm", "named"]);
+    e.assert_clean();
+}
+
+#[test]
+fn listing_commands_need_no_runtime_binaries() {
+    let e = env();
+    // hull alone, without hullc and the shim next to it or on PATH.
+    let lone = e.work.path().join("lone");
+    std::fs::create_dir(&lone).unwrap();
+    std::fs::copy(ctr::HULL, lone.join("hull")).unwrap();
+    e.ok(&["create", "--name", "c", IMG, "true"]);
+    let run = |args: &[&str]| {
+        Command::new(lone.join("hull"))
+            .arg("--root")
+            .arg(e.root.path())
+            .args(args)
+            .envs(e.envs())
+            .env("PATH", "/nonexistent")
+            .env_remove("HULLC")
+            .env_remove("HULL_SHIM")
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["ps", "-a"][..],
+        &["inspect", "c"],
+        &["images"],
+        &["network", "ls"],
+        &["volume", "ls"],
+        &["port", "c"],
+    ] {
+        let o = run(args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o).1);
+    }
+    assert!(text(&run(&["ps", "-a"])).0.contains("Created"));
+    let o = run(&["run", "--rm", IMG, "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(text(&o).1.contains("cannot find"), "{}", text(&o).1);
+    e.ok(&["rm", "c"]);
     e.assert_clean();
 }
