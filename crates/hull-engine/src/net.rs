@@ -36,7 +36,7 @@ pub enum Error {
     Env(&'static str, String),
     #[error("network {0} is in use by container(s) {1}: remove them first")]
     InUse(String, String),
-    #[error("{0} is a predefined network mode, not a network of hull's")]
+    #[error("{0} is a predefined network and cannot be removed (`hull system reset` resets all)")]
     Predefined(String),
     #[error(transparent)]
     Net(#[from] NetError),
@@ -223,7 +223,7 @@ impl Engine {
 
     /// `hull network rm`: refuses a network with containers, naming them.
     pub fn remove_network(&self, name: &str) -> Result<(), crate::Error> {
-        if matches!(name, "none" | "host") {
+        if matches!(name, "none" | "host" | DEFAULT_NETWORK) {
             return Err(Error::Predefined(name.into()).into());
         }
         let nets = self.networks()?;

@@ -72,17 +72,34 @@ fn published_port_reaches_httpd_from_host_loopback() {
     let e = env();
     let port = free_port();
     let publish = format!("127.0.0.1:{port}:80");
-    let mut args = vec!["run", "-d", "--name", "web", "-p", &publish, IMG];
+    // Without an address: every local address of the host, 127.0.0.1 included.
+    let any = free_port();
+    let publish_any = format!("{any}:80");
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &publish,
+        "-p",
+        &publish_any,
+        IMG,
+    ];
     args.extend_from_slice(HTTPD);
     e.ok(&args);
     let body = http_get(port, "/from-image");
     assert!(body.ends_with("image data\n"), "{body}");
+    assert!(http_get(any, "/from-image").ends_with("image data\n"));
 
     assert_eq!(
         e.ok(&["port", "web"]),
-        format!("80/tcp -> 127.0.0.1:{port}\n")
+        format!("80/tcp -> 127.0.0.1:{port}\n80/tcp -> 0.0.0.0:{any}\n")
     );
-    assert_eq!(e.ok(&["port", "web", "80"]), format!("127.0.0.1:{port}\n"));
+    assert_eq!(
+        e.ok(&["port", "web", "80/tcp"]),
+        format!("127.0.0.1:{port}\n0.0.0.0:{any}\n")
+    );
     assert!(e.ok(&["ps"]).contains(&format!("127.0.0.1:{port}->80/tcp")));
     let i = inspect(&e, "web");
     let ns = &i["NetworkSettings"];
@@ -92,6 +109,7 @@ fn published_port_reaches_httpd_from_host_loopback() {
     assert_eq!(ns["IPPrefixLen"], 24);
     assert_eq!(ns["MacAddress"].as_str().unwrap().len(), 17, "{ns}");
     assert_eq!(ns["Ports"]["80/tcp"][0]["HostPort"], port.to_string());
+    assert_eq!(ns["Ports"]["80/tcp"][1]["HostIp"], "0.0.0.0");
     assert_eq!(ns["Networks"]["bridge"]["IPAddress"], ns["IPAddress"]);
     assert_eq!(i["HostConfig"]["NetworkMode"], "bridge");
     // The same from inside: address, MAC, default route, hosts and resolv.conf.
@@ -496,6 +514,7 @@ fn bad_network_input_is_refused_and_leaves_nothing() {
     fails_with(&e, &["network", "create", "n1"], &["already exists"]);
     fails_with(&e, &["network", "create", "host"], &["reserved"]);
     fails_with(&e, &["network", "rm", "nothere"], &["no such network"]);
+    fails_with(&e, &["network", "rm", "bridge"], &["predefined"]);
     assert!(!e.ok(&["network", "ls", "-q"]).contains("n2"));
     e.ok(&["network", "rm", "n1"]);
     e.assert_clean();
