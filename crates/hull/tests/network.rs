@@ -349,9 +349,15 @@ fn teardown_on_exit_rm_and_reset() {
     let port = free_port();
     let publish = format!("127.0.0.1:{port}:80");
     // Exits on its own, nobody attached: the next ps releases lease and rules.
-    e.ok(&["run", "-d", "--name", "quick", "-p", &publish, IMG, "true"]);
-    assert_eq!(e.ok(&["wait", "quick"]), "0\n");
-    e.ok(&["ps", "-a"]);
+    e.ok(&[
+        "run", "-d", "--name", "quick", "-p", &publish, IMG, "sleep", "0.3",
+    ]);
+    assert_eq!(e.leases().len(), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !e.ok(&["ps", "-a"]).contains("Exited (0)") {
+        assert!(Instant::now() < deadline, "quick did not exit");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(e.leases().is_empty() && e.port_rules().is_empty());
     e.ok(&["rm", "quick"]);
     // rm -f of a running container with a published port on a user network.

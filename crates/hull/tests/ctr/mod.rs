@@ -145,7 +145,17 @@ fn hull_arch() -> &'static str {
 /// A network slot of this test process: held (flock) for the test's lifetime.
 pub struct NetSlot {
     pub n: u8,
-    _lock: std::fs::File,
+    lock: std::fs::File,
+    path: PathBuf,
+}
+
+impl Drop for NetSlot {
+    fn drop(&mut self) {
+        // Unlinked while still locked: a claimer that opened the old file finds its inode
+        // gone from the path and tries again (see `claim`).
+        let _ = std::fs::remove_file(&self.path);
+        let _ = &self.lock;
+    }
 }
 
 impl NetSlot {
@@ -154,16 +164,23 @@ impl NetSlot {
         let start = std::process::id() % 250;
         for i in 0..250 {
             let n = ((start + i) % 250) as u8;
-            let p = format!("/run/lock/hull-test-net-{n}.lock");
+            let path = PathBuf::from(format!("/run/lock/hull-test-net-{n}.lock"));
             let f = std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
-                .open(&p)
+                .open(&path)
                 .unwrap();
             // SAFETY: flock on a descriptor we own; the kernel drops it when we exit.
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                let slot = NetSlot { n, _lock: f };
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                continue;
+            }
+            // The holder before us may have unlinked it after we opened it.
+            use std::os::unix::fs::MetadataExt;
+            let same =
+                std::fs::metadata(&path).is_ok_and(|m| m.ino() == f.metadata().unwrap().ino());
+            if same {
+                let slot = NetSlot { n, lock: f, path };
                 slot.sweep();
                 return slot;
             }
