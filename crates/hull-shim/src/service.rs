@@ -451,6 +451,19 @@ impl containerd_shim::Task for Service {
         })
     }
 
+    /// The trait's default answers NOT_FOUND, which containerd reports as a missing task;
+    /// UNIMPLEMENTED maps to errdefs.ErrNotImplemented, the truth: hullc has no CRIU support.
+    fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: api::CheckpointTaskRequest,
+    ) -> TtrpcResult<api::Empty> {
+        Err(rpc_err(
+            Code::UNIMPLEMENTED,
+            "checkpoint is not implemented by containerd-shim-hull-v2 (hullc has no CRIU support)",
+        ))
+    }
+
     fn shutdown(&self, _ctx: &TtrpcContext, _req: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
         if self.tasks.get().is_none() || self.tasks.get().is_some_and(|t| t.is_empty()) {
             self.exit.signal();

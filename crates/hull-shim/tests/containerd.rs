@@ -372,6 +372,13 @@ fn containerd_with_hull_shim() {
     assert!(metrics.contains("memory"), "{metrics}");
     let ps = ctd.ok(&["task", "ps", "bg"]);
     assert!(ps.lines().count() >= 2, "{ps}");
+    // No CRIU: checkpoint says "not implemented", not that the task is missing.
+    let o = ctd.ctr(&["task", "checkpoint", "bg"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("not implemented") && err.contains("CRIU"),
+        "{o:?}"
+    );
     let shims = ctd.shim_pids();
     assert_eq!(shims.len(), 1, "one shim for bg: {shims:?}");
     let print_mem = |when: &str| {
