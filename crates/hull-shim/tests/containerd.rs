@@ -35,7 +35,9 @@ fn busybox_archive(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(rootfs.join("bin")).unwrap();
     std::fs::create_dir_all(w.join("blobs/sha256")).unwrap();
     std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for a in ["sh", "echo", "sleep", "cat", "ls", "true", "kill", "ps"] {
+    for a in [
+        "sh", "echo", "sleep", "cat", "ls", "true", "kill", "ps", "tty", "stty",
+    ] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
     }
     for d in ["proc", "sys", "dev", "tmp", "etc"] {
@@ -356,6 +358,24 @@ fn containerd_with_hull_shim() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert_eq!(o.status.code(), Some(3), "{o:?}");
+
+    // `ctr run -t`: the console socket path through the shim; ctr needs a terminal,
+    // so script(1) gives it one. Inside: a pty as stdin and its size set by ctr.
+    let line = format!(
+        "ctr -a {} -n {} run -t --rm --runtime io.containerd.hull.v2 {IMAGE} tty1 \
+         sh -c 'tty; stty size; exit 4'",
+        ctd.sock, ctd.ns
+    );
+    let o = Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .env("COLUMNS", "100")
+        .env("LINES", "30")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("/dev/pts/"), "no pty inside: {out:?} {o:?}");
+    assert_eq!(o.status.code(), Some(4), "{out:?}");
 
     // Detached container: exec, pause/resume, metrics, kill, rm.
     ctd.ok(&[&["run", "-d"], &rt[..], &[IMAGE, "bg", "sleep", "1000"]].concat());
