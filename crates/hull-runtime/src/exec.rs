@@ -144,6 +144,8 @@ fn setns(f: &File, t: LinuxNamespaceType) -> std::io::Result<()> {
 /// Runs `o.process` in the container; returns its exit status, or 0 with
 /// `detach`.
 pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32, ExecError> {
+    crate::lsm::validate(Some(&o.process), crate::lsm::selinux_enabled())
+        .map_err(CreateError::from)?;
     let (saved, cg) = running(root, &o.id)?;
     let terminal = o.process.terminal().unwrap_or(false);
     if o.detach && terminal && o.console_socket.is_none() {
@@ -327,6 +329,7 @@ fn child_main(a: &ChildArgs) -> ExecError {
             seccomp_setup::install(sc, host_pid, a.state).map_err(CreateError::from)?;
         }
         let exe = process::become_process(a.process, a.setgroups_allowed)?;
+        crate::lsm::apply_exec_labels(a.process).map_err(crate::init::InitError::from)?;
         let env = process::environment(a.process);
         process::mark_fds_cloexec(3 + a.preserve_fds)?;
         if let Some(sc) = a.seccomp.filter(|_| !early) {

@@ -38,6 +38,8 @@ pub enum InitError {
     Console(#[from] ConsoleError),
     #[error(transparent)]
     Seccomp(#[from] seccomp_setup::SeccompSetupError),
+    #[error(transparent)]
+    Lsm(#[from] crate::lsm::LsmError),
     #[error("{op}")]
     Sys {
         op: String,
@@ -135,6 +137,7 @@ fn build(a: &InitArgs) -> Result<Infallible, InitError> {
         seccomp_setup::install(sc, host_pid, &seccomp_state())?;
     }
     let exe = process::become_process(process, a.setgroups_allowed)?;
+    crate::lsm::apply_exec_labels(process)?;
     let args = process.args().clone().unwrap_or_default();
     let env = process::environment(process);
     process::mark_fds_cloexec(3 + a.preserve_fds)?;

@@ -16,6 +16,7 @@ mod exec;
 pub mod exeseal;
 mod hooks;
 mod init;
+mod lsm;
 mod mounts;
 mod namespaces;
 mod parent;

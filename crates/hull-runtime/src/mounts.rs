@@ -15,6 +15,8 @@ use crate::paths::{fd_path, open_in_root, Kind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
+    #[error(transparent)]
+    Label(crate::lsm::LsmError),
     #[error("mounts[{index}] ({dest}): unknown option {option:?}")]
     Option {
         index: usize,
@@ -153,8 +155,13 @@ fn mount_err(what: impl Into<String>, dest: &Path) -> impl FnOnce(nix::Error) ->
 
 /// Mounts one `config.mounts` entry under `root` (the rootfs, still at its
 /// host path; we have not pivoted yet).
-pub(crate) fn mount_entry(root: &File, index: usize, m: &Mount) -> Result<(), MountError> {
-    let o = parse_options(index, m)?;
+pub(crate) fn mount_entry(
+    root: &File,
+    index: usize,
+    m: &Mount,
+    label: Option<&str>,
+) -> Result<(), MountError> {
+    let mut o = parse_options(index, m)?;
     let dest = m.destination();
     let src = m.source().clone().unwrap_or_else(|| PathBuf::from("none"));
     let kind = if o.bind
@@ -181,6 +188,7 @@ pub(crate) fn mount_entry(root: &File, index: usize, m: &Mount) -> Result<(), Mo
         bind_mount(&src, &fd_path(&target), dest, &o)?;
     } else {
         let fstype = m.typ().clone().unwrap_or_else(|| "none".into());
+        crate::lsm::label_data(&mut o.data, &fstype, label);
         fs_mount(&src, &fd_path(&target), dest, &fstype, &o)?;
     }
     // `target` names the directory under the new mount; the remount and the
@@ -190,6 +198,9 @@ pub(crate) fn mount_entry(root: &File, index: usize, m: &Mount) -> Result<(), Mo
         source,
     })?;
     let tpath = fd_path(&mounted);
+    if m.typ().as_deref() == Some("mqueue") {
+        crate::lsm::label_mqueue(&tpath, dest, label).map_err(MountError::Label)?;
+    }
     let extra = o.flags & !MsFlags::MS_REMOUNT;
     if o.bind && !extra.is_empty() {
         remount(&tpath, dest, extra)?;

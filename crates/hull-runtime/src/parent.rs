@@ -48,6 +48,8 @@ pub enum CreateError {
     ConsoleIo(#[from] ConsoleError),
     #[error("{0}")]
     Console(&'static str),
+    #[error(transparent)]
+    Lsm(#[from] crate::lsm::LsmError),
 }
 
 fn sys(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> CreateError {
@@ -145,6 +147,10 @@ pub(crate) fn create_with(
     console: Option<UnixStream>,
 ) -> Result<Created, CreateError> {
     config::validate_id(&o.id)?;
+    crate::lsm::validate(
+        bundle.spec.process().as_ref(),
+        crate::lsm::selinux_enabled(),
+    )?;
     let mut o = o.clone();
     pass_listen_fds(&mut o, &mut bundle.spec);
     let dir = ContainerDir::claim(root, &o.id)?;

@@ -99,7 +99,7 @@ pub(crate) fn prepare(o: &RootfsOpts) -> Result<(), RootfsError> {
         if m.typ().as_deref() == Some("cgroup") || m.typ().as_deref() == Some("cgroup2") {
             cgroupfs::mount_cgroup(&root, i, m, o.cgroupns)?;
         } else {
-            mounts::mount_entry(&root, i, m)?;
+            mounts::mount_entry(&root, i, m, crate::lsm::mount_label(o.spec))?;
         }
         dev_bound |= m.destination() == Path::new("/dev") && mounts::parse_options(i, m)?.bind;
     }
