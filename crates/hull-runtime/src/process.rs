@@ -176,10 +176,12 @@ pub(crate) fn set_caps(c: &LinuxCapabilities) -> Result<(), ProcessError> {
     }
     for cap in to_caps(c.ambient(), all) {
         // The kernel raises an ambient capability only if it is permitted
-        // and inheritable; runc warns and goes on (its default spec lists
-        // ambient capabilities that are not inheritable), so do we.
+        // and inheritable (EPERM otherwise). runc's default spec lists
+        // ambient capabilities that are not inheritable and runc ignores the
+        // failure silently (its capability library drops the prctl error),
+        // so a warning here would print on every run of that spec.
         if let Err(e) = caps::raise(None, CapSet::Ambient, cap) {
-            tracing::warn!("process.capabilities.ambient: cannot raise {cap}: {e}");
+            tracing::debug!("process.capabilities.ambient: cannot raise {cap}: {e}");
         }
     }
     Ok(())

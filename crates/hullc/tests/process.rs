@@ -272,6 +272,29 @@ fn spec_default_capabilities() {
     );
 }
 
+/// runc's own default spec lists ambient capabilities that are not
+/// inheritable: the kernel cannot raise them, and like runc hullc runs the
+/// container without them and without a word on stderr.
+#[test]
+fn runc_default_ambient_capabilities_are_skipped_quietly() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    let set = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+    b.config["process"]["capabilities"] = json!({
+        "bounding": set, "effective": set, "permitted": set, "ambient": set
+    });
+    b.args(&["cat", "/proc/self/status"]);
+    let id = h.id("amb");
+    let out = h.run(&b, &id, &[]).ok();
+    let m = caps_mask(&set);
+    let none = caps_mask(&[]);
+    assert_eq!(
+        cap_sets(&out.stdout),
+        [none.clone(), m.clone(), m.clone(), m, none]
+    );
+    assert_eq!(out.stderr, "", "nothing on stderr");
+}
+
 #[test]
 fn a_dropped_capability_is_denied() {
     let h = Hullc::new();
