@@ -9,6 +9,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -52,13 +53,28 @@ pub struct StdioPaths {
 }
 
 /// The shim's side of a running process's stdio.
-#[derive(Default)]
 pub struct ProcessIo {
     /// Wakes the stdin copier to drain and close (CloseIO).
     stdin_close: Option<OwnedFd>,
     copiers: Vec<JoinHandle<()>>,
+    /// Output copiers started, and the channel each sends on when it is done:
+    /// the exit waits on it instead of polling the threads.
+    outputs: usize,
+    out_done: (Sender<()>, Receiver<()>),
     /// The pty master, kept for ResizePty.
     console: Option<File>,
+}
+
+impl Default for ProcessIo {
+    fn default() -> Self {
+        ProcessIo {
+            stdin_close: None,
+            copiers: Vec::new(),
+            outputs: 0,
+            out_done: channel(),
+            console: None,
+        }
+    }
 }
 
 fn open_fifo(path: &str, nonblock: bool) -> Result<File, Error> {
@@ -197,8 +213,13 @@ fn copy_json(mut from: File, mut to: File, stream: &'static str) {
 }
 
 /// Starts the copier of one output stream to `path` (a FIFO, a regular
-/// file, or `jsonfile://PATH`).
-fn out_copier(from: File, path: &str, stream: &'static str) -> Result<JoinHandle<()>, Error> {
+/// file, or `jsonfile://PATH`); it sends on `done` once everything is written.
+fn out_copier(
+    from: File,
+    path: &str,
+    stream: &'static str,
+    done: Sender<()>,
+) -> Result<JoinHandle<()>, Error> {
     if let Some(file) = path.strip_prefix(JSON_FILE) {
         let to = OpenOptions::new()
             .append(true)
@@ -208,10 +229,16 @@ fn out_copier(from: File, path: &str, stream: &'static str) -> Result<JoinHandle
                 path: file.into(),
                 source,
             })?;
-        return spawn(stream, move || copy_json(from, to, stream));
+        return spawn(stream, move || {
+            copy_json(from, to, stream);
+            let _ = done.send(());
+        });
     }
     let fifo = open_fifo(path, false)?;
-    spawn(stream, move || copy_out(from, fifo))
+    spawn(stream, move || {
+        copy_out(from, fifo);
+        let _ = done.send(());
+    })
 }
 
 fn poll_in(fds: &mut [libc::pollfd], timeout_ms: i32) -> bool {
@@ -286,7 +313,7 @@ impl ProcessIo {
                 continue;
             }
             let (r, w) = pipe()?;
-            io.copiers.push(out_copier(r, path, stream)?);
+            io.add_output(r, path, stream)?;
             *slot = Some(w);
         }
         Ok((io, child))
@@ -305,10 +332,17 @@ impl ProcessIo {
         }
         if !p.stdout.is_empty() {
             let r = master.try_clone().map_err(Error::Pipe)?;
-            io.copiers.push(out_copier(r, &p.stdout, "stdout")?);
+            io.add_output(r, &p.stdout, "stdout")?;
         }
         io.console = Some(master);
         Ok(io)
+    }
+
+    fn add_output(&mut self, from: File, path: &str, stream: &'static str) -> Result<(), Error> {
+        let done = self.out_done.0.clone();
+        self.copiers.push(out_copier(from, path, stream, done)?);
+        self.outputs += 1;
+        Ok(())
     }
 
     /// CloseIO: the engine has no more input for this process.
@@ -338,16 +372,19 @@ impl ProcessIo {
     }
 
     /// Waits (bounded) for the output copiers to finish, so all output is in
-    /// the FIFOs before the exit is reported.
+    /// the FIFOs before the exit is reported. Woken by each copier as it ends
+    /// (a process's pipes usually reach EOF as it exits, before the reaper
+    /// reports it), so the exit is reported without delay.
     pub fn wait_output(&mut self, limit: Duration) {
         let deadline = Instant::now() + limit;
-        self.copiers.retain(|h| !h.is_finished());
-        while self.copiers.len() > usize::from(self.stdin_close.is_some())
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(5));
-            self.copiers.retain(|h| !h.is_finished());
+        while self.outputs > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.out_done.1.recv_timeout(left).is_err() {
+                return;
+            }
+            self.outputs -= 1;
         }
+        self.copiers.retain(|h| !h.is_finished());
     }
 }
 
