@@ -11,7 +11,7 @@ use crate::engine::{io, Engine, Error};
 use crate::net::NetPlan;
 use crate::opts::{ContainerOptions, MountSpec};
 use crate::record::{self, AnonVolume, Record};
-use crate::shim::{self, Io, Shim};
+use crate::shim::{self, Io};
 use crate::spec::{self, Inputs, ResolvedMount};
 use crate::{logs, volume};
 
@@ -176,7 +176,7 @@ impl Engine {
     /// Starts the shim and has it run `hullc create`; init's pid.
     fn launch(&self, rec: &Record, dir: &Path) -> Result<u32, Error> {
         shim::spawn(self.shim_bin()?, dir, &rec.id)?;
-        let s = Shim::connect(dir, &rec.id)?;
+        let s = self.shim_for(&rec.id)?;
         let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
         let io = Io {
             stdin: if rec.options.stdin {

@@ -2,8 +2,9 @@
 //! shim per container: state, start, signals, stop, wait, remove (the create
 //! path is in `create.rs`, networking in `net.rs`).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use hull_image::Store;
@@ -105,6 +106,10 @@ pub struct Engine {
     /// Found on first use: `ps`, `inspect`, `network` work without them.
     hullc: OnceLock<PathBuf>,
     shim: OnceLock<PathBuf>,
+    /// One ttrpc connection per shim for the whole command: each new one
+    /// costs a connect and client threads here and reader and worker
+    /// threads in the shim.
+    shims: Mutex<HashMap<String, Shim>>,
 }
 
 fn find_once<'a>(
@@ -127,6 +132,7 @@ impl Engine {
             volumes: Volumes::open(root),
             hullc: OnceLock::new(),
             shim: OnceLock::new(),
+            shims: Mutex::new(HashMap::new()),
         })
     }
 
@@ -150,8 +156,27 @@ impl Engine {
         Ok(self.containers.find(key)?)
     }
 
+    /// The client of `r`'s shim: the connection this engine already has, else a new one.
     pub fn shim(&self, r: &Record) -> Result<Shim, Error> {
-        Ok(Shim::connect(&self.dir(r), &r.id)?)
+        self.shim_for(&r.id)
+    }
+
+    pub(crate) fn shim_for(&self, id: &str) -> Result<Shim, Error> {
+        let mut shims = self.shims.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = shims.get(id) {
+            return Ok(s.clone());
+        }
+        let s = Shim::connect(&self.containers.dir_of(id), id)?;
+        shims.insert(id.into(), s.clone());
+        Ok(s)
+    }
+
+    /// Drops the connection to `id`'s shim (it is going away, or failed).
+    pub(crate) fn forget_shim(&self, id: &str) {
+        self.shims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     /// The container's state; once it is known to have exited, its network is released.
@@ -165,6 +190,9 @@ impl Engine {
 
     fn task_state(&self, r: &Record) -> State {
         let live = self.shim(r).and_then(|s| Ok(s.state("")?));
+        if live.is_err() {
+            self.forget_shim(&r.id);
+        }
         match live {
             Ok(t) => match t.status {
                 TaskStatus::Created => State::Created,
@@ -250,7 +278,8 @@ impl Engine {
         }
     }
 
-    fn remember_exit(&self, r: &Record, code: u32, at_ns: i128) {
+    /// Saves an exit learnt from the shim's Wait and releases the network.
+    pub fn remember_exit(&self, r: &Record, code: u32, at_ns: i128) {
         if let Ok(mut r) = self.containers.find(&r.id) {
             r.exit = Some(ExitInfo { code, at_ns });
             let _ = self.containers.save(&r);
@@ -334,6 +363,7 @@ impl Engine {
             }
             Err(_) => self.hullc_delete(&r.id),
         };
+        self.forget_shim(&r.id);
         let task_gone = task.is_ok();
         if let Err(e) = task {
             first.get_or_insert(e);
@@ -351,6 +381,8 @@ impl Engine {
             first.get_or_insert(e);
         }
         if task_gone {
+            // The shim removes its socket as it exits, but not when it was killed.
+            shim::remove_socket(&self.dir(r));
             if let Err(e) = self.containers.remove_dir(&r.id) {
                 first.get_or_insert(e.into());
             }

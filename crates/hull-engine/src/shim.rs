@@ -62,17 +62,35 @@ pub struct Io {
     pub terminal: bool,
 }
 
+/// Where shim sockets live unless `HULL_SHIM_SOCKET_DIR` says otherwise.
+pub const SOCKET_DIR: &str = "/run/hull/s";
+
+/// The shim's socket for the container directory `dir`:
+/// `SOCKET_DIR/<sha256(canonical dir)>.sock`, as containerd does. Not in the
+/// directory itself: sun_path holds 108 bytes and `--root` may be long. The
+/// directory's path names both the root and the id, so two roots never share
+/// a socket; hashing its canonical form makes every spelling of the root agree.
 pub fn socket_path(dir: &Path) -> PathBuf {
-    dir.join("shim.sock")
+    let canon = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let hash = hull_image::Digest::of(canon.as_os_str().as_encoded_bytes());
+    let base = std::env::var_os("HULL_SHIM_SOCKET_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from(SOCKET_DIR), PathBuf::from);
+    base.join(format!("{}.sock", hash.hex()))
+}
+
+/// Removes the socket of a shim that is gone without doing it itself (killed).
+pub fn remove_socket(dir: &Path) {
+    let _ = std::fs::remove_file(socket_path(dir));
 }
 
 /// Starts the long-lived shim for container `id` with its bundle in `dir`,
 /// returning once it serves.
 ///
-/// The shim is run directly in its serving mode (`-socket`) rather than
-/// through `start`, so the socket lives in the container's directory and
-/// goes with it. No `TTRPC_ADDRESS`: the shim's standalone mode, events
-/// are dropped.
+/// The shim is run directly in its serving mode (`-socket`, see
+/// [`socket_path`]; it removes the socket when it exits) rather than through
+/// `start`, which would fork once more. No `TTRPC_ADDRESS`: the shim's
+/// standalone mode, events are dropped.
 pub fn spawn(bin: &Path, dir: &Path, id: &str) -> Result<(), Error> {
     let log = dir.join("shim.log");
     let stderr = std::fs::File::create(&log).map_err(|source| Error::Spawn {
@@ -118,6 +136,7 @@ fn ts_ns(
         .map_or(0, |t| t.seconds as i128 * 1_000_000_000 + t.nanos as i128)
 }
 
+#[derive(Clone)]
 pub struct Shim {
     client: TaskClient,
     id: String,

@@ -84,6 +84,7 @@ impl Engine {
             let _ = s.delete("");
             s.shutdown();
         }
+        shim::remove_socket(&dir);
         let mut errs = Vec::new();
         if let Err(e) = self.hullc_delete(id) {
             errs.push(e.to_string());

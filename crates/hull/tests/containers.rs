@@ -514,12 +514,16 @@ fn state_survives_hull_and_shim_loss() {
     assert_eq!(e.ok(&["logs", "quick"]), "done\n");
     // The shim dies: the container outlives it; ps still tells the truth and rm -f cleans up.
     let pid = shim_pid(id.trim()).expect("shim process");
+    let sock = ctr::shim_socket(e.root.path(), id.trim());
     // SAFETY: kill(2) on a pid we just read from /proc.
     unsafe { libc::kill(pid, libc::SIGKILL) };
     std::thread::sleep(Duration::from_millis(200));
     let ps = e.ok(&["ps"]);
     assert!(ps.contains("orphan") && ps.contains("Up"), "{ps}");
+    // A killed shim leaves its socket behind; rm takes it away.
+    assert!(sock.exists(), "{}", sock.display());
     e.ok(&["rm", "-f", "orphan"]);
+    assert!(!sock.exists(), "socket left: {}", sock.display());
     e.ok(&["rm", "quick"]);
     for cg in [
         "/sys/fs/cgroup/hull",
@@ -531,6 +535,34 @@ fn state_survives_hull_and_shim_loss() {
             "cgroup left in {cg}"
         );
     }
+    e.assert_clean();
+}
+
+/// A `--root` so long that `ROOT/ctr/<id>/shim.sock` would not fit in sun_path (108
+/// bytes): the shim's socket lives in /run/hull/s under a hash of the container directory,
+/// and goes with the container.
+#[test]
+fn long_root_shim_socket() {
+    let mut e = Env::new();
+    e.root = tempfile::Builder::new()
+        .prefix(&format!("hull-long-root-{}-", "r".repeat(100)))
+        .tempdir()
+        .unwrap();
+    assert!(e.root.path().as_os_str().len() > 108);
+    e.load(IMG, json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]}));
+    assert_eq!(e.ok(&["run", "--rm", IMG, "echo", "hi"]), "hi\n");
+    let id = e.ok(&["run", "-d", "--name", "long", IMG, "sleep", "100"]);
+    let sock = ctr::shim_socket(e.root.path(), id.trim());
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::metadata(&sock).unwrap().file_type().is_socket(),
+        "{}",
+        sock.display()
+    );
+    assert!(e.ok(&["ps"]).contains("long"));
+    assert_eq!(e.ok(&["exec", "long", "echo", "in"]), "in\n");
+    e.ok(&["rm", "-f", "long"]);
+    assert!(!sock.exists(), "socket left: {}", sock.display());
     e.assert_clean();
 }
 

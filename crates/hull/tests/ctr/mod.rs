@@ -377,14 +377,8 @@ impl Env {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let r = root.to_string_lossy();
         assert!(!mounts.contains(&*r), "mounts left under {r}");
-        let procs = Command::new("ps").args(["-eo", "args"]).output().unwrap();
-        let procs = String::from_utf8_lossy(&procs.stdout);
-        assert!(
-            !procs
-                .lines()
-                .any(|l| l.contains("containerd-shim-hull-v2") && l.contains(&*r)),
-            "shims left"
-        );
+        let shims = shims_under(root);
+        assert!(shims.is_empty(), "shims left: {shims:?}");
         let hullc_state = root.join("hullc/hull");
         let states: Vec<_> = std::fs::read_dir(&hullc_state)
             .map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect())
@@ -403,6 +397,36 @@ impl Env {
         let rules = self.port_rules();
         assert!(rules.is_empty(), "port rules left: {rules:?}");
     }
+}
+
+/// Pids of the shims whose working directory (their bundle) lies under `root`: their
+/// command line names the container id and a socket outside the root, not the root.
+pub fn shims_under(root: &Path) -> Vec<i32> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.filter_map(Result::ok)
+        .filter_map(|p| {
+            let pid: i32 = p.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(p.path().join("comm")).ok()?;
+            // comm is cut at 15 bytes: "containerd-shim".
+            if !comm.starts_with("containerd-shim") {
+                return None;
+            }
+            let cwd = std::fs::read_link(p.path().join("cwd")).ok()?;
+            cwd.starts_with(root).then_some(pid)
+        })
+        .collect()
+}
+
+/// The socket of the shim of container `id` under `root`: `/run/hull/s/<sha256 of the
+/// canonical container directory>.sock` (hull-engine's `shim::socket_path`).
+pub fn shim_socket(root: &Path, id: &str) -> PathBuf {
+    let dir = std::fs::canonicalize(root.join("ctr").join(id)).unwrap();
+    PathBuf::from(format!(
+        "/run/hull/s/{}.sock",
+        sha(dir.as_os_str().as_encoded_bytes())
+    ))
 }
 
 pub fn ok(o: &Output) -> String {
