@@ -5,7 +5,10 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -20,6 +23,8 @@ pub enum Error {
     },
     #[error("cannot write output")]
     Write(#[source] std::io::Error),
+    #[error("cannot create an eventfd")]
+    Wake(#[source] std::io::Error),
 }
 
 pub const LOG: &str = "container.log";
@@ -104,6 +109,109 @@ pub fn print(dir: &Path, lines: Option<usize>, sink: &mut Sink<'_>) -> Result<u6
     Ok(data.len() as u64)
 }
 
+/// Set once the container is known to have exited (the shim's Wait
+/// answered); wakes a [`Follower`] blocked waiting for output. Clones share it.
+#[derive(Clone)]
+pub struct Exited(Arc<ExitedInner>);
+
+struct ExitedInner {
+    set: AtomicBool,
+    /// An eventfd, readable once set: polled together with the log's inotify.
+    fd: OwnedFd,
+}
+
+impl Exited {
+    pub fn new() -> Result<Exited, Error> {
+        // SAFETY: plain syscall, no pointers.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(Error::Wake(std::io::Error::last_os_error()));
+        }
+        Ok(Exited(Arc::new(ExitedInner {
+            set: AtomicBool::new(false),
+            // SAFETY: eventfd returned a fresh descriptor that nothing else owns.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })))
+    }
+
+    pub fn set(&self) {
+        self.0.set.store(true, Ordering::SeqCst);
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to an eventfd we own.
+        unsafe { libc::write(self.0.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.set.load(Ordering::SeqCst)
+    }
+}
+
+/// An inotify watch on the log (or its directory while the log does not
+/// exist yet): readable when the shim appends.
+struct Watch {
+    fd: Option<OwnedFd>,
+    wd: i32,
+}
+
+/// Inotify descriptors whose watch is gone, left for the process exit to close.
+///
+/// Closing an inotify descriptor waits for its marks to be destroyed, an SRCU
+/// grace period: 13–16 ms measured here, a third of a whole `run --rm true`.
+/// Removing the watch only queues that destruction, so the watch is removed
+/// as soon as following ends and the descriptor is closed by `exit`, by which
+/// time the removal has long completed.
+static LINGER: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+
+impl Watch {
+    /// `None` when inotify is unavailable (out of watches): then the
+    /// follower falls back to looking every [`POLL_FALLBACK`].
+    fn new(log: &Path) -> Option<Watch> {
+        // SAFETY: plain syscall, no pointers.
+        let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: inotify_init1 returned a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let (target, mask) = if log.exists() {
+            (log, libc::IN_MODIFY)
+        } else {
+            (log.parent()?, libc::IN_MODIFY | libc::IN_CREATE)
+        };
+        let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).ok()?;
+        // SAFETY: c is a valid NUL-terminated path for the duration of the call.
+        let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) };
+        if wd < 0 {
+            // No mark was made: closing is cheap.
+            return None;
+        }
+        Some(Watch { fd: Some(fd), wd })
+    }
+
+    fn raw(&self) -> i32 {
+        self.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd)
+    }
+
+    /// Discards the queued events (the follower reads the file anyway).
+    fn drain(&self) {
+        let mut buf = [0u8; 4096];
+        // SAFETY: reads into a valid buffer of its length; the fd is non-blocking.
+        while unsafe { libc::read(self.raw(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let Some(fd) = self.fd.take() else { return };
+        // SAFETY: removes our own watch from our own inotify descriptor.
+        unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), self.wd) };
+        LINGER.lock().unwrap_or_else(|p| p.into_inner()).push(fd);
+    }
+}
+
+/// How often the log is looked at when inotify is unavailable.
+const POLL_FALLBACK: Duration = Duration::from_millis(25);
+
 /// Copies what the shim appends to the log, as it comes.
 pub struct Follower {
     path: PathBuf,
@@ -132,20 +240,46 @@ impl Follower {
         Ok(true)
     }
 
-    /// Copies until `done()` says the container exited, then what is left
-    /// (the shim finishes copying before it reports the exit).
-    pub fn follow(&mut self, sink: &mut Sink<'_>, done: &dyn Fn() -> bool) -> Result<(), Error> {
+    /// Copies until `exited` is set, then what is left (the shim finishes
+    /// copying before it reports the exit). Sleeps in poll(2) on the log's
+    /// inotify watch and `exited`, so output and the exit are seen at once.
+    pub fn follow(&mut self, sink: &mut Sink<'_>, exited: &Exited) -> Result<(), Error> {
+        // Watching before the first read: nothing appended after it is missed.
+        let watch = Watch::new(&self.path);
         loop {
-            let finished = done();
+            let finished = exited.is_set();
             let any = self.pump(sink)?;
             if finished {
-                self.pump(sink)?;
                 return Ok(());
             }
             if !any {
-                std::thread::sleep(Duration::from_millis(25));
+                wait(watch.as_ref(), exited);
             }
         }
+    }
+}
+
+/// Blocks until the log changes or the container exited (or, without inotify,
+/// for [`POLL_FALLBACK`]).
+fn wait(watch: Option<&Watch>, exited: &Exited) {
+    let ev = |fd: i32| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let mut fds = vec![ev(exited.0.fd.as_raw_fd())];
+    if let Some(w) = watch {
+        fds.push(ev(w.raw()));
+    }
+    let timeout = if watch.is_some() {
+        -1
+    } else {
+        POLL_FALLBACK.as_millis() as i32
+    };
+    // SAFETY: fds is a valid slice of pollfd for its whole length.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+    if let Some(w) = watch {
+        w.drain();
     }
 }
 

@@ -168,6 +168,16 @@ impl Containers {
 
     /// By exact name, full id, or unique id prefix.
     pub fn find(&self, key: &str) -> Result<Record, Error> {
+        // A full id names its directory: no need to read every record (a name
+        // of 64 hex digits that is not an id finds no directory and falls
+        // through; one equal to another container's random id cannot happen).
+        if key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()) {
+            match self.load(key) {
+                Ok(r) => return Ok(r),
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
         let all = self.list()?;
         if let Some(r) = all.iter().find(|r| r.name == key || r.id == key) {
             return Ok(r.clone());

@@ -1,8 +1,6 @@
 //! `hull logs`.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
@@ -43,18 +41,19 @@ pub(crate) fn run(root: &Path, a: LogsArgs) -> Result<u8> {
     };
     let offset = logs::print(&dir, lines, &mut sink)?;
     if a.follow && e.state(&r).is_live() {
-        let done = Arc::new(AtomicBool::new(false));
-        let d = Arc::clone(&done);
-        let (root, id) = (e.root.clone(), r.id.clone());
-        std::thread::spawn(move || {
-            if let Ok(e) = engine(&root) {
-                if let Ok(r) = e.find(&id) {
-                    let _ = e.wait(&r);
-                }
-            }
-            d.store(true, Ordering::SeqCst);
-        });
-        logs::Follower::from(&dir, offset).follow(&mut sink, &|| done.load(Ordering::SeqCst))?;
+        let exited = logs::Exited::new()?;
+        let waiter = {
+            let (exited, shim) = (exited.clone(), e.shim(&r));
+            std::thread::spawn(move || {
+                let done = shim.ok().and_then(|s| s.wait("", None).ok().flatten());
+                exited.set();
+                done
+            })
+        };
+        logs::Follower::from(&dir, offset).follow(&mut sink, &exited)?;
+        if let Ok(Some((code, at_ns))) = waiter.join() {
+            e.remember_exit(&r, code, at_ns);
+        }
     }
     Ok(0)
 }

@@ -2,8 +2,6 @@
 //! options, and the foreground attach (output, stdin, signals, terminal).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -248,6 +246,10 @@ pub(crate) fn start(root: &Path, a: StartArgs) -> Result<u8> {
 
 /// Starts `r` with our terminal/stdio attached, forwards signals, streams
 /// the output until it exits; its exit status (a byte, like a shell).
+///
+/// One connection to the shim serves everything: resize, the forwarded
+/// signals, start, and the Wait that a thread blocks in; its answer wakes the
+/// log follower at once (the shim has flushed the output by then).
 fn attach_and_start(e: &Engine, r: &Record, from_start: bool) -> Result<u8> {
     let dir = e.dir(r);
     let shim = e.shim(r)?;
@@ -275,7 +277,7 @@ fn attach_and_start(e: &Engine, r: &Record, from_start: bool) -> Result<u8> {
     };
     // Before start: a signal that arrives as soon as the program runs must
     // be forwarded, not kill hull with its default action.
-    tty::forward_signals(e.shim(r)?, r.options.tty)?;
+    tty::forward_signals(shim.clone(), r.options.tty)?;
     let started = e.start(r);
     if let Err(err) = started {
         if !from_start {
@@ -285,15 +287,15 @@ fn attach_and_start(e: &Engine, r: &Record, from_start: bool) -> Result<u8> {
         let _ = e.remove(r, true, r.options.auto_remove);
         return Err(err.into());
     }
-    let done = Arc::new(AtomicBool::new(false));
+    let exited = logs::Exited::new()?;
+    // Not a scoped thread: when writing our output fails, we return at once
+    // rather than wait for the container.
     let waiter = {
-        let (done, root, id) = (Arc::clone(&done), e.root.clone(), r.id.clone());
-        std::thread::spawn(move || -> Result<u32> {
-            let e = engine(&root)?;
-            let r = e.find(&id)?;
-            let code = e.wait(&r);
-            done.store(true, Ordering::SeqCst);
-            Ok(code?)
+        let exited = exited.clone();
+        std::thread::spawn(move || {
+            let r = shim.wait("", None);
+            exited.set();
+            r
         })
     };
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
@@ -302,9 +304,11 @@ fn attach_and_start(e: &Engine, r: &Record, from_start: bool) -> Result<u8> {
         err: &mut err,
         timestamps: false,
     };
-    logs::Follower::from(&dir, offset).follow(&mut sink, &|| done.load(Ordering::SeqCst))?;
-    let code = waiter
+    logs::Follower::from(&dir, offset).follow(&mut sink, &exited)?;
+    let done = waiter
         .join()
         .map_err(|_| anyhow::anyhow!("waiting for the container panicked"))??;
+    let (code, at_ns) = done.unwrap_or((137, hull_engine::record::now_ns()));
+    e.remember_exit(r, code, at_ns);
     Ok(code.min(255) as u8)
 }
