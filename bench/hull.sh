@@ -13,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 if [ -z "${HULL_BIN_DIR:-}" ]; then
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-bench}"
-    cargo build --release --quiet -p hull -p hull-shim -p hullc
+    scripts/release.sh --quiet
     HULL_BIN_DIR="$CARGO_TARGET_DIR/release"
 fi
 # hull finds hullc and the shim next to itself.

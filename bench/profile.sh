@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench/profile.sh: needs root" >&2; exit 1; }
 if [ -z "${HULLC:-}" ]; then
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-bench}"
-    cargo build --release --quiet -p hullc
+    scripts/release.sh --quiet
     HULLC="$CARGO_TARGET_DIR/release/hullc"
 fi
 OUT=${1:-/tmp/hullc-profile}

@@ -12,7 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 if [ -z "${HULLC:-}" ]; then
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-bench}"
-    cargo build --release --quiet -p hullc
+    scripts/release.sh --quiet
     HULLC="$CARGO_TARGET_DIR/release/hullc"
 fi
 exec python3 bench/bench.py --hullc "$HULLC" "$@"

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-cargo build --release -p hullc
+scripts/release.sh
 hullc=$PWD/target/release/hullc
 bundle=$(mktemp -d /tmp/hull-demo.XXXXXX)
 trap 'rm -rf "$bundle"' EXIT
