@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use hull_image::{RootfsMode, Store};
+use hull_image::{Durability, RootfsMode, Store};
 use hull_net::NetnsConfig;
 
 use crate::engine::{io, Engine, Error};
@@ -49,7 +49,14 @@ impl Engine {
         };
         let cfg = img.config.config.clone().unwrap_or_default();
         let anon_volumes = anonymous_volumes(&cfg, o)?;
-        let rootfs = store.prepare_rootfs(image, &id, RootfsMode::Auto)?;
+        // `--rm`: the upper dir dies with the container, so it need not survive a host crash;
+        // a volatile overlay spares the unmount's flush of the store's whole filesystem.
+        let durability = if o.auto_remove {
+            Durability::Volatile
+        } else {
+            Durability::Durable
+        };
+        let rootfs = store.prepare_rootfs_with(image, &id, RootfsMode::Auto, durability)?;
         let dir = self.containers.dir_of(&id);
         let mut rec = Record {
             id: id.clone(),

@@ -25,7 +25,7 @@ pub use progress::{LayerAction, NoProgress, Progress};
 pub use pull::{pull, PullError, PullOptions, PullReport};
 pub use reference::Reference;
 pub use registry::{RegistryError, RegistryOptions};
-pub use rootfs::{Rootfs, RootfsError, RootfsMode};
+pub use rootfs::{Durability, Rootfs, RootfsError, RootfsMode};
 pub use spec::{ContainerConfig, ImageConfig, Platform};
 pub use store::{ImageRecord, RemoveReport, Store, StoreError};
 pub use unpack::UnpackError;

@@ -11,7 +11,7 @@ use std::process::Command;
 
 use anyhow::Result;
 use common::{push, run, Comp, Layer, Layout, Registry};
-use hull_image::{pull, NoProgress, PullError, PullOptions, RootfsMode, Store};
+use hull_image::{pull, Durability, NoProgress, PullError, PullOptions, RootfsMode, Store};
 
 /// Three layers (gzip, zstd, plain) exercising whiteouts, opaque dirs,
 /// links, setuid and xattrs.
@@ -133,10 +133,23 @@ fn pull_unpack_and_overlay_rootfs() -> Result<()> {
         b"b\n",
         "containers are isolated"
     );
+    // `--rm`'s volatile overlay: mounted with the option, marked by overlayfs, torn down alike.
+    let vol = store.prepare_rootfs_with(&name, "c3", RootfsMode::Overlay, Durability::Volatile)?;
+    assert_eq!(vol.durability, Durability::Volatile);
+    check_merged(&vol.path);
+    let opts = std::fs::read_to_string("/proc/self/mountinfo")?
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(vol.path.to_str().unwrap_or("")))
+        .map(str::to_string)
+        .unwrap_or_default();
+    assert!(opts.contains("volatile"), "{opts}");
+    assert!(vol.path.join("../work/work/incompat/volatile").is_dir());
+    assert_eq!(fs.durability, Durability::Durable);
     store.teardown_rootfs("c1")?;
     store.teardown_rootfs("c2")?;
-    assert!(!mounted(&fs.path));
-    assert!(!fs.path.exists() && !copy.path.exists());
+    store.teardown_rootfs("c3")?;
+    assert!(!mounted(&fs.path) && !mounted(&vol.path));
+    assert!(!fs.path.exists() && !copy.path.exists() && !vol.path.exists());
 
     // Second pull: everything present, nothing fetched.
     let again = pull(&mut store, &name, &PullOptions::default(), &NoProgress)?;
