@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -95,9 +96,32 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
     let db = Connection::open(path)?;
     db.busy_timeout(Duration::from_secs(60))?;
     db.pragma_update(None, "journal_mode", "WAL")?;
+    // WAL + NORMAL: commits are not fsynced, only checkpoints are. The database cannot be
+    // corrupted by a crash; a power loss may roll back the last commits (see
+    // ARCHITECTURE.md, "Metadata durability", for why that is acceptable per table). Image
+    // commits and removals ask for FULL themselves.
+    db.pragma_update(None, "synchronous", "NORMAL")?;
+    // hull opens and closes the store once or twice per command: by default the last
+    // connection to close checkpoints the WAL into the database and deletes it (three or four
+    // fsyncs per close). Left to the auto-checkpoint (every 1000 pages), the WAL persists
+    // between commands instead.
+    db.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     db.pragma_update(None, "foreign_keys", "ON")?;
     db.execute_batch(SCHEMA)?;
     Ok(db)
+}
+
+/// Runs `f` with `synchronous=FULL`: a pull or an `rmi` happens rarely and its record should
+/// survive a power loss like the blobs it names (which are fsynced); the WAL fsync of a FULL
+/// commit also makes every earlier NORMAL commit durable.
+fn full<T>(
+    db: &mut Connection,
+    f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    db.pragma_update(None, "synchronous", "FULL")?;
+    let r = f(db);
+    db.pragma_update(None, "synchronous", "NORMAL")?;
+    r
 }
 
 fn now() -> i64 {
@@ -112,6 +136,15 @@ pub(super) fn insert_image(db: &mut Connection, img: &NewImage) -> Result<(), St
         source,
     })?;
     let size: u64 = img.layers.iter().map(|l| l.size).sum();
+    full(db, |db| insert_image_tx(db, img, &layers, size))
+}
+
+fn insert_image_tx(
+    db: &mut Connection,
+    img: &NewImage,
+    layers: &str,
+    size: u64,
+) -> Result<(), StoreError> {
     let tx = db.transaction()?;
     tx.execute(
         "INSERT INTO images(id, manifest_digest, manifest_media_type, config, layers, size, created)
@@ -257,6 +290,14 @@ pub(super) fn containers_using(db: &Connection, image_id: &str) -> Result<Vec<St
 
 /// Untags `name` or deletes the image; returns (untagged names, deleted id).
 pub(super) fn remove(
+    db: &mut Connection,
+    s: &str,
+    force: bool,
+) -> Result<(Vec<String>, Option<String>), StoreError> {
+    full(db, |db| remove_tx(db, s, force))
+}
+
+fn remove_tx(
     db: &mut Connection,
     s: &str,
     force: bool,
