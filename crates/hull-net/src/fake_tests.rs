@@ -125,6 +125,10 @@ impl Nft for Fake {
                 k.table
                     .get_or_insert_with(Vec::new)
                     .retain(|r| r["handle"] != rule["handle"]);
+            } else if let Some(chain) = cmd["flush"].get("chain") {
+                k.table
+                    .get_or_insert_with(Vec::new)
+                    .retain(|r| r["chain"] != chain["name"]);
             } else if cmd["delete"].get("table").is_some() {
                 k.table = None;
             }

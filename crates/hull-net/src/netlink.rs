@@ -96,6 +96,13 @@ pub trait Links: Send + Sync {
     fn add_veth(&self, req: &VethRequest) -> Result<(), LinkError>;
     /// Deletes a host link; `Ok(false)` when it did not exist.
     fn delete_link(&self, name: &str) -> Result<bool, LinkError>;
+    /// Deletes a container's host veth, unless the kernel is about to: when the peer's
+    /// network namespace is being destroyed (the container exited and nothing else holds it),
+    /// the pair goes with it, and an RTM_DELLINK would only wait (~12 ms) for the RCU grace
+    /// periods of an unregistration the kernel does anyway. `Ok(false)` when it did not exist.
+    fn release_veth(&self, name: &str) -> Result<bool, LinkError> {
+        self.delete_link(name)
+    }
     /// Every host link.
     fn links(&self) -> Result<Vec<LinkSummary>, LinkError>;
     /// Destinations of the host's IPv4 routes in the main table (default route excluded),
@@ -203,6 +210,10 @@ impl Nl {
     }
 
     fn index(&self, name: &str) -> Result<Option<u32>, LinkError> {
+        Ok(self.link(name)?.map(|l| l.header.index))
+    }
+
+    fn link(&self, name: &str) -> Result<Option<LinkMessage>, LinkError> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
         match self.request(
@@ -211,7 +222,7 @@ impl Nl {
             0,
         ) {
             Ok(replies) => Ok(replies.into_iter().find_map(|r| match r {
-                RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
+                RouteNetlinkMessage::NewLink(l) => Some(l),
                 _ => None,
             })),
             Err(LinkError::Netlink { source, .. })
@@ -298,10 +309,49 @@ impl Nl {
         .map(drop)
     }
 
+    /// Whether `link` is one end of a pair (a veth) whose peer lives in a network namespace
+    /// that is being destroyed: its last reference is gone, and the kernel's cleanup_net
+    /// (a workqueue) will unregister the peer, which takes this end with it.
+    ///
+    /// The kernel shows this through the peer's namespace id (IFLA_LINK_NETNSID): hull's
+    /// veths get one at creation (the lookup right after RTM_NEWLINK asks for it), and
+    /// `get_net_ns_by_id` refuses a namespace whose count is zero, so a lookup of the peer
+    /// through that id (IFLA_TARGET_NETNSID) fails with EINVAL; once cleanup_net has
+    /// unhashed the id, the link reports -1 (NETNSA_NSID_NOT_ASSIGNED: peernet2id_alloc
+    /// gives a dying namespace no new id). A namespace that is alive (a container still
+    /// running, or one that others share) answers, and the caller deletes the link.
+    fn peer_netns_dying(&self, link: &LinkMessage) -> bool {
+        let (mut nsid, mut peer) = (None, None);
+        for a in &link.attributes {
+            match a {
+                LinkAttribute::LinkNetNsId(i) => nsid = Some(*i),
+                LinkAttribute::Link(p) => peer = Some(*p),
+                _ => {}
+            }
+        }
+        let (Some(nsid), Some(peer)) = (nsid, peer) else {
+            return false;
+        };
+        if nsid < 0 {
+            return true;
+        }
+        let mut m = LinkMessage::default();
+        m.header.index = peer;
+        m.attributes.push(LinkAttribute::IfNetnsId(nsid));
+        matches!(
+            self.request("look up veth peer", RouteNetlinkMessage::GetLink(m), 0),
+            Err(LinkError::Netlink { source, .. }) if source.raw_os_error() == Some(libc::EINVAL)
+        )
+    }
+
     fn delete(&self, name: &str) -> Result<bool, LinkError> {
         let Some(index) = self.index(name)? else {
             return Ok(false);
         };
+        self.delete_index(name, index)
+    }
+
+    fn delete_index(&self, name: &str, index: u32) -> Result<bool, LinkError> {
         let mut m = LinkMessage::default();
         m.header.index = index;
         match self.request(
@@ -392,6 +442,8 @@ impl Links for Netlink {
             NLM_F_CREATE | NLM_F_EXCL,
         )?;
         drop(ns);
+        // This lookup also makes the kernel give the peer's netns an id in ours
+        // (IFLA_LINK_NETNSID), which release_veth relies on.
         let index = host.must_index(&req.host_name)?;
         host.set_up(&req.host_name, index, None)?;
 
@@ -408,6 +460,18 @@ impl Links for Netlink {
         Nl::new()
             .map_err(nl_err("open netlink socket"))?
             .delete(name)
+    }
+
+    fn release_veth(&self, name: &str) -> Result<bool, LinkError> {
+        let nl = Nl::new().map_err(nl_err("open netlink socket"))?;
+        let Some(link) = nl.link(name)? else {
+            return Ok(false);
+        };
+        if nl.peer_netns_dying(&link) {
+            tracing::debug!("veth {name}: its peer's netns is being destroyed; left to the kernel");
+            return Ok(true);
+        }
+        nl.delete_index(name, link.header.index)
     }
 
     fn links(&self) -> Result<Vec<LinkSummary>, LinkError> {

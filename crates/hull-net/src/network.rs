@@ -346,12 +346,15 @@ impl Networks {
         state.insert(lease.clone());
         // The lease is on disk before anything is made in the kernel, so that detach or reset
         // finds whatever a crash leaves behind.
-        self.store.write(&state)?;
+        self.store.write_leases(&state)?;
         if let Err(e) = self.plumb(&cfg, &lease, &req.netns, &ifname) {
             let mut td = Teardown::default();
             self.unplumb(&cfg, &lease, &mut td);
             state.release(&req.container_id);
-            td.step(format!("release lease {ip}"), self.store.write(&state));
+            td.step(
+                format!("release lease {ip}"),
+                self.store.write_leases(&state),
+            );
             if !td.is_empty() {
                 tracing::warn!(
                     "rollback of attach to {network}: {}",
@@ -415,7 +418,6 @@ impl Networks {
         // masquerade; without this the kernel drops them as martians on the bridge.
         self.links
             .sysctl(&format!("net/ipv4/conf/{}/route_localnet", cfg.bridge), "1")?;
-        self.ensure_network_rules(cfg)?;
         self.links.add_veth(&VethRequest {
             host_name: lease.host_veth.clone(),
             bridge: cfg.bridge.clone(),
@@ -427,33 +429,15 @@ impl Networks {
             mtu: cfg.mtu,
             mac: mac_for(lease.ip),
         })?;
+        // One nft run per attach: the network's rules (rewritten, idempotently) and the
+        // container's ports, in one transaction. After the veth: a failure rolls both back.
+        let table = &self.opts.nft_table;
+        let mut batch = nft::network_rules(table, &cfg.name, &cfg.bridge, cfg.subnet);
         if !lease.ports.is_empty() {
             let tag = nft::container_tag(&cfg.name, &lease.container_id);
-            self.nft.apply(&nft::port_rules(
-                &self.opts.nft_table,
-                &tag,
-                lease.ip,
-                &lease.ports,
-            ))?;
+            batch.extend(nft::port_rules(table, &tag, lease.ip, &lease.ports));
         }
-        Ok(())
-    }
-
-    /// Installs the network's masquerade rules unless the table already has them.
-    fn ensure_network_rules(&self, cfg: &NetworkConfig) -> Result<(), NetError> {
-        let table = &self.opts.nft_table;
-        let tag = nft::network_tag(&cfg.name);
-        if let Some(listing) = self.nft.list_table(table)? {
-            if !nft::delete_tagged(&listing, |c| c == tag).is_empty() {
-                return Ok(());
-            }
-        }
-        self.nft.apply(&nft::network_rules(
-            table,
-            &cfg.name,
-            &cfg.bridge,
-            cfg.subnet,
-        ))?;
+        self.nft.apply(&serde_json::json!({ "nftables": batch }))?;
         Ok(())
     }
 
@@ -461,7 +445,7 @@ impl Networks {
     pub(crate) fn unplumb(&self, cfg: &NetworkConfig, lease: &Lease, td: &mut Teardown) {
         td.step(
             format!("delete veth {}", lease.host_veth),
-            self.links.delete_link(&lease.host_veth),
+            self.links.release_veth(&lease.host_veth),
         );
         if !lease.ports.is_empty() {
             let tag = nft::container_tag(&cfg.name, &lease.container_id);

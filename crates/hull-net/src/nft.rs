@@ -1,14 +1,17 @@
 //! nftables rules, generated as `nft -j` JSON and applied through a [`Nft`] runner.
 //!
-//! Everything lives in one `inet` table (default `hull`) with four base chains and no jump
-//! rules, so creating them is idempotent (`add table`/`add chain`). Each rule carries a comment
-//! tag: `n:<network>` for a network's masquerade rules, `c:<hash>` for a container's published
-//! ports. Teardown lists the table and deletes rules by handle; reset deletes the table.
+//! Everything lives in one `inet` table (default `hull`) with base chains only, no jump rules,
+//! so creating them is idempotent (`add table`/`add chain`). Each rule carries a comment tag:
+//! `n:<network>` for a network's masquerade rules, `c:<hash>` for a container's published
+//! ports. An attach is one `nft` run and needs no listing first: the network's masquerade
+//! rules live in a base chain of their own (`n-<network>`) that the batch flushes and refills,
+//! which is idempotent and atomic (nft batches commit as one transaction). Teardown lists the
+//! table and deletes rules by handle; reset deletes the table.
 //!
 //! - `prerouting` (nat, dstnat) and `output` (nat, -100): published ports,
 //!   `[ip daddr IP] fib daddr type local tcp dport HOST dnat ip to CTR_IP:CTR`; `output` makes
 //!   connections from the host itself (127.0.0.1:HOST, the bridge IP) work.
-//! - `postrouting` (nat, srcnat), per network: outbound masquerade
+//! - `n-<network>` (nat, postrouting hook, srcnat), per network: outbound masquerade
 //!   (`ip saddr NET ip daddr != NET masquerade`), hairpin (`ct status dnat ip saddr NET
 //!   ip daddr NET masquerade`: a container reaching a published port of its own network) and
 //!   `oifname BRIDGE ip saddr 127.0.0.0/8 masquerade`: a DNATed 127.0.0.1 connection leaves with
@@ -138,13 +141,26 @@ fn prefix(net: Subnet) -> Value {
     json!({"prefix": {"addr": net.network().to_string(), "len": net.prefix()}})
 }
 
-/// The batch that creates the base chains and a network's masquerade rules.
-pub fn network_rules(table: &str, network: &str, bridge: &str, subnet: Subnet) -> Value {
+/// The base chain holding a network's masquerade rules.
+pub fn network_chain(network: &str) -> String {
+    format!("n-{network}")
+}
+
+/// The commands that create the base chains and (re)write a network's masquerade rules: its
+/// chain is added (a no-op when it exists) and flushed before the rules, so the batch can be
+/// applied at every attach without listing the table first.
+pub fn network_rules(table: &str, network: &str, bridge: &str, subnet: Subnet) -> Vec<Value> {
     let tag = network_tag(network);
+    let chain = network_chain(network);
     let mut batch = base(table);
+    batch.push(
+        json!({"add": {"chain": {"family": "inet", "table": table, "name": chain,
+        "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}}),
+    );
+    batch.push(json!({"flush": {"chain": {"family": "inet", "table": table, "name": chain}}}));
     batch.push(rule(
         table,
-        "postrouting",
+        &chain,
         &tag,
         vec![
             ip_match("saddr", "==", prefix(subnet)),
@@ -154,7 +170,7 @@ pub fn network_rules(table: &str, network: &str, bridge: &str, subnet: Subnet) -
     ));
     batch.push(rule(
         table,
-        "postrouting",
+        &chain,
         &tag,
         vec![
             json!({"match": {"op": "in", "left": {"ct": {"key": "status"}}, "right": "dnat"}}),
@@ -165,7 +181,7 @@ pub fn network_rules(table: &str, network: &str, bridge: &str, subnet: Subnet) -
     ));
     batch.push(rule(
         table,
-        "postrouting",
+        &chain,
         &tag,
         vec![
             json!({"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": bridge}}),
@@ -177,12 +193,18 @@ pub fn network_rules(table: &str, network: &str, bridge: &str, subnet: Subnet) -
             json!({"masquerade": null}),
         ],
     ));
-    json!({ "nftables": batch })
+    batch
 }
 
-/// The batch that publishes a container's ports (DNAT in prerouting and output).
-pub fn port_rules(table: &str, tag: &str, container_ip: Ipv4Addr, ports: &[PortMapping]) -> Value {
-    let mut batch = base(table);
+/// The commands that publish a container's ports (DNAT in prerouting and output); they expect
+/// the base chains (apply them after [`network_rules`], in the same batch).
+pub fn port_rules(
+    table: &str,
+    tag: &str,
+    container_ip: Ipv4Addr,
+    ports: &[PortMapping],
+) -> Vec<Value> {
+    let mut batch = Vec::new();
     for p in ports {
         let mut expr = vec![
             json!({"match": {"op": "==", "left": {"meta": {"key": "nfproto"}},
@@ -204,7 +226,7 @@ pub fn port_rules(table: &str, tag: &str, container_ip: Ipv4Addr, ports: &[PortM
             batch.push(rule(table, chain, tag, expr.clone()));
         }
     }
-    json!({ "nftables": batch })
+    batch
 }
 
 /// From a `list table` answer, the deletions of every rule whose comment `matches`.
@@ -241,6 +263,33 @@ pub fn remove_tagged(nft: &dyn Nft, table: &str, tag: &str) -> Result<(), NftErr
     nft.apply(&json!({ "nftables": deletes }))
 }
 
+/// Deletes a network's rules: its chain, and rules tagged for it in other chains (where they
+/// were before they had a chain of their own). Nothing when the table is gone.
+pub fn remove_network(nft: &dyn Nft, table: &str, network: &str) -> Result<(), NftError> {
+    let Some(listing) = nft.list_table(table)? else {
+        return Ok(());
+    };
+    let tag = network_tag(network);
+    let chain = network_chain(network);
+    let mut batch = delete_tagged(&listing, |c| c == tag);
+    let has_chain = listing["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|i| i["chain"]["name"] == chain.as_str());
+    if has_chain {
+        let id = json!({"family": "inet", "table": table, "name": chain});
+        // A chain must be empty to be deleted; the flush is part of the same transaction.
+        batch.retain(|d| d["delete"]["rule"]["chain"] != chain.as_str());
+        batch.push(json!({"flush": {"chain": id.clone()}}));
+        batch.push(json!({"delete": {"chain": id}}));
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    nft.apply(&json!({ "nftables": batch }))
+}
+
 /// Deletes the whole table if it exists.
 pub fn remove_table(nft: &dyn Nft, table: &str) -> Result<(), NftError> {
     if nft.list_table(table)?.is_none() {
@@ -261,7 +310,7 @@ mod tests {
             "hull0",
             "10.87.0.0/24".parse().expect("net"),
         );
-        let b = v["nftables"].as_array().expect("array");
+        let b = &v;
         assert_eq!(
             b[0],
             json!({"add": {"table": {"family": "inet", "name": "hull"}}})
@@ -269,8 +318,11 @@ mod tests {
         assert_eq!(b[1]["add"]["chain"]["hook"], "prerouting");
         assert_eq!(b[2]["add"]["chain"]["hook"], "output");
         assert_eq!(b[3]["add"]["chain"]["type"], "nat");
-        let masq = &b[4]["add"]["rule"];
-        assert_eq!(masq["chain"], "postrouting");
+        assert_eq!(b[4]["add"]["chain"]["name"], "n-bridge");
+        assert_eq!(b[4]["add"]["chain"]["hook"], "postrouting");
+        assert_eq!(b[5]["flush"]["chain"]["name"], "n-bridge");
+        let masq = &b[6]["add"]["rule"];
+        assert_eq!(masq["chain"], "n-bridge");
         assert_eq!(masq["comment"], "n:bridge");
         assert_eq!(
             masq["expr"][0],
@@ -279,7 +331,7 @@ mod tests {
         );
         assert_eq!(masq["expr"][1]["match"]["op"], "!=");
         assert_eq!(masq["expr"][2], json!({"masquerade": null}));
-        let local = &b[6]["add"]["rule"]["expr"];
+        let local = &b[8]["add"]["rule"]["expr"];
         assert_eq!(local[0]["match"]["right"], "hull0");
         assert_eq!(local[1]["match"]["right"]["prefix"]["addr"], "127.0.0.0");
     }
@@ -291,8 +343,7 @@ mod tests {
             .map(|s| s.parse().expect("port"))
             .collect();
         let v = port_rules("hull", "c:1", Ipv4Addr::new(10, 87, 0, 2), &ports);
-        let b = v["nftables"].as_array().expect("array");
-        let rules: Vec<&Value> = b[4..].iter().map(|r| &r["add"]["rule"]).collect();
+        let rules: Vec<&Value> = v.iter().map(|r| &r["add"]["rule"]).collect();
         assert_eq!(rules.len(), 4);
         assert_eq!(rules[0]["chain"], "prerouting");
         assert_eq!(rules[1]["chain"], "output");

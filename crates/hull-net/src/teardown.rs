@@ -65,7 +65,7 @@ impl Networks {
         self.unplumb(&state.config, &lease, &mut td);
         td.step(
             format!("release lease {} on {network}", lease.ip),
-            self.store.write(&state),
+            self.store.write_leases(&state),
         );
         self.refresh_hosts(&state, None);
         td.finish()?;
@@ -112,7 +112,7 @@ impl Networks {
         let table = &self.opts.nft_table;
         td.step(
             format!("remove rules of network {name}"),
-            nft::remove_tagged(self.nft.as_ref(), table, &nft::network_tag(name)),
+            nft::remove_network(self.nft.as_ref(), table, name),
         );
         td.step(
             format!("delete network file {name}"),

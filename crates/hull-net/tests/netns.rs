@@ -439,3 +439,36 @@ fn none_mode_has_only_loopback_and_host_mode_needs_no_netns() {
         Ok(NetnsConfig::Host)
     );
 }
+
+#[test]
+fn detach_after_the_netns_died_leaves_the_veth_to_the_kernel() {
+    let Some(mut env) = setup() else { return };
+    env.network("gone");
+    let (ns, path) = env.netns("g");
+    let req = |id: &str| AttachRequest {
+        container_id: id.into(),
+        names: vec![id.into()],
+        netns: path.clone(),
+        ..AttachRequest::default()
+    };
+    let att = env.nets.attach("gone", &req("g")).expect("attach");
+    assert!(env.links().contains(&att.host_veth));
+    // The container exits: nothing holds its netns any more.
+    run("ip", &["netns", "del", &ns]);
+    env.netns.retain(|n| n != &ns);
+    let lease = env.nets.detach("gone", "g").expect("detach");
+    assert_eq!(lease.map(|l| l.ip), Some(att.ip));
+    // cleanup_net runs in a workqueue: the pair is gone soon, without our RTM_DELLINK.
+    let t = std::time::Instant::now();
+    while env.links().contains(&att.host_veth) {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "veth {} outlived its netns",
+            att.host_veth
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    eprintln!("veth gone {:?} after detach", t.elapsed());
+    env.nets.remove("gone", false).expect("remove");
+    assert_eq!(env.links(), Vec::<String>::new());
+}
