@@ -184,7 +184,8 @@ class Hull:
                     "sleep", "3600"), env=self.env)
 
     def monitors(self):
-        return pids_named("containerd-shim-hull-v2", self.root)
+        # The shim's socket is under /run/hull/s; its working directory is the container's.
+        return pids_named("containerd-shim-hull-v2", self.root, cwd=True)
 
     def clean(self):
         if os.path.isdir(self.root):
@@ -298,6 +299,21 @@ class Containerd:
                       ignore_errors=True)
 
 
+def nft_tables():
+    r = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
+    return set(r.stdout.splitlines()) if r.returncode == 0 else set()
+
+
+def remove_netavark_tables(before):
+    """podman's netavark leaves its iptables-nft chains (NETAVARK-*) in `ip nat` and
+    `ip filter` after its last container; remove such tables if this run created them."""
+    for t in sorted(nft_tables() - before):
+        fam_name = t.split()[1:]  # "table ip nat" -> ["ip", "nat"]
+        r = subprocess.run(["nft", "list", "table", *fam_name], capture_output=True, text=True)
+        if "NETAVARK" in r.stdout:
+            subprocess.run(["nft", "delete", "table", *fam_name], capture_output=True)
+
+
 def unmount_under(d):
     with open("/proc/self/mountinfo") as f:
         targets = [l.split(" ")[4] for l in f if l.split(" ")[4].startswith(d)]
@@ -305,9 +321,10 @@ def unmount_under(d):
         subprocess.run(["umount", "-l", t], capture_output=True)
 
 
-def pids_named(comm, needle):
+def pids_named(comm, needle, cwd=False):
     """PIDs whose /proc/PID/comm starts with `comm` (15-char kernel limit) and whose
-    command line mentions `needle` (the engine's private root)."""
+    command line (or, with `cwd`, working directory) mentions `needle` (the engine's
+    private root)."""
     out = []
     for p in os.listdir("/proc"):
         if not p.isdigit():
@@ -315,8 +332,11 @@ def pids_named(comm, needle):
         try:
             with open(f"/proc/{p}/comm") as f:
                 c = f.read().strip()
-            with open(f"/proc/{p}/cmdline", "rb") as f:
-                line = f.read().replace(b"\0", b" ").decode(errors="replace")
+            if cwd:
+                line = os.readlink(f"/proc/{p}/cwd")
+            else:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    line = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         if comm.startswith(c) and needle in line:
@@ -401,6 +421,7 @@ def main():
     # hull takes a parent relative to its caller's cgroup; podman and ctr an absolute one, so
     # they get this process's own (deepest) cgroup; the dirs that creates elsewhere go at the end.
     created = ancestors_missing(own)
+    tables = nft_tables()
     engines = []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     results = {"load_before": os.getloadavg()[0]}
@@ -443,6 +464,7 @@ def main():
             except Exception as err:  # cleanup carries on with the next engine
                 log(f"hull_bench: cleaning {e.name}: {err}")
         remove_cgroups(tag, created)
+        remove_netavark_tables(tables)
         unmount_under(work)
         shutil.rmtree(work, ignore_errors=True)
     report(results, a.scale)
