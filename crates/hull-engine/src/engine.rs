@@ -180,9 +180,15 @@ impl Engine {
     }
 
     /// The container's state; once it is known to have exited, its network is released.
+    ///
+    /// Only a positive `Exited` releases: `Dead` means no more than that the shim did not
+    /// answer and hullc could not be asked (missing binary, transient failure), and the
+    /// container may well still run. Tearing its veth and lease down from a read-only command
+    /// such as `ps` or `inspect` would cut a live container off; a dead one is released by
+    /// `rm` or `system reset` instead.
     pub fn state(&self, r: &Record) -> State {
         let st = self.task_state(r);
-        if matches!(st, State::Exited(_) | State::Dead) {
+        if matches!(st, State::Exited(_)) {
             self.release_after_exit(r);
         }
         st

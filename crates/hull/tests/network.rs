@@ -640,3 +640,50 @@ fn listing_commands_need_no_runtime_binaries() {
     e.ok(&["rm", "c"]);
     e.assert_clean();
 }
+
+/// Runs `name` detached on the default bridge and SIGKILLs only its shim: the container
+/// outlives it (init is not the shim's child). Its id.
+fn run_and_kill_shim(e: &Env, name: &str) -> String {
+    let id = e
+        .ok(&["run", "-d", "--name", name, IMG, "sleep", "1000"])
+        .trim()
+        .to_string();
+    let shims = ctr::shims_under(e.root.path());
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    // SAFETY: kill(2) on a pid just read from /proc, a shim this test started.
+    assert_eq!(unsafe { libc::kill(shims[0], libc::SIGKILL) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ctr::shims_under(e.root.path()).is_empty() {
+        assert!(Instant::now() < deadline, "the shim did not die");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    id
+}
+
+/// The host veths of this slot's containers: its links but the bridges (as `assert_clean`).
+fn veths(e: &Env) -> Vec<String> {
+    e.links()
+        .into_iter()
+        .filter(|l| !l.ends_with(|c: char| c.is_ascii_digit()) || l.len() > 7)
+        .collect()
+}
+
+#[test]
+fn listing_without_hullc_keeps_the_network_of_a_container_whose_shim_died() {
+    let e = env();
+    run_and_kill_shim(&e, "orphan");
+    assert_eq!(e.leases().len(), 1);
+    let before = veths(&e);
+    assert_eq!(before.len(), 1, "{:?}", e.links());
+    // The shim does not answer and hullc cannot be asked: the state is unknown, which is no
+    // reason to tear down the network of what may well (and here does) still run.
+    for args in [&["ps", "-a"][..], &["inspect", "orphan"]] {
+        let o = e.cmd(args).env("HULLC", "/nonexistent").output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", text(&o).1);
+    }
+    assert_eq!(e.leases().len(), 1, "lease released by a listing");
+    assert_eq!(veths(&e), before, "veth deleted by a listing");
+    assert!(e.ok(&["ps"]).contains("orphan"));
+    e.ok(&["rm", "-f", "orphan"]);
+    e.assert_clean();
+}
