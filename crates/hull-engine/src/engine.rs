@@ -353,9 +353,9 @@ impl Engine {
 
     /// Tears everything of `r` down: the task (through its shim, or hullc
     /// directly when the shim is gone), the shim, its network, the rootfs, the
-    /// directory, and with `volumes` its anonymous volumes. Every step runs; the
-    /// first error is returned. The directory stays when the task could not be
-    /// deleted, so that `rm` can be tried again.
+    /// directory, and with `volumes` its anonymous volumes; the first error is
+    /// returned. When the task could not be deleted only the shim goes: network,
+    /// rootfs and directory stay, so that `rm` can be tried again.
     pub(crate) fn cleanup(&self, r: &Record, volumes: bool) -> Result<(), Error> {
         let mut first: Option<Error> = None;
         let task = match self.shim(r) {
@@ -374,19 +374,24 @@ impl Engine {
         if let Err(e) = task {
             first.get_or_insert(e);
         }
-        if let Err(e) = self.release_network(&r.id) {
-            first.get_or_insert(e.into());
-        }
-        let torn = Store::open(&self.root)
-            .map_err(Error::from)
-            .and_then(|mut store| match store.teardown_rootfs(&r.id) {
-                Ok(()) | Err(hull_image::RootfsError::NotFound(_)) => Ok(()),
-                Err(e) => Err(e.into()),
-            });
-        if let Err(e) = torn {
-            first.get_or_insert(e);
-        }
+        // A task that could not be deleted may still run: its network and rootfs stay with
+        // it (unmounting the rootfs or deleting the veth of a live container breaks it), and
+        // so does the directory, so that `rm` can be tried again and finish the job.
+        // `system reset` goes on to hullc, the rootfs and the networks itself.
         if task_gone {
+            if let Err(e) = self.release_network(&r.id) {
+                first.get_or_insert(e.into());
+            }
+            let torn =
+                Store::open(&self.root)
+                    .map_err(Error::from)
+                    .and_then(|mut store| match store.teardown_rootfs(&r.id) {
+                        Ok(()) | Err(hull_image::RootfsError::NotFound(_)) => Ok(()),
+                        Err(e) => Err(e.into()),
+                    });
+            if let Err(e) = torn {
+                first.get_or_insert(e);
+            }
             // The shim removes its socket as it exits, but not when it was killed.
             shim::remove_socket(&self.dir(r));
             if let Err(e) = self.containers.remove_dir(&r.id) {

@@ -687,3 +687,47 @@ fn listing_without_hullc_keeps_the_network_of_a_container_whose_shim_died() {
     e.ok(&["rm", "-f", "orphan"]);
     e.assert_clean();
 }
+
+#[test]
+fn rm_that_cannot_delete_the_task_keeps_its_network_and_rootfs() {
+    let e = env();
+    let id = run_and_kill_shim(&e, "stuck");
+    let before = veths(&e);
+    assert_eq!(before.len(), 1, "{:?}", e.links());
+    // A hullc whose delete fails (as it does for a task it cannot kill): the task may still
+    // run, so neither its veth and lease nor its rootfs may go, only the rm fail.
+    let real = std::path::Path::new(ctr::HULL).with_file_name("hullc");
+    let wrapper = e.work.path().join("hullc-no-delete");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do [ \"$a\" = delete ] && {{ echo refused >&2; exit 1; }}; done\nexec {} \"$@\"\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let o = e
+        .cmd(&["rm", "-f", "stuck"])
+        .env("HULLC", &wrapper)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(text(&o).1.contains("refused"), "{}", text(&o).1);
+    assert_eq!(e.leases().len(), 1, "lease released");
+    assert_eq!(veths(&e), before, "veth deleted");
+    let rootfs = e.root.path().join("containers").join(&id);
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mounts.contains(&*rootfs.to_string_lossy()),
+        "rootfs unmounted"
+    );
+    assert!(e.ok(&["ps"]).contains("stuck"));
+    // With a working hullc, rm finishes the job.
+    e.ok(&["rm", "-f", "stuck"]);
+    e.assert_clean();
+}
