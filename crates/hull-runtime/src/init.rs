@@ -307,29 +307,11 @@ fn set_sysctls(spec: &Spec) -> Result<(), InitError> {
         .unwrap_or_default();
     for (k, v) in sysctls {
         let path = format!("/proc/sys/{}", k.replace('.', "/"));
-        write_procfs(&path, v.as_bytes())
+        // Through the procfs root, refusing overmounted files (CVE-2025-52881).
+        crate::paths::write_procfs(std::path::Path::new(&path), v.as_bytes())
             .map_err(sys(format!("linux.sysctl.{k}: writing {path}")))?;
     }
     Ok(())
-}
-
-/// Writes a /proc file only if it really is on procfs: a mount over /proc
-/// (from the config or planted by the image) could otherwise turn our write
-/// into a write to a host file (CVE-2025-52881 class).
-fn write_procfs(path: &str, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::File::options()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
-    let st = nix::sys::statfs::fstatfs(&f).map_err(std::io::Error::from)?;
-    if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
-        return Err(std::io::Error::other(
-            "not on procfs (a mount covers /proc)",
-        ));
-    }
-    f.write_all(data)
 }
 
 /// Blocks until `hullc start` connects. The accepted connection is

@@ -20,7 +20,6 @@
 //!   when SELinux is enabled (go-selinux label.SetFileLabel is a no-op
 //!   otherwise).
 
-use std::io::Write;
 use std::path::Path;
 
 use oci_spec::runtime::{Process, Spec};
@@ -115,17 +114,11 @@ pub(crate) fn apply_exec_labels(p: &Process) -> Result<(), LsmError> {
 }
 
 /// One write(2) of the whole value (the LSMs parse each write whole), and
-/// only to a file on real procfs: the container's /proc is built from its
-/// config (CVE-2025-52881 class).
+/// only to the real procfs file: the container's /proc is built from its
+/// config, and a bind mount over the attribute file would otherwise take our
+/// write (CVE-2025-52881); see `paths::write_procfs`.
 fn write_attr(path: &Path, data: &str) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
-    let st = nix::sys::statfs::fstatfs(&f).map_err(std::io::Error::from)?;
-    if st.filesystem_type() != nix::sys::statfs::PROC_SUPER_MAGIC {
-        return Err(std::io::Error::other(
-            "not on procfs (a mount covers /proc)",
-        ));
-    }
-    f.write_all(data.as_bytes())
+    crate::paths::write_procfs(path, data.as_bytes())
 }
 
 /// The spec's mount label, if any.

@@ -11,6 +11,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 /// What to create at the end of a path when it is missing.
@@ -153,9 +154,127 @@ pub(crate) fn parent_in_root(root: &File, path: &Path) -> std::io::Result<(File,
     Ok((dir, cname))
 }
 
+/// A procfs file that may not be written: something other than the procfs
+/// file we named is in its place.
+#[derive(Debug, thiserror::Error)]
+#[error("{path} is overmounted or not on procfs (refusing to write through it, CVE-2025-52881)")]
+pub(crate) struct Overmounted {
+    path: String,
+}
+
+/// procfs's root directory inode number (`PROC_ROOT_INO` in the kernel).
+const PROC_ROOT_INO: u64 = 1;
+
+fn overmounted(path: &str) -> std::io::Error {
+    std::io::Error::other(Overmounted {
+        path: path.to_string(),
+    })
+}
+
+/// Opens `path` (`/proc/...`) for writing only if it is the very procfs file
+/// the name says, and writes `data` in one write(2) (the LSMs and sysctls
+/// parse each write whole).
+///
+/// The container's /proc is built from its config and image, so a bind mount
+/// can put any file in the place of a procfs file: `/proc/sysrq-trigger` or
+/// `/proc/sys/kernel/core_pattern` over `attr/apparmor/exec` or over a sysctl
+/// still passes an `fstatfs(PROC_SUPER_MAGIC)` check, and our write, made with
+/// init's privileges, lands in the host's kernel (CVE-2025-52881). So, as
+/// runc's fix does, the file is opened through a handle on the procfs root
+/// with `RESOLVE_NO_XDEV`: a mount over the file or over any directory on
+/// the way makes the open fail (EXDEV). The root itself must be a procfs
+/// root, not some procfs directory bind-mounted on /proc. `self` and
+/// `thread-self` are procfs' own symlinks, so only they may be followed, and
+/// only as the first component (the kernel resolves them in the procfs
+/// instance's pid namespace, so a /proc of another pid namespace gives ENOENT
+/// rather than another process's files).
+pub(crate) fn write_procfs(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let shown = path.display().to_string();
+    let rel = path
+        .strip_prefix("/proc")
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    let root = procfs_root().map_err(|e| match e.raw_os_error() {
+        Some(_) => e,
+        None => overmounted(&shown),
+    })?;
+    let mut comps = rel.components();
+    let (dir, rest) = match comps.next() {
+        Some(Component::Normal(first)) if first == "self" || first == "thread-self" => {
+            let d = openat2(
+                root.as_raw_fd(),
+                Path::new(first),
+                libc::O_PATH | libc::O_DIRECTORY,
+                libc::RESOLVE_NO_XDEV | libc::RESOLVE_NO_MAGICLINKS,
+            );
+            (Some(d.map_err(|e| exdev(e, &shown))?), comps.as_path())
+        }
+        _ => (None, rel),
+    };
+    let dirfd = dir.as_ref().unwrap_or(&root).as_raw_fd();
+    let fd = openat2(
+        dirfd,
+        rest,
+        libc::O_WRONLY | libc::O_NOCTTY,
+        libc::RESOLVE_NO_XDEV | libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_SYMLINKS,
+    )
+    .map_err(|e| exdev(e, &shown))?;
+    let mut f = File::from(fd);
+    // Belt and braces: what we opened is on procfs.
+    if !on_procfs(&f)? {
+        return Err(overmounted(&shown));
+    }
+    f.write_all(data)
+}
+
+/// EXDEV from `RESOLVE_NO_XDEV` means a mount on the way: say so.
+fn exdev(e: std::io::Error, path: &str) -> std::io::Error {
+    if e.raw_os_error() == Some(libc::EXDEV) {
+        overmounted(path)
+    } else {
+        e
+    }
+}
+
+/// `/proc` as a directory fd, if it is the root of a procfs mount; an error
+/// without an errno when it is not.
+fn procfs_root() -> std::io::Result<OwnedFd> {
+    let root = openat2(
+        libc::AT_FDCWD,
+        Path::new("/proc"),
+        libc::O_PATH | libc::O_DIRECTORY,
+        libc::RESOLVE_NO_MAGICLINKS | libc::RESOLVE_NO_SYMLINKS,
+    )?;
+    let f = File::from(root);
+    let ino = f.metadata()?.ino();
+    if !on_procfs(&f)? || ino != PROC_ROOT_INO {
+        return Err(std::io::Error::other("not a procfs root"));
+    }
+    Ok(OwnedFd::from(f))
+}
+
+fn on_procfs(f: &File) -> std::io::Result<bool> {
+    let st = nix::sys::statfs::fstatfs(f).map_err(std::io::Error::from)?;
+    Ok(st.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn procfs_writes_follow_only_procfs_own_self_links() {
+        // Our own thread's name: harmless, and it takes the `thread-self`
+        // first-component path the LSM writes take.
+        write_procfs(Path::new("/proc/thread-self/comm"), b"hull-procfs").expect("comm");
+        let comm = std::fs::read_to_string("/proc/thread-self/comm").expect("read comm");
+        assert_eq!(comm.trim_end(), "hull-procfs");
+        let e = write_procfs(Path::new("/tmp/x"), b"1").expect_err("not under /proc");
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        // `<pid>/exe`-style magic links and any other symlink are refused.
+        let e = write_procfs(Path::new("/proc/thread-self/cwd/x"), b"1").expect_err("magic link");
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+    }
 
     #[test]
     fn symlinks_stay_inside_the_root() {

@@ -307,6 +307,68 @@ fn sysctl_writes_only_reach_real_procfs() {
     common::assert_clean(&h, &b, &[&id]);
 }
 
+/// A procfs file the config bind-mounts over the procfs file hullc writes.
+/// The source is the harmless `kernel/domainname`: writes to it reach only
+/// the container's own UTS namespace, yet it stands in for
+/// `/proc/sysrq-trigger` or `kernel/core_pattern`, which also pass an
+/// `fstatfs(PROC_SUPER_MAGIC)` check.
+fn overmount_with_procfs(b: &mut Bundle, dest: &str) {
+    b.config["mounts"].as_array_mut().expect("mounts").push(json!({
+        "destination": dest, "type": "bind", "source": "/proc/sys/kernel/domainname", "options": ["bind"]
+    }));
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).expect(path)
+}
+
+/// CVE-2025-52881: a *procfs* file mounted over a sysctl is on procfs too, so
+/// only resolving the path with `RESOLVE_NO_XDEV` from the procfs root tells
+/// the mount apart from the sysctl.
+#[test]
+fn sysctl_writes_refuse_an_overmounted_procfs_file() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    let (domain, forward) = (
+        read("/proc/sys/kernel/domainname"),
+        read("/proc/sys/net/ipv4/ip_forward"),
+    );
+    overmount_with_procfs(&mut b, "/proc/sys/net/ipv4/ip_forward");
+    b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    let id = h.id("procxdev");
+    h.run(&b, &id, &[]).fails_with(&[
+        "linux.sysctl.net.ipv4.ip_forward",
+        "/proc/sys/net/ipv4/ip_forward is overmounted or not on procfs",
+    ]);
+    assert_eq!(read("/proc/sys/kernel/domainname"), domain);
+    assert_eq!(read("/proc/sys/net/ipv4/ip_forward"), forward);
+    common::assert_clean(&h, &b, &[&id]);
+}
+
+/// The same for the LSM attribute hullc writes just before execve
+/// (`apparmorProfile`). This host may lack AppArmor, so the file is the
+/// older shared `attr/exec` when `attr/apparmor/exec` is absent; init
+/// resolves `thread-self` for the mount as it does for the write.
+#[test]
+fn lsm_attr_writes_refuse_an_overmounted_procfs_file() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    let domain = read("/proc/sys/kernel/domainname");
+    let attr = if std::path::Path::new("/proc/thread-self/attr/apparmor/exec").exists() {
+        "/proc/thread-self/attr/apparmor/exec"
+    } else {
+        "/proc/thread-self/attr/exec"
+    };
+    overmount_with_procfs(&mut b, attr);
+    b.config["process"]["apparmorProfile"] = json!("hull-test-profile");
+    let id = h.id("lsmxdev");
+    let overmounted = format!("{attr} is overmounted or not on procfs");
+    h.run(&b, &id, &[])
+        .fails_with(&["apparmor failed to apply profile", &overmounted]);
+    assert_eq!(read("/proc/sys/kernel/domainname"), domain);
+    common::assert_clean(&h, &b, &[&id]);
+}
+
 /// CVE-2021-30465 class: a symlink planted in the rootfs cannot redirect a
 /// mount outside it. Both an absolute and a `..` link resolve as if the
 /// rootfs were `/`, so the tmpfs shows up inside the container at /target.
