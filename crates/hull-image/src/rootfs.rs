@@ -182,19 +182,23 @@ impl Store {
             fs::create_dir(&p).map_err(io_err(&p))?;
         }
         let lowers: Vec<PathBuf> = chains.iter().rev().map(|c| self.snapshot_path(c)).collect();
-        let done = match how.mode {
-            RootfsMode::Copy => copy::populate(&lowers, &merged).map(|()| RootfsMode::Copy)?,
-            RootfsMode::Overlay => {
-                mount_overlay(dir, &lowers, volatile).map(|()| RootfsMode::Overlay)?
+        let (done, durability) = match how.mode {
+            RootfsMode::Copy => {
+                copy::populate(&lowers, &merged)?;
+                (RootfsMode::Copy, Durability::Durable)
             }
-            RootfsMode::Auto => match mount_overlay(dir, &lowers, volatile) {
-                Ok(()) => RootfsMode::Overlay,
+            RootfsMode::Overlay => (
+                RootfsMode::Overlay,
+                mount_overlay_durability(dir, &lowers, volatile)?,
+            ),
+            RootfsMode::Auto => match mount_overlay_durability(dir, &lowers, volatile) {
+                Ok(d) => (RootfsMode::Overlay, d),
                 // ENODEV: this kernel has no overlayfs at all.
                 Err(RootfsError::Mount { source, .. })
                     if source.raw_os_error() == Some(libc::ENODEV) =>
                 {
                     copy::populate(&lowers, &merged)?;
-                    RootfsMode::Copy
+                    (RootfsMode::Copy, Durability::Durable)
                 }
                 Err(e) => return Err(e),
             },
@@ -203,11 +207,6 @@ impl Store {
             what: format!("rootfs {id}"),
             source,
         })?;
-        let durability = if done == RootfsMode::Copy {
-            Durability::Durable
-        } else {
-            how.durability
-        };
         let mode_s = match (done, durability) {
             (RootfsMode::Copy, _) => "copy",
             (_, Durability::Volatile) => "overlay-volatile",
@@ -292,6 +291,40 @@ fn is_mounted(path: &Path) -> bool {
     }
 }
 
+/// Mounts the overlay, `volatile` when asked and the kernel has it; the durability it got.
+fn mount_overlay_durability(
+    dir: &Path,
+    lowers: &[PathBuf],
+    volatile: bool,
+) -> Result<Durability, RootfsError> {
+    with_volatile_fallback(volatile, |v| mount_overlay(dir, lowers, v))
+}
+
+/// Runs `mount` with `volatile`; when that fails with EINVAL, again without it. Kernels before
+/// 5.10 do not know the `volatile` option and reject the whole mount with EINVAL: a durable
+/// overlay is only slower to unmount, so `run --rm` still works there (and the rootfs is
+/// recorded durable, so a restart never discards its upper dir). Any other failure, or one of
+/// a durable mount, is returned as it is.
+fn with_volatile_fallback(
+    volatile: bool,
+    mut mount: impl FnMut(bool) -> Result<(), RootfsError>,
+) -> Result<Durability, RootfsError> {
+    match mount(volatile) {
+        Ok(()) if volatile => Ok(Durability::Volatile),
+        Ok(()) => Ok(Durability::Durable),
+        Err(RootfsError::Mount { path, source })
+            if volatile && source.raw_os_error() == Some(libc::EINVAL) =>
+        {
+            tracing::debug!(
+                "overlay at {} refused the volatile option ({source}); mounting it durable",
+                path.display()
+            );
+            mount(false).map(|()| Durability::Durable)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn mount_overlay(dir: &Path, lowers: &[PathBuf], volatile: bool) -> Result<(), RootfsError> {
     let merged = dir.join("merged");
     let upper = dir.join("upper");
@@ -303,7 +336,11 @@ fn mount_overlay(dir: &Path, lowers: &[PathBuf], volatile: bool) -> Result<(), R
     // An image without layers still needs one lowerdir.
     let empty = dir.join("empty");
     let lowers: Vec<PathBuf> = if lowers.is_empty() {
-        fs::create_dir(&empty).map_err(io_err(&empty))?;
+        // Already there when this is the durable retry of a refused volatile mount.
+        match fs::create_dir(&empty) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_err(&empty)(e)),
+            _ => {}
+        }
         vec![empty]
     } else {
         lowers.to_vec()
@@ -380,4 +417,79 @@ fn unmount(path: &Path) -> Result<(), RootfsError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A mount that fails with `errno` whenever it is asked for `volatile`; the calls it got.
+    fn fake(
+        errno: Option<i32>,
+        calls: &mut Vec<bool>,
+    ) -> impl FnMut(bool) -> Result<(), RootfsError> + '_ {
+        move |volatile| {
+            calls.push(volatile);
+            match errno {
+                Some(e) if volatile => Err(RootfsError::Mount {
+                    path: "/m".into(),
+                    source: io::Error::from_raw_os_error(e),
+                }),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    #[test]
+    fn volatile_falls_back_to_durable_only_on_einval() {
+        let mut calls = Vec::new();
+        let d = with_volatile_fallback(true, fake(Some(libc::EINVAL), &mut calls)).unwrap();
+        assert_eq!((d, calls), (Durability::Durable, vec![true, false]));
+
+        let mut calls = Vec::new();
+        let d = with_volatile_fallback(true, fake(None, &mut calls)).unwrap();
+        assert_eq!((d, calls), (Durability::Volatile, vec![true]));
+
+        let mut calls = Vec::new();
+        let d = with_volatile_fallback(false, fake(None, &mut calls)).unwrap();
+        assert_eq!((d, calls), (Durability::Durable, vec![false]));
+
+        // Another failure (ENODEV: no overlayfs, for the copy fallback) is no reason to retry.
+        let mut calls = Vec::new();
+        let e = with_volatile_fallback(true, fake(Some(libc::ENODEV), &mut calls)).unwrap_err();
+        assert!(
+            matches!(&e, RootfsError::Mount { source, .. } if source.raw_os_error() == Some(libc::ENODEV)),
+            "{e:?}"
+        );
+        assert_eq!(calls, vec![true]);
+
+        // A durable mount that fails with EINVAL fails.
+        let mut calls = Vec::new();
+        let einval = |v: bool| {
+            calls.push(v);
+            Err(RootfsError::Mount {
+                path: "/m".into(),
+                source: io::Error::from_raw_os_error(libc::EINVAL),
+            })
+        };
+        assert!(with_volatile_fallback(false, einval).is_err());
+        assert_eq!(calls, vec![false]);
+    }
+
+    #[test]
+    fn overlay_retry_tolerates_the_empty_lower_of_the_first_try() {
+        // mount_overlay creates `empty` for an image without layers before mounting; the
+        // durable retry must not fail on it. As an unprivileged or unsupported mount fails
+        // past that point, the error seen is the mount's, never an Io error on `empty`.
+        let t = tempfile::tempdir().unwrap();
+        for sub in ["upper", "work", "merged"] {
+            fs::create_dir(t.path().join(sub)).unwrap();
+        }
+        fs::create_dir(t.path().join("empty")).unwrap();
+        match mount_overlay(t.path(), &[], false) {
+            Ok(()) => unmount(&t.path().join("merged")).unwrap(),
+            Err(e) => assert!(matches!(e, RootfsError::Mount { .. }), "{e:?}"),
+        }
+    }
 }
