@@ -259,7 +259,37 @@ fn overlay_copy(state_root: &Path) -> Result<OwnedFd, ExeSealError> {
             libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
         )
     };
-    fs_syscall(fd as libc::c_long, "opening the binary in the overlay")
+    let copy = fs_syscall(fd as libc::c_long, "opening the binary in the overlay")?;
+    same_file_as_self(&copy)?;
+    Ok(copy)
+}
+
+/// The name in the merged view is the file we run only if nothing changed
+/// since our start: a binary replaced by an upgrade, or deleted while a file
+/// of that name sits in the state root (the second lower layer), would be
+/// found instead. Then the memfd copy, which reads `/proc/self/exe` itself,
+/// is the right fallback. overlayfs reports a lower file's own inode number,
+/// size and times.
+fn same_file_as_self(copy: &OwnedFd) -> Result<(), ExeSealError> {
+    let exe = open_self_exe(libc::O_PATH)?;
+    let (a, b) = (fstat(copy)?, fstat(&exe)?);
+    let key = |s: &libc::stat| (s.st_ino, s.st_size, s.st_mtime, s.st_mtime_nsec);
+    if key(&a) != key(&b) {
+        return Err(sys("the binary in the overlay is not the one running")(
+            std::io::Error::from_raw_os_error(libc::ESTALE),
+        ));
+    }
+    Ok(())
+}
+
+fn fstat(fd: &OwnedFd) -> Result<libc::stat, ExeSealError> {
+    // SAFETY: fstat fills the zeroed struct we pass for a valid fd.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is a live fd (O_PATH fds are allowed) and `st` is writable.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(last("fstat"));
+    }
+    Ok(st)
 }
 
 fn set_string(ctx: &OwnedFd, key: &CStr, value: &CStr) -> Result<(), ExeSealError> {
