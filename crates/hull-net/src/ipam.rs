@@ -165,6 +165,13 @@ pub struct Store {
     dir: PathBuf,
 }
 
+/// Which of a network's two files a temp file is for (see [`Store::tmp_path`]).
+#[derive(Debug, Clone, Copy)]
+enum TmpKind {
+    Leases,
+    Config,
+}
+
 /// A held lock; dropping it unlocks.
 pub struct Lock(#[allow(dead_code)] Flock<File>);
 
@@ -227,6 +234,20 @@ impl Store {
         self.dir.join(format!(".{name}.config.json"))
     }
 
+    /// The temp file a network file (`kind` "leases") or its durable copy ("config") is
+    /// written to before the rename. Named from the network and the kind, not from the target
+    /// file: dots are allowed in names, so `.a.config.json` (network `a`'s copy) and
+    /// `a.config.json` (network `a.config`'s file) would share a temp file derived from their
+    /// names, and two writers under different network locks would rename each other's bytes.
+    /// `.<name>.<kind>.tmp` is unambiguous: the kind is the last component before `.tmp`.
+    fn tmp_path(&self, name: &str, kind: TmpKind) -> PathBuf {
+        let kind = match kind {
+            TmpKind::Leases => "leases",
+            TmpKind::Config => "config",
+        };
+        self.dir.join(format!(".{name}.{kind}.tmp"))
+    }
+
     /// Reads a network file; `None` when there is none. A torn file (only a host crash makes
     /// one: updates land by rename) comes back as the network's definition without leases —
     /// after a host crash every lease is stale anyway (no veth or netns outlives it).
@@ -265,11 +286,11 @@ impl Store {
         let config = self.config_path(name);
         let bytes = serde_json::to_vec_pretty(&state.config)
             .map_err(|e| IpamError::Corrupt(config.clone(), e))?;
-        self.replace(&config, &bytes, true)?;
+        self.replace(&config, &self.tmp_path(name, TmpKind::Config), &bytes, true)?;
         let path = self.path(name);
         let bytes =
             serde_json::to_vec_pretty(state).map_err(|e| IpamError::Corrupt(path.clone(), e))?;
-        self.replace(&path, &bytes, true)
+        self.replace(&path, &self.tmp_path(name, TmpKind::Leases), &bytes, true)
     }
 
     /// Writes a network file atomically after a lease change, without fsyncs: leases need not
@@ -287,31 +308,30 @@ impl Store {
         let path = self.path(name);
         let bytes =
             serde_json::to_vec_pretty(state).map_err(|e| IpamError::Corrupt(path.clone(), e))?;
-        self.replace(&path, &bytes, false)
+        self.replace(&path, &self.tmp_path(name, TmpKind::Leases), &bytes, false)
     }
 
-    /// Replaces `path` by a temp file + rename, fsyncing both when `durable`.
-    fn replace(&self, path: &Path, bytes: &[u8], durable: bool) -> Result<(), IpamError> {
-        let file = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
-        let tmp = self
-            .dir
-            .join(format!(".{}.tmp", file.trim_start_matches('.')));
-        let io = |e| IpamError::Io(tmp.clone(), e);
+    /// Replaces `path` by writing `tmp` and renaming it, fsyncing both when `durable`.
+    fn replace(
+        &self,
+        path: &Path,
+        tmp: &Path,
+        bytes: &[u8],
+        durable: bool,
+    ) -> Result<(), IpamError> {
+        let io = |e| IpamError::Io(tmp.to_path_buf(), e);
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(&tmp)
+            .open(tmp)
             .map_err(io)?;
         f.write_all(bytes).map_err(io)?;
         if durable {
             f.sync_all().map_err(io)?;
         }
-        fs::rename(&tmp, path).map_err(|e| IpamError::Io(path.to_path_buf(), e))?;
+        fs::rename(tmp, path).map_err(|e| IpamError::Io(path.to_path_buf(), e))?;
         if durable {
             if let Ok(d) = File::open(&self.dir) {
                 let _ = d.sync_all();
@@ -320,12 +340,15 @@ impl Store {
         Ok(())
     }
 
-    /// Removes a network file and its lock file.
+    /// Removes a network file, its durable copy, its lock file and any temp file a crash
+    /// left (no writer runs: delete is called under the exclusive store lock).
     pub fn delete(&self, name: &str) -> Result<(), IpamError> {
         check_name(name)?;
         for p in [
             self.path(name),
             self.config_path(name),
+            self.tmp_path(name, TmpKind::Leases),
+            self.tmp_path(name, TmpKind::Config),
             self.dir.join(format!("{name}.lock")),
         ] {
             match fs::remove_file(&p) {
@@ -493,6 +516,69 @@ mod tests {
             "the copy is no network"
         );
         store.delete("t").expect("delete");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+    }
+
+    fn named(name: &str, subnet: &str) -> NetworkState {
+        let mut c = config(subnet);
+        c.name = name.into();
+        NetworkState::new(c)
+    }
+
+    #[test]
+    fn dotted_names_have_their_own_temp_files() {
+        // Network `a`'s durable copy `.a.config.json` and network `a.config`'s file
+        // `a.config.json` once shared the temp file `.a.config.json.tmp`.
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(dir.path()).expect("open");
+        let tmps = [
+            store.tmp_path("a", TmpKind::Leases),
+            store.tmp_path("a", TmpKind::Config),
+            store.tmp_path("a.config", TmpKind::Leases),
+            store.tmp_path("a.config", TmpKind::Config),
+            store.tmp_path("a.leases", TmpKind::Leases),
+            store.tmp_path("a.leases", TmpKind::Config),
+        ];
+        for (i, x) in tmps.iter().enumerate() {
+            for y in &tmps[i + 1..] {
+                assert_ne!(x, y);
+            }
+        }
+    }
+
+    #[test]
+    fn dotted_names_written_concurrently_keep_their_contents() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(dir.path()).expect("open");
+        let a = named("a", "10.87.0.0/24");
+        let ac = named("a.config", "10.88.0.0/24");
+        store.write(&a).expect("write a");
+        store.write(&ac).expect("write a.config");
+        // Each writer holds only its own network's lock, as attach/detach do; `a`'s writer
+        // also rewrites its durable copy, as a lease write on a network older than the copy
+        // does.
+        std::thread::scope(|t| {
+            t.spawn(|| {
+                for _ in 0..300 {
+                    let _g = store.lock_network("a").expect("lock a");
+                    store.write(&a).expect("write a");
+                }
+            });
+            t.spawn(|| {
+                for _ in 0..300 {
+                    let _g = store.lock_network("a.config").expect("lock a.config");
+                    store.write_leases(&ac).expect("write a.config");
+                }
+            });
+        });
+        assert_eq!(store.read("a").expect("read a"), Some(a.clone()));
+        assert_eq!(store.read("a.config").expect("read"), Some(ac.clone()));
+        let copy = std::fs::read(dir.path().join(".a.config.json")).expect("copy of a");
+        let copy: NetworkConfig = serde_json::from_slice(&copy).expect("a's definition");
+        assert_eq!(copy, a.config);
+        assert_eq!(store.names().expect("names"), ["a", "a.config"]);
+        store.delete("a").expect("delete a");
+        store.delete("a.config").expect("delete a.config");
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
     }
 
