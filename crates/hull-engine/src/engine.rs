@@ -10,7 +10,7 @@ use std::time::Duration;
 use hull_image::Store;
 
 use crate::opts::MountSpec;
-use crate::record::{self, Containers, ExitInfo, Record};
+use crate::record::{self, Containers, ExitInfo, Record, StoreLock};
 use crate::shim::{self, Shim, TaskStatus};
 use crate::volume::{self, Volumes};
 use crate::{binaries, net, spec};
@@ -334,6 +334,28 @@ impl Engine {
     /// Removes a container; a live one only with `force` (killed first); with `volumes`,
     /// its anonymous volumes too (`rm -v`, `--rm`).
     pub fn remove(&self, r: &Record, force: bool, volumes: bool) -> Result<(), Error> {
+        self.kill_for_remove(r, force)?;
+        let _lock = self.containers.lock()?;
+        self.cleanup(r, volumes)
+    }
+
+    /// [`Engine::remove`] for a caller that already holds the store lock (`system reset`):
+    /// the lock is an flock, which belongs to the open file, so taking it again from this
+    /// process would wait for the caller's own lock forever.
+    pub(crate) fn remove_locked(
+        &self,
+        r: &Record,
+        force: bool,
+        volumes: bool,
+        _held: &StoreLock,
+    ) -> Result<(), Error> {
+        self.kill_for_remove(r, force)?;
+        self.cleanup(r, volumes)
+    }
+
+    /// The part of a remove done before the store lock: a live container is refused, or with
+    /// `force` killed (and waited for, up to 10 s).
+    fn kill_for_remove(&self, r: &Record, force: bool) -> Result<(), Error> {
         let st = self.task_state(r);
         if st.is_live() {
             if !force {
@@ -347,8 +369,7 @@ impl Engine {
                 let _ = s.wait("", Some(Duration::from_secs(10)));
             }
         }
-        let _lock = self.containers.lock()?;
-        self.cleanup(r, volumes)
+        Ok(())
     }
 
     /// Tears everything of `r` down: the task (through its shim, or hullc

@@ -36,17 +36,29 @@ impl Engine {
                 errors.push(format!("{what}: {e}"));
             }
         };
+        // The store lock, held to the end: `create` holds it from before its directory, rootfs
+        // and hullc state exist until its record is complete, so without it a create running
+        // alongside would be taken below for what a crash left (its shim killed, its
+        // directory removed) and fail half-way. With it, a create either finished before (and
+        // is removed here) or starts after the reset. Without it nothing below is safe.
+        let lock = match self.containers.lock() {
+            Ok(l) => l,
+            Err(e) => return Err(ResetError(vec![format!("lock containers: {e}")])),
+        };
         match self.containers.list() {
             Ok(all) => {
                 for r in all {
-                    let res = self.remove(&r, true, true).map_err(|e| e.to_string());
+                    let res = self
+                        .remove_locked(&r, true, true, &lock)
+                        .map_err(|e| e.to_string());
                     step(format!("remove container {}", r.name), res);
                 }
             }
             Err(e) => step("list containers".into(), Err(e.to_string())),
         }
         // Directories of creates that crashed before their record was written or after
-        // it was lost: their shim, task, rootfs and directory.
+        // it was lost: their shim, task, rootfs and directory (no create is running: the
+        // lock is held).
         for id in entries(&self.root.join("ctr")) {
             let res = self.remove_orphan(&id);
             step(format!("remove orphan container {id}"), res);
@@ -69,6 +81,7 @@ impl Engine {
             .map_err(|e| e.to_string())
             .and_then(|n| n.reset(false).map_err(|e| e.to_string()));
         step("reset networks".into(), net);
+        drop(lock);
         if errors.is_empty() {
             Ok(())
         } else {

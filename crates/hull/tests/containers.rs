@@ -642,3 +642,43 @@ fn signals_forwarded_and_logs_follow() {
     e.ok(&["rm", "f"]);
     e.assert_clean();
 }
+
+#[test]
+fn reset_waits_for_a_create_in_progress() {
+    // A create holds the container store's lock from before its directory exists until its
+    // record is complete. Hold it here with such a directory (no record yet): reset must
+    // wait, not take the directory for a crashed create's and remove it under the create.
+    let e = Env::new();
+    let ctr = e.root.path().join("ctr");
+    std::fs::create_dir_all(&ctr).unwrap();
+    // Declared after `e`: dropped first on a panic, so that Env's own reset never waits.
+    let lock = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(ctr.join(".lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let dir = ctr.join("ab".repeat(32));
+    std::fs::create_dir(&dir).unwrap();
+    let mut reset = e
+        .cmd(&["system", "reset", "--force"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let early = reset.try_wait().unwrap();
+    let survived = dir.exists();
+    drop(lock);
+    let out = reset.wait_with_output().unwrap();
+    assert!(
+        early.is_none() && survived,
+        "reset did not wait for the store lock ({early:?}, directory kept: {survived}): {:?}",
+        text(&out)
+    );
+    assert!(out.status.success(), "{:?}", text(&out));
+    // Once the lock is free the directory is what a crashed create left: removed.
+    assert!(!dir.exists());
+    e.assert_clean();
+}
