@@ -160,7 +160,16 @@ struct Watch {
 /// Removing the watch only queues that destruction, so the watch is removed
 /// as soon as following ends and the descriptor is closed by `exit`, by which
 /// time the removal has long completed.
+///
+/// At most [`LINGER_MAX`] are kept: a long-lived library user follows again and
+/// again, and unbounded it would run out of inotify instances (128 per user by
+/// default, `fs.inotify.max_user_instances`) and descriptors. Beyond that the
+/// oldest is closed, the one whose removal was queued longest ago and so most
+/// likely done: its close is cheap. A one-shot CLI never gets there.
 static LINGER: Mutex<Vec<OwnedFd>> = Mutex::new(Vec::new());
+
+/// How many descriptors [`LINGER`] keeps.
+const LINGER_MAX: usize = 4;
 
 impl Watch {
     /// `None` when inotify is unavailable (out of watches): then the
@@ -205,7 +214,15 @@ impl Drop for Watch {
         let Some(fd) = self.fd.take() else { return };
         // SAFETY: removes our own watch from our own inotify descriptor.
         unsafe { libc::inotify_rm_watch(fd.as_raw_fd(), self.wd) };
-        LINGER.lock().unwrap_or_else(|p| p.into_inner()).push(fd);
+        let old = {
+            let mut linger = LINGER.lock().unwrap_or_else(|p| p.into_inner());
+            linger.push(fd);
+            let over = linger.len().saturating_sub(LINGER_MAX);
+            linger.drain(..over).collect::<Vec<_>>()
+        };
+        // Closed here, outside the lock: a close that does wait for a grace period
+        // holds up no other follower's drop.
+        drop(old);
     }
 }
 
@@ -287,6 +304,20 @@ fn wait(watch: Option<&Watch>, exited: &Exited) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn lingering_inotify_descriptors_are_bounded() {
+        // A library user follows many times: more than the default 128 inotify instances
+        // per user, were every descriptor kept.
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join(LOG);
+        std::fs::write(&log, b"").unwrap();
+        for _ in 0..(3 * LINGER_MAX + 1) {
+            drop(Watch::new(&log));
+            let kept = LINGER.lock().unwrap_or_else(|p| p.into_inner()).len();
+            assert!(kept <= LINGER_MAX, "{kept} inotify descriptors kept");
+        }
+    }
 
     #[test]
     fn tail_streams_and_timestamps() {
