@@ -9,7 +9,10 @@ bundle=$(mktemp -d /tmp/hull-demo.XXXXXX)
 trap 'rm -rf "$bundle"' EXIT
 mkdir -p "$bundle/rootfs/bin"
 cp /bin/busybox "$bundle/rootfs/bin/"
-for a in $(/bin/busybox --list); do ln -sf busybox "$bundle/rootfs/bin/$a"; done
+# busybox --list names busybox itself too: linking that would replace the binary with a loop.
+for a in $(/bin/busybox --list); do
+    [ "$a" = busybox ] || ln -sf busybox "$bundle/rootfs/bin/$a"
+done
 cd "$bundle"
 "$hullc" spec
 # Not a terminal, and a command that shows the container from inside.

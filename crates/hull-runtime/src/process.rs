@@ -39,6 +39,8 @@ pub enum ProcessError {
     CwdOutside(PathBuf),
     #[error("process.args: executable {0:?} not found in $PATH")]
     NotFound(String),
+    #[error("process.args: {0:?} cannot be executed")]
+    NotExecutable(String, #[source] std::io::Error),
     #[error("process.args: exec {0:?}")]
     Exec(String, #[source] nix::Error),
     #[error("process.args or env contains a NUL byte")]
@@ -270,12 +272,12 @@ pub(crate) fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, Pro
             && p.metadata().map(|m| m.is_file()).unwrap_or(false)
     };
     if arg0.contains('/') {
+        // A named path gets the reason it cannot run (missing, a symlink
+        // loop, a directory, no x bit) rather than a $PATH message.
         let p = PathBuf::from(arg0);
-        return if is_exec(&p) {
-            Ok(p)
-        } else {
-            Err(ProcessError::NotFound(arg0.into()))
-        };
+        return executable(&p)
+            .map(|()| p)
+            .map_err(|e| ProcessError::NotExecutable(arg0.into(), e));
     }
     let path = env
         .iter()
@@ -285,6 +287,13 @@ pub(crate) fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, Pro
         .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(arg0))
         .find(|p| is_exec(p))
         .ok_or_else(|| ProcessError::NotFound(arg0.into()))
+}
+
+fn executable(p: &Path) -> std::io::Result<()> {
+    if !p.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).map_err(std::io::Error::from)
 }
 
 /// Replaces this process with the container's program. Returns only on error.

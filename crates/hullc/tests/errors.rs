@@ -214,7 +214,30 @@ fn missing_executable_by_path() {
     let h = Hullc::new();
     let mut b = Bundle::new(&h);
     b.args(&["/bin/no-such-program"]);
-    create_fails_cleanly(&h, &b, &["process.args", "/bin/no-such-program"]);
+    create_fails_cleanly(
+        &h,
+        &b,
+        &["process.args", "/bin/no-such-program", "No such file"],
+    );
+}
+
+/// A symlink loop (e.g. busybox's applet loop replacing busybox itself) is
+/// named as such, not as "not found in $PATH".
+#[test]
+fn executable_in_a_symlink_loop() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    std::os::unix::fs::symlink("loop", b.rootfs().join("bin/loop")).unwrap();
+    b.args(&["/bin/loop"]);
+    create_fails_cleanly(
+        &h,
+        &b,
+        &[
+            "process.args",
+            "/bin/loop",
+            "Too many levels of symbolic links",
+        ],
+    );
 }
 
 #[test]
