@@ -175,11 +175,11 @@ pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
     let mut conn = UnixStream::connect(dir_entry(&dir, START_SOCK))
         .map_err(sys("connecting to the container's start socket"))?;
     conn.write_all(&[0]).map_err(sys("signalling start"))?;
-    let mut reply = String::new();
-    let _ = conn.read_to_string(&mut reply);
+    let mut reply = Vec::new();
+    let _ = conn.read_to_end(&mut reply);
     std::fs::remove_file(dir.file(START_SOCK)).map_err(sys("removing start socket"))?;
     if !reply.is_empty() {
-        return Err(ContainerError::Exec(reply.trim_end().to_string()));
+        return Err(ContainerError::Exec(start_failure(&dir, &reply)));
     }
     if let Some(s) = saved.filter(|s| s.late_hooks) {
         let Some(spec) = saved_spec(&dir) else {
@@ -189,6 +189,23 @@ pub fn start(root: &Path, id: &str) -> Result<(), ContainerError> {
         hooks::run_logged(&spec, hooks::Kind::Poststart, &state);
     }
     Ok(())
+}
+
+/// What init (or the exec trampoline, as a binary errno report) said
+/// instead of EOF: the text init sends when its own execve fails, either way.
+fn start_failure(dir: &ContainerDir, reply: &[u8]) -> String {
+    let Some(errno) = crate::trampoline::parse_report(reply) else {
+        return String::from_utf8_lossy(reply).trim_end().to_string();
+    };
+    let spec = saved_spec(dir);
+    let arg0 = spec
+        .as_ref()
+        .and_then(|s| s.process().as_ref())
+        .and_then(|p| p.args().as_ref())
+        .and_then(|a| a.first())
+        .map_or("", |a| a);
+    let e = crate::process::exec_failure(arg0, nix::Error::from_raw(errno));
+    crate::process::failure_text(&e)
 }
 
 /// The config as it was at create time (kept in the state dir).

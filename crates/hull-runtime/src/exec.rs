@@ -9,11 +9,17 @@
 //!        |------------------ Proceed -------------------->|  setns(user, ipc, uts, net, mnt, cgroup)
 //!        |                                                |  pty, rlimits, user, caps, cwd
 //!        |<---------- Error{..} (setup failed) -----------|
+//!        |                                                |  execveat(trampoline) -> execve(args)
 //!        |<---------- EOF: execve closed the channel -----|
+//!        |<---------- or the trampoline's errno report ---|
 //!   pid file; wait (forwarding signals) unless --detach
 //! ```
 //! The channel is close-on-exec, so a successful execve is seen as EOF
-//! and any failure before it arrives as a typed error.
+//! and any failure before it arrives as a typed error. Through the exec
+//! trampoline (CVE-2019-5736, trampoline.rs) the channel is inherited by
+//! the trampoline, which makes it close-on-exec again before the program's
+//! execve, or sends a 5-byte errno report if that fails; the parent turns
+//! the report into the error the child would have sent.
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -21,16 +27,18 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{LinuxNamespaceType, Process};
+use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use crate::cgroup::Cgroups;
 use crate::console::{self, ConsoleError};
 use crate::container::{self, ContainerError};
+use crate::exeseal;
 use crate::parent::{clone3, CreateError};
 use crate::process::{self, ProcessError};
 use crate::protocol::{self, Msg, ProtocolError};
 use crate::seccomp_setup;
 use crate::state::{ContainerDir, Saved, Status};
+use crate::trampoline::Trampoline;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
@@ -54,6 +62,8 @@ pub enum ExecError {
     Init(#[from] crate::init::InitError),
     #[error("{0}")]
     Usage(&'static str),
+    #[error(transparent)]
+    ExeSeal(#[from] exeseal::ExeSealError),
 }
 
 fn sys(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> ExecError {
@@ -158,11 +168,35 @@ pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32, ExecError> {
             "--console-socket needs a terminal (-t or process.terminal)",
         ));
     }
+    // The container's own seccomp profile applies to exec'd processes too.
+    let spec =
+        container::saved_spec(&ContainerDir::open(root, &o.id).map_err(ContainerError::from)?);
+    // CVE-2019-5736 (exeseal.rs): may re-exec hullc and not return, so
+    // before anything a restart would repeat (namespaces, signal mask).
+    let seccomp = spec.as_ref().and_then(exeseal::seccomp_of);
+    let trampoline = exeseal::protect(root, Some(&o.process), seccomp)?;
     let (set, old) =
         crate::run::block_forwarded().map_err(|e| sys("blocking signals")(e.into()))?;
-    let r = exec_blocked(root, o, &saved, cg.as_ref(), terminal, &set);
+    let target = Target {
+        saved: &saved,
+        cg: cg.as_ref(),
+        spec: spec.as_ref(),
+        terminal,
+        trampoline: trampoline.as_ref(),
+    };
+    let r = exec_blocked(o, &target, &set);
     let _ = old.thread_set_mask();
     r
+}
+
+/// The container, as `exec` found it, and how the process will start.
+struct Target<'a> {
+    saved: &'a Saved,
+    cg: Option<&'a Cgroups>,
+    /// The config saved at create time.
+    spec: Option<&'a Spec>,
+    terminal: bool,
+    trampoline: Option<&'a Trampoline>,
 }
 
 fn running(root: &Path, id: &str) -> Result<(Saved, Option<Cgroups>), ExecError> {
@@ -185,13 +219,11 @@ fn running(root: &Path, id: &str) -> Result<(Saved, Option<Cgroups>), ExecError>
 }
 
 fn exec_blocked(
-    root: &Path,
     o: &ExecOptions,
-    saved: &Saved,
-    cg: Option<&Cgroups>,
-    terminal: bool,
+    target: &Target,
     set: &nix::sys::signal::SigSet,
 ) -> Result<i32, ExecError> {
+    let (saved, cg, terminal) = (target.saved, target.cg, target.terminal);
     let mut nss = open_namespaces(saved.pid, ORDER)?;
     let joined_user = join_user_first(&mut nss)?;
     for (t, f) in open_namespaces(
@@ -211,15 +243,12 @@ fn exec_blocked(
         }
         (None, false) => (None, None),
     };
-    // The container's own seccomp profile applies to exec'd processes too.
-    let spec =
-        container::saved_spec(&ContainerDir::open(root, &o.id).map_err(ContainerError::from)?);
-    let seccomp = match &spec {
+    let seccomp = match target.spec {
         Some(s) => seccomp_setup::prepare(s).map_err(CreateError::from)?,
         None => None,
     };
-    let state = spec
-        .as_ref()
+    let state = target
+        .spec
         .map(|s| crate::hooks::state_json(s, &o.id, "running", saved.pid, &saved.bundle))
         .unwrap_or_default();
     // "deny" when the container's user namespace was made unprivileged.
@@ -241,6 +270,7 @@ fn exec_blocked(
                 state: &state,
                 setgroups_allowed,
                 become_root: joined_user || nss.iter().any(|(t, _)| *t == LinuxNamespaceType::User),
+                trampoline: target.trampoline,
             });
             let (context, cause) = crate::init::split_error(&err);
             let _ = child.send(&Msg::Error { context, cause });
@@ -257,6 +287,7 @@ fn exec_blocked(
         parent.send(&Msg::Proceed)?;
         match parent.expect(Msg::Ready, "exec") {
             Err(ProtocolError::Closed { .. }) => Ok(()),
+            Err(ProtocolError::ExecFailed { errno }) => Err(trampoline_failure(o, errno)),
             Err(e) => Err(ExecError::from(e)),
             Ok(()) => Err(ExecError::Usage("exec child sent an unexpected message")),
         }
@@ -270,6 +301,15 @@ fn exec_blocked(
         crate::parent::write_pid_file(p, pid)?;
     }
     finish(o, pidfd, console_ours, set)
+}
+
+/// The trampoline's report of a failed execve, as the error the child
+/// itself sends when its own execve fails (the same text).
+fn trampoline_failure(o: &ExecOptions, errno: i32) -> ExecError {
+    let arg0 = o.process.args().iter().flatten().next().map_or("", |a| a);
+    let e = ExecError::from(process::exec_failure(arg0, nix::Error::from_raw(errno)));
+    let (context, cause) = crate::init::split_error(&e);
+    ProtocolError::Child { context, cause }.into()
 }
 
 /// After the program runs: detach, proxy its terminal, or wait for it.
@@ -303,6 +343,8 @@ struct ChildArgs<'a> {
     setgroups_allowed: bool,
     /// In the container's user namespace: become its root first.
     become_root: bool,
+    /// The exec trampoline (CVE-2019-5736), if hullc was not re-exec'd.
+    trampoline: Option<&'a Trampoline>,
 }
 
 /// The exec child: join, set up, exec. Returns only the error that stopped it.
@@ -336,10 +378,14 @@ fn child_main(a: &ChildArgs) -> ExecError {
             seccomp_setup::install(sc, host_pid, a.state).map_err(CreateError::from)?;
         }
         crate::init::reset_signals();
+        // Through the trampoline, its report of a failed execve also comes
+        // over the channel (see `trampoline_failure`).
+        let via = a.trampoline.map(|t| (t, a.chan.as_fd()));
         Err(ExecError::from(process::exec(
             &exe,
             a.process.args().as_deref().unwrap_or_default(),
             &env,
+            via,
         )))
     })();
     match r {

@@ -9,8 +9,18 @@
 //! `/proc/<pid>/exe` and, once that process exits (no more ETXTBSY), reopens
 //! it for writing: the host's runtime is overwritten.
 //!
-//! So `create`, `run` and `exec` first re-exec hullc from a copy that cannot
-//! be written, whatever the container does with it:
+//! Only the exe of the process making the *final* execve matters, so
+//! `protect` (called by `create`, `run` and `exec` once the config is
+//! parsed) picks one of two defences:
+//!
+//! * **the exec trampoline** (`trampoline.rs`, the default): that process
+//!   execs a tiny sealed memfd ELF which execs the program, so
+//!   `/proc/self/exe` there is the memfd. No copy, no re-exec of hullc.
+//! * **re-exec from a protected copy** ([`protect_self`]) when the
+//!   trampoline cannot be used safely (`trampoline_usable`: not x86_64, an
+//!   LSM exec label, a seccomp filter that could refuse its syscalls, or
+//!   memfds that may not be executed): hullc restarts itself from a copy
+//!   that cannot be written, whatever the container does with it:
 //!
 //! 1. a private overlayfs made with the new mount API (`fsopen`/`fsmount`):
 //!    the binary's directory plus a second, empty-enough lower layer and no
@@ -33,6 +43,10 @@ use std::ffi::{CStr, CString, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction as Act, Process, Spec};
+
+use crate::trampoline::Trampoline;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExeSealError {
@@ -79,6 +93,91 @@ const SEALS: libc::c_int =
 pub enum Protection {
     Overlay,
     Memfd,
+}
+
+/// Protects the binary for a process about to be started in a container
+/// with `process` under `seccomp`: returns the trampoline its final execve
+/// goes through, or `None` once this process runs from a protected copy
+/// (re-executing it first if needed: then this call does not return, and
+/// the new image parses its arguments and the config again).
+///
+/// The re-exec'd image comes to the same decision from the same config, and
+/// [`protect_self`] returns at once there, so it execs the program directly:
+/// one defence is enough, and the trampoline would only add an execve. (A
+/// config rewritten in between may make it pick the trampoline: as safe.)
+pub(crate) fn protect(
+    state_root: &Path,
+    process: Option<&Process>,
+    seccomp: Option<&LinuxSeccomp>,
+) -> Result<Option<Trampoline>, ExeSealError> {
+    match trampoline_usable(process, seccomp) {
+        Ok(()) => match Trampoline::new() {
+            Ok(t) => return Ok(Some(t)),
+            Err(e) => tracing::debug!("exeseal: no exec trampoline ({e}); re-exec"),
+        },
+        Err(why) => tracing::debug!("exeseal: no exec trampoline ({why}); re-exec"),
+    }
+    protect_self(state_root)?;
+    Ok(None)
+}
+
+/// `linux.seccomp` of a config.
+pub(crate) fn seccomp_of(spec: &Spec) -> Option<&LinuxSeccomp> {
+    spec.linux().as_ref().and_then(|l| l.seccomp().as_ref())
+}
+
+/// The syscalls the trampoline makes, under the container's filter:
+/// refused or conditional, the program might not start (`execveat`), the
+/// caller would wait for an EOF that never comes (`fcntl` F_SETFD), or a
+/// failure would go unreported (`write`, `exit_group`). Its `execve` is the
+/// one the program's start makes anyway.
+const TRAMPOLINE_SYSCALLS: &[&str] = &["execveat", "fcntl", "write", "exit_group"];
+
+/// Whether the trampoline can replace the re-exec for this process; `Err`
+/// says why not. Pure: decided from the config alone.
+pub(crate) fn trampoline_usable(
+    process: Option<&Process>,
+    seccomp: Option<&LinuxSeccomp>,
+) -> Result<(), String> {
+    if !cfg!(target_arch = "x86_64") {
+        return Err("the trampoline is built for x86_64 only".into());
+    }
+    // An exec label applies at the *next* execve, the trampoline's, and
+    // SELinux policies may refuse to execute a memfd (why runc dropped
+    // runc-dmz); the label must land on the program itself.
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    if process.is_some_and(|p| set(p.apparmor_profile()) || set(p.selinux_label())) {
+        return Err("process.apparmorProfile or process.selinuxLabel is set".into());
+    }
+    if let Some(s) = seccomp {
+        if let Some(name) = TRAMPOLINE_SYSCALLS
+            .iter()
+            .find(|n| !seccomp_allows_always(s, n))
+        {
+            return Err(format!("linux.seccomp may refuse {name}"));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the filter lets `name` through whatever its arguments. The
+/// compiled filter tries a syscall's rules in profile order, the first
+/// match wins, and the default applies when none matches (seccomp/mod.rs).
+/// A rule with conditions and an allowing action only passes some calls
+/// on; a conditional refusal might catch ours. Conservative: an entry that
+/// the compiler would drop (it repeats the default action) is still read.
+fn seccomp_allows_always(s: &LinuxSeccomp, name: &str) -> bool {
+    let allows = |a: Act| matches!(a, Act::ScmpActAllow | Act::ScmpActLog);
+    let rules = s.syscalls().iter().flatten();
+    for r in rules.filter(|r| r.names().iter().any(|n| n == name)) {
+        let conditional = r.args().as_ref().is_some_and(|a| !a.is_empty());
+        match (conditional, allows(r.action())) {
+            (false, verdict) => return verdict,
+            (true, true) => continue,
+            (true, false) => return false,
+        }
+    }
+    allows(s.default_action())
 }
 
 /// Makes sure this process runs from a protected copy of its binary:
@@ -406,6 +505,83 @@ mod tests {
         assert!(mountinfo_has(mi, 123));
         assert!(!mountinfo_has(mi, 22 + 1));
         assert!(!mountinfo_has(mi, 0));
+    }
+
+    fn seccomp(json: serde_json::Value) -> LinuxSeccomp {
+        serde_json::from_value(json).expect("a valid linux.seccomp")
+    }
+
+    fn usable(s: serde_json::Value) -> Result<(), String> {
+        trampoline_usable(None, Some(&seccomp(s)))
+    }
+
+    #[test]
+    fn trampoline_is_used_when_the_filter_allows_its_syscalls_always() {
+        assert_eq!(trampoline_usable(None, None), Ok(()));
+        let allow = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"});
+        assert_eq!(usable(allow), Ok(()));
+        let log = serde_json::json!({"defaultAction": "SCMP_ACT_LOG", "syscalls": [
+            {"names": ["mount"], "action": "SCMP_ACT_ERRNO"}]});
+        assert_eq!(usable(log), Ok(()));
+        // docker's shape: deny by default, the trampoline's syscalls listed.
+        let docker = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            {"names": ["read", "write", "fcntl", "execve", "execveat", "exit_group"],
+             "action": "SCMP_ACT_ALLOW"},
+            {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+             "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]}]});
+        assert_eq!(usable(docker), Ok(()));
+        // A conditional allow first, then an unconditional one.
+        let both = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            {"names": ["execveat"], "action": "SCMP_ACT_ALLOW",
+             "args": [{"index": 4, "value": 4096, "op": "SCMP_CMP_EQ"}]},
+            {"names": ["execveat", "fcntl", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"}]});
+        assert_eq!(usable(both), Ok(()));
+    }
+
+    #[test]
+    fn trampoline_is_not_used_when_the_filter_may_refuse_it() {
+        let denied = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["execveat"], "action": "SCMP_ACT_ERRNO"}]});
+        assert!(usable(denied)
+            .expect_err("execveat refused")
+            .contains("execveat"));
+        let conditional = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["fcntl"], "action": "SCMP_ACT_KILL_PROCESS",
+             "args": [{"index": 1, "value": 2, "op": "SCMP_CMP_EQ"}]}]});
+        assert!(usable(conditional).expect_err("fcntl").contains("fcntl"));
+        let notified = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/run/agent.sock", "syscalls": [
+            {"names": ["execveat"], "action": "SCMP_ACT_NOTIFY"}]});
+        assert!(usable(notified).is_err());
+        // Deny by default without naming them.
+        let unlisted = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            {"names": ["execve", "fcntl", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"}]});
+        assert!(usable(unlisted)
+            .expect_err("not listed")
+            .contains("execveat"));
+        // Only a conditional allow: other calls fall to the default.
+        let only_some = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            {"names": ["execveat", "fcntl", "write", "exit_group"], "action": "SCMP_ACT_ALLOW",
+             "args": [{"index": 0, "value": 3, "op": "SCMP_CMP_GE"}]}]});
+        assert!(usable(only_some).is_err());
+        let trace = serde_json::json!({"defaultAction": "SCMP_ACT_TRACE"});
+        assert!(usable(trace).is_err());
+    }
+
+    #[test]
+    fn trampoline_is_not_used_with_an_lsm_exec_label() {
+        let p = |k: &str, v: &str| -> Process {
+            serde_json::from_value(serde_json::json!({
+                "cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["sh"], k: v}))
+            .expect("a valid process")
+        };
+        assert!(trampoline_usable(Some(&p("apparmorProfile", "hull-test")), None).is_err());
+        assert!(trampoline_usable(Some(&p("selinuxLabel", "system_u:r:t:s0")), None).is_err());
+        // Empty labels are no-ops (lsm.rs), so no reason to fall back.
+        assert_eq!(
+            trampoline_usable(Some(&p("apparmorProfile", "")), None),
+            Ok(())
+        );
     }
 
     #[test]

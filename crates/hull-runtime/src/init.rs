@@ -21,6 +21,7 @@ use crate::process::{self, ProcessError};
 use crate::protocol::{Channel, Msg, ProtocolError};
 use crate::rootfs::{self, RootfsError, RootfsOpts};
 use crate::seccomp_setup;
+use crate::trampoline::Trampoline;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -71,6 +72,9 @@ pub(crate) struct InitArgs<'a> {
     pub(crate) preserve_fds: u32,
     /// setgroups(2) is denied in user namespaces made by unprivileged callers.
     pub(crate) setgroups_allowed: bool,
+    /// The exec trampoline (CVE-2019-5736), unless hullc was re-exec'd from
+    /// a protected copy instead (exeseal.rs).
+    pub(crate) trampoline: Option<&'a Trampoline>,
 }
 
 /// Entry point of the child. Never returns.
@@ -162,12 +166,12 @@ fn build(a: &InitArgs) -> Result<Infallible, InitError> {
         unsafe { libc::_exit(1) }
     }
     reset_signals();
-    let e = process::exec(&exe, &args, &env);
+    // Through the trampoline, `conn` is also where it reports a failed
+    // execve (`hullc start` decodes that into the same text as below).
+    let via = a.trampoline.map(|t| (t, conn.as_fd()));
+    let e = process::exec(&exe, &args, &env, via);
     // Tell `hullc start` why the program did not run, then die.
-    let cause = std::error::Error::source(&e)
-        .map(|s| format!(": {s}"))
-        .unwrap_or_default();
-    let _ = writeln!(conn, "{e}{cause}");
+    let _ = writeln!(conn, "{}", process::failure_text(&e));
     // SAFETY: see run(); nothing of the parent's state needs flushing.
     unsafe { libc::_exit(127) }
 }
@@ -315,7 +319,9 @@ fn set_sysctls(spec: &Spec) -> Result<(), InitError> {
 }
 
 /// Blocks until `hullc start` connects. The accepted connection is
-/// close-on-exec: a successful execve closes it, which `start` reads as EOF.
+/// close-on-exec: a successful execve closes it, which `start` reads as EOF
+/// (the trampoline inherits it and makes it close-on-exec again before the
+/// program's execve).
 fn wait_for_start(l: &UnixListener) -> Result<UnixStream, InitError> {
     loop {
         match l.accept() {

@@ -31,6 +31,7 @@ mod seccomp_setup;
 mod signal;
 mod spec;
 mod state;
+mod trampoline;
 mod tty_proxy;
 mod userns;
 

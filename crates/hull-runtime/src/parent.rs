@@ -10,13 +10,17 @@ use std::path::{Path, PathBuf};
 use crate::cgroup::{self, CgroupError, Cgroups};
 use crate::config::{self, Bundle, ConfigError};
 use crate::console::{self, ConsoleError};
+use crate::exeseal;
 use crate::hooks::{self, HookError};
 use crate::init::{self, InitArgs};
 use crate::namespaces::{self, NamespaceError, Plan};
 use crate::protocol::{self, Msg, ProtocolError};
 use crate::seccomp_setup;
 use crate::state::{self, ContainerDir, Saved, StateError, CONFIG_FILE, START_SOCK};
+use crate::trampoline::Trampoline;
 use crate::userns::{self, UsernsError};
+
+use oci_spec::runtime::Spec;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateError {
@@ -50,6 +54,8 @@ pub enum CreateError {
     Console(&'static str),
     #[error(transparent)]
     Lsm(#[from] crate::lsm::LsmError),
+    #[error(transparent)]
+    ExeSeal(#[from] exeseal::ExeSealError),
 }
 
 fn sys(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> CreateError {
@@ -105,7 +111,19 @@ impl Teardown {
 }
 
 pub fn create(root: &Path, o: &CreateOptions) -> Result<Created, CreateError> {
-    create_bundle(root, o, config::load_bundle(&o.bundle)?)
+    let bundle = config::load_bundle(&o.bundle)?;
+    let trampoline = protect(root, &bundle.spec)?;
+    create_bundle(root, o, bundle, trampoline.as_ref())
+}
+
+/// CVE-2019-5736 (exeseal.rs): the exec trampoline for init, or `None`
+/// once hullc runs from a protected copy — in which case this may have
+/// re-executed hullc and not returned. So it comes right after the config
+/// is parsed, before anything that a restart would repeat or see twice
+/// (the state dir, the console socket's connection).
+pub(crate) fn protect(root: &Path, spec: &Spec) -> Result<Option<Trampoline>, CreateError> {
+    let process = spec.process().as_ref();
+    Ok(exeseal::protect(root, process, exeseal::seccomp_of(spec))?)
 }
 
 /// `create` of an already loaded bundle (so `run` parses the config once).
@@ -113,6 +131,7 @@ pub(crate) fn create_bundle(
     root: &Path,
     o: &CreateOptions,
     bundle: Bundle,
+    trampoline: Option<&Trampoline>,
 ) -> Result<Created, CreateError> {
     let console = match (terminal(&bundle.spec), &o.console_socket) {
         (true, Some(path)) => Some(console::connect(path)?),
@@ -128,7 +147,7 @@ pub(crate) fn create_bundle(
         }
         (false, None) => None,
     };
-    create_with(root, o, bundle, console)
+    create_with(root, o, bundle, console, trampoline)
 }
 
 pub(crate) fn terminal(spec: &oci_spec::runtime::Spec) -> bool {
@@ -145,6 +164,7 @@ pub(crate) fn create_with(
     o: &CreateOptions,
     mut bundle: Bundle,
     console: Option<UnixStream>,
+    trampoline: Option<&Trampoline>,
 ) -> Result<Created, CreateError> {
     config::validate_id(&o.id)?;
     crate::lsm::validate(
@@ -155,7 +175,7 @@ pub(crate) fn create_with(
     pass_listen_fds(&mut o, &mut bundle.spec);
     let dir = ContainerDir::claim(root, &o.id)?;
     let mut td = Teardown::default();
-    match build(&dir, &bundle, &o, console, &mut td) {
+    match build(&dir, &bundle, &o, console, trampoline, &mut td) {
         Ok(c) => Ok(c),
         Err(e) => {
             for t in td.run(dir) {
@@ -171,6 +191,7 @@ fn build(
     b: &Bundle,
     o: &CreateOptions,
     console: Option<UnixStream>,
+    trampoline: Option<&Trampoline>,
     td: &mut Teardown,
 ) -> Result<Created, CreateError> {
     dir.write_atomic(CONFIG_FILE, &b.raw)?;
@@ -222,6 +243,7 @@ fn build(
                 no_new_keyring: o.no_new_keyring,
                 preserve_fds: o.preserve_fds,
                 setgroups_allowed,
+                trampoline,
             })
         }
         Some(c) => c,

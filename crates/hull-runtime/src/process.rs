@@ -6,10 +6,13 @@
 
 use std::collections::HashSet;
 use std::ffi::CString;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use caps::{CapSet, Capability as Cap};
 use oci_spec::runtime::{Capabilities, LinuxCapabilities, PosixRlimitType, Process};
+
+use crate::trampoline::Trampoline;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -296,8 +299,16 @@ fn executable(p: &Path) -> std::io::Result<()> {
     nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).map_err(std::io::Error::from)
 }
 
-/// Replaces this process with the container's program. Returns only on error.
-pub(crate) fn exec(path: &Path, args: &[String], env: &[String]) -> ProcessError {
+/// Replaces this process with the container's program, through the exec
+/// trampoline when there is one (CVE-2019-5736, trampoline.rs; `errfd` is
+/// the caller's close-on-exec channel, which receives the trampoline's
+/// report). Returns only on error.
+pub(crate) fn exec(
+    path: &Path,
+    args: &[String],
+    env: &[String],
+    via: Option<(&Trampoline, BorrowedFd)>,
+) -> ProcessError {
     let c = |s: &str| CString::new(s).map_err(|_| ProcessError::Nul);
     let build = || -> Result<(CString, Vec<CString>, Vec<CString>), ProcessError> {
         Ok((
@@ -306,13 +317,32 @@ pub(crate) fn exec(path: &Path, args: &[String], env: &[String]) -> ProcessError
             env.iter().map(|e| c(e)).collect::<Result<_, _>>()?,
         ))
     };
-    match build() {
-        Ok((p, a, e)) => match nix::unistd::execve(&p, &a, &e) {
-            Err(err) => ProcessError::Exec(args[0].clone(), err),
+    let (p, a, e) = match build() {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    let err = match via {
+        Some((t, errfd)) => t.exec(errfd, &p, &a, &e),
+        None => match nix::unistd::execve(&p, &a, &e) {
+            Err(err) => err,
             Ok(never) => match never {},
         },
-        Err(e) => e,
-    }
+    };
+    exec_failure(args.first().map_or("", String::as_str), err)
+}
+
+/// The error of a failed exec of `arg0`, whether the execve ran here or in
+/// the trampoline (which reports the errno): the same message either way.
+pub(crate) fn exec_failure(arg0: &str, errno: nix::Error) -> ProcessError {
+    ProcessError::Exec(arg0.to_string(), errno)
+}
+
+/// The text init sends to `hullc start` when the program cannot run.
+pub(crate) fn failure_text(e: &ProcessError) -> String {
+    let cause = std::error::Error::source(e)
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
+    format!("{e}{cause}")
 }
 
 /// rlimits and the bounding set while privileged, then the user switch,

@@ -23,18 +23,27 @@
 //!        |<----------------- Committed ---------------------|
 //!      exit 0                                               |  accept() on start.sock (the barrier)
 //!                                                           |
-//!   hullc start ----------- connect(start.sock) ----------->|  startContainer hooks, execve(args)
+//!   hullc start ----------- connect(start.sock) ----------->|  startContainer hooks,
+//!        |                                                  |  execveat(trampoline) -> execve(args)
 //!        |<-------- EOF (exec succeeded: CLOEXEC) ----------|
 //!        |<-------- or the error as text -------------------|
+//!        |<-------- or the trampoline's report: 0xff errno -|
 //!        |   unlink start.sock, poststart hooks             |
 //! ```
+//!
+//! The trampoline (CVE-2019-5736, trampoline.rs) inherits the accepted
+//! connection, makes it close-on-exec again and execs the program; if that
+//! fails it writes 5 bytes (0xff, errno as u32 LE) that `start` turns into
+//! the text init sends for a failed direct execve. Without it (the re-exec
+//! fallback, exeseal.rs) init calls execve itself. The exec child's channel
+//! carries the same report in one packet, not JSON ([`ProtocolError::ExecFailed`]).
 //!
 //! If the parent dies before `Commit`, the kernel kills init through its
 //! parent-death signal, so a killed `hullc create` never leaves a half-built
 //! container process behind. Errors in init travel back as [`Msg::Error`] with
 //! the stage that failed; the parent turns them into its own error.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
@@ -88,6 +97,9 @@ pub enum ProtocolError {
     Unexpected { got: String, expected: &'static str },
     #[error("{context}{sep}{cause}", sep = if cause.is_empty() { "" } else { ": " })]
     Child { context: String, cause: String },
+    /// The exec trampoline's report: the program's execve failed.
+    #[error("the program could not be executed (errno {errno})")]
+    ExecFailed { errno: i32 },
 }
 
 /// One end of the sync channel.
@@ -109,6 +121,11 @@ pub(crate) fn channel() -> Result<(Channel, Channel), ProtocolError> {
 }
 
 impl Channel {
+    /// The socket, lent to the exec trampoline as its report fd.
+    pub(crate) fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
     pub(crate) fn send(&self, msg: &Msg) -> Result<(), ProtocolError> {
         let what = match msg {
             Msg::Proceed => "proceed",
@@ -135,6 +152,10 @@ impl Channel {
         };
         if n == 0 {
             return Err(ProtocolError::Closed { expected });
+        }
+        // Not JSON: the exec trampoline writes raw bytes (trampoline.rs).
+        if let Some(errno) = crate::trampoline::parse_report(&buf[..n]) {
+            return Err(ProtocolError::ExecFailed { errno });
         }
         serde_json::from_slice(&buf[..n]).map_err(ProtocolError::Decode)
     }

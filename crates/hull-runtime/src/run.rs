@@ -17,6 +17,7 @@ use crate::console;
 use crate::container::{self, ContainerError};
 use crate::parent::{self, CreateError, CreateOptions};
 use crate::signal;
+use crate::trampoline::Trampoline;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -41,25 +42,40 @@ const FORWARDED: &[Signal] = &[
 ];
 
 pub fn run(root: &Path, o: &CreateOptions, detach: bool, keep: bool) -> Result<i32, RunError> {
+    let bundle = crate::config::load_bundle(&o.bundle).map_err(CreateError::from)?;
+    // Before the signals are blocked: a re-exec would inherit the mask.
+    let trampoline = parent::protect(root, &bundle.spec)?;
     let (set, old) = block_forwarded().map_err(|e| RunError::Sys("blocking signals", e))?;
-    let r = run_blocked(root, o, detach, keep, &set);
+    let how = How {
+        detach,
+        keep,
+        trampoline: trampoline.as_ref(),
+    };
+    let r = run_blocked(root, o, bundle, &how, &set);
     let _ = old.thread_set_mask();
     r
+}
+
+/// `run`'s flags and the CVE-2019-5736 trampoline.
+struct How<'a> {
+    detach: bool,
+    keep: bool,
+    trampoline: Option<&'a Trampoline>,
 }
 
 fn run_blocked(
     root: &Path,
     o: &CreateOptions,
-    detach: bool,
-    keep: bool,
+    bundle: crate::config::Bundle,
+    how: &How,
     set: &SigSet,
 ) -> Result<i32, RunError> {
+    let (detach, keep) = (how.detach, how.keep);
     // A foreground terminal without a console socket: hullc holds the pty.
-    let bundle = crate::config::load_bundle(&o.bundle).map_err(CreateError::from)?;
     if parent::terminal(&bundle.spec) && o.console_socket.is_none() && !detach {
-        return run_with_tty(root, o, bundle, keep, set);
+        return run_with_tty(root, o, bundle, how, set);
     }
-    let created = parent::create_bundle(root, o, bundle)?;
+    let created = parent::create_bundle(root, o, bundle, how.trampoline)?;
     if let Err(e) = container::start(root, &o.id) {
         let _ = container::delete(root, &o.id, true);
         return Err(e.into());
@@ -80,7 +96,7 @@ fn run_with_tty(
     root: &Path,
     o: &CreateOptions,
     bundle: crate::config::Bundle,
-    keep: bool,
+    how: &How,
     set: &SigSet,
 ) -> Result<i32, RunError> {
     let (ours, theirs) = UnixStream::pair().map_err(|e| {
@@ -89,7 +105,7 @@ fn run_with_tty(
             nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         )
     })?;
-    let created = parent::create_with(root, o, bundle, Some(theirs))?;
+    let created = parent::create_with(root, o, bundle, Some(theirs), how.trampoline)?;
     let started = console::recv_fd(ours.as_fd())
         .map_err(|e| RunError::Create(e.into()))
         .and_then(|m| {
@@ -105,7 +121,7 @@ fn run_with_tty(
         }
     };
     let code = crate::tty_proxy::proxy(&master, &created.pidfd, set);
-    if !keep {
+    if !how.keep {
         container::delete(root, &o.id, true)?;
     }
     Ok(code)

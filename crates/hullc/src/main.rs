@@ -78,12 +78,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
     };
     let root = root.as_path();
+    // create, run and exec protect hullc's binary (CVE-2019-5736) once the
+    // config is parsed: an exec trampoline, or a re-exec from a protected
+    // copy when the config rules the trampoline out (hull_runtime::exeseal).
     let rootless = hull_runtime::rootless::rootless_cgroups(cli.rootless.as_deref())?;
-    if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec(_)) {
-        // Only these start processes in a container (CVE-2019-5736); may
-        // re-exec this process and not return.
-        hull_runtime::exeseal::protect_self(root)?;
-    }
     match cli.cmd {
         Cmd::Create(a) => {
             hull_runtime::create(root, &options(a, rootless))?;
