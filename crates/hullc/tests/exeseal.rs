@@ -1,12 +1,18 @@
 //! CVE-2019-5736 reproduced (issue 5): a container whose program is
 //! `#!/proc/self/exe` makes the kernel run hullc's own binary inside the
 //! container; an attacker there keeps an fd of that process' /proc/PID/exe
-//! and, once it has exited, reopens the fd for writing. hullc must run from
-//! a copy that cannot be written (exeseal.rs), so the binary stays intact.
+//! and, once it has exited, reopens the fd for writing. The process making
+//! the final execve must not be running hullc's file (exeseal.rs): it runs
+//! the exec trampoline, a sealed memfd (trampoline.rs), or, when the config
+//! rules that out, hullc re-execs itself from a copy that cannot be written.
 //!
 //! The attack targets a *copy* of hullc in a temp dir, never the build's
-//! binary. The victim is held still by a full pipe on its stderr (its usage
-//! error blocks there) until the attacker has its fd.
+//! binary. The victim is held still by a full pipe on its stderr until the
+//! attacker has its fd: under the fallback, hullc's usage error blocks
+//! there; the trampoline exits at once when it runs as an interpreter, so
+//! its tests run it through `/bin/2` -> `/proc/self/exe` with argv `2
+//! /nonexistent`, which makes it try `/nonexistent` and block writing its
+//! errno report to fd 2.
 
 mod common;
 
@@ -118,8 +124,18 @@ fn bundle(h: &Hullc, t: &Target) -> Bundle {
     let evil = b.rootfs().join("evil");
     fs::write(&evil, "#!/proc/self/exe\n").expect("write /evil");
     fs::set_permissions(&evil, fs::Permissions::from_mode(0o755)).expect("chmod /evil");
+    std::os::unix::fs::symlink("/proc/self/exe", b.rootfs().join("bin/2")).expect("/bin/2");
     fs::write(b.rootfs().join("attack.sh"), ATTACK).expect("write /attack.sh");
     b
+}
+
+/// A seccomp profile that refuses execveat: the trampoline cannot be used
+/// (exeseal::trampoline_usable), so hullc falls back to its re-exec.
+fn refuse_execveat(b: &mut Bundle) {
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["execveat"], "action": "SCMP_ACT_ERRNO"}],
+    });
 }
 
 /// A pipe whose buffer is full: a process writing to it blocks until we
@@ -165,35 +181,65 @@ fn assert_refused(b: &Bundle, t: &Target) {
     t.assert_intact();
 }
 
-/// `hullc exec ID /evil`: the exec'd process becomes hullc in the
-/// container; init (the attacker) finds it, grabs its exe, waits, writes.
+/// The trampoline: `hullc exec ID 2 /nonexistent` runs it twice (the
+/// second time as `/proc/self/exe`); init (the attacker) finds the second,
+/// blocked on its report, grabs its exe — the memfd — waits, writes.
 #[test]
-fn exec_of_proc_self_exe_cannot_write_the_binary() {
+fn exec_of_proc_self_exe_reaches_only_the_trampoline() {
     let h = Hullc::new();
     let t = Target::new();
-    let grabbed = exec_attack(&h, &t);
+    let mut b = bundle(&h, &t);
+    let (grabbed, id) = exec_attack(&h, &t, &mut b, &["2", "/nonexistent"]);
+    assert!(
+        grabbed.contains(" /memfd:hullc-trampoline"),
+        "not the trampoline: {grabbed}"
+    );
+    // `#!/proc/self/exe` runs the trampoline as the interpreter: its argv
+    // is not the protocol's, so it exits 126 (hullc would print its usage).
+    let out = t.cmd(&h, &["exec", &id, "/evil"], "evil.out").status();
+    assert_eq!(out.expect("exec /evil").code(), Some(126));
+    finish(&h, &b, &id);
+}
+
+/// The fallback re-exec from the private overlayfs (a seccomp profile
+/// refuses execveat, so no trampoline): the victim is hullc's copy.
+#[test]
+fn exec_of_proc_self_exe_cannot_write_the_binary_reexec() {
+    let h = Hullc::new();
+    let t = Target::new();
+    let mut b = bundle(&h, &t);
+    refuse_execveat(&mut b);
+    let (grabbed, id) = exec_attack(&h, &t, &mut b, &["/evil"]);
     assert!(
         grabbed.ends_with(" /hullc"),
         "not the overlay copy: {grabbed}"
     );
+    finish(&h, &b, &id);
 }
 
-/// The same with the memfd fallback (overlayfs impossible for this layout).
+/// The same with the memfd copy (overlayfs impossible for this layout).
 #[test]
-fn exec_of_proc_self_exe_cannot_write_the_binary_memfd() {
+fn exec_of_proc_self_exe_cannot_write_the_binary_reexec_memfd() {
     let h = Hullc::new();
     let t = Target::in_dir(h.scratch());
-    let grabbed = exec_attack(&h, &t);
+    let mut b = bundle(&h, &t);
+    refuse_execveat(&mut b);
+    let (grabbed, id) = exec_attack(&h, &t, &mut b, &["/evil"]);
     assert!(
-        grabbed.contains(" /memfd:hullc"),
+        grabbed.contains(" /memfd:hullc (deleted)"),
         "not the memfd copy: {grabbed}"
     );
+    finish(&h, &b, &id);
 }
 
-/// Runs the exec attack against `t`; returns "PID LINK" of what was grabbed.
-fn exec_attack(h: &Hullc, t: &Target) -> String {
-    let mut b = bundle(h, t);
+/// Runs the exec attack on `victim` against `t`; returns "PID LINK" of
+/// what was grabbed, and the container's id.
+fn exec_attack(h: &Hullc, t: &Target, b: &mut Bundle, victim: &[&str]) -> (String, String) {
     b.args(&["sh", "/attack.sh"]);
+    b.config["process"]["env"]
+        .as_array_mut()
+        .expect("env")
+        .push(json!("PATH=/bin"));
     b.save();
     let id = h.id("cve5736e");
     h.track(&id);
@@ -204,31 +250,36 @@ fn exec_attack(h: &Hullc, t: &Target) -> String {
         .expect("run");
     assert!(st.success(), "hullc run -d failed");
     let (r, w) = full_pipe();
-    let mut exec = t.cmd(h, &["exec", &id, "/evil"], "exec.out");
+    let mut args = vec!["exec", &id];
+    args.extend_from_slice(victim);
+    let mut exec = t.cmd(h, &args, "exec.out");
     exec.stdout(Stdio::from(w.try_clone().expect("dup")))
         .stderr(Stdio::from(w));
     let mut victim = exec.spawn().expect("spawn exec");
     drop(exec); // its copies of the pipe's write end
     let grabbed = wait_file(&b.rootfs().join("tmp/grabbed"), "the attacker's fd");
     let drained = drain(r);
-    assert_refused(&b, t);
+    assert_refused(b, t);
     let _ = victim.wait();
     drained.join().expect("drain");
-    h.cmd(&["delete", "--force", &id]).ok();
-    common::assert_clean(h, &b, &[&id]);
-    grabbed.trim().to_string()
+    (grabbed.trim().to_string(), id)
 }
 
-/// The container's init is `/evil`: hullc's binary runs as the container's
-/// first process. No pid namespace, so that the attacker (exec'd) outlives
-/// it and can try its write afterwards.
+fn finish(h: &Hullc, b: &Bundle, id: &str) {
+    h.cmd(&["delete", "--force", id]).ok();
+    common::assert_clean(h, b, &[id]);
+}
+
+/// The container's init is the trampoline run as `/proc/self/exe` (`2
+/// /nonexistent`), blocked on its report. No pid namespace, so that the
+/// attacker (exec'd) outlives it and can try its write afterwards.
 #[test]
-fn init_of_proc_self_exe_cannot_write_the_binary() {
+fn init_of_proc_self_exe_reaches_only_the_trampoline() {
     let h = Hullc::new();
     let t = Target::new();
     let mut b = bundle(&h, &t);
     b.remove_namespace("pid");
-    b.args(&["/evil"]);
+    b.args(&["2", "/nonexistent"]);
     b.config["process"]["env"]
         .as_array_mut()
         .expect("env")
@@ -254,10 +305,64 @@ fn init_of_proc_self_exe_cannot_write_the_binary() {
         .status()
         .expect("exec");
     assert!(st.success(), "hullc exec -d failed");
-    wait_file(&b.rootfs().join("tmp/grabbed"), "the attacker's fd");
+    let grabbed = wait_file(&b.rootfs().join("tmp/grabbed"), "the attacker's fd");
+    assert!(
+        grabbed.contains(" /memfd:hullc-trampoline"),
+        "not the trampoline: {grabbed}"
+    );
     let drained = drain(r);
     assert_refused(&b, &t);
     drained.join().expect("drain");
-    h.cmd(&["delete", "--force", &id]).ok();
-    common::assert_clean(&h, &b, &[&id]);
+    finish(&h, &b, &id);
+}
+
+/// A program the kernel cannot execute fails `run`, `start` and `exec` with
+/// the messages and exit codes of a direct execve (checked against the
+/// build before the trampoline), through the trampoline's errno report and
+/// through the fallback re-exec alike.
+#[test]
+fn an_unexecutable_program_fails_as_before() {
+    let h = Hullc::new();
+    for fallback in [false, true] {
+        let mut b = Bundle::new(&h);
+        let garbage = b.rootfs().join("garbage");
+        fs::write(&garbage, b"garbage\x01\x02 not an executable\n").expect("write");
+        let interp = b.rootfs().join("badinterp");
+        fs::write(&interp, "#!/nonexistent/interpreter\n").expect("write");
+        for f in [&garbage, &interp] {
+            fs::set_permissions(f, fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        if fallback {
+            refuse_execveat(&mut b);
+        }
+        let enoexec = r#"process.args: exec "/garbage": ENOEXEC: Exec format error"#;
+        let enoent = r#"process.args: exec "/badinterp": ENOENT: No such file or directory"#;
+        b.args(&["/garbage"]);
+        let id = h.id("noexec");
+        let out = h.run(&b, &id, &[]);
+        assert_eq!(out.code(), Some(1), "run: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!("hullc: starting container process: {enoexec}\n")
+        );
+        assert!(!h.root().join(&id).exists(), "run left its container");
+        b.args(&["/badinterp"]);
+        h.create(&b, &id, &[]).ok();
+        let out = h.cmd(&["start", &id]);
+        assert_eq!(out.code(), Some(1), "start: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            format!("hullc: starting container process: {enoent}\n")
+        );
+        h.cmd(&["delete", "--force", &id]).ok();
+        b.args(&["sleep", "1000"]);
+        h.run(&b, &id, &["-d"]).ok();
+        for (prog, msg) in [("/garbage", enoexec), ("/badinterp", enoent)] {
+            let out = h.cmd(&["exec", &id, prog]);
+            assert_eq!(out.code(), Some(1), "exec {prog}: {}", out.stderr);
+            assert_eq!(out.stderr, format!("hullc: {msg}\n"));
+        }
+        h.cmd(&["exec", &id, "true"]).ok();
+        finish(&h, &b, &id);
+    }
 }
