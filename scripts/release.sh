@@ -1,13 +1,35 @@
 #!/bin/sh
 # Release build of the three programs into ${CARGO_TARGET_DIR:-target}/release.
-#   scripts/release.sh [--quiet]
+#   scripts/release.sh [--hullc-only] [--quiet]
 # hullc is linked statically (static-pie glibc, as runc's own release binaries are static):
-# it starts twice per create/run/exec (the CVE-2019-5736 re-exec from a read-only copy), and
-# without ld.so, relocations against libc.so and libc's pages it starts faster and its peak RSS
-# is lower (figures in bench/README.md). `cargo rustc` applies the flag to the final binary
-# only: RUSTFLAGS would also make the proc-macro crates static, which rustc refuses unless
-# --target is given.
+# without ld.so, relocations against libc.so and libc's pages it starts faster and its peak
+# RSS is lower (figures in bench/README.md). `cargo rustc` applies the flags to the final
+# binary only: RUSTFLAGS would also make the proc-macro crates static, which rustc refuses
+# unless --target is given.
+# bench/hullc.order (made by bench/order.sh) lists the functions hullc runs on its common
+# paths; the linker (LLD, Rust's default on x86_64 Linux) places them first and together, so
+# the kernel's 64 KiB fault-around maps hot code instead of cold neighbours (peak RSS).
+# HULLC_RUSTC_ARGS adds rustc flags for hullc (bench/order.sh: -C strip=none; a flag here,
+# unlike a profile setting, leaves the symbol names as they are in the release build).
 set -eu
 cd "$(dirname "$0")/.."
-cargo build --release "$@" -p hull -p hull-shim
-cargo rustc --release "$@" -p hullc --bin hullc -- -C target-feature=+crt-static
+only_hullc=false
+if [ "${1:-}" = "--hullc-only" ]; then
+    only_hullc=true
+    shift
+fi
+if ! $only_hullc; then
+    cargo build --release "$@" -p hull -p hull-shim
+fi
+out="${CARGO_TARGET_DIR:-target}/release"
+set -- "$@" -p hullc --bin hullc -- -C target-feature=+crt-static
+if [ -f bench/hullc.order ]; then
+    set -- "$@" -C "link-arg=-Wl,--symbol-ordering-file=$PWD/bench/hullc.order" \
+        -C link-arg=-Wl,--no-warn-symbol-ordering
+    # Cargo doesn't track the file: relink when it is newer than the binary.
+    if [ "$out/hullc" -ot bench/hullc.order ]; then
+        rm -f "$out/hullc" "$out"/deps/hullc-*
+    fi
+fi
+# shellcheck disable=SC2086 # word splitting of the extra flags is wanted
+cargo rustc --release "$@" ${HULLC_RUSTC_ARGS:-}
