@@ -171,10 +171,11 @@ def main():
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="hullorder-", dir="/dev/shm")
     binary = os.path.join(work, "hullc")
-    shutil.copy2(a.hullc, binary)
-    funcs = functions(binary)
-    offsets = sorted(funcs)
+    offsets = []
     try:
+        shutil.copy2(a.hullc, binary)
+        funcs = functions(binary)
+        offsets = sorted(funcs)
         add_probes(binary, offsets)
         tracefs(f"events/{GROUP}/enable", "1")
         # runc's default config when runc is there, as the benchmark uses:
@@ -183,8 +184,10 @@ def main():
         scenario(binary, work, bundles)
         got = hits(binary)
     finally:
-        remove_probes(len(offsets))
-        shutil.rmtree(work, ignore_errors=True)
+        try:
+            remove_probes(len(offsets))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     names = [n for i in sorted(got) for n in funcs[offsets[i]]]
     with open(a.out, "w") as f:
         f.write("".join(n + "\n" for n in names))
