@@ -128,10 +128,18 @@ pub(crate) fn seccomp_of(spec: &Spec) -> Option<&LinuxSeccomp> {
 
 /// The syscalls the trampoline makes, under the container's filter:
 /// refused or conditional, the program might not start (`execveat`), the
-/// caller would wait for an EOF that never comes (`fcntl` F_SETFD), or a
-/// failure would go unreported (`write`, `exit_group`). Its `execve` is the
-/// one the program's start makes anyway.
-const TRAMPOLINE_SYSCALLS: &[&str] = &["execveat", "fcntl", "write", "exit_group"];
+/// trampoline might stay dumpable (`prctl`), the caller would wait for an
+/// EOF that never comes (`fcntl` F_SETFD), or a failure would go
+/// unreported (`rt_sigprocmask`, `write`, `exit_group`). Its `execve` is
+/// the one the program's start makes anyway.
+const TRAMPOLINE_SYSCALLS: &[&str] = &[
+    "execveat",
+    "prctl",
+    "fcntl",
+    "rt_sigprocmask",
+    "write",
+    "exit_group",
+];
 
 /// Whether the trampoline can replace the re-exec for this process; `Err`
 /// says why not. Pure: decided from the config alone.
@@ -149,6 +157,13 @@ pub(crate) fn trampoline_usable(
     if process.is_some_and(|p| set(p.apparmor_profile()) || set(p.selinux_label())) {
         return Err("process.apparmorProfile or process.selinuxLabel is set".into());
     }
+    if process.is_some_and(gains_caps_at_exec) {
+        return Err(
+            "the program gains capabilities at exec (root without noNewPrivileges, bounding \
+             or inheritable beyond permitted): through the trampoline it would stay dumpable"
+                .into(),
+        );
+    }
     if let Some(s) = seccomp {
         if let Some(name) = TRAMPOLINE_SYSCALLS
             .iter()
@@ -160,16 +175,40 @@ pub(crate) fn trampoline_usable(
     Ok(())
 }
 
-/// Whether the filter lets `name` through whatever its arguments. The
-/// compiled filter tries a syscall's rules in profile order, the first
-/// match wins, and the default applies when none matches (seccomp/mod.rs).
-/// A rule with conditions and an allowing action only passes some calls
-/// on; a conditional refusal might catch ours. Conservative: an entry that
-/// the compiler would drop (it repeats the default action) is still read.
+/// Whether a direct execve would raise the permitted set. For root without
+/// no_new_privs the kernel computes P' = P(inh) | bset; when that exceeds P,
+/// commit_creds makes the program non-dumpable. Through the trampoline the
+/// gain would happen at the trampoline's exec, and the program's own exec
+/// (nothing more to gain) would leave it dumpable. Without a capabilities
+/// object the sets are cleared and the bounding set kept: a gain.
+fn gains_caps_at_exec(p: &Process) -> bool {
+    if p.user().uid() != 0 || p.no_new_privileges() == Some(true) {
+        return false;
+    }
+    let Some(c) = p.capabilities() else {
+        return true;
+    };
+    let set = |s: &Option<oci_spec::runtime::Capabilities>| s.clone().unwrap_or_default();
+    let permitted = set(c.permitted());
+    set(c.bounding())
+        .union(&set(c.inheritable()))
+        .any(|cap| !permitted.contains(cap))
+}
+
+/// Whether the filter lets `name` through whatever its arguments, read the
+/// way seccomp/mod.rs compiles it: a rule whose action repeats the default
+/// is dropped (libseccomp refuses it), the remaining rules of a syscall are
+/// tried in profile order, the first match wins, and the default applies
+/// when none matches. A rule with conditions and an allowing action only
+/// passes some calls on; a conditional refusal might catch ours. A profile
+/// the compiler rejects is not ours to judge (create fails on it anyway).
 fn seccomp_allows_always(s: &LinuxSeccomp, name: &str) -> bool {
     let allows = |a: Act| matches!(a, Act::ScmpActAllow | Act::ScmpActLog);
+    let compiled = |a, errno| crate::seccomp::action(a, errno, "linux.seccomp").ok();
+    let default = compiled(s.default_action(), s.default_errno_ret());
     let rules = s.syscalls().iter().flatten();
-    for r in rules.filter(|r| r.names().iter().any(|n| n == name)) {
+    let kept = rules.filter(|r| compiled(r.action(), r.errno_ret()) != default);
+    for r in kept.filter(|r| r.names().iter().any(|n| n == name)) {
         let conditional = r.args().as_ref().is_some_and(|a| !a.is_empty());
         match (conditional, allows(r.action())) {
             (false, verdict) => return verdict,
@@ -525,7 +564,8 @@ mod tests {
         assert_eq!(usable(log), Ok(()));
         // docker's shape: deny by default, the trampoline's syscalls listed.
         let docker = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
-            {"names": ["read", "write", "fcntl", "execve", "execveat", "exit_group"],
+            {"names": ["read", "write", "fcntl", "execve", "execveat", "exit_group", "prctl",
+                       "rt_sigprocmask"],
              "action": "SCMP_ACT_ALLOW"},
             {"names": ["personality"], "action": "SCMP_ACT_ALLOW",
              "args": [{"index": 0, "value": 0, "op": "SCMP_CMP_EQ"}]}]});
@@ -534,7 +574,8 @@ mod tests {
         let both = serde_json::json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
             {"names": ["execveat"], "action": "SCMP_ACT_ALLOW",
              "args": [{"index": 4, "value": 4096, "op": "SCMP_CMP_EQ"}]},
-            {"names": ["execveat", "fcntl", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"}]});
+            {"names": ["execveat", "fcntl", "write", "exit_group", "prctl", "rt_sigprocmask"],
+             "action": "SCMP_ACT_ALLOW"}]});
         assert_eq!(usable(both), Ok(()));
     }
 
@@ -566,13 +607,62 @@ mod tests {
         assert!(usable(only_some).is_err());
         let trace = serde_json::json!({"defaultAction": "SCMP_ACT_TRACE"});
         assert!(usable(trace).is_err());
+        // A rule that repeats the default is dropped by the compiler (as
+        // libseccomp refuses it), so the refusal after it is what applies.
+        let shadowed = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["execveat"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["execveat"], "action": "SCMP_ACT_ERRNO"}]});
+        assert!(usable(shadowed).expect_err("execveat").contains("execveat"));
+        let shadowed_if = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["write"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["write"], "action": "SCMP_ACT_ERRNO",
+             "args": [{"index": 0, "value": 3, "op": "SCMP_CMP_GE"}]}]});
+        assert!(usable(shadowed_if).expect_err("write").contains("write"));
+    }
+
+    #[test]
+    fn trampoline_is_not_used_when_the_program_gains_capabilities_at_exec() {
+        let p = |caps: serde_json::Value, nnp: bool, uid: u32| -> Process {
+            let mut v = serde_json::json!({"cwd": "/", "user": {"uid": uid, "gid": 0},
+                "args": ["sh"], "noNewPrivileges": nnp});
+            if !caps.is_null() {
+                v["capabilities"] = caps;
+            }
+            serde_json::from_value(v).expect("a valid process")
+        };
+        let some = serde_json::json!(["CAP_KILL", "CAP_CHOWN"]);
+        let kill = serde_json::json!(["CAP_KILL"]);
+        let equal = serde_json::json!({"bounding": some, "permitted": some, "effective": some});
+        assert_eq!(
+            trampoline_usable(Some(&p(equal.clone(), false, 0)), None),
+            Ok(())
+        );
+        let wider = serde_json::json!({"bounding": some, "permitted": kill, "effective": kill});
+        assert!(trampoline_usable(Some(&p(wider.clone(), false, 0)), None).is_err());
+        let inh = serde_json::json!({"bounding": kill, "inheritable": some, "permitted": kill});
+        assert!(trampoline_usable(Some(&p(inh, false, 0)), None).is_err());
+        // no_new_privs clamps P' to P, and non-root gains nothing (ambient
+        // only): no gain, the trampoline is fine.
+        assert_eq!(
+            trampoline_usable(Some(&p(wider.clone(), true, 0)), None),
+            Ok(())
+        );
+        assert_eq!(
+            trampoline_usable(Some(&p(wider, false, 1000)), None),
+            Ok(())
+        );
+        // No capabilities object: cleared sets, the bounding set kept.
+        let none = serde_json::Value::Null;
+        assert!(trampoline_usable(Some(&p(none.clone(), false, 0)), None).is_err());
+        assert_eq!(trampoline_usable(Some(&p(none, true, 0)), None), Ok(()));
     }
 
     #[test]
     fn trampoline_is_not_used_with_an_lsm_exec_label() {
         let p = |k: &str, v: &str| -> Process {
             serde_json::from_value(serde_json::json!({
-                "cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["sh"], k: v}))
+                "cwd": "/", "user": {"uid": 0, "gid": 0}, "args": ["sh"],
+                "noNewPrivileges": true, k: v}))
             .expect("a valid process")
         };
         assert!(trampoline_usable(Some(&p("apparmorProfile", "hull-test")), None).is_err());

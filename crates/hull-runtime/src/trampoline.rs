@@ -8,15 +8,20 @@
 //! sealed memfd, which then `execve`s the real program: the process doing
 //! the final execve runs the trampoline, so `/proc/self/exe` resolves to the
 //! memfd, never to a file of the host. The memfd is made per start, sealed
-//! (`F_SEAL_WRITE|SHRINK|GROW|SEAL`) and mode 0555, so nothing can write it,
+//! (`F_SEAL_WRITE|SHRINK|GROW|SEAL`) and mode 0111, so nothing can write it,
 //! and it is gone once the program runs (its fd is close-on-exec).
 //!
 //! Protocol: `argv = [ERRFD, PATH, args[0], args[1], ...]`, envp as is. The
-//! trampoline checks that argv[0] is 1–9 ASCII digits and that PATH is
-//! there (else `exit_group(126)`: run any other way, as the interpreter of
-//! a `#!/proc/self/exe` script for one, it does nothing and cannot loop),
-//! sets FD_CLOEXEC on ERRFD and `execve(PATH, &argv[2], envp)`. If that
-//! returns, it writes a [`REPORT_LEN`]-byte report to ERRFD — the byte
+//! trampoline first makes itself non-dumpable (it holds ERRFD, the caller's
+//! channel; execute-only, the memfd already makes the exec non-dumpable
+//! for a process without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH), then checks
+//! that there are at least three arguments and that argv[0] is 1–9 ASCII
+//! digits (else `exit_group(126)`: run any other way, as the interpreter of
+//! a `#!/proc/self/exe` script for one, it does nothing; a script whose
+//! interpreter is a digit-named link to `/proc/self/exe` loses one argument
+//! per round, so even that ends), sets FD_CLOEXEC on ERRFD and
+//! `execve(PATH, &argv[2], envp)`. If that returns, it blocks SIGPIPE,
+//! writes a [`REPORT_LEN`]-byte report to ERRFD — the byte
 //! [`REPORT_MAGIC`] (0xff, which starts no UTF-8 text) and the errno as a
 //! little-endian u32 — and exits with 127. ERRFD is the channel that already
 //! tells the caller whether the exec succeeded (EOF), so the caller makes it
@@ -82,9 +87,9 @@ const VADDR: u64 = 0x40_0000;
 const CODE_OFF: usize = 0xb0;
 /// The whole file.
 #[cfg(target_arch = "x86_64")]
-const IMAGE_LEN: usize = 0x140;
+const IMAGE_LEN: usize = 0x178;
 
-/// The trampoline: a static x86_64 ELF executable, no libc, 320 bytes.
+/// The trampoline: a static x86_64 ELF executable, no libc, 376 bytes.
 /// Multi-byte fields are little-endian; the listing is `as` Intel syntax,
 /// offsets relative to the code start (file offset 0xb0, address 0x4000b0).
 #[cfg(target_arch = "x86_64")]
@@ -116,8 +121,8 @@ const IMAGE: [u8; IMAGE_LEN] = [
     0, 0, 0, 0, 0, 0, 0, 0,          // p_offset: 0
     0, 0, 0x40, 0, 0, 0, 0, 0,       // p_vaddr: 0x400000
     0, 0, 0x40, 0, 0, 0, 0, 0,       // p_paddr: 0x400000
-    0x40, 0x01, 0, 0, 0, 0, 0, 0,    // p_filesz: 0x140
-    0x40, 0x01, 0, 0, 0, 0, 0, 0,    // p_memsz: 0x140 (no bss)
+    0x78, 0x01, 0, 0, 0, 0, 0, 0,    // p_filesz: 0x178
+    0x78, 0x01, 0, 0, 0, 0, 0, 0,    // p_memsz: 0x178 (no bss)
     0, 0x10, 0, 0, 0, 0, 0, 0,       // p_align: 0x1000
     // ---- program header 1, offset 0x78: a non-executable stack ----
     0x51, 0xe5, 0x74, 0x64, // p_type: PT_GNU_STACK
@@ -130,54 +135,75 @@ const IMAGE: [u8; IMAGE_LEN] = [
     0x10, 0, 0, 0, 0, 0, 0, 0, // p_align
     // ---- code, offset 0xb0. At entry [rsp] = argc, then argv[], NULL,
     // envp[], NULL (the System V x86_64 process start). ----
-    0x48, 0x89, 0xe3,             // 00: mov  rbx, rsp         ; rbx = &argc
-    0x48, 0x83, 0x3b, 0x02,       // 03: cmp  qword [rbx], 2
-    0x72, 0x79,                   // 07: jb   bad (82)         ; need ERRFD and PATH
-    0x48, 0x8b, 0x73, 0x08,       // 09: mov  rsi, [rbx+8]     ; rsi = argv[0]
-    0x31, 0xff,                   // 0d: xor  edi, edi         ; edi = fd
-    0x0f, 0xb6, 0x06,             // 0f: movzx eax, byte [rsi]
-    0x85, 0xc0,                   // 12: test eax, eax
-    0x74, 0x6c,                   // 14: je   bad (82)         ; empty argv[0]
+    // Not dumpable, first thing: the exec made this process dumpable again
+    // with the container's credentials, and it holds the caller's channel
+    // (ERRFD), which a container process could otherwise take with
+    // pidfd_getfd or ptrace. (The memfd being execute-only already makes
+    // the exec non-dumpable for a process without CAP_DAC_OVERRIDE or
+    // CAP_DAC_READ_SEARCH.) The program's execve sets dumpable afresh.
+    0xbf, 0x04, 0x00, 0x00, 0x00, // 00: mov  edi, 4           ; PR_SET_DUMPABLE
+    0x31, 0xf6,                   // 05: xor  esi, esi         ; 0: not dumpable
+    0xb8, 0x9d, 0x00, 0x00, 0x00, // 07: mov  eax, 157         ; SYS_prctl
+    0x0f, 0x05,                   // 0c: syscall
+    0x48, 0x89, 0xe3,             // 0e: mov  rbx, rsp         ; rbx = &argc
+    0x48, 0x83, 0x3b, 0x03,       // 11: cmp  qword [rbx], 3
+    0x0f, 0x82, 0x9f, 0, 0, 0,    // 15: jb   bad (ba)         ; ERRFD, PATH, args[0]
+    0x48, 0x8b, 0x73, 0x08,       // 1b: mov  rsi, [rbx+8]     ; rsi = argv[0]
+    0x31, 0xff,                   // 1f: xor  edi, edi         ; edi = fd
+    0x0f, 0xb6, 0x06,             // 21: movzx eax, byte [rsi]
+    0x85, 0xc0,                   // 24: test eax, eax
+    0x0f, 0x84, 0x8e, 0, 0, 0,    // 26: je   bad (ba)         ; empty argv[0]
     // digit:
-    0x83, 0xe8, 0x30,             // 16: sub  eax, '0'
-    0x83, 0xf8, 0x09,             // 19: cmp  eax, 9
-    0x77, 0x64,                   // 1c: ja   bad (82)         ; not a digit (unsigned)
-    0x81, 0xff, 0x00, 0xe1, 0xf5, 0x05, // 1e: cmp edi, 100000000
-    0x73, 0x5c,                   // 24: jae  bad (82)         ; > 9 digits: no overflow
-    0x6b, 0xff, 0x0a,             // 26: imul edi, edi, 10
-    0x01, 0xc7,                   // 29: add  edi, eax
-    0x48, 0xff, 0xc6,             // 2b: inc  rsi
-    0x0f, 0xb6, 0x06,             // 2e: movzx eax, byte [rsi]
-    0x85, 0xc0,                   // 31: test eax, eax
-    0x75, 0xe1,                   // 33: jne  digit (16)
-    0x41, 0x89, 0xfc,             // 35: mov  r12d, edi        ; keep fd (syscall saves r12)
-    0xbe, 0x02, 0x00, 0x00, 0x00, // 38: mov  esi, 2           ; F_SETFD
-    0xba, 0x01, 0x00, 0x00, 0x00, // 3d: mov  edx, 1           ; FD_CLOEXEC
-    0xb8, 0x48, 0x00, 0x00, 0x00, // 42: mov  eax, 72          ; SYS_fcntl
-    0x0f, 0x05,                   // 47: syscall               ; success closes ERRFD: EOF
-    0x48, 0x8b, 0x7b, 0x10,       // 49: mov  rdi, [rbx+16]    ; argv[1] = PATH
-    0x48, 0x8d, 0x73, 0x18,       // 4d: lea  rsi, [rbx+24]    ; &argv[2]
-    0x48, 0x8b, 0x13,             // 51: mov  rdx, [rbx]       ; argc
-    0x48, 0x8d, 0x54, 0xd3, 0x10, // 54: lea  rdx, [rbx+rdx*8+16] ; envp = &argv[argc+1]
-    0xb8, 0x3b, 0x00, 0x00, 0x00, // 59: mov  eax, 59          ; SYS_execve
-    0x0f, 0x05,                   // 5e: syscall               ; returns only -errno
-    0xf7, 0xd8,                   // 60: neg  eax              ; errno (zero-extends rax)
-    0x48, 0xc1, 0xe0, 0x08,       // 62: shl  rax, 8
-    0xb0, 0xff,                   // 66: mov  al, 0xff         ; REPORT_MAGIC
-    0x50,                         // 68: push rax              ; [rsp] = ff, errno LE
-    0x44, 0x89, 0xe7,             // 69: mov  edi, r12d        ; ERRFD
-    0x48, 0x89, 0xe6,             // 6c: mov  rsi, rsp
-    0xba, 0x05, 0x00, 0x00, 0x00, // 6f: mov  edx, 5           ; REPORT_LEN
-    0xb8, 0x01, 0x00, 0x00, 0x00, // 74: mov  eax, 1           ; SYS_write
-    0x0f, 0x05,                   // 79: syscall
-    0xbf, 0x7f, 0x00, 0x00, 0x00, // 7b: mov  edi, 127
-    0xeb, 0x05,                   // 80: jmp  exit (87)
+    0x83, 0xe8, 0x30,             // 2c: sub  eax, '0'
+    0x83, 0xf8, 0x09,             // 2f: cmp  eax, 9
+    0x0f, 0x87, 0x82, 0, 0, 0,    // 32: ja   bad (ba)         ; not a digit (unsigned)
+    0x81, 0xff, 0x00, 0xe1, 0xf5, 0x05, // 38: cmp edi, 100000000
+    0x0f, 0x83, 0x76, 0, 0, 0,    // 3e: jae  bad (ba)         ; > 9 digits: no overflow
+    0x6b, 0xff, 0x0a,             // 44: imul edi, edi, 10
+    0x01, 0xc7,                   // 47: add  edi, eax
+    0x48, 0xff, 0xc6,             // 49: inc  rsi
+    0x0f, 0xb6, 0x06,             // 4c: movzx eax, byte [rsi]
+    0x85, 0xc0,                   // 4f: test eax, eax
+    0x75, 0xd9,                   // 51: jne  digit (2c)
+    0x41, 0x89, 0xfc,             // 53: mov  r12d, edi        ; keep fd (syscall saves r12)
+    0xbe, 0x02, 0x00, 0x00, 0x00, // 56: mov  esi, 2           ; F_SETFD
+    0xba, 0x01, 0x00, 0x00, 0x00, // 5b: mov  edx, 1           ; FD_CLOEXEC
+    0xb8, 0x48, 0x00, 0x00, 0x00, // 60: mov  eax, 72          ; SYS_fcntl
+    0x0f, 0x05,                   // 65: syscall               ; success closes ERRFD: EOF
+    0x48, 0x8b, 0x7b, 0x10,       // 67: mov  rdi, [rbx+16]    ; argv[1] = PATH
+    0x48, 0x8d, 0x73, 0x18,       // 6b: lea  rsi, [rbx+24]    ; &argv[2]
+    0x48, 0x8b, 0x13,             // 6f: mov  rdx, [rbx]       ; argc
+    0x48, 0x8d, 0x54, 0xd3, 0x10, // 72: lea  rdx, [rbx+rdx*8+16] ; envp = &argv[argc+1]
+    0xb8, 0x3b, 0x00, 0x00, 0x00, // 77: mov  eax, 59          ; SYS_execve
+    0x0f, 0x05,                   // 7c: syscall               ; returns only -errno
+    0xf7, 0xd8,                   // 7e: neg  eax              ; errno (zero-extends rax)
+    0x48, 0xc1, 0xe0, 0x08,       // 80: shl  rax, 8
+    0xb0, 0xff,                   // 84: mov  al, 0xff         ; REPORT_MAGIC
+    0x50,                         // 86: push rax              ; [rsp] = ff, errno LE
+    // Block SIGPIPE: a reader that went away gives EPIPE here, and the exit
+    // status stays 127 (Rust's send used MSG_NOSIGNAL). Only on this failure
+    // path, so the program never inherits the mask.
+    0x68, 0x00, 0x10, 0x00, 0x00, // 87: push 0x1000           ; sigset {SIGPIPE (13)}
+    0x31, 0xff,                   // 8c: xor  edi, edi         ; SIG_BLOCK
+    0x48, 0x89, 0xe6,             // 8e: mov  rsi, rsp
+    0x31, 0xd2,                   // 91: xor  edx, edx         ; no old set
+    0x41, 0xba, 0x08, 0x00, 0x00, 0x00, // 93: mov r10d, 8     ; sizeof(sigset_t)
+    0xb8, 0x0e, 0x00, 0x00, 0x00, // 99: mov  eax, 14          ; SYS_rt_sigprocmask
+    0x0f, 0x05,                   // 9e: syscall
+    0x58,                         // a0: pop  rax              ; drop the sigset
+    0x44, 0x89, 0xe7,             // a1: mov  edi, r12d        ; ERRFD
+    0x48, 0x89, 0xe6,             // a4: mov  rsi, rsp         ; the report
+    0xba, 0x05, 0x00, 0x00, 0x00, // a7: mov  edx, 5           ; REPORT_LEN
+    0xb8, 0x01, 0x00, 0x00, 0x00, // ac: mov  eax, 1           ; SYS_write
+    0x0f, 0x05,                   // b1: syscall
+    0xbf, 0x7f, 0x00, 0x00, 0x00, // b3: mov  edi, 127
+    0xeb, 0x05,                   // b8: jmp  exit (bf)
     // bad:
-    0xbf, 0x7e, 0x00, 0x00, 0x00, // 82: mov  edi, 126
+    0xbf, 0x7e, 0x00, 0x00, 0x00, // ba: mov  edi, 126
     // exit:
-    0xb8, 0xe7, 0x00, 0x00, 0x00, // 87: mov  eax, 231         ; SYS_exit_group
-    0x0f, 0x05,                   // 8c: syscall
-    0x0f, 0x0b,                   // 8e: ud2                   ; unreachable: die if not
+    0xb8, 0xe7, 0x00, 0x00, 0x00, // bf: mov  eax, 231         ; SYS_exit_group
+    0x0f, 0x05,                   // c4: syscall
+    0x0f, 0x0b,                   // c6: ud2                   ; unreachable: die if not
 ];
 
 /// The little-endian u64 at `off` of the image.
@@ -238,9 +264,13 @@ impl Trampoline {
             source,
         })?;
         let fd = OwnedFd::from(f);
+        // Execute-only: an exec of a file the process may not read is
+        // non-dumpable from the start (the kernel's would_dump), so the
+        // container's other processes can't reach into the trampoline
+        // before its first instruction makes that so for everyone.
         // SAFETY: fchmod on our own memfd.
-        if unsafe { libc::fchmod(fd.as_raw_fd(), 0o555) } != 0 {
-            return Err(last("fchmod 0555"));
+        if unsafe { libc::fchmod(fd.as_raw_fd(), 0o111) } != 0 {
+            return Err(last("fchmod 0111"));
         }
         // F_SEAL_EXEC (6.3): the mode can no longer change; older kernels
         // reject it (EINVAL) and the mode matters little there, so optional.

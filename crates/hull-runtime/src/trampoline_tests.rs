@@ -93,6 +93,12 @@ mod x86_64 {
     /// for the write end of a pipe) and `env`; returns its exit status and
     /// what it wrote to the pipe.
     fn run(argv: &[&str], env: &[&str]) -> (i32, Vec<u8>) {
+        run_with(argv, env, false)
+    }
+
+    /// `run`, with the pipe's read end closed before the trampoline starts
+    /// when `reader_gone` (a caller that went away).
+    fn run_with(argv: &[&str], env: &[&str], reader_gone: bool) -> (i32, Vec<u8>) {
         let t = Trampoline::new().expect("trampoline memfd");
         let (r, w): (OwnedFd, OwnedFd) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
@@ -114,6 +120,12 @@ mod x86_64 {
         };
         let (argp, envp) = (ptrs(&args), ptrs(&envs));
         let (tfd, wfd) = (t.fd.as_raw_fd(), w.as_raw_fd());
+        let r = if reader_gone {
+            drop(r);
+            None
+        } else {
+            Some(r)
+        };
         // SAFETY: the child only makes raw syscalls (async-signal-safe) on
         // memory prepared before fork, then _exits if execveat failed.
         let pid = unsafe { libc::fork() };
@@ -135,9 +147,11 @@ mod x86_64 {
         assert!(pid > 0, "fork");
         drop(w);
         let mut out = Vec::new();
-        std::fs::File::from(r)
-            .read_to_end(&mut out)
-            .expect("read pipe");
+        if let Some(r) = r {
+            std::fs::File::from(r)
+                .read_to_end(&mut out)
+                .expect("read pipe");
+        }
         let mut st = 0;
         // SAFETY: waitpid on our own child with a valid status pointer.
         assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
@@ -179,6 +193,19 @@ mod x86_64 {
     }
 
     #[test]
+    fn a_report_to_a_caller_that_went_away_is_not_death_by_sigpipe() {
+        // SIGPIPE is at its default here (init and the exec child reset
+        // every signal before the exec); the trampoline blocks it, so the
+        // write fails with EPIPE and the exit status is still 127.
+        // SAFETY: rt_sigaction through libc's signal() with SIG_DFL.
+        let old = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+        let r = run_with(&["ERRFD", "/nonexistent-hull-trampoline", "x"], &[], true);
+        // SAFETY: restores the disposition read above.
+        unsafe { libc::signal(libc::SIGPIPE, old) };
+        assert_eq!(r, (127, vec![]));
+    }
+
+    #[test]
     fn any_other_argv_exits_126_without_running_anything() {
         for argv in [
             &["x", "/bin/sh", "sh", "-c", "exit 0"][..],
@@ -188,6 +215,10 @@ mod x86_64 {
             // What the kernel passes to a `#!/proc/self/exe` interpreter.
             &["/proc/self/exe", "/evil"],
             &["ERRFD"],
+            // ERRFD, PATH and at least args[0]: a script whose interpreter
+            // is a digit-named link to /proc/self/exe loses an argument a
+            // round and stops here.
+            &["ERRFD", "/bin/true"],
         ] {
             assert_eq!(run(argv, &[]), (126, vec![]), "argv {argv:?}");
         }

@@ -54,6 +54,31 @@ done
 sleep 1000
 "#;
 
+/// The attacker facing the trampoline: $1 is the victim's pid, or empty to
+/// find the process running `2 /nonexistent x` (the trampoline run as
+/// `/proc/self/exe`, blocked on its report). The trampoline makes itself
+/// non-dumpable, so its /proc/PID/exe must not even be readable: a memfd
+/// would be harmless, but the same access would hand over its fds (the
+/// caller's channel) through pidfd_getfd.
+const PROBE: &str = r#"
+p=$1
+while [ -z "$p" ]; do
+  for d in /proc/[0-9]*; do
+    [ "$(tr '\0' ' ' <$d/cmdline 2>/dev/null)" = "2 /nonexistent x " ] || continue
+    p=${d#/proc/}; break
+  done
+  [ -n "$p" ] || sleep 0.05
+done
+until [ "$(tr '\0' ' ' </proc/$p/cmdline)" = "2 /nonexistent x " ]; do sleep 0.05; done
+if l=$(readlink /proc/$p/exe 2>&1); then echo "$p $l" >/tmp/grabbed; else echo "$p unreachable" >/tmp/grabbed; fi
+sleep 1000
+"#;
+
+/// The victim's argv: `/bin/2` links to `/proc/self/exe`, so the trampoline
+/// runs again with `2 /nonexistent x`: it takes fd 2 for its channel, fails
+/// to exec `/nonexistent` and blocks writing its report to a full pipe.
+const VICTIM: &[&str] = &["2", "/nonexistent", "x"];
+
 /// A copy of hullc in its own temp dir: the attack's target.
 struct Target {
     _dir: Option<tempfile::TempDir>,
@@ -126,6 +151,7 @@ fn bundle(h: &Hullc, t: &Target) -> Bundle {
     fs::set_permissions(&evil, fs::Permissions::from_mode(0o755)).expect("chmod /evil");
     std::os::unix::fs::symlink("/proc/self/exe", b.rootfs().join("bin/2")).expect("/bin/2");
     fs::write(b.rootfs().join("attack.sh"), ATTACK).expect("write /attack.sh");
+    fs::write(b.rootfs().join("probe.sh"), PROBE).expect("write /probe.sh");
     b
 }
 
@@ -181,24 +207,57 @@ fn assert_refused(b: &Bundle, t: &Target) {
     t.assert_intact();
 }
 
-/// The trampoline: `hullc exec ID 2 /nonexistent` runs it twice (the
+/// The trampoline: `hullc exec ID 2 /nonexistent x` runs it twice (the
 /// second time as `/proc/self/exe`); init (the attacker) finds the second,
-/// blocked on its report, grabs its exe — the memfd — waits, writes.
+/// blocked on its report, and cannot even read its exe link.
 #[test]
 fn exec_of_proc_self_exe_reaches_only_the_trampoline() {
     let h = Hullc::new();
     let t = Target::new();
     let mut b = bundle(&h, &t);
-    let (grabbed, id) = exec_attack(&h, &t, &mut b, &["2", "/nonexistent"]);
+    let (grabbed, id) = exec_probe(&h, &t, &mut b);
     assert!(
-        grabbed.contains(" /memfd:hullc-trampoline"),
-        "not the trampoline: {grabbed}"
+        grabbed.ends_with(" unreachable"),
+        "the trampoline's exe was readable: {grabbed}"
     );
+    t.assert_intact();
     // `#!/proc/self/exe` runs the trampoline as the interpreter: its argv
     // is not the protocol's, so it exits 126 (hullc would print its usage).
     let out = t.cmd(&h, &["exec", &id, "/evil"], "evil.out").status();
     assert_eq!(out.expect("exec /evil").code(), Some(126));
     finish(&h, &b, &id);
+}
+
+/// Runs `probe.sh` as the container and `hullc exec ID 2 /nonexistent x`
+/// against it; returns what the probe saw and the container's id.
+fn exec_probe(h: &Hullc, t: &Target, b: &mut Bundle) -> (String, String) {
+    b.args(&["sh", "/probe.sh"]);
+    b.config["process"]["env"]
+        .as_array_mut()
+        .expect("env")
+        .push(json!("PATH=/bin"));
+    b.save();
+    let id = h.id("cve5736e");
+    h.track(&id);
+    let bundle = b.path().to_str().expect("utf-8");
+    let st = t
+        .cmd(h, &["run", "-d", "-b", bundle, &id], "run.out")
+        .status()
+        .expect("run");
+    assert!(st.success(), "hullc run -d failed");
+    let (r, w) = full_pipe();
+    let mut args = vec!["exec", &id];
+    args.extend_from_slice(VICTIM);
+    let mut exec = t.cmd(h, &args, "exec.out");
+    exec.stdout(Stdio::from(w.try_clone().expect("dup")))
+        .stderr(Stdio::from(w));
+    let mut victim = exec.spawn().expect("spawn exec");
+    drop(exec); // its copies of the pipe's write end
+    let grabbed = wait_file(&b.rootfs().join("tmp/grabbed"), "the probe's result");
+    let drained = drain(r);
+    let _ = victim.wait();
+    drained.join().expect("drain");
+    (grabbed.trim().to_string(), id)
 }
 
 /// The fallback re-exec from the private overlayfs (a seccomp profile
@@ -271,15 +330,16 @@ fn finish(h: &Hullc, b: &Bundle, id: &str) {
 }
 
 /// The container's init is the trampoline run as `/proc/self/exe` (`2
-/// /nonexistent`), blocked on its report. No pid namespace, so that the
-/// attacker (exec'd) outlives it and can try its write afterwards.
+/// /nonexistent x`), blocked on its report; the probe, exec'd into the
+/// container, cannot read its exe link. No pid namespace (as a shared one
+/// would be): the probe finds init by its host pid.
 #[test]
 fn init_of_proc_self_exe_reaches_only_the_trampoline() {
     let h = Hullc::new();
     let t = Target::new();
     let mut b = bundle(&h, &t);
     b.remove_namespace("pid");
-    b.args(&["2", "/nonexistent"]);
+    b.args(VICTIM);
     b.config["process"]["env"]
         .as_array_mut()
         .expect("env")
@@ -299,19 +359,19 @@ fn init_of_proc_self_exe_reaches_only_the_trampoline() {
     let st = t
         .cmd(
             &h,
-            &["exec", "-d", &id, "sh", "/attack.sh", &pid],
+            &["exec", "-d", &id, "sh", "/probe.sh", &pid],
             "exec.out",
         )
         .status()
         .expect("exec");
     assert!(st.success(), "hullc exec -d failed");
-    let grabbed = wait_file(&b.rootfs().join("tmp/grabbed"), "the attacker's fd");
+    let grabbed = wait_file(&b.rootfs().join("tmp/grabbed"), "the probe's result");
     assert!(
-        grabbed.contains(" /memfd:hullc-trampoline"),
-        "not the trampoline: {grabbed}"
+        grabbed.trim().ends_with(" unreachable"),
+        "the trampoline's exe was readable: {grabbed}"
     );
+    t.assert_intact();
     let drained = drain(r);
-    assert_refused(&b, &t);
     drained.join().expect("drain");
     finish(&h, &b, &id);
 }

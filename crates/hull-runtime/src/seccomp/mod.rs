@@ -278,7 +278,7 @@ fn add_rules(
 }
 
 /// The SECCOMP_RET_* value of an action; `errno` is its errnoRet field.
-fn action(a: Act, errno: Option<u32>, field: &str) -> Result<u32, SeccompError> {
+pub(crate) fn action(a: Act, errno: Option<u32>, field: &str) -> Result<u32, SeccompError> {
     let data = |errno: Option<u32>| -> Result<u32, SeccompError> {
         // The spec's default is EPERM.
         let v = errno.unwrap_or(libc::EPERM as u32);
