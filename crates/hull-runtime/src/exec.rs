@@ -350,9 +350,13 @@ struct ChildArgs<'a> {
 /// The exec child: join, set up, exec. Returns only the error that stopped it.
 fn child_main(a: &ChildArgs) -> ExecError {
     let r = (|| -> Result<std::convert::Infallible, ExecError> {
-        a.chan.expect(Msg::Proceed, "proceed")?;
-        // As in init: no /proc/<pid>/exe of a hullc copy for the container.
+        // As in init: no /proc/<pid>/exe of hullc for the container. First
+        // thing: this child is already in the container's pid namespace, and
+        // until the trampoline its exe is hullc's own file (init waits for
+        // Proceed first because the parent may write its uid_map; nothing
+        // is written through this child's /proc/<pid> here).
         crate::init::set_non_dumpable()?;
+        a.chan.expect(Msg::Proceed, "proceed")?;
         let host_pid = crate::init::host_pid()?;
         for (t, f) in a.nss {
             setns(f, *t).map_err(sys(format!("joining the container's {t} namespace")))?;
