@@ -231,33 +231,7 @@ fn exec_of_proc_self_exe_reaches_only_the_trampoline() {
 /// Runs `probe.sh` as the container and `hullc exec ID 2 /nonexistent x`
 /// against it; returns what the probe saw and the container's id.
 fn exec_probe(h: &Hullc, t: &Target, b: &mut Bundle) -> (String, String) {
-    b.args(&["sh", "/probe.sh"]);
-    b.config["process"]["env"]
-        .as_array_mut()
-        .expect("env")
-        .push(json!("PATH=/bin"));
-    b.save();
-    let id = h.id("cve5736e");
-    h.track(&id);
-    let bundle = b.path().to_str().expect("utf-8");
-    let st = t
-        .cmd(h, &["run", "-d", "-b", bundle, &id], "run.out")
-        .status()
-        .expect("run");
-    assert!(st.success(), "hullc run -d failed");
-    let (r, w) = full_pipe();
-    let mut args = vec!["exec", &id];
-    args.extend_from_slice(VICTIM);
-    let mut exec = t.cmd(h, &args, "exec.out");
-    exec.stdout(Stdio::from(w.try_clone().expect("dup")))
-        .stderr(Stdio::from(w));
-    let mut victim = exec.spawn().expect("spawn exec");
-    drop(exec); // its copies of the pipe's write end
-    let grabbed = wait_file(&b.rootfs().join("tmp/grabbed"), "the probe's result");
-    let drained = drain(r);
-    let _ = victim.wait();
-    drained.join().expect("drain");
-    (grabbed.trim().to_string(), id)
+    exec_victim(h, t, b, "/probe.sh", VICTIM, |_| {})
 }
 
 /// The fallback re-exec from the private overlayfs (a seccomp profile
@@ -294,7 +268,21 @@ fn exec_of_proc_self_exe_cannot_write_the_binary_reexec_memfd() {
 /// Runs the exec attack on `victim` against `t`; returns "PID LINK" of
 /// what was grabbed, and the container's id.
 fn exec_attack(h: &Hullc, t: &Target, b: &mut Bundle, victim: &[&str]) -> (String, String) {
-    b.args(&["sh", "/attack.sh"]);
+    exec_victim(h, t, b, "/attack.sh", victim, |b| assert_refused(b, t))
+}
+
+/// Runs `script` as the container, then `hullc exec ID VICTIM...` with a
+/// full pipe on its stdout and stderr; once the script has written
+/// /tmp/grabbed, drains the pipe and calls `then` while the victim ends.
+fn exec_victim(
+    h: &Hullc,
+    t: &Target,
+    b: &mut Bundle,
+    script: &str,
+    victim: &[&str],
+    then: impl FnOnce(&Bundle),
+) -> (String, String) {
+    b.args(&["sh", script]);
     b.config["process"]["env"]
         .as_array_mut()
         .expect("env")
@@ -316,9 +304,9 @@ fn exec_attack(h: &Hullc, t: &Target, b: &mut Bundle, victim: &[&str]) -> (Strin
         .stderr(Stdio::from(w));
     let mut victim = exec.spawn().expect("spawn exec");
     drop(exec); // its copies of the pipe's write end
-    let grabbed = wait_file(&b.rootfs().join("tmp/grabbed"), "the attacker's fd");
+    let grabbed = wait_file(&b.rootfs().join("tmp/grabbed"), "the attacker's result");
     let drained = drain(r);
-    assert_refused(b, t);
+    then(b);
     let _ = victim.wait();
     drained.join().expect("drain");
     (grabbed.trim().to_string(), id)
