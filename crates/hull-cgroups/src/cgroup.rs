@@ -190,6 +190,19 @@ impl Cgroup {
         self.paths().iter().any(|p| p.is_dir())
     }
 
+    /// rmdir in every hierarchy when that is all there is to do: the cgroup
+    /// has no processes and no child cgroups, as after its init was reaped
+    /// in a pid namespace. One syscall per hierarchy, where `pids` and
+    /// `destroy` list every directory's tasks and sub-directories. `false`
+    /// at the first directory the kernel refuses (EBUSY: tasks or children);
+    /// the caller then kills and destroys the rest. Missing ones are fine.
+    pub fn remove_if_empty(&self) -> bool {
+        self.paths().iter().all(|p| match fs::remove_dir(p) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        })
+    }
+
     /// rmdir in every hierarchy, children first. Missing directories are fine;
     /// errors are collected and the remaining directories still attempted.
     pub fn destroy(&self) -> Result<(), Error> {

@@ -5,7 +5,7 @@
 //! id under the caller's own cgroup), so that `kill --all`, `ps`, `pause` and
 //! `delete` can find all its processes, not only init.
 
-use hull_cgroups::{Cgroup, Hierarchy, LinuxResources};
+use hull_cgroups::{Cgroup, Hierarchy, LinuxResources, Mode};
 use oci_spec::runtime::{LinuxDeviceCgroup, Spec};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,10 +43,14 @@ pub(crate) struct Cgroups {
     /// Rootless without an explicit cgroupsPath: a cgroup we may not
     /// create or join is skipped rather than an error (runc's rule).
     optional: bool,
+    /// Its directories exist (made by `prepare` on v2, or by `setup`).
+    created: bool,
 }
 
-/// Resolves and creates the cgroup for `spec` (nothing is joined yet).
-/// `None`: rootless, and the cgroup could not be made (not delegated).
+/// Resolves the cgroup for `spec`. On pure v2 it is also created, because
+/// clone3 places init in it (CLONE_INTO_CGROUP); elsewhere [`Cgroups::setup`]
+/// creates it while init builds its rootfs. `None`: rootless, and the cgroup
+/// could not be made (not delegated).
 pub(crate) fn prepare(
     spec: &Spec,
     id: &str,
@@ -59,16 +63,15 @@ pub(crate) fn prepare(
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
     let cg = Cgroup::resolve(&h, path.as_deref(), id).map_err(CgroupError::Path)?;
-    let optional = rootless && path.is_none();
-    match cg.create() {
-        Ok(()) => Ok(Some(Cgroups { cg, optional })),
-        Err(e) if optional && denied(&e) => {
-            tracing::debug!("rootless: no cgroup for the container: {e}");
-            let _ = cg.destroy();
-            Ok(None)
-        }
-        Err(e) => Err(CgroupError::Create(e)),
+    let cg = Cgroups {
+        optional: rootless && path.is_none(),
+        created: false,
+        cg,
+    };
+    if cg.cg.mode() == Mode::V2 {
+        return cg.create();
     }
+    Ok(Some(cg))
 }
 
 /// Errors that mean "not ours to write" (runc's isIgnorableError).
@@ -124,14 +127,42 @@ impl Cgroups {
             .map_err(|source| CgroupError::Enter { pid, source })
     }
 
-    /// `enter` at create: a rootless container that may not join its
-    /// cgroup goes on without one (`None`; the directory is removed).
-    pub(crate) fn enter_init(self, pid: i32) -> Result<Option<Cgroups>, CgroupError> {
-        match self.cg.add_process(pid) {
-            Ok(()) => Ok(Some(self)),
+    /// mkdir in every hierarchy, unless `prepare` did. `None`: rootless
+    /// and not allowed to (the directories are removed again).
+    fn create(mut self) -> Result<Option<Cgroups>, CgroupError> {
+        if self.created {
+            return Ok(Some(self));
+        }
+        match self.cg.create() {
+            Ok(()) => {
+                self.created = true;
+                Ok(Some(self))
+            }
             Err(e) if self.optional && denied(&e) => {
-                tracing::debug!("rootless: cannot join the container's cgroup: {e}");
+                tracing::debug!("rootless: no cgroup for the container: {e}");
                 let _ = self.cg.destroy();
+                Ok(None)
+            }
+            Err(e) => Err(CgroupError::Create(e)),
+        }
+    }
+
+    /// At create, while init builds its rootfs: makes the cgroup, sets the
+    /// config's resources, then moves init in. Resources come first so that
+    /// init goes from the caller's device rules to the container's in one
+    /// step: v1 sets them as "deny all" followed by the allows, and a member
+    /// opening or creating a device node in between would fail at random.
+    /// `None`: rootless and no cgroup could be made or joined.
+    pub(crate) fn setup(self, spec: &Spec, pid: i32) -> Result<Option<Cgroups>, CgroupError> {
+        let Some(cg) = self.create()? else {
+            return Ok(None);
+        };
+        cg.apply(spec)?;
+        match cg.cg.add_process(pid) {
+            Ok(()) => Ok(Some(cg)),
+            Err(e) if cg.optional && denied(&e) => {
+                tracing::debug!("rootless: cannot join the container's cgroup: {e}");
+                let _ = cg.cg.destroy();
                 Ok(None)
             }
             Err(source) => Err(CgroupError::Enter { pid, source }),
@@ -140,7 +171,7 @@ impl Cgroups {
 
     /// The config's resources. Rootless, device rules that cannot be set
     /// are skipped (runc: "not expected to work"); limits must apply.
-    pub(crate) fn apply(&self, spec: &Spec) -> Result<(), CgroupError> {
+    fn apply(&self, spec: &Spec) -> Result<(), CgroupError> {
         let mut r = resources_of(spec);
         if self.optional {
             let mut devices = LinuxResources::default();
@@ -173,6 +204,7 @@ impl Cgroups {
             .map(|cg| Cgroups {
                 cg,
                 optional: false,
+                created: true,
             })
     }
 
@@ -186,6 +218,15 @@ impl Cgroups {
 
     pub(crate) fn thaw(&self) -> Result<(), CgroupError> {
         self.cg.thaw().map_err(op("thawing"))
+    }
+
+    /// `delete`: SIGKILL whatever is left, then remove the cgroup. Usually
+    /// nothing is left, and the first try of rmdir says so.
+    pub(crate) fn kill_and_destroy(&self) -> Result<(), CgroupError> {
+        if self.cg.remove_if_empty() {
+            return Ok(());
+        }
+        self.kill_all(libc::SIGKILL).and_then(|_| self.destroy())
     }
 
     pub(crate) fn kill_all(&self, sig: i32) -> Result<(), CgroupError> {

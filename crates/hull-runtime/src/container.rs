@@ -280,7 +280,7 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<(), ContainerError> 
             }
         }
         if let Some(cg) = Cgroups::from_json(s.cgroup.as_ref()) {
-            if let Err(e) = cg.kill_all(libc::SIGKILL).and_then(|_| cg.destroy()) {
+            if let Err(e) = cg.kill_and_destroy() {
                 errors.push(e.to_string());
             }
         }

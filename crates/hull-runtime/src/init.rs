@@ -6,6 +6,7 @@
 //! The child is a copy of a single-threaded process (hullc starts no threads
 //! before clone), so allocation and the standard library are safe to use here.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd};
@@ -75,6 +76,20 @@ pub(crate) struct InitArgs<'a> {
     /// The exec trampoline (CVE-2019-5736), unless hullc was re-exec'd from
     /// a protected copy instead (exeseal.rs).
     pub(crate) trampoline: Option<&'a Trampoline>,
+    /// `Joined` has been read (see [`InitArgs::await_cgroup`]).
+    pub(crate) joined: Cell<bool>,
+}
+
+impl InitArgs<'_> {
+    /// Waits until the parent has moved init into its cgroup; at most once.
+    /// Due before the cgroup mount, before hooks are forked, before Ready.
+    fn await_cgroup(&self) -> Result<(), ProtocolError> {
+        if !self.joined.get() {
+            self.chan.expect(Msg::Joined, "joined")?;
+            self.joined.set(true);
+        }
+        Ok(())
+    }
 }
 
 /// Entry point of the child. Never returns.
@@ -114,6 +129,7 @@ fn build(a: &InitArgs) -> Result<Infallible, InitError> {
     // A parent that died before the prctl above is seen here instead: its
     // end of the channel is closed and this read fails.
     a.chan.expect(Msg::Proceed, "proceed")?;
+    a.chan.send(&Msg::Running)?;
     // Until execve, this process is a copy of hullc: non-dumpable, its
     // /proc/<pid> entries (exe, mem, fd) are closed to the container's other
     // processes (CVE-2019-5736 class); execve restores it. After Proceed,
@@ -186,8 +202,10 @@ fn build_rootfs(a: &InitArgs) -> Result<(), InitError> {
         no_pivot: a.no_pivot,
         userns: a.plan.new_user_ns,
         cgroupns: a.plan.new_cgroup_ns,
+        await_cgroup: &|| a.await_cgroup(),
     };
     rootfs::prepare(&o)?;
+    a.await_cgroup()?;
     create_hooks(a)?;
     rootfs::switch_root(o.rootfs, o.no_pivot)?;
     set_sysctls(a.spec)?;

@@ -13,7 +13,7 @@ use crate::console::{self, ConsoleError};
 use crate::exeseal;
 use crate::hooks::{self, HookError};
 use crate::init::{self, InitArgs};
-use crate::namespaces::{self, NamespaceError, Plan};
+use crate::namespaces::{self, NamespaceError};
 use crate::protocol::{self, Msg, ProtocolError};
 use crate::seccomp_setup;
 use crate::state::{self, ContainerDir, Saved, StateError, CONFIG_FILE, START_SOCK};
@@ -244,19 +244,32 @@ fn build(
                 preserve_fds: o.preserve_fds,
                 setgroups_allowed,
                 trampoline,
+                joined: std::cell::Cell::new(false),
             })
         }
         Some(c) => c,
     };
     drop((child, listener, console, seccomp));
     td.pidfd = Some(pidfd.try_clone().map_err(sys("dup pidfd"))?);
-    let cgroups = outside_setup(&b.spec, &plan, cgroups, pid)?;
+    if plan.new_user_ns {
+        userns::write_mappings(&b.spec, pid)?;
+    }
+    // Init builds its rootfs while this process makes its cgroup and moves
+    // it in (protocol.rs), except before a cgroup namespace on v1.
+    let early = !plan.new_cgroup_ns || cg_fd.is_some();
+    if early {
+        proceed(&parent, &pidfd)?;
+    }
+    let cgroups = join_cgroups(&b.spec, cgroups, pid).map_err(|e| init_error_first(e, &parent))?;
     if cgroups.is_none() && saved.cgroup.is_some() {
         // Rootless and not allowed to join it: the container has none.
         saved.cgroup = None;
         td.cgroups = None;
     }
-    parent.send(&Msg::Proceed)?;
+    if !early {
+        proceed(&parent, &pidfd)?;
+    }
+    parent.send(&Msg::Joined)?;
     let state_json = |status| hooks::state_json(&b.spec, &o.id, status, pid, &b.dir);
     let ready = [Msg::Ready, Msg::CreateRuntime];
     if parent
@@ -328,28 +341,39 @@ fn pass_listen_fds(o: &mut CreateOptions, spec: &mut oci_spec::runtime::Spec) {
     }
 }
 
-/// Id mappings and cgroups: done by the parent while init waits. Returns
-/// the cgroup the container really has (rootless may end up with none).
-fn outside_setup(
+/// Sends Proceed and waits until init runs (see protocol.rs for why).
+fn proceed(chan: &protocol::Channel, pidfd: &OwnedFd) -> Result<(), CreateError> {
+    chan.send(&Msg::Proceed)?;
+    chan.expect(Msg::Running, "running")
+        .map_err(|e| init_failure(e, pidfd))
+}
+
+/// Creates the cgroup, sets its resources and moves init in. Returns the
+/// cgroup the container really has (rootless may end up with none).
+fn join_cgroups(
     spec: &oci_spec::runtime::Spec,
-    plan: &Plan,
     cg: Option<Cgroups>,
     pid: i32,
 ) -> Result<Option<Cgroups>, CreateError> {
-    if plan.new_user_ns {
-        userns::write_mappings(spec, pid)?;
-    }
     let cg = match cg {
-        Some(cg) => cg.enter_init(pid)?,
+        Some(cg) => cg.setup(spec, pid)?,
         None => None,
     };
-    match &cg {
-        Some(cg) => cg.apply(spec)?,
+    if cg.is_none() && cgroup::has_limits(spec) {
         // Only a rootless create gets here without a cgroup.
-        None if cgroup::has_limits(spec) => return Err(CgroupError::RootlessLimits.into()),
-        None => {}
+        return Err(CgroupError::RootlessLimits.into());
     }
     Ok(cg)
+}
+
+/// A cgroup step failed while init was building the container. If init
+/// failed first (and its pid was gone by the time we wrote it), its error
+/// is the one the user needs.
+fn init_error_first(e: CreateError, chan: &protocol::Channel) -> CreateError {
+    match chan.try_recv() {
+        Some(Msg::Error { context, cause }) => ProtocolError::Child { context, cause }.into(),
+        _ => e,
+    }
 }
 
 /// When init stops talking, say how it ended if it died without a message.

@@ -6,11 +6,14 @@
 //!   hullc create (parent, host namespaces)            init (child, new namespaces)
 //!        |                                                  |
 //!        |-- clone3(CLONE_NEW*, [CLONE_INTO_CGROUP]) ------>|  pdeathsig=SIGKILL, waits
-//!        |   write uid_map/gid_map, join cgroups,           |
-//!        |   apply resources                                |
+//!        |   write uid_map/gid_map                          |
 //!        |------------------ Proceed ---------------------->|
-//!        |                                                  |  setns(paths), unshare(cgroup ns),
-//!        |                                                  |  mounts, devices
+//!        |<----------------- Running -----------------------|
+//!        |   make the cgroup, set resources,                |  setns(paths), mounts, devices
+//!        |   move init in (all while init builds)           |
+//!        |------------------ Joined ----------------------->|  awaited before the cgroup mount
+//!        |                                                  |  (it reads /proc/self/cgroup), or
+//!        |                                                  |  before CreateRuntime/Ready
 //!        |<----------------- CreateRuntime -----------------|  (only when hooks exist)
 //!        |   prestart + createRuntime hooks                 |
 //!        |------------------ HooksDone{state} ------------->|  createContainer hooks
@@ -30,6 +33,17 @@
 //!        |<-------- or the trampoline's report: 0xff errno -|
 //!        |   unlink start.sock, poststart hooks             |
 //! ```
+//!
+//! The cgroup work overlaps init's: its directories, resources and the move
+//! of init are the parent's, mounts are init's, and the two run on two CPUs.
+//! `Running` is there because clone3 often queues the child on the parent's
+//! own CPU, where it would wait for the parent's time slice while the other
+//! CPU idles; blocking for it lets init run, and the parent's wake-up lands
+//! on the idle CPU. One exception: init that unshares a cgroup namespace on
+//! v1 waits for the cgroup (before Proceed), the namespace's root being the
+//! cgroup init is in when it unshares. Nothing else init does before it
+//! reads `Joined` depends on its cgroup: it forks nothing, and the device
+//! rules are complete before init is moved under them (cgroup.rs, `setup`).
 //!
 //! The trampoline (CVE-2019-5736, trampoline.rs) inherits the accepted
 //! connection, makes it close-on-exec again and execs the program; if that
@@ -54,8 +68,13 @@ const MAX_MSG: usize = 64 * 1024;
 /// One message of the parent/init protocol (see the module diagram).
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub(crate) enum Msg {
-    /// Parent → init: namespaces are mapped and cgroups joined; build the container.
+    /// Parent → init: the id maps are written; build the container.
     Proceed,
+    /// Init → parent: Proceed arrived, so init has a CPU of its own.
+    Running,
+    /// Parent → init: init is in its cgroup (or has none), so
+    /// /proc/self/cgroup is final and processes it forks stay inside.
+    Joined,
     /// Init → parent: the container is built and waits for `start`.
     Ready,
     /// Init → parent: mounts are made, pivot_root is next: run the
@@ -129,6 +148,8 @@ impl Channel {
     pub(crate) fn send(&self, msg: &Msg) -> Result<(), ProtocolError> {
         let what = match msg {
             Msg::Proceed => "proceed",
+            Msg::Running => "running",
+            Msg::Joined => "joined",
             Msg::Ready => "ready",
             Msg::CreateRuntime => "create-runtime",
             Msg::HooksDone { .. } => "hooks-done",
@@ -158,6 +179,13 @@ impl Channel {
             return Err(ProtocolError::ExecFailed { errno });
         }
         serde_json::from_slice(&buf[..n]).map_err(ProtocolError::Decode)
+    }
+
+    /// A message that has already arrived, if any; never waits.
+    pub(crate) fn try_recv(&self) -> Option<Msg> {
+        let mut buf = vec![0u8; MAX_MSG];
+        let n = socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT).ok()?;
+        serde_json::from_slice(&buf[..n]).ok()
     }
 
     /// Waits for `want`; an [`Msg::Error`] from the child becomes [`ProtocolError::Child`].

@@ -16,6 +16,7 @@ use crate::cgroupfs::{self, CgroupfsError};
 use crate::devices::{self, DeviceError};
 use crate::mounts::{self, propagation_flag, MountError};
 use crate::paths::{open_in_root, Kind};
+use crate::protocol::ProtocolError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -25,6 +26,8 @@ pub enum RootfsError {
     Device(#[from] DeviceError),
     #[error(transparent)]
     Cgroupfs(#[from] CgroupfsError),
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
     #[error("linux.rootfsPropagation: unknown mode {0:?}")]
     Propagation(String),
     #[error("{op} {path}")]
@@ -53,6 +56,8 @@ pub(crate) struct RootfsOpts<'a> {
     pub(crate) userns: bool,
     /// In a new cgroup namespace: cgroupfs can be mounted afresh.
     pub(crate) cgroupns: bool,
+    /// Blocks until init is in its cgroup, which a cgroup mount reads.
+    pub(crate) await_cgroup: &'a dyn Fn() -> Result<(), ProtocolError>,
 }
 
 /// Everything before pivot_root.
@@ -97,6 +102,7 @@ pub(crate) fn prepare(o: &RootfsOpts) -> Result<(), RootfsError> {
     let mut dev_bound = false;
     for (i, m) in o.spec.mounts().iter().flatten().enumerate() {
         if m.typ().as_deref() == Some("cgroup") || m.typ().as_deref() == Some("cgroup2") {
+            (o.await_cgroup)()?;
             cgroupfs::mount_cgroup(&root, i, m, o.cgroupns)?;
         } else {
             mounts::mount_entry(&root, i, m, crate::lsm::mount_label(o.spec))?;

@@ -314,6 +314,37 @@ fn cgroup_mount_shows_the_containers_own_cgroup() {
     assert!(procs.lines().any(|p| p == "1"), "{procs}");
 }
 
+/// Without a cgroup namespace (runc 1.1's default config) the mount binds
+/// the container's own cgroup dirs, which init finds in /proc/self/cgroup
+/// while the parent moves it into them at the same time: init must wait
+/// for the move, or it binds the caller's cgroups. A few containers,
+/// because a lost race shows only some of the time.
+#[test]
+fn cgroup_mount_without_cgroupns_binds_the_containers_own_cgroup() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    b.remove_namespace("cgroup");
+    for _ in 0..4 {
+        let out = h.sh(
+            &mut b,
+            "cat /sys/fs/cgroup/*/cgroup.procs 2>/dev/null; echo END; \
+             grep ' /sys/fs/cgroup/' /proc/self/mountinfo",
+        );
+        let (procs, mounts) = out.split_once("END\n").unwrap();
+        assert!(!mounts.is_empty(), "no cgroup hierarchy mounted");
+        // Each bound hierarchy holds exactly the container's processes:
+        // the shell (pid 1) and cat; the caller's cgroup would hold
+        // processes this pid namespace cannot name.
+        let n = mounts.lines().count();
+        let ones = procs.lines().filter(|p| *p == "1").count();
+        assert_eq!(
+            ones, n,
+            "pid 1 not in every bound cgroup:\n{procs}\n{mounts}"
+        );
+        assert!(procs.lines().all(|p| p != "0"), "{procs}");
+    }
+}
+
 #[test]
 fn default_devices_exist_with_numbers_and_modes() {
     let h = Hullc::new();
