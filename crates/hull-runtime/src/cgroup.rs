@@ -43,13 +43,13 @@ pub(crate) struct Cgroups {
     /// Rootless without an explicit cgroupsPath: a cgroup we may not
     /// create or join is skipped rather than an error (runc's rule).
     optional: bool,
-    /// Its directories exist (made by `prepare` on v2, or by `setup`).
+    /// Its directories exist (made by `prepare` on v2, or by `create`).
     created: bool,
 }
 
 /// Resolves the cgroup for `spec`. On pure v2 it is also created, because
-/// clone3 places init in it (CLONE_INTO_CGROUP); elsewhere [`Cgroups::setup`]
-/// creates it while init builds its rootfs. `None`: rootless, and the cgroup
+/// clone3 places init in it (CLONE_INTO_CGROUP); elsewhere [`Cgroups::create`]
+/// and `join` do that while init builds its rootfs. `None`: rootless, and the cgroup
 /// could not be made (not delegated).
 pub(crate) fn prepare(
     spec: &Spec,
@@ -129,7 +129,7 @@ impl Cgroups {
 
     /// mkdir in every hierarchy, unless `prepare` did. `None`: rootless
     /// and not allowed to (the directories are removed again).
-    fn create(mut self) -> Result<Option<Cgroups>, CgroupError> {
+    pub(crate) fn create(mut self) -> Result<Option<Cgroups>, CgroupError> {
         if self.created {
             return Ok(Some(self));
         }
@@ -147,26 +147,36 @@ impl Cgroups {
         }
     }
 
-    /// At create, while init builds its rootfs: makes the cgroup, sets the
-    /// config's resources, then moves init in. Resources come first so that
-    /// init goes from the caller's device rules to the container's in one
-    /// step: v1 sets them as "deny all" followed by the allows, and a member
-    /// opening or creating a device node in between would fail at random.
-    /// `None`: rootless and no cgroup could be made or joined.
-    pub(crate) fn setup(self, spec: &Spec, pid: i32) -> Result<Option<Cgroups>, CgroupError> {
-        let Some(cg) = self.create()? else {
-            return Ok(None);
-        };
-        cg.apply(spec)?;
-        match cg.cg.add_process(pid) {
-            Ok(()) => Ok(Some(cg)),
-            Err(e) if cg.optional && denied(&e) => {
+    /// At create, once `create` made it: sets the config's resources, then
+    /// moves init in. Resources come first so that init goes from the
+    /// caller's device rules to the container's in one step: v1 sets them
+    /// as "deny all" followed by the allows, and a member opening or
+    /// creating a device node in between would fail at random. `None`:
+    /// rootless and not allowed to join (the directories are removed).
+    pub(crate) fn join(self, spec: &Spec, pid: i32) -> Result<Option<Cgroups>, CgroupError> {
+        self.apply(spec)?;
+        match self.cg.add_process(pid) {
+            Ok(()) => Ok(Some(self)),
+            Err(e) if self.optional && denied(&e) => {
                 tracing::debug!("rootless: cannot join the container's cgroup: {e}");
-                let _ = cg.cg.destroy();
+                let _ = self.cg.destroy();
                 Ok(None)
             }
             Err(source) => Err(CgroupError::Enter { pid, source }),
         }
+    }
+
+    /// The directories init will be in, for its cgroup mount to bind before
+    /// it has been moved; none when it may end up without them (rootless).
+    pub(crate) fn dirs_for_init(&self) -> Vec<std::path::PathBuf> {
+        if self.optional {
+            return Vec::new();
+        }
+        self.cg
+            .paths()
+            .into_iter()
+            .map(|p| p.to_path_buf())
+            .collect()
     }
 
     /// The config's resources. Rootless, device rules that cannot be set

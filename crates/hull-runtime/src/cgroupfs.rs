@@ -1,7 +1,8 @@
 //! The `cgroup` mount inside the container (`/sys/fs/cgroup`).
 //!
-//! Init reads where it sits from `/proc/self/cgroup` (the parent has already
-//! placed it) and the host's hierarchies from `/proc/self/mountinfo`, so this
+//! Init takes its cgroup dirs from the parent (which makes them and moves
+//! init in while init builds; rootless, from `/proc/self/cgroup` once it
+//! has) and the host's hierarchies from `/proc/self/mountinfo`, so this
 //! works the same on v1, v2 and hybrid hosts:
 //! - pure v2: with a cgroup namespace, a fresh cgroup2 mount (its root is the
 //!   namespace root); without, a bind of the container's own cgroup dir;
@@ -14,6 +15,8 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
@@ -98,6 +101,15 @@ pub(crate) fn hierarchies(mountinfo: &str, self_cgroup: &str) -> Vec<Hier> {
         }) else {
             continue;
         };
+        // The same hierarchy mounted twice (a rootless config binds the
+        // host's /sys, cgroup mounts and all, into the rootfs): the first
+        // mount, the host's own, is the one to use.
+        if out
+            .iter()
+            .any(|h: &Hier| h.fstype == rf[0] && h.opts == opts)
+        {
+            continue;
+        }
         let rel = Path::new(own).strip_prefix(root).unwrap_or(Path::new(""));
         out.push(Hier {
             fstype: rf[0].to_string(),
@@ -114,34 +126,55 @@ fn sys(what: impl Into<String>, dest: &Path) -> impl FnOnce(nix::Error) -> Cgrou
     move |source| CgroupfsError::Sys { what, dest, source }
 }
 
+/// A /proc file whole: one read for a typical mountinfo (std grows its
+/// buffer from 32 bytes for files that stat as empty, one read per doubling).
+fn read_proc(path: &'static str) -> Result<String, CgroupfsError> {
+    use std::io::Read;
+    let mut s = String::with_capacity(16 * 1024);
+    File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut s))
+        .map_err(|source| CgroupfsError::Read { path, source })?;
+    Ok(s)
+}
+
 /// Mounts config.mounts[index] (type cgroup/cgroup2) under `root`.
 pub(crate) fn mount_cgroup(
     root: &File,
     index: usize,
     m: &Mount,
     cgroupns: bool,
+    own_dirs: &[PathBuf],
 ) -> Result<(), CgroupfsError> {
-    let read = |path: &'static str| {
-        std::fs::read_to_string(path).map_err(|source| CgroupfsError::Read { path, source })
-    };
-    let hiers = hierarchies(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?);
+    let mut hiers = hierarchies(
+        &read_proc("/proc/self/mountinfo")?,
+        &read_proc("/proc/self/cgroup")?,
+    );
+    // The cgroup the parent is moving init into, where it manages the
+    // hierarchy: what /proc/self/cgroup will say once it has.
+    for h in &mut hiers {
+        if let Some(d) = own_dirs.iter().find(|d| d.starts_with(&h.mountpoint)) {
+            h.own_dir = d.clone();
+        }
+    }
     let o = mounts::parse_options(index, m)?;
     let dest = m.destination();
     let flags = o.flags & !MsFlags::MS_REMOUNT;
-    let target = |p: &Path| {
-        open_in_root(root, p, Some(Kind::Dir)).map_err(|source| MountError::Target {
-            dest: p.to_path_buf(),
-            source,
+    let target = || {
+        open_in_root(root, dest, Some(Kind::Dir)).map_err(|source| {
+            CgroupfsError::from(MountError::Target {
+                dest: dest.to_path_buf(),
+                source,
+            })
         })
     };
     let pure_v2 = hiers.iter().all(|h| h.fstype == "cgroup2");
     if pure_v2 {
         if let Some(h) = hiers.first() {
-            mount_one(h, root, dest, cgroupns, flags)?;
+            mount_one(h, &target, dest, cgroupns, flags)?;
         }
         return Ok(());
     }
-    let t = target(dest)?;
+    let t = target()?;
     mount(
         Some("tmpfs"),
         &fd_path(&t),
@@ -151,13 +184,36 @@ pub(crate) fn mount_cgroup(
     )
     .map_err(sys("tmpfs", dest))?;
     // `t` is the directory under the tmpfs; the remount below needs the mount.
-    let t = target(dest)?;
+    let t = target()?;
     for h in &hiers {
         let Some(name) = h.mountpoint.file_name() else {
             continue;
         };
+        // The tmpfs is new and nothing but this process has seen it, so its
+        // entries are reached directly, not by a walk from the container's root.
         let sub = dest.join(name);
-        mount_one(h, root, &sub, cgroupns, flags)?;
+        let name = std::ffi::CString::new(name.as_bytes())
+            .map_err(|_| sys("mkdir", &sub)(nix::Error::EINVAL))?;
+        // SAFETY: a valid dirfd and a NUL-terminated name.
+        if unsafe { libc::mkdirat(t.as_raw_fd(), name.as_ptr(), 0o755) } != 0 {
+            return Err(sys("mkdir", &sub)(nix::Error::last()));
+        }
+        let open = || {
+            // SAFETY: as above; the result is checked and owned at once.
+            let fd = unsafe {
+                libc::openat(
+                    t.as_raw_fd(),
+                    name.as_ptr(),
+                    libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return Err(sys("open", &sub)(nix::Error::last()));
+            }
+            // SAFETY: `fd` was just returned by openat and is ours alone.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+        mount_one(h, &open, &sub, cgroupns, flags)?;
     }
     if flags.contains(MsFlags::MS_RDONLY) {
         mounts::remount(&fd_path(&t), dest, flags)?;
@@ -165,20 +221,16 @@ pub(crate) fn mount_cgroup(
     Ok(())
 }
 
+/// One hierarchy at `dest`; `open` reaches it afresh (after a mount, the
+/// path leads to the new mount, an old fd to what lies under it).
 fn mount_one(
     h: &Hier,
-    root: &File,
+    open: &dyn Fn() -> Result<OwnedFd, CgroupfsError>,
     dest: &Path,
     cgroupns: bool,
     flags: MsFlags,
 ) -> Result<(), CgroupfsError> {
-    let open = |kind| {
-        open_in_root(root, dest, kind).map_err(|source| MountError::Target {
-            dest: dest.to_path_buf(),
-            source,
-        })
-    };
-    let t = open(Some(Kind::Dir))?;
+    let t = open()?;
     let tpath = fd_path(&t);
     let tpath = tpath.as_path();
     let fresh = cgroupns.then(|| {
@@ -204,7 +256,7 @@ fn mount_one(
             )
             .map_err(sys(format!("bind {}", h.own_dir.display()), dest))?;
             if !flags.is_empty() {
-                mounts::remount(&fd_path(&open(None)?), dest, flags)?;
+                mounts::remount(&fd_path(&open()?), dest, flags)?;
             }
         }
     }
@@ -228,5 +280,14 @@ mod tests {
         assert_eq!(h[1].own_dir, PathBuf::from("/sys/fs/cgroup/unified/c1"));
         assert_eq!(h[2].opts, "xattr,name=systemd");
         assert_eq!(h[2].own_dir, PathBuf::from("/sys/fs/cgroup/systemd"));
+    }
+
+    #[test]
+    fn a_hierarchy_mounted_twice_counts_once() {
+        let mi = "30 25 0:26 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+                  40 39 0:26 / /b/rootfs/sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+        let h = hierarchies(mi, "4:memory:/c1\n");
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].own_dir, PathBuf::from("/sys/fs/cgroup/memory/c1"));
     }
 }

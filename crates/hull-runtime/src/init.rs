@@ -76,17 +76,26 @@ pub(crate) struct InitArgs<'a> {
     /// The exec trampoline (CVE-2019-5736), unless hullc was re-exec'd from
     /// a protected copy instead (exeseal.rs).
     pub(crate) trampoline: Option<&'a Trampoline>,
-    /// `Joined` has been read (see [`InitArgs::await_cgroup`]).
-    pub(crate) joined: Cell<bool>,
+    /// Where init's cgroup will be, for the cgroup mount; empty: read
+    /// /proc/self/cgroup once init is in it.
+    pub(crate) cgroup_dirs: &'a [PathBuf],
+    /// The parent's cgroup messages read so far: 1 `Created`, 2 `Joined`.
+    pub(crate) cgroup_seen: Cell<u8>,
 }
 
 impl InitArgs<'_> {
-    /// Waits until the parent has moved init into its cgroup; at most once.
-    /// Due before the cgroup mount, before hooks are forked, before Ready.
-    fn await_cgroup(&self) -> Result<(), ProtocolError> {
-        if !self.joined.get() {
-            self.chan.expect(Msg::Joined, "joined")?;
-            self.joined.set(true);
+    /// Waits until the parent has made init's cgroup (`Created`) or also
+    /// moved init into it (`joined`). Each message is read once, in order;
+    /// `Joined` is due before hooks run and before Ready: nothing else init
+    /// does depends on its cgroup (protocol.rs).
+    fn await_cgroup(&self, joined: bool) -> Result<(), ProtocolError> {
+        let need = if joined { 2 } else { 1 };
+        while self.cgroup_seen.get() < need {
+            match self.cgroup_seen.get() {
+                0 => self.chan.expect(Msg::Created, "created")?,
+                _ => self.chan.expect(Msg::Joined, "joined")?,
+            }
+            self.cgroup_seen.set(self.cgroup_seen.get() + 1);
         }
         Ok(())
     }
@@ -129,7 +138,6 @@ fn build(a: &InitArgs) -> Result<Infallible, InitError> {
     // A parent that died before the prctl above is seen here instead: its
     // end of the channel is closed and this read fails.
     a.chan.expect(Msg::Proceed, "proceed")?;
-    a.chan.send(&Msg::Running)?;
     // Until execve, this process is a copy of hullc: non-dumpable, its
     // /proc/<pid> entries (exe, mem, fd) are closed to the container's other
     // processes (CVE-2019-5736 class); execve restores it. After Proceed,
@@ -202,10 +210,10 @@ fn build_rootfs(a: &InitArgs) -> Result<(), InitError> {
         no_pivot: a.no_pivot,
         userns: a.plan.new_user_ns,
         cgroupns: a.plan.new_cgroup_ns,
-        await_cgroup: &|| a.await_cgroup(),
+        cgroup_dirs: a.cgroup_dirs,
+        await_cgroup: &|joined| a.await_cgroup(joined),
     };
     rootfs::prepare(&o)?;
-    a.await_cgroup()?;
     create_hooks(a)?;
     rootfs::switch_root(o.rootfs, o.no_pivot)?;
     set_sysctls(a.spec)?;
@@ -215,6 +223,7 @@ fn build_rootfs(a: &InitArgs) -> Result<(), InitError> {
 
 /// Ready → Commit → Committed; returns the state JSON for the last hooks.
 fn report_ready(a: &InitArgs) -> Result<String, InitError> {
+    a.await_cgroup(true)?;
     a.chan.send(&Msg::Ready)?;
     let Msg::Commit { state } = a.chan.expect_any(
         &[Msg::Commit {
@@ -259,6 +268,9 @@ fn create_hooks(a: &InitArgs) -> Result<(), InitError> {
     ) {
         return Ok(());
     }
+    // The hooks run in the parent, and createContainer hooks are forked
+    // from here: both with init in its cgroup.
+    a.await_cgroup(true)?;
     a.chan.send(&Msg::CreateRuntime)?;
     let Msg::HooksDone { state } = a.chan.expect_any(
         &[Msg::HooksDone {

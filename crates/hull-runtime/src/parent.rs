@@ -20,6 +20,8 @@ use crate::state::{self, ContainerDir, Saved, StateError, CONFIG_FILE, START_SOC
 use crate::trampoline::Trampoline;
 use crate::userns::{self, UsernsError};
 
+use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
+use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +216,10 @@ fn build(
         userns::enter_time_ns(&b.spec)?;
     }
     let cg_fd = cgroups.as_ref().and_then(|c| c.clone_fd());
+    let cgroup_dirs = cgroups
+        .as_ref()
+        .map(Cgroups::dirs_for_init)
+        .unwrap_or_default();
     // Decided here, not in the child: after clone3(CLONE_NEWUSER) and
     // before the parent writes uid_map, the child's euid reads as the
     // overflow uid and it would wrongly think setgroups is denied.
@@ -244,7 +250,8 @@ fn build(
                 preserve_fds: o.preserve_fds,
                 setgroups_allowed,
                 trampoline,
-                joined: std::cell::Cell::new(false),
+                cgroup_dirs: &cgroup_dirs,
+                cgroup_seen: std::cell::Cell::new(0),
             })
         }
         Some(c) => c,
@@ -254,22 +261,14 @@ fn build(
     if plan.new_user_ns {
         userns::write_mappings(&b.spec, pid)?;
     }
-    // Init builds its rootfs while this process makes its cgroup and moves
-    // it in (protocol.rs), except before a cgroup namespace on v1.
     let early = !plan.new_cgroup_ns || cg_fd.is_some();
-    if early {
-        proceed(&parent, &pidfd)?;
-    }
-    let cgroups = join_cgroups(&b.spec, cgroups, pid).map_err(|e| init_error_first(e, &parent))?;
+    let cgroups = cgroup_and_proceed(&parent, &b.spec, early, cgroups, pid)
+        .map_err(|e| init_error_first(e, &parent))?;
     if cgroups.is_none() && saved.cgroup.is_some() {
         // Rootless and not allowed to join it: the container has none.
         saved.cgroup = None;
         td.cgroups = None;
     }
-    if !early {
-        proceed(&parent, &pidfd)?;
-    }
-    parent.send(&Msg::Joined)?;
     let state_json = |status| hooks::state_json(&b.spec, &o.id, status, pid, &b.dir);
     let ready = [Msg::Ready, Msg::CreateRuntime];
     if parent
@@ -341,28 +340,77 @@ fn pass_listen_fds(o: &mut CreateOptions, spec: &mut oci_spec::runtime::Spec) {
     }
 }
 
-/// Sends Proceed and waits until init runs (see protocol.rs for why).
-fn proceed(chan: &protocol::Channel, pidfd: &OwnedFd) -> Result<(), CreateError> {
-    chan.send(&Msg::Proceed)?;
-    chan.expect(Msg::Running, "running")
-        .map_err(|e| init_failure(e, pidfd))
+/// While alive, keeps this process off the CPU it was on, so that init,
+/// which the scheduler tends to queue behind its parent, runs beside it
+/// (the cgroup work and init's mounts then overlap, protocol.rs). A kernel
+/// that packs tasks onto few CPUs, as this project's VMs do (booted with
+/// `sched_vcpu_pack`: the child of clone3 lands on its parent's CPU with
+/// the other CPU idle), would otherwise run the two one after the other;
+/// elsewhere it costs three syscalls. Nothing changes with one CPU allowed.
+struct StepAside(Option<CpuSet>);
+
+impl StepAside {
+    fn new() -> StepAside {
+        let me = Pid::from_raw(0);
+        let (Ok(cpu), Ok(all)) = (sched_getcpu(), sched_getaffinity(me)) else {
+            return StepAside(None);
+        };
+        let mut others = all;
+        // An empty set (a single allowed CPU) is refused with EINVAL.
+        let moved = others
+            .unset(cpu)
+            .and_then(|_| sched_setaffinity(me, &others));
+        StepAside(moved.ok().map(|_| all))
+    }
 }
 
-/// Creates the cgroup, sets its resources and moves init in. Returns the
-/// cgroup the container really has (rootless may end up with none).
-fn join_cgroups(
+impl Drop for StepAside {
+    fn drop(&mut self) {
+        if let Some(all) = &self.0 {
+            if let Err(e) = sched_setaffinity(Pid::from_raw(0), all) {
+                tracing::debug!("restoring the CPU affinity: {e}");
+            }
+        }
+    }
+}
+
+/// Proceed, then the cgroup made, its resources set and init moved in while
+/// init builds (protocol.rs); all of it before Proceed when not `early` (a
+/// cgroup namespace on v1). Returns the cgroup the container really has
+/// (rootless may end up with none).
+fn cgroup_and_proceed(
+    chan: &protocol::Channel,
     spec: &oci_spec::runtime::Spec,
+    early: bool,
     cg: Option<Cgroups>,
     pid: i32,
 ) -> Result<Option<Cgroups>, CreateError> {
+    if early {
+        chan.send(&Msg::Proceed)?;
+    }
+    // After Proceed: moving this process wakes init on this CPU, and init
+    // should find Proceed waiting.
+    let _aside = early.then(StepAside::new);
     let cg = match cg {
-        Some(cg) => cg.setup(spec, pid)?,
+        Some(cg) => cg.create()?,
+        None => None,
+    };
+    if early {
+        chan.send(&Msg::Created)?;
+    }
+    let cg = match cg {
+        Some(cg) => cg.join(spec, pid)?,
         None => None,
     };
     if cg.is_none() && cgroup::has_limits(spec) {
         // Only a rootless create gets here without a cgroup.
         return Err(CgroupError::RootlessLimits.into());
     }
+    if !early {
+        chan.send(&Msg::Proceed)?;
+        chan.send(&Msg::Created)?;
+    }
+    chan.send(&Msg::Joined)?;
     Ok(cg)
 }
 

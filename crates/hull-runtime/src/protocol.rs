@@ -8,12 +8,10 @@
 //!        |-- clone3(CLONE_NEW*, [CLONE_INTO_CGROUP]) ------>|  pdeathsig=SIGKILL, waits
 //!        |   write uid_map/gid_map                          |
 //!        |------------------ Proceed ---------------------->|
-//!        |<----------------- Running -----------------------|
-//!        |   make the cgroup, set resources,                |  setns(paths), mounts, devices
-//!        |   move init in (all while init builds)           |
-//!        |------------------ Joined ----------------------->|  awaited before the cgroup mount
-//!        |                                                  |  (it reads /proc/self/cgroup), or
-//!        |                                                  |  before CreateRuntime/Ready
+//!        |   mkdir the cgroup                               |  setns(paths), mounts
+//!        |------------------ Created ---------------------->|  awaited before a cgroup mount
+//!        |   set resources, move init in                    |  (it binds those dirs), devices
+//!        |------------------ Joined ----------------------->|  awaited before CreateRuntime/Ready
 //!        |<----------------- CreateRuntime -----------------|  (only when hooks exist)
 //!        |   prestart + createRuntime hooks                 |
 //!        |------------------ HooksDone{state} ------------->|  createContainer hooks
@@ -34,16 +32,20 @@
 //!        |   unlink start.sock, poststart hooks             |
 //! ```
 //!
-//! The cgroup work overlaps init's: its directories, resources and the move
-//! of init are the parent's, mounts are init's, and the two run on two CPUs.
-//! `Running` is there because clone3 often queues the child on the parent's
-//! own CPU, where it would wait for the parent's time slice while the other
-//! CPU idles; blocking for it lets init run, and the parent's wake-up lands
-//! on the idle CPU. One exception: init that unshares a cgroup namespace on
-//! v1 waits for the cgroup (before Proceed), the namespace's root being the
-//! cgroup init is in when it unshares. Nothing else init does before it
-//! reads `Joined` depends on its cgroup: it forks nothing, and the device
-//! rules are complete before init is moved under them (cgroup.rs, `setup`).
+//! The cgroup work overlaps init's: directories, resources and the move of
+//! init are the parent's, mounts are init's, on two CPUs when there are two.
+//! Init gets its cgroup dirs from the parent (resolved before clone3) and so
+//! needs only `Created` for a cgroup mount; rootless, where the cgroup may
+//! come to nothing, it waits for `Joined` and reads /proc/self/cgroup.
+//! Nothing else init does before `Joined` depends on its cgroup: it forks
+//! nothing, and the device rules are complete before init is moved under
+//! them (cgroup.rs, `join`). One exception: init that unshares a cgroup
+//! namespace on v1 waits for all of it (before Proceed), the namespace's
+//! root being the cgroup init is in when it unshares.
+//!
+//! For that work the parent steps off the CPU it shares with init
+//! (parent.rs, `StepAside`): this VM's kernel packs new tasks onto the
+//! parent's CPU (`sched_vcpu_pack`), where init would otherwise wait.
 //!
 //! The trampoline (CVE-2019-5736, trampoline.rs) inherits the accepted
 //! connection, makes it close-on-exec again and execs the program; if that
@@ -70,8 +72,9 @@ const MAX_MSG: usize = 64 * 1024;
 pub(crate) enum Msg {
     /// Parent → init: the id maps are written; build the container.
     Proceed,
-    /// Init → parent: Proceed arrived, so init has a CPU of its own.
-    Running,
+    /// Parent → init: init's cgroup directories exist (a cgroup mount
+    /// binds them).
+    Created,
     /// Parent → init: init is in its cgroup (or has none), so
     /// /proc/self/cgroup is final and processes it forks stay inside.
     Joined,
@@ -148,7 +151,7 @@ impl Channel {
     pub(crate) fn send(&self, msg: &Msg) -> Result<(), ProtocolError> {
         let what = match msg {
             Msg::Proceed => "proceed",
-            Msg::Running => "running",
+            Msg::Created => "created",
             Msg::Joined => "joined",
             Msg::Ready => "ready",
             Msg::CreateRuntime => "create-runtime",

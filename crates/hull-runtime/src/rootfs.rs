@@ -56,8 +56,11 @@ pub(crate) struct RootfsOpts<'a> {
     pub(crate) userns: bool,
     /// In a new cgroup namespace: cgroupfs can be mounted afresh.
     pub(crate) cgroupns: bool,
-    /// Blocks until init is in its cgroup, which a cgroup mount reads.
-    pub(crate) await_cgroup: &'a dyn Fn() -> Result<(), ProtocolError>,
+    /// Init's cgroup dirs (empty: those of /proc/self/cgroup).
+    pub(crate) cgroup_dirs: &'a [PathBuf],
+    /// Blocks until the parent has made init's cgroup (`false`) or moved
+    /// init into it (`true`): a cgroup mount binds those directories.
+    pub(crate) await_cgroup: &'a dyn Fn(bool) -> Result<(), ProtocolError>,
 }
 
 /// Everything before pivot_root.
@@ -102,8 +105,8 @@ pub(crate) fn prepare(o: &RootfsOpts) -> Result<(), RootfsError> {
     let mut dev_bound = false;
     for (i, m) in o.spec.mounts().iter().flatten().enumerate() {
         if m.typ().as_deref() == Some("cgroup") || m.typ().as_deref() == Some("cgroup2") {
-            (o.await_cgroup)()?;
-            cgroupfs::mount_cgroup(&root, i, m, o.cgroupns)?;
+            (o.await_cgroup)(o.cgroup_dirs.is_empty())?;
+            cgroupfs::mount_cgroup(&root, i, m, o.cgroupns, o.cgroup_dirs)?;
         } else {
             mounts::mount_entry(&root, i, m, crate::lsm::mount_label(o.spec))?;
         }

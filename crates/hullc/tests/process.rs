@@ -357,3 +357,43 @@ fn no_new_keyring_keeps_the_callers_keyring() {
     let (id, keys) = session_keyrings(&h, &["--no-new-keyring"]);
     assert!(!keys.contains(&format!("_ses.{id}")), "{keys}");
 }
+
+/// The container keeps its caller's CPU affinity, and so does a foreground
+/// `hullc run` once the container is up: create moves itself off init's CPU
+/// while it makes the cgroup (parent.rs, `StepAside`) and must move back,
+/// and init must not inherit the narrowed set.
+#[test]
+fn cpu_affinity_is_the_callers() {
+    let ours = status_field(
+        &fs::read_to_string("/proc/self/status").unwrap(),
+        "Cpus_allowed_list",
+    )
+    .to_string();
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    // Without a cgroup namespace: the path on which create steps aside.
+    b.remove_namespace("cgroup");
+    b.args(&[
+        "sh",
+        "-c",
+        "grep Cpus_allowed_list /proc/self/status > /tmp/affinity; sleep 30",
+    ]);
+    b.save();
+    let id = h.id("affinity");
+    h.track(&id);
+    let run = h.spawn(&["run", "-b", b.path().to_str().unwrap(), &id]);
+    let marker = b.rootfs().join("tmp/affinity");
+    wait_until("the container's affinity", CMD_TIMEOUT, || {
+        fs::read_to_string(&marker).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let inside = fs::read_to_string(&marker).unwrap();
+    assert_eq!(status_field(&inside, "Cpus_allowed_list"), ours);
+    let parent = fs::read_to_string(format!("/proc/{}/status", run.pid())).unwrap();
+    assert_eq!(
+        status_field(&parent, "Cpus_allowed_list"),
+        ours,
+        "hullc run"
+    );
+    h.cmd(&["kill", &id, "KILL"]).ok();
+    run.wait();
+}
