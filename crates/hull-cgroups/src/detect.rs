@@ -56,9 +56,13 @@ pub struct Hierarchy {
 impl Hierarchy {
     /// Detect the layout of the running host.
     pub fn detect() -> Result<Hierarchy, Error> {
-        let mi = read_proc("/proc/self/mountinfo")?;
-        let cg = read_proc("/proc/self/cgroup")?;
-        Hierarchy::from_proc(&mi, &cg)
+        let read = |path: &str| {
+            read_proc(path).map_err(|source| Error::Read {
+                path: PathBuf::from(path),
+                source,
+            })
+        };
+        Hierarchy::from_proc(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?)
     }
 
     /// Build from the texts of a mountinfo and a /proc/PID/cgroup file.
@@ -126,11 +130,14 @@ impl Hierarchy {
     }
 }
 
-fn read_proc(path: &str) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: PathBuf::from(path),
-        source,
-    })
+/// A /proc text file whole, in one read at typical sizes (std's
+/// `read_to_string` grows its buffer from 32 bytes for files that stat as
+/// empty, one read per doubling, and mountinfo is formatted anew each time).
+pub fn read_proc(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut s = String::with_capacity(16 * 1024);
+    std::fs::File::open(path)?.read_to_string(&mut s)?;
+    Ok(s)
 }
 
 /// (controllers field, path) pairs of /proc/self/cgroup: "4:memory:/a/b".

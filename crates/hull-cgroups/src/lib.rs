@@ -34,7 +34,7 @@ mod stats;
 mod testutil;
 
 pub use cgroup::Cgroup;
-pub use detect::{Hierarchy, Mode};
+pub use detect::{read_proc, Hierarchy, Mode};
 pub use devices::default_allowed_devices;
 pub use error::Error;
 pub use oci_spec::runtime::LinuxResources;

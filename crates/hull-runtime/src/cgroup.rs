@@ -47,6 +47,32 @@ pub(crate) struct Cgroups {
     created: bool,
 }
 
+/// The caller's /proc/self/mountinfo and /proc/self/cgroup, read once: the
+/// cgroup is resolved from them, and init's cgroup mount reuses them (a new
+/// mount namespace shows init the same host hierarchies and, until it is
+/// moved, init is in the caller's cgroups).
+pub(crate) struct HostViews {
+    pub(crate) mountinfo: String,
+    pub(crate) cgroup: String,
+}
+
+impl HostViews {
+    pub(crate) fn read() -> Result<HostViews, CgroupError> {
+        let read = |path: &str| {
+            hull_cgroups::read_proc(path).map_err(|source| {
+                CgroupError::Detect(hull_cgroups::Error::Read {
+                    path: path.into(),
+                    source,
+                })
+            })
+        };
+        Ok(HostViews {
+            mountinfo: read("/proc/self/mountinfo")?,
+            cgroup: read("/proc/self/cgroup")?,
+        })
+    }
+}
+
 /// Resolves the cgroup for `spec`. On pure v2 it is also created, because
 /// clone3 places init in it (CLONE_INTO_CGROUP); elsewhere [`Cgroups::create`]
 /// and `join` do that while init builds its rootfs. `None`: rootless, and the cgroup
@@ -55,8 +81,9 @@ pub(crate) fn prepare(
     spec: &Spec,
     id: &str,
     rootless: bool,
+    host: &HostViews,
 ) -> Result<Option<Cgroups>, CgroupError> {
-    let h = Hierarchy::detect().map_err(CgroupError::Detect)?;
+    let h = Hierarchy::from_proc(&host.mountinfo, &host.cgroup).map_err(CgroupError::Detect)?;
     let path = spec
         .linux()
         .as_ref()

@@ -1,9 +1,10 @@
 //! The `cgroup` mount inside the container (`/sys/fs/cgroup`).
 //!
 //! Init takes its cgroup dirs from the parent (which makes them and moves
-//! init in while init builds; rootless, from `/proc/self/cgroup` once it
-//! has) and the host's hierarchies from `/proc/self/mountinfo`, so this
-//! works the same on v1, v2 and hybrid hosts:
+//! init in while init builds) and the host's hierarchies from the parent's
+//! `/proc/self/mountinfo`, read before clone3; rootless, or in a joined
+//! mount namespace, it reads both files itself (`/proc/self/cgroup` once it
+//! has been moved). This works the same on v1, v2 and hybrid hosts:
 //! - pure v2: with a cgroup namespace, a fresh cgroup2 mount (its root is the
 //!   namespace root); without, a bind of the container's own cgroup dir;
 //! - v1 / hybrid: a tmpfs, and under it one entry per host hierarchy (named
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::Mount;
 
+use crate::cgroup::HostViews;
 use crate::mounts::{self, MountError};
 use crate::paths::{fd_path, open_in_root, Kind};
 
@@ -126,15 +128,8 @@ fn sys(what: impl Into<String>, dest: &Path) -> impl FnOnce(nix::Error) -> Cgrou
     move |source| CgroupfsError::Sys { what, dest, source }
 }
 
-/// A /proc file whole: one read for a typical mountinfo (std grows its
-/// buffer from 32 bytes for files that stat as empty, one read per doubling).
 fn read_proc(path: &'static str) -> Result<String, CgroupfsError> {
-    use std::io::Read;
-    let mut s = String::with_capacity(16 * 1024);
-    File::open(path)
-        .and_then(|mut f| f.read_to_string(&mut s))
-        .map_err(|source| CgroupfsError::Read { path, source })?;
-    Ok(s)
+    hull_cgroups::read_proc(path).map_err(|source| CgroupfsError::Read { path, source })
 }
 
 /// Mounts config.mounts[index] (type cgroup/cgroup2) under `root`.
@@ -144,11 +139,15 @@ pub(crate) fn mount_cgroup(
     m: &Mount,
     cgroupns: bool,
     own_dirs: &[PathBuf],
+    host: Option<&HostViews>,
 ) -> Result<(), CgroupfsError> {
-    let mut hiers = hierarchies(
-        &read_proc("/proc/self/mountinfo")?,
-        &read_proc("/proc/self/cgroup")?,
-    );
+    let mut hiers = match host {
+        Some(h) => hierarchies(&h.mountinfo, &h.cgroup),
+        None => hierarchies(
+            &read_proc("/proc/self/mountinfo")?,
+            &read_proc("/proc/self/cgroup")?,
+        ),
+    };
     // The cgroup the parent is moving init into, where it manages the
     // hierarchy: what /proc/self/cgroup will say once it has.
     for h in &mut hiers {

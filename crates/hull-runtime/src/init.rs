@@ -15,6 +15,7 @@ use std::path::PathBuf;
 
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
+use crate::cgroup::HostViews;
 use crate::console::{self, ConsoleError};
 use crate::hooks::{self, HookError};
 use crate::namespaces::{self, NamespaceError, Plan};
@@ -79,6 +80,8 @@ pub(crate) struct InitArgs<'a> {
     /// Where init's cgroup will be, for the cgroup mount; empty: read
     /// /proc/self/cgroup once init is in it.
     pub(crate) cgroup_dirs: &'a [PathBuf],
+    /// The parent's /proc views, for the cgroup mount to parse.
+    pub(crate) host_views: &'a HostViews,
     /// The parent's cgroup messages read so far: 1 `Created`, 2 `Joined`.
     pub(crate) cgroup_seen: Cell<u8>,
 }
@@ -211,6 +214,9 @@ fn build_rootfs(a: &InitArgs) -> Result<(), InitError> {
         userns: a.plan.new_user_ns,
         cgroupns: a.plan.new_cgroup_ns,
         cgroup_dirs: a.cgroup_dirs,
+        // Still true in init when its mount namespace is a copy of the
+        // parent's and the parent manages its cgroup (else: read afresh).
+        host_views: (a.plan.new_mount_ns && !a.cgroup_dirs.is_empty()).then_some(a.host_views),
         await_cgroup: &|joined| a.await_cgroup(joined),
     };
     rootfs::prepare(&o)?;

@@ -198,7 +198,8 @@ fn build(
 ) -> Result<Created, CreateError> {
     dir.write_atomic(CONFIG_FILE, &b.raw)?;
     let plan = namespaces::plan(&b.spec);
-    let cgroups = cgroup::prepare(&b.spec, &o.id, o.rootless_cgroups)?;
+    let host_views = cgroup::HostViews::read()?;
+    let cgroups = cgroup::prepare(&b.spec, &o.id, o.rootless_cgroups, &host_views)?;
     td.cgroups = cgroups.clone();
     // Recorded before anything runs in it, so that `delete --force` after a
     // crash of this process finds the cgroup (pid 0 reads as "creating").
@@ -251,6 +252,7 @@ fn build(
                 setgroups_allowed,
                 trampoline,
                 cgroup_dirs: &cgroup_dirs,
+                host_views: &host_views,
                 cgroup_seen: std::cell::Cell::new(0),
             })
         }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::Spec;
 
+use crate::cgroup::HostViews;
 use crate::cgroupfs::{self, CgroupfsError};
 use crate::devices::{self, DeviceError};
 use crate::mounts::{self, propagation_flag, MountError};
@@ -58,6 +59,8 @@ pub(crate) struct RootfsOpts<'a> {
     pub(crate) cgroupns: bool,
     /// Init's cgroup dirs (empty: those of /proc/self/cgroup).
     pub(crate) cgroup_dirs: &'a [PathBuf],
+    /// The parent's /proc views, when they hold for init (None: read them).
+    pub(crate) host_views: Option<&'a HostViews>,
     /// Blocks until the parent has made init's cgroup (`false`) or moved
     /// init into it (`true`): a cgroup mount binds those directories.
     pub(crate) await_cgroup: &'a dyn Fn(bool) -> Result<(), ProtocolError>,
@@ -106,7 +109,7 @@ pub(crate) fn prepare(o: &RootfsOpts) -> Result<(), RootfsError> {
     for (i, m) in o.spec.mounts().iter().flatten().enumerate() {
         if m.typ().as_deref() == Some("cgroup") || m.typ().as_deref() == Some("cgroup2") {
             (o.await_cgroup)(o.cgroup_dirs.is_empty())?;
-            cgroupfs::mount_cgroup(&root, i, m, o.cgroupns, o.cgroup_dirs)?;
+            cgroupfs::mount_cgroup(&root, i, m, o.cgroupns, o.cgroup_dirs, o.host_views)?;
         } else {
             mounts::mount_entry(&root, i, m, crate::lsm::mount_label(o.spec))?;
         }
