@@ -20,8 +20,6 @@ use crate::state::{self, ContainerDir, Saved, StateError, CONFIG_FILE, START_SOC
 use crate::trampoline::Trampoline;
 use crate::userns::{self, UsernsError};
 
-use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity, CpuSet};
-use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 #[derive(Debug, thiserror::Error)]
@@ -342,40 +340,6 @@ fn pass_listen_fds(o: &mut CreateOptions, spec: &mut oci_spec::runtime::Spec) {
     }
 }
 
-/// While alive, keeps this process off the CPU it was on, so that init,
-/// which the scheduler tends to queue behind its parent, runs beside it
-/// (the cgroup work and init's mounts then overlap, protocol.rs). A kernel
-/// that packs tasks onto few CPUs, as this project's VMs do (booted with
-/// `sched_vcpu_pack`: the child of clone3 lands on its parent's CPU with
-/// the other CPU idle), would otherwise run the two one after the other;
-/// elsewhere it costs three syscalls. Nothing changes with one CPU allowed.
-struct StepAside(Option<CpuSet>);
-
-impl StepAside {
-    fn new() -> StepAside {
-        let me = Pid::from_raw(0);
-        let (Ok(cpu), Ok(all)) = (sched_getcpu(), sched_getaffinity(me)) else {
-            return StepAside(None);
-        };
-        let mut others = all;
-        // An empty set (a single allowed CPU) is refused with EINVAL.
-        let moved = others
-            .unset(cpu)
-            .and_then(|_| sched_setaffinity(me, &others));
-        StepAside(moved.ok().map(|_| all))
-    }
-}
-
-impl Drop for StepAside {
-    fn drop(&mut self) {
-        if let Some(all) = &self.0 {
-            if let Err(e) = sched_setaffinity(Pid::from_raw(0), all) {
-                tracing::debug!("restoring the CPU affinity: {e}");
-            }
-        }
-    }
-}
-
 /// Proceed, then the cgroup made, its resources set and init moved in while
 /// init builds (protocol.rs); all of it before Proceed when not `early` (a
 /// cgroup namespace on v1). Returns the cgroup the container really has
@@ -390,9 +354,6 @@ fn cgroup_and_proceed(
     if early {
         chan.send(&Msg::Proceed)?;
     }
-    // After Proceed: moving this process wakes init on this CPU, and init
-    // should find Proceed waiting.
-    let _aside = early.then(StepAside::new);
     let cg = match cg {
         Some(cg) => cg.create()?,
         None => None,

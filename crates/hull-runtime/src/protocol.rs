@@ -43,9 +43,6 @@
 //! namespace on v1 waits for all of it (before Proceed), the namespace's
 //! root being the cgroup init is in when it unshares.
 //!
-//! For that work the parent steps off the CPU it shares with init
-//! (parent.rs, `StepAside`): this VM's kernel packs new tasks onto the
-//! parent's CPU (`sched_vcpu_pack`), where init would otherwise wait.
 //!
 //! The trampoline (CVE-2019-5736, trampoline.rs) inherits the accepted
 //! connection, makes it close-on-exec again and execs the program; if that

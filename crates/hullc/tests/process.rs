@@ -359,9 +359,8 @@ fn no_new_keyring_keeps_the_callers_keyring() {
 }
 
 /// The container keeps its caller's CPU affinity, and so does a foreground
-/// `hullc run` once the container is up: create moves itself off init's CPU
-/// while it makes the cgroup (parent.rs, `StepAside`) and must move back,
-/// and init must not inherit the narrowed set.
+/// `hullc run` once the container is up (an experiment that narrowed the
+/// parent's affinity while it made the cgroup is why this test exists).
 #[test]
 fn cpu_affinity_is_the_callers() {
     let ours = status_field(
@@ -371,7 +370,7 @@ fn cpu_affinity_is_the_callers() {
     .to_string();
     let h = Hullc::new();
     let mut b = Bundle::new(&h);
-    // Without a cgroup namespace: the path on which create steps aside.
+    // Without a cgroup namespace: the cgroup is made while init builds.
     b.remove_namespace("cgroup");
     b.args(&[
         "sh",
