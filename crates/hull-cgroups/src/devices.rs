@@ -4,7 +4,7 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
-use crate::fs::write;
+use crate::fs::write_each;
 use crate::{devices_bpf, Cgroup, Error, Mode};
 
 pub(crate) fn apply(cg: &Cgroup, rules: &[LinuxDeviceCgroup]) -> Result<(), Error> {
@@ -22,15 +22,24 @@ pub(crate) fn apply(cg: &Cgroup, rules: &[LinuxDeviceCgroup]) -> Result<(), Erro
 
 /// runc: deny everything first, then replay the rules in order; later rules
 /// override earlier ones, exactly as the kernel applies successive writes.
+/// A run of rules for the same file goes through one open file.
 fn v1(d: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Error> {
-    write(d, "devices.deny", "a")?;
-    for r in rules {
-        let file = if r.allow() {
+    let file = |allow: bool| {
+        if allow {
             "devices.allow"
         } else {
             "devices.deny"
-        };
-        write(d, file, &v1_rule(r))?;
+        }
+    };
+    let mut runs: Vec<(bool, Vec<String>)> = vec![(false, vec!["a".to_string()])];
+    for r in rules {
+        match runs.last_mut() {
+            Some((allow, rs)) if *allow == r.allow() => rs.push(v1_rule(r)),
+            _ => runs.push((r.allow(), vec![v1_rule(r)])),
+        }
+    }
+    for (allow, rs) in &runs {
+        write_each(d, file(*allow), rs.iter().map(String::as_str))?;
     }
     Ok(())
 }
@@ -110,9 +119,13 @@ mod tests {
         deny.set_access(Some("w".into()));
         apply(&cg, &[deny]).expect("apply");
         let d = cg.v1_path("devices").expect("devices");
-        assert_eq!(read(&d.join("devices.deny")), "c 1:3 w");
+        // One open file per run of rules: the deny-all and the spec's deny.
+        assert_eq!(read(&d.join("devices.deny")), "a\nc 1:3 w");
         apply(&cg, &default_allowed_devices()).expect("apply");
-        assert_eq!(read(&d.join("devices.allow")), "c 10:200 rwm");
+        let allowed = read(&d.join("devices.allow"));
+        assert_eq!(allowed.lines().next(), Some("c *:* m"));
+        assert_eq!(allowed.lines().last(), Some("c 10:200 rwm"));
+        assert_eq!(allowed.lines().count(), default_allowed_devices().len());
         assert_eq!(read(&d.join("devices.deny")), "a");
     }
 }
