@@ -436,7 +436,8 @@ fn teardown_on_exit_rm_and_reset() {
     assert_eq!(e.leases().len(), 2);
     e.ok(&["system", "reset", "--force"]);
     assert_eq!(e.ok(&["ps", "-a", "-q"]), "");
-    assert!(e.links().is_empty(), "links left: {:?}", e.links());
+    let links = e.links_settled(|_| true);
+    assert!(links.is_empty(), "links left: {links:?}");
     assert!(!e.table_exists(), "nft table left");
     assert!(e.leases().is_empty());
     let nets: Vec<_> = std::fs::read_dir(e.root.path().join("networks"))

@@ -299,6 +299,24 @@ impl Env {
             .collect()
     }
 
+    /// This slot's links for which `keep` holds, once they are gone or 5 s
+    /// have passed: a veth whose peer's netns was dying is left to the kernel
+    /// (hull-net `release_veth`), whose netns cleanup runs later from a
+    /// workqueue, so its removal can trail `rm`.
+    pub fn links_settled(&self, keep: impl Fn(&str) -> bool) -> Vec<String> {
+        let now = || {
+            self.links()
+                .into_iter()
+                .filter(|l| keep(l))
+                .collect::<Vec<_>>()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !now().is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        now()
+    }
+
     pub fn table_exists(&self) -> bool {
         Command::new("nft")
             .args(["list", "table", "inet", &self.net.table()])
@@ -386,11 +404,8 @@ impl Env {
         assert!(states.is_empty(), "hullc state left: {states:?}");
         // The bridge and its table stay (like docker0) until `system reset`; no
         // container's veth, port rule or lease may.
-        let veths: Vec<String> = self
-            .links()
-            .into_iter()
-            .filter(|l| !l.ends_with(|c: char| c.is_ascii_digit()) || l.len() > 7)
-            .collect();
+        let veths =
+            self.links_settled(|l| !l.ends_with(|c: char| c.is_ascii_digit()) || l.len() > 7);
         assert!(veths.is_empty(), "veths left: {veths:?}");
         let leases = self.leases();
         assert!(leases.is_empty(), "leases left: {leases:?}");
