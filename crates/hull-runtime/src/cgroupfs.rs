@@ -16,11 +16,12 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::{openat, OFlag};
 use nix::mount::{mount, MsFlags};
+use nix::sys::stat::{mkdirat, Mode};
 use oci_spec::runtime::Mount;
 
 use crate::cgroup::HostViews;
@@ -191,26 +192,10 @@ pub(crate) fn mount_cgroup(
         // The tmpfs is new and nothing but this process has seen it, so its
         // entries are reached directly, not by a walk from the container's root.
         let sub = dest.join(name);
-        let name = std::ffi::CString::new(name.as_bytes())
-            .map_err(|_| sys("mkdir", &sub)(nix::Error::EINVAL))?;
-        // SAFETY: a valid dirfd and a NUL-terminated name.
-        if unsafe { libc::mkdirat(t.as_raw_fd(), name.as_ptr(), 0o755) } != 0 {
-            return Err(sys("mkdir", &sub)(nix::Error::last()));
-        }
+        mkdirat(&t, name, Mode::from_bits_truncate(0o755)).map_err(sys("mkdir", &sub))?;
         let open = || {
-            // SAFETY: as above; the result is checked and owned at once.
-            let fd = unsafe {
-                libc::openat(
-                    t.as_raw_fd(),
-                    name.as_ptr(),
-                    libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                )
-            };
-            if fd < 0 {
-                return Err(sys("open", &sub)(nix::Error::last()));
-            }
-            // SAFETY: `fd` was just returned by openat and is ours alone.
-            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+            let how = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            openat(&t, name, how, Mode::empty()).map_err(sys("open", &sub))
         };
         mount_one(h, &open, &sub, cgroupns, flags)?;
     }
