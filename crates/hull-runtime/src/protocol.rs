@@ -165,12 +165,9 @@ impl Channel {
 
     fn recv(&self, expected: &'static str) -> Result<Msg, ProtocolError> {
         let mut buf = vec![0u8; MAX_MSG];
-        let n = loop {
-            match socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Err(nix::Error::EINTR) => continue,
-                other => break other.map_err(ProtocolError::Recv)?,
-            }
-        };
+        let n = self
+            .recv_raw(&mut buf, MsgFlags::empty())
+            .map_err(ProtocolError::Recv)?;
         if n == 0 {
             return Err(ProtocolError::Closed { expected });
         }
@@ -184,8 +181,24 @@ impl Channel {
     /// A message that has already arrived, if any; never waits.
     pub(crate) fn try_recv(&self) -> Option<Msg> {
         let mut buf = vec![0u8; MAX_MSG];
-        let n = socket::recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT).ok()?;
+        let n = self.recv_raw(&mut buf, MsgFlags::MSG_DONTWAIT).ok()?;
         serde_json::from_slice(&buf[..n]).ok()
+    }
+
+    /// recv(2) of one message. A peer that exited with messages of ours
+    /// still unread leaves ECONNRESET pending on this socket, which the
+    /// kernel reports once (sock_error clears it) and ahead of what the peer
+    /// had sent: init that fails while the parent sends Created/Joined. So
+    /// look once more for its last words; then the queue ends in EOF.
+    fn recv_raw(&self, buf: &mut [u8], flags: MsgFlags) -> nix::Result<usize> {
+        let mut reset = false;
+        loop {
+            match socket::recv(self.fd.as_raw_fd(), buf, flags) {
+                Err(nix::Error::EINTR) => continue,
+                Err(nix::Error::ECONNRESET) if !reset => reset = true,
+                other => return other,
+            }
+        }
     }
 
     /// Waits for `want`; an [`Msg::Error`] from the child becomes [`ProtocolError::Child`].
@@ -237,5 +250,36 @@ mod tests {
             p.expect(Msg::Ready, "ready"),
             Err(ProtocolError::Closed { .. })
         ));
+    }
+
+    /// Init fails and exits while messages from the parent wait unread in
+    /// its queue: the kernel then reports ECONNRESET to the parent ahead of
+    /// the Error init had sent. The error must still come through.
+    #[test]
+    fn an_error_survives_the_reset_of_a_closed_peer() {
+        let (p, c) = channel().expect("socketpair");
+        p.send(&Msg::Joined).expect("send");
+        c.send(&Msg::Error {
+            context: "process.cwd".into(),
+            cause: "ENOENT".into(),
+        })
+        .expect("send");
+        drop(c);
+        let err = p.expect(Msg::Ready, "ready").expect_err("child error");
+        assert_eq!(err.to_string(), "process.cwd: ENOENT");
+        assert!(matches!(
+            p.expect(Msg::Ready, "ready"),
+            Err(ProtocolError::Closed { .. })
+        ));
+        // The same for a look without waiting.
+        let (p, c) = channel().expect("socketpair");
+        p.send(&Msg::Created).expect("send");
+        c.send(&Msg::Error {
+            context: "mount".into(),
+            cause: "EPERM".into(),
+        })
+        .expect("send");
+        drop(c);
+        assert!(matches!(p.try_recv(), Some(Msg::Error { .. })));
     }
 }
