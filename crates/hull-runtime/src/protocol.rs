@@ -257,14 +257,19 @@ mod tests {
     /// the Error init had sent. The error must still come through.
     #[test]
     fn an_error_survives_the_reset_of_a_closed_peer() {
-        let (p, c) = channel().expect("socketpair");
-        p.send(&Msg::Joined).expect("send");
-        c.send(&Msg::Error {
-            context: "process.cwd".into(),
-            cause: "ENOENT".into(),
-        })
-        .expect("send");
-        drop(c);
+        // The parent's end, after init got `unread`, answered an error and exited.
+        let closed_after_error = |unread: Msg| {
+            let (p, c) = channel().expect("socketpair");
+            p.send(&unread).expect("send");
+            c.send(&Msg::Error {
+                context: "process.cwd".into(),
+                cause: "ENOENT".into(),
+            })
+            .expect("send");
+            drop(c);
+            p
+        };
+        let p = closed_after_error(Msg::Joined);
         let err = p.expect(Msg::Ready, "ready").expect_err("child error");
         assert_eq!(err.to_string(), "process.cwd: ENOENT");
         assert!(matches!(
@@ -272,14 +277,7 @@ mod tests {
             Err(ProtocolError::Closed { .. })
         ));
         // The same for a look without waiting.
-        let (p, c) = channel().expect("socketpair");
-        p.send(&Msg::Created).expect("send");
-        c.send(&Msg::Error {
-            context: "mount".into(),
-            cause: "EPERM".into(),
-        })
-        .expect("send");
-        drop(c);
+        let p = closed_after_error(Msg::Created);
         assert!(matches!(p.try_recv(), Some(Msg::Error { .. })));
     }
 }
