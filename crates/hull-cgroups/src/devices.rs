@@ -4,15 +4,19 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
+use crate::device_rules::DevState;
 use crate::fs::write_each;
 use crate::{devices_bpf, Cgroup, Error, Mode};
 
+/// Both paths check the list first (device_rules), so a rule the kernel
+/// would refuse on v1 is refused, naming its index, on v2 as well.
 pub(crate) fn apply(cg: &Cgroup, rules: &[LinuxDeviceCgroup]) -> Result<(), Error> {
+    let state = DevState::from_rules(rules)?;
     if let Some(d) = cg.v1.get("devices") {
         return v1(&d.path, rules);
     }
     match (&cg.unified, cg.mode) {
-        (Some(u), Mode::V2) => devices_bpf::apply(&u.path, rules),
+        (Some(u), Mode::V2) => devices_bpf::apply(&u.path, &state),
         _ => Err(Error::ControllerMissing {
             resource: "devices",
             controller: "devices",

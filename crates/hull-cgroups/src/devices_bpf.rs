@@ -1,6 +1,14 @@
 //! cgroup v2 device control: a BPF_PROG_TYPE_CGROUP_DEVICE program built as
 //! raw instructions (like runc's devicefilter), loaded with bpf(2) and
 //! attached to the cgroup directory, replacing previously attached ones.
+//!
+//! The program is generated from the rule list reduced to cgroup v1's state
+//! (device_rules: a default verdict plus exceptions that all carry the other
+//! verdict), not from the raw list: v2 then grants exactly what v1 grants,
+//! and every exception block starts with a type test, so no block returns
+//! unconditionally. The verifier rejects unreachable instructions
+//! ("unreachable insn N", EINVAL); a program built from the raw list had them
+//! after any unconditional rule such as docker's leading `a *:* rwm` deny.
 
 use std::fs::File;
 use std::io;
@@ -8,8 +16,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
-
+use crate::device_rules::{DevState, DevType, Exception, ACC_ALL};
 use crate::Error;
 
 // Instruction encodings (linux/bpf_common.h, linux/bpf.h).
@@ -18,17 +25,14 @@ const ALU32_AND_K: u8 = 0x54;
 const ALU32_RSH_K: u8 = 0x74;
 const ALU32_MOV_K: u8 = 0xb4;
 const ALU32_MOV_X: u8 = 0xbc;
+const JMP_JEQ_K: u8 = 0x15;
 const JMP_JNE_K: u8 = 0x55;
 const JMP_EXIT: u8 = 0x95;
 
 // struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }:
-// access_type = (access << 16) | type.
+// access_type = (access << 16) | type; access bits as in device_rules.
 const DEV_BLOCK: i32 = 1;
 const DEV_CHAR: i32 = 2;
-const ACC_MKNOD: i32 = 1;
-const ACC_READ: i32 = 2;
-const ACC_WRITE: i32 = 4;
-const ACC_ALL: i32 = ACC_MKNOD | ACC_READ | ACC_WRITE;
 
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_ATTACH: libc::c_long = 8;
@@ -58,73 +62,69 @@ fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     }
 }
 
-/// Build the filter. Rules are checked last to first and the first match
-/// decides, which equals "later rules override earlier ones"; no match
-/// denies (runc's v1 path likewise starts from deny-all).
-pub(crate) fn program(rules: &[LinuxDeviceCgroup]) -> Vec<Insn> {
-    let mut p = vec![
-        insn(LDX_MEM_W, 2, 1, 0, 0),        // r2 = ctx->access_type
-        insn(ALU32_AND_K, 2, 0, 0, 0xFFFF), // r2 = type
-        insn(LDX_MEM_W, 3, 1, 0, 0),
-        insn(ALU32_RSH_K, 3, 0, 0, 16), // r3 = access
-        insn(LDX_MEM_W, 4, 1, 4, 0),    // r4 = major
-        insn(LDX_MEM_W, 5, 1, 8, 0),    // r5 = minor
-    ];
-    for r in rules.iter().rev() {
-        p.extend(rule_block(r));
+/// Build the filter: the first exception that matches returns the opposite
+/// of the default, the end returns the default. Exceptions all share one
+/// verdict, so their order does not matter.
+pub(crate) fn program(s: &DevState) -> Vec<Insn> {
+    let mut p = Vec::new();
+    if !s.exceptions.is_empty() {
+        p.extend([
+            insn(LDX_MEM_W, 2, 1, 0, 0),        // r2 = ctx->access_type
+            insn(ALU32_AND_K, 2, 0, 0, 0xFFFF), // r2 = type
+            insn(LDX_MEM_W, 3, 1, 0, 0),
+            insn(ALU32_RSH_K, 3, 0, 0, 16), // r3 = access
+            insn(LDX_MEM_W, 4, 1, 4, 0),    // r4 = major
+            insn(LDX_MEM_W, 5, 1, 8, 0),    // r5 = minor
+        ]);
     }
-    p.push(insn(ALU32_MOV_K, 0, 0, 0, 0));
+    for e in &s.exceptions {
+        p.extend(exception_block(e, s.default_allow));
+    }
+    p.push(insn(ALU32_MOV_K, 0, 0, 0, i32::from(s.default_allow)));
     p.push(insn(JMP_EXIT, 0, 0, 0, 0));
     p
 }
 
-fn rule_block(r: &LinuxDeviceCgroup) -> Vec<Insn> {
-    let typ = match r.typ().unwrap_or(LinuxDeviceType::A) {
-        LinuxDeviceType::A => None,
-        LinuxDeviceType::B => Some(DEV_BLOCK),
-        LinuxDeviceType::C | LinuxDeviceType::U => Some(DEV_CHAR),
-        // FIFOs are not mediated by the device cgroup: the rule never matches.
-        LinuxDeviceType::P => return Vec::new(),
+/// Tests that jump past the block (to the next one) on mismatch, then the
+/// exception's verdict. The type test comes first and is always there.
+fn exception_block(e: &Exception, default_allow: bool) -> Vec<Insn> {
+    let typ = match e.typ {
+        DevType::Block => DEV_BLOCK,
+        DevType::Char => DEV_CHAR,
     };
-    let access = access_bits(r.access().as_deref().unwrap_or(""));
-    // Conditions jump to the end of the block (the next rule) on mismatch;
-    // the jump offset is patched once the block length is known.
-    let mut conds: Vec<Insn> = Vec::new();
-    if let Some(t) = typ {
-        conds.push(insn(JMP_JNE_K, 2, 0, 0, t));
+    let mut b = vec![insn(JMP_JNE_K, 2, 0, 0, typ)];
+    if e.access != ACC_ALL {
+        let access = i32::from(e.access);
+        b.push(insn(ALU32_MOV_X, 1, 3, 0, 0)); // r1 = requested access
+        if default_allow {
+            // A deny exception hits when it shares any requested bit.
+            b.push(insn(ALU32_AND_K, 1, 0, 0, access));
+            b.push(insn(JMP_JEQ_K, 1, 0, 0, 0));
+        } else {
+            // An allow exception must hold every requested bit.
+            b.push(insn(ALU32_AND_K, 1, 0, 0, !access));
+            b.push(insn(JMP_JNE_K, 1, 0, 0, 0));
+        }
     }
-    if access != ACC_ALL {
-        conds.push(insn(ALU32_MOV_X, 1, 3, 0, 0)); // r1 = requested access
-        conds.push(insn(ALU32_AND_K, 1, 0, 0, !access)); // bits the rule lacks
-        conds.push(insn(JMP_JNE_K, 1, 0, 0, 0));
+    // 64-bit compares of the zero-extended u32 with the sign-extended imm:
+    // a number >= 2^31 never matches, as no device has one (12-bit majors,
+    // 20-bit minors).
+    if let Some(m) = e.major {
+        b.push(insn(JMP_JNE_K, 4, 0, 0, m as i32));
     }
-    if let Some(m) = r.major().filter(|m| *m >= 0) {
-        conds.push(insn(JMP_JNE_K, 4, 0, 0, m as i32));
+    if let Some(m) = e.minor {
+        b.push(insn(JMP_JNE_K, 5, 0, 0, m as i32));
     }
-    if let Some(m) = r.minor().filter(|m| *m >= 0) {
-        conds.push(insn(JMP_JNE_K, 5, 0, 0, m as i32));
-    }
-    conds.push(insn(ALU32_MOV_K, 0, 0, 0, i32::from(r.allow())));
-    conds.push(insn(JMP_EXIT, 0, 0, 0, 0));
-    let len = conds.len();
-    for (i, ins) in conds.iter_mut().enumerate() {
-        if ins.code == JMP_JNE_K {
+    b.push(insn(ALU32_MOV_K, 0, 0, 0, i32::from(!default_allow)));
+    b.push(insn(JMP_EXIT, 0, 0, 0, 0));
+    let len = b.len();
+    for (i, ins) in b.iter_mut().enumerate() {
+        if ins.code == JMP_JNE_K || ins.code == JMP_JEQ_K {
+            // Relative to the next instruction: land just past the exit.
             ins.off = (len - i - 1) as i16;
         }
     }
-    conds
-}
-
-fn access_bits(a: &str) -> i32 {
-    if a.is_empty() {
-        return ACC_ALL;
-    }
-    a.chars().fold(0, |acc, c| match c {
-        'r' => acc | ACC_READ,
-        'w' => acc | ACC_WRITE,
-        'm' => acc | ACC_MKNOD,
-        _ => acc,
-    })
+    b
 }
 
 fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
@@ -242,7 +242,7 @@ fn query(cg: RawFd) -> Vec<u32> {
 /// Load the program for `rules` and attach it to `dir`, then detach the
 /// programs that were attached before (so an update replaces, not stacks:
 /// with several programs attached every one of them must allow an access).
-pub(crate) fn apply(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Error> {
+pub(crate) fn apply(dir: &Path, state: &DevState) -> Result<(), Error> {
     let berr = |op, source, log: String| Error::Bpf {
         op,
         path: dir.to_path_buf(),
@@ -258,7 +258,7 @@ pub(crate) fn apply(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Error
             source,
         })?;
     let old = query(cg.as_raw_fd());
-    let prog = load(&program(rules)).map_err(|(e, log)| berr("load", e, log))?;
+    let prog = load(&program(state)).map_err(|(e, log)| berr("load", e, log))?;
     let mut attr = AttachAttr {
         target_fd: cg.as_raw_fd() as u32,
         attach_bpf_fd: prog.as_raw_fd() as u32,
@@ -300,81 +300,183 @@ pub(crate) fn apply(dir: &Path, rules: &[LinuxDeviceCgroup]) -> Result<(), Error
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device_rules::{ACC_MKNOD, ACC_READ, ACC_WRITE};
     use crate::devices::default_allowed_devices;
+    use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
     /// A tiny interpreter for the instructions `program` emits.
-    fn run(p: &[Insn], typ: i32, access: i32, major: u32, minor: u32) -> u64 {
-        let ctx = [((access as u32) << 16) | typ as u32, major, minor];
+    fn run(p: &[Insn], typ: i32, access: u8, major: u32, minor: u32) -> u64 {
+        let ctx = [(u32::from(access) << 16) | typ as u32, major, minor];
         let mut r = [0u64; 11];
         let mut pc = 0usize;
         loop {
             let i = p[pc];
             let (dst, src) = ((i.regs & 0xf) as usize, (i.regs >> 4) as usize);
             pc += 1;
+            let jump = |taken: bool, pc: &mut usize| {
+                if taken {
+                    *pc = (*pc as isize + isize::from(i.off)) as usize;
+                }
+            };
             match i.code {
                 LDX_MEM_W => r[dst] = u64::from(ctx[(i.off / 4) as usize]),
                 ALU32_AND_K => r[dst] = u64::from((r[dst] as u32) & (i.imm as u32)),
                 ALU32_RSH_K => r[dst] = u64::from((r[dst] as u32) >> i.imm),
                 ALU32_MOV_K => r[dst] = u64::from(i.imm as u32),
                 ALU32_MOV_X => r[dst] = u64::from(r[src] as u32),
-                JMP_JNE_K => {
-                    if r[dst] != i.imm as i64 as u64 {
-                        pc += i.off as usize;
-                    }
-                }
+                JMP_JNE_K => jump(r[dst] != i.imm as i64 as u64, &mut pc),
+                JMP_JEQ_K => jump(r[dst] == i.imm as i64 as u64, &mut pc),
                 JMP_EXIT => return r[0],
                 c => panic!("unexpected opcode {c:#x}"),
             }
         }
     }
 
+    /// Every instruction is reachable from the first and every jump lands
+    /// inside the program, the verifier's CFG check (kernel/bpf/verifier.c
+    /// check_cfg: "unreachable insn", "jump out of range").
+    fn assert_all_reachable(p: &[Insn]) {
+        let mut seen = vec![false; p.len()];
+        let mut todo = vec![0usize];
+        while let Some(pc) = todo.pop() {
+            assert!(pc < p.len(), "jump out of range to {pc} in {p:?}");
+            if std::mem::replace(&mut seen[pc], true) {
+                continue;
+            }
+            match p[pc].code {
+                JMP_EXIT => {}
+                JMP_JNE_K | JMP_JEQ_K => {
+                    todo.push(pc + 1);
+                    todo.push((pc as isize + 1 + isize::from(p[pc].off)) as usize);
+                }
+                _ => todo.push(pc + 1),
+            }
+        }
+        if let Some(i) = seen.iter().position(|s| !s) {
+            panic!("unreachable insn {i} in {p:?}");
+        }
+    }
+
     fn rule(
         allow: bool,
         typ: LinuxDeviceType,
-        major: Option<i64>,
-        minor: Option<i64>,
-        access: &str,
+        major: i64,
+        minor: i64,
+        acc: &str,
     ) -> LinuxDeviceCgroup {
         let mut r = LinuxDeviceCgroup::default();
         r.set_allow(allow);
         r.set_typ(Some(typ));
-        r.set_major(major);
-        r.set_minor(minor);
-        r.set_access(Some(access.into()));
+        r.set_major(Some(major));
+        r.set_minor(Some(minor));
+        r.set_access(Some(acc.into()));
+        r
+    }
+
+    fn prog(rules: &[LinuxDeviceCgroup]) -> (DevState, Vec<Insn>) {
+        let s = DevState::from_rules(rules).expect("valid rules");
+        let p = program(&s);
+        assert_all_reachable(&p);
+        (s, p)
+    }
+
+    /// docker's and runc's lists start with deny-all; privileged is allow-all.
+    fn deny_all_then_defaults() -> Vec<LinuxDeviceCgroup> {
+        let mut r = vec![rule(false, LinuxDeviceType::A, -1, -1, "rwm")];
+        r.extend(default_allowed_devices());
         r
     }
 
     #[test]
+    fn no_unreachable_code_after_an_unconditional_rule() {
+        let allow_all = rule(true, LinuxDeviceType::A, -1, -1, "rwm");
+        for rules in [
+            vec![],
+            deny_all_then_defaults(),
+            vec![allow_all.clone()],
+            vec![
+                allow_all.clone(),
+                rule(false, LinuxDeviceType::C, 1, 3, "w"),
+            ],
+            vec![rule(true, LinuxDeviceType::C, 1, 3, "w"), allow_all],
+        ] {
+            prog(&rules);
+        }
+        let (_, p) = prog(&[rule(true, LinuxDeviceType::A, -1, -1, "")]);
+        assert_eq!(p.len(), 2, "allow-all is just `return 1`: {p:?}");
+    }
+
+    #[test]
     fn semantics_match_v1_rules() {
-        let p = program(&default_allowed_devices());
+        let (_, p) = prog(&deny_all_then_defaults());
         assert_eq!(run(&p, DEV_CHAR, ACC_READ, 1, 3), 1, "/dev/null read");
         assert_eq!(run(&p, DEV_CHAR, ACC_WRITE, 136, 7), 1, "pts");
         assert_eq!(run(&p, DEV_CHAR, ACC_READ, 1, 4), 0, "/dev/port denied");
         assert_eq!(run(&p, DEV_BLOCK, ACC_MKNOD, 8, 0), 1, "mknod b allowed");
         assert_eq!(run(&p, DEV_BLOCK, ACC_READ, 8, 0), 0, "block read denied");
-        let mut rules = default_allowed_devices();
-        rules.push(rule(false, LinuxDeviceType::C, Some(1), Some(3), "w"));
-        let p = program(&rules);
-        assert_eq!(
-            run(&p, DEV_CHAR, ACC_WRITE, 1, 3),
-            0,
-            "later deny overrides"
-        );
+        let mut rules = deny_all_then_defaults();
+        rules.push(rule(false, LinuxDeviceType::C, 1, 3, "w"));
+        let (_, p) = prog(&rules);
+        assert_eq!(run(&p, DEV_CHAR, ACC_WRITE, 1, 3), 0, "later deny removes");
         assert_eq!(run(&p, DEV_CHAR, ACC_READ, 1, 3), 1);
-        let p = program(&[rule(true, LinuxDeviceType::A, None, None, "rwm")]);
+        let mut rules = vec![rule(true, LinuxDeviceType::A, -1, -1, "rwm")];
+        rules.push(rule(false, LinuxDeviceType::C, 1, 3, "w"));
+        let (_, p) = prog(&rules);
         assert_eq!(run(&p, DEV_BLOCK, ACC_WRITE, 259, 1), 1, "allow all");
+        assert_eq!(run(&p, DEV_CHAR, ACC_READ, 1, 3), 1);
+        let rw = ACC_READ | ACC_WRITE;
+        assert_eq!(run(&p, DEV_CHAR, rw, 1, 3), 0, "O_RDWR shares the w");
         assert_eq!(
-            run(&program(&[]), DEV_CHAR, ACC_READ, 1, 3),
+            run(&prog(&[]).1, DEV_CHAR, ACC_READ, 1, 3),
             0,
             "empty denies"
         );
+    }
+
+    /// The program agrees with the v1 state it was built from, for random
+    /// overlapping lists and every access combination.
+    #[test]
+    fn program_equals_state_for_random_lists() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let nums = [-1i64, 1, 3, 5, 7];
+        let types = [LinuxDeviceType::A, LinuxDeviceType::B, LinuxDeviceType::C];
+        for _ in 0..500 {
+            let rules: Vec<LinuxDeviceCgroup> = (0..next(8))
+                .map(|_| {
+                    let acc: String = ["r", "w", "m"]
+                        .iter()
+                        .filter(|_| next(2) == 0)
+                        .copied()
+                        .collect();
+                    let typ = types[next(10).min(2) as usize];
+                    let (maj, min) = (nums[next(5) as usize], nums[next(5) as usize]);
+                    rule(next(2) == 0, typ, maj, min, &acc)
+                })
+                .collect();
+            let (s, p) = prog(&rules);
+            for (typ, dt) in [(DEV_BLOCK, DevType::Block), (DEV_CHAR, DevType::Char)] {
+                for acc in 1..=ACC_ALL {
+                    for (maj, min) in [(1, 3), (1, 5), (3, 7), (7, 7), (9, 1)] {
+                        let want = u64::from(s.allows(dt, acc, maj, min));
+                        let got = run(&p, typ, acc, maj, min);
+                        assert_eq!(got, want, "{rules:?} {typ} {acc} {maj}:{min}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
     fn insn_layout() {
         assert_eq!(std::mem::size_of::<Insn>(), 8);
         assert_eq!(std::mem::size_of::<ProgLoadAttr>(), 72);
-        let p = program(&[]);
+        let (_, p) = prog(&[rule(true, LinuxDeviceType::C, 1, 3, "r")]);
         assert_eq!(
             p[0],
             Insn {
@@ -420,9 +522,10 @@ mod tests {
         let stdout = child.stdout.take().expect("stdout");
         let res = (|| -> Result<(usize, Vec<String>), Error> {
             crate::fs::write(&dir, "cgroup.procs", &child.id().to_string())?;
-            let null = rule(true, LinuxDeviceType::C, Some(1), Some(3), "rwm");
-            apply(&dir, std::slice::from_ref(&null))?;
-            apply(&dir, &[null])?;
+            let null = rule(true, LinuxDeviceType::C, 1, 3, "rwm");
+            let state = DevState::from_rules(&[null])?;
+            apply(&dir, &state)?;
+            apply(&dir, &state)?;
             let cg = File::open(&dir).map_err(|source| Error::Open {
                 path: dir.clone(),
                 source,

@@ -20,6 +20,7 @@ mod blkio;
 mod cgroup;
 mod cpu;
 mod detect;
+mod device_rules;
 mod devices;
 mod devices_bpf;
 mod error;
