@@ -65,8 +65,8 @@ impl Exception {
     #[cfg(test)]
     fn covers(&self, typ: DevType, major: u32, minor: u32) -> bool {
         self.typ == typ
-            && self.major.map_or(true, |m| m == major)
-            && self.minor.map_or(true, |m| m == minor)
+            && self.major.is_none_or(|m| m == major)
+            && self.minor.is_none_or(|m| m == minor)
     }
 }
 
@@ -116,8 +116,8 @@ impl DevState {
         let wider = self.exceptions.iter().any(|e| {
             !e.same_node(&ex)
                 && e.typ == ex.typ
-                && e.major.map_or(true, |m| ex.major == Some(m))
-                && e.minor.map_or(true, |m| ex.minor == Some(m))
+                && e.major.is_none_or(|m| ex.major == Some(m))
+                && e.minor.is_none_or(|m| ex.minor == Some(m))
                 && e.access & ex.access != 0
         });
         if wider {
