@@ -95,18 +95,28 @@ fn v2(d: &Path, m: &LinuxMemory) -> Result<(), Error> {
     if limit > 0 {
         check_before_update(m, &d.join("memory.current"), limit)?;
     }
+    // swap == limit converts to 0: no swap at all, which must be written
+    // ("0"), not skipped like an unset swap, or the cgroup keeps swapping
+    // without bound (runc writes "0" too).
+    let swap = match swap {
+        0 if m.swap().unwrap_or(0) > 0 => Some("0".to_string()),
+        0 => None,
+        s => Some(max_or(s)),
+    };
     // Swap first: memory.swap.max is independent of memory.max on v2, but a
     // failing swap write should not leave a half-applied memory limit.
-    if swap != 0 {
+    if let Some(swap) = swap {
         if !has(d, "memory.swap.max") {
-            if swap != -1 {
+            // Without swap accounting "max" and "0" are moot (runc ignores
+            // them there too); a real limit cannot be honoured.
+            if swap != "max" && swap != "0" {
                 return Err(Error::InvalidResource {
                     resource: "memory.swap",
                     reason: "memory.swap.max is missing (swap accounting disabled?)".into(),
                 });
             }
         } else {
-            write(d, "memory.swap.max", &max_or(swap))?;
+            write(d, "memory.swap.max", &swap)?;
         }
     }
     if limit != 0 {
@@ -275,6 +285,12 @@ mod tests {
         assert_eq!(read(&d.join("memory.max")), "max");
         assert_eq!(read(&d.join("memory.swap.max")), "max");
         assert!(apply(&cg, &mem(100, 50)).is_err(), "swap < limit");
+        apply(&cg, &mem(100, 100)).expect("swap == limit");
+        assert_eq!(read(&d.join("memory.swap.max")), "0", "no swap at all");
+        let f = Fake::v2();
+        let cg = f.cgroup(&["memory.max"]);
+        apply(&cg, &mem(100, 100)).expect("no swap accounting: 0 is moot");
+        assert!(apply(&cg, &mem(100, 300)).is_err(), "a swap limit is not");
     }
 
     #[test]
