@@ -35,15 +35,22 @@ impl Drop for Guard {
     }
 }
 
-fn setup(tag: &str) -> Option<(Hierarchy, Guard)> {
-    static N: AtomicU32 = AtomicU32::new(0);
+/// Root, and not switched off; says why not on stderr.
+fn may_run() -> bool {
     if std::env::var("HULL_CGROUP_HOST_TESTS").as_deref() == Ok("0") {
         eprintln!("skipped: HULL_CGROUP_HOST_TESTS=0");
-        return None;
+        return false;
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: host cgroup tests need root");
+        return false;
+    }
+    true
+}
+
+fn setup(tag: &str) -> Option<(Hierarchy, Guard)> {
+    if !may_run() {
         return None;
     }
     let h = match Hierarchy::detect() {
@@ -53,6 +60,12 @@ fn setup(tag: &str) -> Option<(Hierarchy, Guard)> {
             return None;
         }
     };
+    create(h, tag)
+}
+
+/// A fresh test cgroup below our own in every hierarchy of `h`.
+fn create(h: Hierarchy, tag: &str) -> Option<(Hierarchy, Guard)> {
+    static N: AtomicU32 = AtomicU32::new(0);
     let name = format!(
         "hull-test-{tag}-{}-{}",
         std::process::id(),
@@ -298,4 +311,64 @@ fn absolute_path_and_escape_rejected() {
             .to_path_buf();
         assert!(parent.exists(), "mount point {parent:?}");
     }
+}
+
+/// This host seen as pure v2: only its cgroup2 mount. On a hybrid host the
+/// v2-only paths (cgroup.freeze, cgroup.kill, v2 stats, subtree_control,
+/// the clone3 dir fd) then meet the kernel too, in the unified hierarchy.
+fn v2_view() -> Option<Hierarchy> {
+    let mi = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let v2: String = mi
+        .lines()
+        .filter(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|t| t.starts_with("cgroup2 "))
+        })
+        .take(1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let h = Hierarchy::from_proc(&v2, &fs::read_to_string("/proc/self/cgroup").ok()?).ok()?;
+    (h.mode() == Mode::V2).then_some(h)
+}
+
+#[test]
+fn v2_freeze_kill_stats_on_the_unified_hierarchy() {
+    if !may_run() {
+        return;
+    }
+    let Some(h) = v2_view() else {
+        eprintln!("skipped: no cgroup2 mount");
+        return;
+    };
+    let Some((_, mut g)) = create(h, "v2view") else {
+        return;
+    };
+    assert!(g.cg.unified_dir().is_some(), "clone3 dir fd");
+    let mut child = Command::new("sh")
+        .args(["-c", "read _; exec sleep 600"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    let pid = child.id() as i32;
+    let stdin = child.stdin.take().expect("stdin");
+    g.children.push(child);
+    g.cg.add_process(pid).expect("add_process");
+    assert_eq!(g.cg.pids().expect("pids"), vec![pid]);
+    g.cg.freeze().expect("freeze through cgroup.freeze");
+    assert!(g.cg.is_frozen().expect("is_frozen"));
+    g.cg.thaw().expect("thaw");
+    assert!(!g.cg.is_frozen().expect("is_frozen"));
+    let stats = g.cg.stats().expect("v2 stats");
+    let json = serde_json::to_value(&stats).expect("json");
+    assert!(json["cpu"]["usage"].is_object(), "{json}");
+    assert_eq!(g.cg.oom_kill_count().expect("oom"), 0);
+    g.cg.kill_all(libc::SIGKILL)
+        .expect("kill_all through cgroup.kill");
+    let st = g.children[0].wait().expect("wait");
+    drop(stdin);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(libc::SIGKILL));
+    g.cg.destroy().expect("destroy");
+    assert!(!g.cg.exists());
 }
