@@ -8,9 +8,6 @@ use crate::cgroup::{Dir, Target};
 use crate::fs::{self as cgfs, write};
 use crate::{Cgroup, Error};
 
-/// Default CFS period the kernel uses; runc writes it when only a quota is given on v2.
-const DEFAULT_PERIOD: u64 = 100_000;
-
 pub(crate) fn apply(cg: &Cgroup, c: &LinuxCpu) -> Result<(), Error> {
     let cpu_set = c.shares().is_some()
         || c.quota().is_some()
@@ -92,16 +89,8 @@ fn v2(d: &Path, c: &LinuxCpu) -> Result<(), Error> {
     if let Some(s) = c.shares().filter(|s| *s != 0) {
         write(d, "cpu.weight", &shares_to_weight(s).to_string())?;
     }
-    let quota = c.quota().unwrap_or(0);
-    let period = c.period().unwrap_or(0);
-    if quota != 0 || period != 0 {
-        let q = if quota > 0 {
-            quota.to_string()
-        } else {
-            "max".to_string()
-        };
-        let p = if period != 0 { period } else { DEFAULT_PERIOD };
-        write(d, "cpu.max", &format!("{q} {p}"))?;
+    if let Some(v) = cpu_max(d, c.quota().unwrap_or(0), c.period().unwrap_or(0))? {
+        write(d, "cpu.max", &v)?;
     }
     if let Some(b) = c.burst() {
         write(d, "cpu.max.burst", &b.to_string())?;
@@ -110,6 +99,38 @@ fn v2(d: &Path, c: &LinuxCpu) -> Result<(), Error> {
         write(d, "cpu.idle", &i.to_string())?;
     }
     Ok(())
+}
+
+/// The `cpu.max` value for a quota and/or period (0: not given), leaving the
+/// one not given as it is, as on v1 where they are separate files. runc's
+/// fs2 writes "QUOTA 100000" or "max PERIOD" there, but `runc update` fills
+/// the missing half from the saved config, so a later `--cpu-quota` keeps a
+/// custom period. We have no saved config here: the kernel keeps the period
+/// when only "$MAX" is written (cgroup-v2.rst, cpu.max), and for a period
+/// alone the current $MAX is read back. On a new cgroup ("max 100000") this
+/// is exactly what runc writes.
+fn cpu_max(d: &Path, quota: i64, period: u64) -> Result<Option<String>, Error> {
+    let q = |quota: i64| {
+        if quota > 0 {
+            quota.to_string()
+        } else {
+            "max".to_string()
+        }
+    };
+    Ok(match (quota, period) {
+        (0, 0) => None,
+        (quota, 0) => Some(q(quota)),
+        (0, period) => {
+            let path = d.join("cpu.max");
+            let cur = cgfs::read(&path)?;
+            let max = cur.split_whitespace().next().ok_or_else(|| Error::Parse {
+                path,
+                reason: format!("{cur:?} is not \"$MAX $PERIOD\""),
+            })?;
+            Some(format!("{max} {period}"))
+        }
+        (quota, period) => Some(format!("{} {period}", q(quota))),
+    })
 }
 
 /// runc's ConvertCPUSharesToCgroupV2Value: [2, 262144] → [1, 10000].
@@ -211,9 +232,11 @@ mod tests {
             .cpus("1")
             .build()
             .expect("b");
+        std::fs::write(d.join("cpu.max"), "max 100000").expect("w");
         apply(&cg, &c).expect("apply");
         assert_eq!(read(&d.join("cpu.weight")), "39");
-        assert_eq!(read(&d.join("cpu.max")), "20000 100000");
+        // The quota alone: the kernel keeps the period.
+        assert_eq!(read(&d.join("cpu.max")), "20000");
         assert_eq!(read(&d.join("cpu.max.burst")), "5");
         assert_eq!(read(&d.join("cpuset.cpus")), "1");
         let c = LinuxCpuBuilder::default()
@@ -223,10 +246,46 @@ mod tests {
             .expect("b");
         apply(&cg, &c).expect("apply");
         assert_eq!(read(&d.join("cpu.max")), "max 50000");
+        let c = LinuxCpuBuilder::default().quota(-1).build().expect("b");
+        apply(&cg, &c).expect("apply");
+        assert_eq!(read(&d.join("cpu.max")), "max");
         let rt = LinuxCpuBuilder::default()
             .realtime_runtime(5)
             .build()
             .expect("b");
         assert!(apply(&cg, &rt).is_err());
+    }
+
+    /// `hullc update --cpu-quota` after a custom period keeps the period, and
+    /// `--cpu-period` alone keeps the quota (runc update's rule), where a
+    /// default period of 100000 used to be written.
+    #[test]
+    fn v2_update_keeps_the_other_half_of_cpu_max() {
+        let f = Fake::v2();
+        let cg = f.cgroup(&["cpu.max"]);
+        let d = cg.unified_path().expect("u");
+        // The fake file stands for the kernel's view after "30000 50000".
+        std::fs::write(d.join("cpu.max"), "30000 50000\n").expect("w");
+        let quota = LinuxCpuBuilder::default().quota(20_000).build().expect("b");
+        apply(&cg, &quota).expect("apply");
+        let written = read(&d.join("cpu.max"));
+        assert!(
+            !written.contains("100000"),
+            "quota only must not reset the period: wrote {written:?}"
+        );
+        assert_eq!(written, "20000");
+        std::fs::write(d.join("cpu.max"), "30000 50000\n").expect("w");
+        let period = LinuxCpuBuilder::default()
+            .period(20_000u64)
+            .build()
+            .expect("b");
+        apply(&cg, &period).expect("apply");
+        assert_eq!(read(&d.join("cpu.max")), "30000 20000", "quota kept");
+        std::fs::write(d.join("cpu.max"), "max 100000\n").expect("w");
+        apply(&cg, &period).expect("apply");
+        assert_eq!(read(&d.join("cpu.max")), "max 20000", "runc's new cgroup");
+        std::fs::write(d.join("cpu.max"), "").expect("w");
+        let e = apply(&cg, &period).expect_err("unparsable cpu.max");
+        assert!(e.to_string().contains("cpu.max"), "{e}");
     }
 }
