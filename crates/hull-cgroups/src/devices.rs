@@ -16,12 +16,52 @@ pub(crate) fn apply(cg: &Cgroup, rules: &[LinuxDeviceCgroup]) -> Result<(), Erro
         return v1(&d.path, rules);
     }
     match (&cg.unified, cg.mode) {
-        (Some(u), Mode::V2) => devices_bpf::apply(&u.path, &state),
+        (Some(u), Mode::V2) => match devices_bpf::apply(&u.path, &state) {
+            Err(e @ Error::Bpf { .. }) if can_skip_bpf_error(rules, in_user_ns()) => {
+                tracing::warn!(
+                    "device rules not enforced: {e:#} (skipped in a user namespace, or the rules allow everything they name, as runc does)"
+                );
+                Ok(())
+            }
+            r => r,
+        },
         _ => Err(Error::ControllerMissing {
             resource: "devices",
             controller: "devices",
         }),
     }
+}
+
+/// runc's canSkipEBPFError (fs2/devices.go, after crun): in a user namespace
+/// bpf(2) is usually refused (cgroup device programs need CAP_SYS_ADMIN in
+/// the initial namespace), and such containers usually cannot mknod nor
+/// reach host devices anyway; outside one, only when every rule allows all
+/// of "rwm" (runc's test, literal: an empty access does not count).
+pub(crate) fn can_skip_bpf_error(rules: &[LinuxDeviceCgroup], in_userns: bool) -> bool {
+    in_userns
+        || rules.iter().all(|r| {
+            let a = r.access().as_deref().unwrap_or("");
+            r.allow() && ['r', 'w', 'm'].iter().all(|c| a.contains(*c))
+        })
+}
+
+/// runc's userns.RunningInUserNS: anything but the identity map of all
+/// 2^32-1 uids (the initial namespace) means a user namespace; no uid_map
+/// (kernel without user namespaces) means none.
+fn in_user_ns() -> bool {
+    static IN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IN.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| !is_initial_uid_map(&m))
+    })
+}
+
+fn is_initial_uid_map(map: &str) -> bool {
+    let lines: Vec<Vec<&str>> = map
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .filter(|f: &Vec<&str>| !f.is_empty())
+        .collect();
+    matches!(lines.as_slice(), [f] if f.as_slice() == ["0", "0", "4294967295"])
 }
 
 /// runc: deny everything first, then replay the rules in order; later rules
@@ -110,6 +150,36 @@ mod tests {
         assert_eq!(v1_rule(&r[2]), "c 1:3 rwm");
         assert_eq!(v1_rule(&r[8]), "c 136:* rwm");
         assert_eq!(v1_rule(&LinuxDeviceCgroup::default()), "a *:* rwm");
+    }
+
+    #[test]
+    fn bpf_errors_skipped_like_runc() {
+        assert!(is_initial_uid_map("         0          0 4294967295\n"));
+        assert!(!is_initial_uid_map("0 1000 1\n"));
+        assert!(!is_initial_uid_map("0 0 4294967295\n1 1 1\n"));
+        assert!(
+            !is_initial_uid_map(""),
+            "no mapping yet: a new user namespace"
+        );
+        let all = |access: &str| {
+            let mut r = LinuxDeviceCgroup::default();
+            r.set_allow(true);
+            r.set_access(Some(access.into()));
+            r
+        };
+        let runtime = default_allowed_devices();
+        assert!(can_skip_bpf_error(&runtime, true), "in a user namespace");
+        assert!(
+            !can_skip_bpf_error(&runtime, false),
+            "\"c *:* m\" is not rwm"
+        );
+        assert!(can_skip_bpf_error(&[all("mrw")], false));
+        assert!(can_skip_bpf_error(&[], false));
+        assert!(
+            !can_skip_bpf_error(&[all("")], false),
+            "runc: empty is not rwm"
+        );
+        assert!(!can_skip_bpf_error(&[LinuxDeviceCgroup::default()], false));
     }
 
     #[test]

@@ -188,6 +188,8 @@ impl V1Model {
 /// The scratch cgroup; removed on drop, even after a failed assertion.
 struct Scratch {
     dir: PathBuf,
+    /// Its cgroups path (below the cgroup2 mount).
+    name: String,
     cg: Cgroup,
 }
 
@@ -211,6 +213,25 @@ impl Drop for Scratch {
     }
 }
 
+/// This host seen as pure v2 (its cgroup2 mount only), and our cgroup there.
+fn v2_view() -> Option<(Hierarchy, String)> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let v2_only: String = mountinfo
+        .lines()
+        .filter(|l| {
+            l.split(" - ")
+                .nth(1)
+                .is_some_and(|t| t.starts_with("cgroup2 "))
+        })
+        .take(1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let proc_cgroup = fs::read_to_string("/proc/self/cgroup").ok()?;
+    let own = proc_cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let h = Hierarchy::from_proc(&v2_only, &proc_cgroup).ok()?;
+    Some((h, own.to_string()))
+}
+
 /// A scratch cgroup under our own cgroup in the cgroup2 tree, resolved on a
 /// pure-v2 view of this host (only the cgroup2 mount), so `apply` takes the
 /// BPF path even on a hybrid host.
@@ -224,22 +245,7 @@ fn scratch() -> Option<Scratch> {
         eprintln!("skipped: loading device programs needs root");
         return None;
     }
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let v2_only: String = mountinfo
-        .lines()
-        .filter(|l| {
-            l.split(" - ")
-                .nth(1)
-                .is_some_and(|t| t.starts_with("cgroup2 "))
-        })
-        .take(1)
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let proc_cgroup = fs::read_to_string("/proc/self/cgroup").ok()?;
-    let (Some(own), Ok(h)) = (
-        proc_cgroup.lines().find_map(|l| l.strip_prefix("0::")),
-        Hierarchy::from_proc(&v2_only, &proc_cgroup),
-    ) else {
+    let Some((h, own)) = v2_view() else {
         eprintln!("skipped: no cgroup2 mount on this host");
         return None;
     };
@@ -256,7 +262,7 @@ fn scratch() -> Option<Scratch> {
     }
     let cg = Cgroup::resolve(&h, Some(&name), "unused").expect("resolve");
     assert_eq!(cg.unified_path(), Some(dir.as_path()));
-    Some(Scratch { dir, cg })
+    Some(Scratch { dir, name, cg })
 }
 
 /// C strings the child uses: it must not allocate after fork.
@@ -542,4 +548,62 @@ fn kernel_enforces_v1_semantics_for_many_rule_lists() {
     for seed in 1..=300u64 {
         check(&s, &p, &format!("seed {seed}"), &random_rules(seed));
     }
+}
+
+/// Set in the re-executed test process that runs in a new user namespace.
+const USERNS_CHILD: &str = "HULL_DEVBPF_USERNS_CHILD";
+
+/// In a user namespace bpf(2) refuses to load device programs (EPERM), and
+/// runc skips that error with a warning (fs2 canSkipEBPFError): rootless
+/// containers, or a runtime nested in a user-namespaced container. The test
+/// re-executes itself in a new user namespace (unshare before exec: the
+/// forked child is single-threaded), where `apply` must succeed.
+#[test]
+fn device_program_errors_are_skipped_in_a_user_namespace() {
+    const NAME: &str = "device_program_errors_are_skipped_in_a_user_namespace";
+    if let Ok(name) = std::env::var(USERNS_CHILD) {
+        let (h, _) = v2_view().expect("cgroup2 mount in the child");
+        let cg = Cgroup::resolve(&h, Some(&name), "unused").expect("resolve");
+        let mut res = LinuxResources::default();
+        res.set_devices(Some(
+            with_runtime_defaults(docker_default())
+                .iter()
+                .map(Rule::oci)
+                .collect(),
+        ));
+        if let Err(e) = cg.apply(&res) {
+            eprintln!("apply in a user namespace failed: {e:#?}");
+            std::process::exit(1);
+        }
+        std::process::exit(0);
+    }
+    let Some(s) = scratch() else {
+        return;
+    };
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+        .env(USERNS_CHILD, &s.name);
+    // SAFETY: unshare is a plain syscall, safe between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::unshare(libc::CLONE_NEWUSER) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("skipped: cannot start a process in a new user namespace: {e}");
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "apply in a user namespace: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
