@@ -17,7 +17,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::device_rules::{DevState, DevType, Exception, ACC_ALL};
-use crate::Error;
+use crate::{bpf_query, Error};
 
 // Instruction encodings (linux/bpf_common.h, linux/bpf.h).
 const LDX_MEM_W: u8 = 0x61; // BPF_LDX | BPF_MEM | BPF_W
@@ -38,10 +38,9 @@ const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_ATTACH: libc::c_long = 8;
 const BPF_PROG_DETACH: libc::c_long = 9;
 const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
-const BPF_PROG_QUERY: libc::c_long = 16;
 const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
-const BPF_CGROUP_DEVICE: u32 = 6;
-const BPF_F_ALLOW_MULTI: u32 = 2;
+pub(crate) const BPF_CGROUP_DEVICE: u32 = 6;
+pub(crate) const BPF_F_ALLOW_MULTI: u32 = 2;
 
 /// struct bpf_insn; `regs` is dst_reg in the low nibble, src_reg in the high.
 #[repr(C)]
@@ -127,7 +126,7 @@ fn exception_block(e: &Exception, default_allow: bool) -> Vec<Insn> {
     b
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+pub(crate) fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is a live, properly sized #[repr(C)] bpf_attr variant
     // for `cmd`; the kernel reads/writes at most size_of::<T>() bytes of it.
     let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T, std::mem::size_of::<T>()) };
@@ -138,7 +137,7 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
     }
 }
 
-fn fd_from(r: libc::c_long) -> OwnedFd {
+pub(crate) fn fd_from(r: libc::c_long) -> OwnedFd {
     // SAFETY: bpf() returned a new file descriptor that nothing else owns.
     unsafe { OwnedFd::from_raw_fd(r as RawFd) }
 }
@@ -172,25 +171,13 @@ struct AttachAttr {
 
 #[repr(C)]
 #[derive(Default)]
-struct QueryAttr {
-    target_fd: u32,
-    attach_type: u32,
-    query_flags: u32,
-    attach_flags: u32,
-    prog_ids: u64,
-    prog_cnt: u32,
-    _pad: u32,
-}
-
-#[repr(C)]
-#[derive(Default)]
 struct GetFdAttr {
     prog_id: u32,
     next_id: u32,
     open_flags: u32,
 }
 
-fn load(prog: &[Insn]) -> Result<OwnedFd, (io::Error, String)> {
+pub(crate) fn load(prog: &[Insn]) -> Result<OwnedFd, (io::Error, String)> {
     const LICENSE: &[u8] = b"Apache-2.0\0";
     let mut log = vec![0u8; 64 * 1024];
     let mut attr = ProgLoadAttr {
@@ -218,25 +205,16 @@ fn load(prog: &[Insn]) -> Result<OwnedFd, (io::Error, String)> {
     }
 }
 
-fn query(cg: RawFd) -> Vec<u32> {
-    let mut ids = vec![0u32; 64];
-    let mut attr = QueryAttr {
+/// BPF_PROG_ATTACH of a device program to the cgroup directory `cg`.
+pub(crate) fn attach(cg: RawFd, prog: RawFd, flags: u32) -> io::Result<()> {
+    let mut attr = AttachAttr {
         target_fd: cg as u32,
+        attach_bpf_fd: prog as u32,
         attach_type: BPF_CGROUP_DEVICE,
-        prog_ids: ids.as_mut_ptr() as u64,
-        prog_cnt: ids.len() as u32,
+        attach_flags: flags,
         ..Default::default()
     };
-    match bpf(BPF_PROG_QUERY, &mut attr) {
-        Ok(_) => {
-            ids.truncate(attr.prog_cnt as usize);
-            ids
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "bpf prog query");
-            Vec::new()
-        }
-    }
+    bpf(BPF_PROG_ATTACH, &mut attr).map(drop)
 }
 
 /// Load the program for `rules` and attach it to `dir`, then detach the
@@ -257,21 +235,17 @@ pub(crate) fn apply(dir: &Path, state: &DevState) -> Result<(), Error> {
             path: dir.to_path_buf(),
             source,
         })?;
-    let old = query(cg.as_raw_fd());
+    // runc fails here too: old programs left attached would keep denying
+    // whatever the new one allows (every attached program must allow).
+    let old = bpf_query::attached(cg.as_raw_fd(), bpf_query::ROOM)
+        .map_err(|e| berr("query attached programs", e, String::new()))?;
     let prog = load(&program(state)).map_err(|(e, log)| berr("load", e, log))?;
-    let mut attr = AttachAttr {
-        target_fd: cg.as_raw_fd() as u32,
-        attach_bpf_fd: prog.as_raw_fd() as u32,
-        attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: BPF_F_ALLOW_MULTI,
-        ..Default::default()
-    };
-    if let Err(e) = bpf(BPF_PROG_ATTACH, &mut attr) {
+    if let Err(e) = attach(cg.as_raw_fd(), prog.as_raw_fd(), BPF_F_ALLOW_MULTI) {
         // A program attached earlier without ALLOW_MULTI (another manager)
         // blocks multi mode; fall back to the override mode, which replaces it.
         tracing::debug!(error = %e, "attach with BPF_F_ALLOW_MULTI failed, retrying");
-        attr.attach_flags = 0;
-        bpf(BPF_PROG_ATTACH, &mut attr).map_err(|e| berr("attach", e, String::new()))?;
+        attach(cg.as_raw_fd(), prog.as_raw_fd(), 0)
+            .map_err(|e| berr("attach", e, String::new()))?;
         return Ok(());
     }
     for id in old {
@@ -530,7 +504,9 @@ mod tests {
                 path: dir.clone(),
                 source,
             })?;
-            let attached = query(cg.as_raw_fd()).len();
+            let attached = bpf_query::attached(cg.as_raw_fd(), bpf_query::ROOM)
+                .expect("query")
+                .len();
             let _ = writeln!(stdin, "go");
             Ok((
                 attached,

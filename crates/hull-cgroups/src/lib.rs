@@ -17,6 +17,7 @@
 
 mod apply;
 mod blkio;
+mod bpf_query;
 mod cgroup;
 mod cpu;
 mod detect;
