@@ -48,8 +48,7 @@ pub(crate) fn attached(cg: RawFd, room: usize) -> io::Result<Vec<u32>> {
             Err(e) => return Err(e),
         }
     }
-    Err(io::Error::new(
-        io::ErrorKind::Other,
+    Err(io::Error::other(
         "the list of attached programs kept growing (ENOSPC 10 times)",
     ))
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::detect::{join_rel, Mount};
-use crate::{fs as cgfs, Error, Hierarchy, Mode};
+use crate::{fs as cgfs, Error, Hierarchy, LinuxResources, Mode};
 
 /// A cgroup directory together with the mount point of its hierarchy (needed
 /// to walk parents: cpuset inheritance on v1, subtree_control on v2).
@@ -128,10 +128,21 @@ impl Cgroup {
         self.unified.as_ref().map(|d| d.path.as_path())
     }
 
+    /// `create_for` a container without limits.
+    pub fn create(&self) -> Result<(), Error> {
+        self.create_for(&LinuxResources::default())
+    }
+
     /// mkdir -p in every hierarchy, then the per-hierarchy fix-ups that make
     /// the cgroup usable: v1 cpuset needs cpus/mems before a task may join;
-    /// pure v2 needs controllers enabled in every ancestor's subtree_control.
-    pub fn create(&self) -> Result<(), Error> {
+    /// pure v2 needs controllers enabled in every ancestor's subtree_control
+    /// and a `cgroup.type` that fits `r` (see create_v2: a "domain invalid"
+    /// directory becomes "threaded" unless `r` sets memory, io, cpu or
+    /// hugetlb limits, which are an error in any threaded state).
+    pub fn create_for(&self, r: &LinuxResources) -> Result<(), Error> {
+        if let (Mode::V2, Some(u)) = (self.mode, &self.unified) {
+            return crate::create_v2::create(u, r);
+        }
         for p in self.paths() {
             fs::create_dir_all(p).map_err(|source| Error::Mkdir {
                 path: p.to_path_buf(),
@@ -140,9 +151,6 @@ impl Cgroup {
         }
         if let Some(d) = self.v1.get("cpuset") {
             crate::cpu::ensure_cpuset(d)?;
-        }
-        if let (Mode::V2, Some(u)) = (self.mode, &self.unified) {
-            enable_all_controllers(u)?;
         }
         Ok(())
     }
@@ -291,30 +299,6 @@ pub(crate) fn controllers(dir: &Path) -> Vec<String> {
     cgfs::read(&dir.join("cgroup.controllers"))
         .map(|s| s.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default()
-}
-
-/// Enable every available controller in each ancestor of `u` (runc's
-/// CreateCgroupPath): all at once, then one by one if the kernel refuses the
-/// batch (e.g. cpuset/rt restrictions), ignoring individual failures.
-fn enable_all_controllers(u: &Dir) -> Result<(), Error> {
-    let mut ancestors = vec![u.mount.clone()];
-    let chain = u.chain();
-    ancestors.extend(chain.iter().take(chain.len().saturating_sub(1)).cloned());
-    for d in ancestors {
-        let avail = controllers(&d);
-        if avail.is_empty() {
-            continue;
-        }
-        let all: Vec<String> = avail.iter().map(|c| format!("+{c}")).collect();
-        if cgfs::write(&d, "cgroup.subtree_control", &all.join(" ")).is_err() {
-            for c in &all {
-                if let Err(e) = cgfs::write(&d, "cgroup.subtree_control", c) {
-                    tracing::debug!(error = %e, "enable controller");
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Enable one controller from the mount root down to the parent of `u`.

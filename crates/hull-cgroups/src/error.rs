@@ -58,6 +58,8 @@ pub enum Error {
         resource: &'static str,
         reason: String,
     },
+    #[error("cgroup {path} cannot take memory, io, cpu or hugetlb limits: its cgroup.type is {kind:?} (those controllers need a domain cgroup)")]
+    CgroupType { path: PathBuf, kind: String },
     #[error("timed out waiting for {path} to report {state}")]
     Timeout { path: PathBuf, state: &'static str },
     #[error("send signal {signal} to pid {pid}")]

@@ -20,6 +20,7 @@ mod blkio;
 mod bpf_query;
 mod cgroup;
 mod cpu;
+mod create_v2;
 mod detect;
 mod device_rules;
 mod devices;

@@ -372,3 +372,66 @@ fn v2_freeze_kill_stats_on_the_unified_hierarchy() {
     g.cg.destroy().expect("destroy");
     assert!(!g.cg.exists());
 }
+
+/// A cgroup made below a thread root is "domain invalid": it can take no
+/// process. Like runc, `create` makes it threaded when no domain limits are
+/// asked for (a process may then join); memory limits are refused already at
+/// the thread root ("domain threaded"), before anything is made below it.
+#[test]
+fn v2_domain_invalid_cgroup_is_made_threaded() {
+    if !may_run() {
+        return;
+    }
+    let Some(h) = v2_view() else {
+        eprintln!("skipped: no cgroup2 mount");
+        return;
+    };
+    let name = format!("hull-test-types-{}/c", std::process::id());
+    let cg = Cgroup::resolve(&h, Some(&name), "unused").expect("resolve");
+    let c = cg.unified_path().expect("unified").to_path_buf();
+    let parent = c.parent().expect("parent").to_path_buf();
+    let thread = parent.join("t");
+    struct Dirs(Vec<PathBuf>);
+    impl Drop for Dirs {
+        fn drop(&mut self) {
+            for d in self.0.iter().rev() {
+                let _ = fs::remove_dir(d);
+            }
+        }
+    }
+    let mut dirs = Dirs(Vec::new());
+    for d in [&parent, &thread] {
+        if let Err(e) = fs::create_dir(d) {
+            eprintln!("skipped: cannot create {}: {e}", d.display());
+            return;
+        }
+        dirs.0.push(d.clone());
+    }
+    // A threaded child turns the parent into a thread root ("domain threaded").
+    fs::write(thread.join("cgroup.type"), "threaded").expect("make t threaded");
+    assert_eq!(read(&parent.join("cgroup.type")), "domain threaded");
+    let mut mem = LinuxResources::default();
+    mem.set_memory(Some(
+        LinuxMemoryBuilder::default()
+            .limit(64 << 20)
+            .build()
+            .expect("b"),
+    ));
+    dirs.0.push(c.clone());
+    let e = cg
+        .create_for(&mem)
+        .expect_err("memory limits need a domain");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("\"domain threaded\"") && msg.contains(&*parent.to_string_lossy()),
+        "{msg}"
+    );
+    assert!(!c.exists(), "nothing made below the thread root");
+    cg.create().expect("create without limits");
+    assert_eq!(read(&c.join("cgroup.type")), "threaded");
+    let mut child = Command::new("sleep").arg("600").spawn().expect("spawn");
+    let joined = cg.add_process(child.id() as i32);
+    let _ = child.kill();
+    let _ = child.wait();
+    joined.expect("a process joins the threaded cgroup");
+}
