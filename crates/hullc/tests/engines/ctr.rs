@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 
 use crate::support::{
-    image_archive, leaks, links, remove_cgroup_trees, stderr, stdout, stop_child, success,
-    wait_for, Containerd, Runtime, Scenarios,
+    image_archive, leaks, links, old_seccomp_profile, remove_cgroup_trees, stderr, stdout,
+    stop_child, success, wait_for, Containerd, Runtime, Scenarios,
 };
 
 const IMAGE: &str = "docker.io/library/hullbox:latest";
@@ -38,7 +38,10 @@ impl Ctr {
     }
 
     fn sock(&self) -> String {
-        self.ctd.as_ref().map(|c| c.sock.clone()).unwrap_or_default()
+        self.ctd
+            .as_ref()
+            .map(|c| c.sock.clone())
+            .unwrap_or_default()
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
@@ -57,7 +60,10 @@ impl Ctr {
         success(&format!("ctr {args:?}"), self.run(args)).with_context(|| {
             format!(
                 "containerd log tail:\n{}",
-                self.ctd.as_ref().map(|c| c.log_tail(15)).unwrap_or_default()
+                self.ctd
+                    .as_ref()
+                    .map(|c| c.log_tail(15))
+                    .unwrap_or_default()
             )
         })
     }
@@ -120,7 +126,12 @@ fn containerd_test(rt: Runtime) {
     c.ok(&["images", "import", tar.to_str().unwrap()]).unwrap();
     let mut s = Scenarios::new(&format!("containerd/{}", rt.name()));
     s.run("run --rm: output, exit status", || run_rm(&c));
-    s.run("run --seccomp: containerd's default profile", || seccomp(&c));
+    s.run("run --seccomp: containerd's default profile", || {
+        seccomp(&c)
+    });
+    s.run("an old seccomp profile (no close_range)", || {
+        old_profile(&c)
+    });
     s.run("start errors: the runtime's words reach ctr", || {
         start_errors(&c)
     });
@@ -141,7 +152,11 @@ fn containerd_test(rt: Runtime) {
         ensure!(!dir.exists(), "{} left", dir.display());
         Ok(())
     });
-    eprintln!("containerd/{}: {:.1} s", rt.name(), t.elapsed().as_secs_f32());
+    eprintln!(
+        "containerd/{}: {:.1} s",
+        rt.name(),
+        t.elapsed().as_secs_f32()
+    );
     s.finish();
 }
 
@@ -169,11 +184,47 @@ fn seccomp(c: &Ctr) -> Result<()> {
     let o = c.ctr_run(&["--rm"], "nosc", &grep);
     ensure!(stdout(&o) == "Seccomp:\t0\n", "without: {o:?}");
     // An exec joins the container's filter.
-    c.ok(&["run", "-d", "--seccomp", "--runc-binary", &c.rt.path(), IMAGE, "scx", "sleep", "1000"])?;
+    c.ok(&[
+        "run",
+        "-d",
+        "--seccomp",
+        "--runc-binary",
+        &c.rt.path(),
+        IMAGE,
+        "scx",
+        "sleep",
+        "1000",
+    ])?;
     c.wait_status("scx", "RUNNING")?;
-    let out = c.ok(&["task", "exec", "--exec-id", "g", "scx", "grep", "-E", "^Seccomp:", "/proc/self/status"]);
+    let out = c.ok(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "g",
+        "scx",
+        "grep",
+        "-E",
+        "^Seccomp:",
+        "/proc/self/status",
+    ]);
     c.remove("scx");
     ensure!(out? == "Seccomp:\t2\n");
+    Ok(())
+}
+
+fn old_profile(c: &Ctr) -> Result<()> {
+    let Some(profile) = old_seccomp_profile(c.dir.path()) else {
+        eprintln!("old profile: skipped (no /usr/share/containers/seccomp.json)");
+        return Ok(());
+    };
+    let p = profile.display().to_string();
+    let o = c.ctr_run(
+        &["--rm", "--seccomp", "--seccomp-profile", &p],
+        "old",
+        &["grep", "-E", "^Seccomp:", "/proc/self/status"],
+    );
+    c.remove("old");
+    ensure!(o.status.success() && stdout(&o) == "Seccomp:\t2\n", "{o:?}");
     Ok(())
 }
 
@@ -189,7 +240,11 @@ fn start_errors(c: &Ctr) -> Result<()> {
         let o = c.ctr_run(&["--rm"], "err", &[cmd]);
         let err = stderr(&o);
         if o.status.success() || !err.contains(words) {
-            bad.push(format!("{cmd}: want {words:?}, got {:?}: {}", o.status, err.trim()));
+            bad.push(format!(
+                "{cmd}: want {words:?}, got {:?}: {}",
+                o.status,
+                err.trim()
+            ));
         }
         c.remove("err");
     }
@@ -267,8 +322,10 @@ fn oom(c: &Ctr) -> Result<()> {
         &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
     );
     let seen = wait_for("/tasks/oom", Duration::from_secs(10), || {
-        std::fs::read_to_string(&events)
-            .is_ok_and(|e| e.lines().any(|l| l.contains("/tasks/oom") && l.contains("\"oom\"")))
+        std::fs::read_to_string(&events).is_ok_and(|e| {
+            e.lines()
+                .any(|l| l.contains("/tasks/oom") && l.contains("\"oom\""))
+        })
     });
     stop_child(&mut ev, Duration::from_secs(2));
     c.remove("oom");

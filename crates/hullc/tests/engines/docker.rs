@@ -15,8 +15,8 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 
 use crate::support::{
-    image_archive, leaks, links, remove_cgroup_trees, stderr, stdout, stop_child, success,
-    umount_under, wait_for, Containerd, Runtime, Scenarios, HULLC, IMAGE_TAG,
+    image_archive, leaks, links, old_seccomp_profile, remove_cgroup_trees, stderr, stdout,
+    stop_child, success, umount_under, wait_for, Containerd, Runtime, Scenarios, HULLC, IMAGE_TAG,
 };
 
 /// Debian's client and daemon, by path: /usr/local/bin/docker on this
@@ -65,9 +65,21 @@ impl Docker {
         let arg = |s: &str| p.join(s).display().to_string();
         let mut child = Command::new(DOCKERD)
             .args(["--config-file", &arg("daemon.json")])
-            .args(["--containerd", &self.ctd.as_ref().map(|c| c.sock.clone()).unwrap_or_default()])
+            .args([
+                "--containerd",
+                &self
+                    .ctd
+                    .as_ref()
+                    .map(|c| c.sock.clone())
+                    .unwrap_or_default(),
+            ])
             .args(["--data-root", &arg("data"), "--exec-root", &arg("exec")])
-            .args(["--pidfile", &arg("docker.pid"), "-H", &format!("unix://{}", self.sock)])
+            .args([
+                "--pidfile",
+                &arg("docker.pid"),
+                "-H",
+                &format!("unix://{}", self.sock),
+            ])
             .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
             .args(["--ip-forward=false", "--ip-masq=false"])
             .args(["--storage-driver", driver])
@@ -121,7 +133,10 @@ impl Docker {
     }
 
     fn inspect(&self, name: &str, format: &str) -> Result<String> {
-        Ok(self.ok(&["inspect", "-f", format, name])?.trim().to_string())
+        Ok(self
+            .ok(&["inspect", "-f", format, name])?
+            .trim()
+            .to_string())
     }
 
     /// The container's dir in a v1 controller (docker's cgroupfs driver:
@@ -177,12 +192,16 @@ fn docker_test(rt: Runtime) {
     d.ok(&["load", "-i", tar.to_str().unwrap()]).unwrap();
     let mut s = Scenarios::new(&format!("docker/{}", rt.name()));
     s.run("run --rm: output, exit status, seccomp", || run_rm(&d, rt));
+    s.run("an old seccomp profile (no close_range)", || {
+        old_profile(&d, rt)
+    });
     s.run("start errors: 127/126 and the runtime's words", || {
         start_errors(&d, rt)
     });
-    s.run("run -d, logs, exec, top, pause, update, stop, start, kill, rm", || {
-        detached(&d, rt)
-    });
+    s.run(
+        "run -d, logs, exec, top, pause, update, stop, start, kill, rm",
+        || detached(&d, rt),
+    );
     s.run("exec errors", || exec_errors(&d, rt));
     s.run("oom: --memory 8m", || oom(&d, rt));
     s.run("info: runtime and its version", || info(&d, rt));
@@ -212,7 +231,15 @@ fn docker_with_hullc() {
 
 fn run_rm(d: &Docker, rt: Runtime) -> Result<()> {
     let o = d.run(&[
-        "run", "--rm", "--runtime", rt.name(), "--network", "none", IMAGE_TAG, "sh", "-c",
+        "run",
+        "--rm",
+        "--runtime",
+        rt.name(),
+        "--network",
+        "none",
+        IMAGE_TAG,
+        "sh",
+        "-c",
         "echo hi; grep -E '^Seccomp:' /proc/self/status; exit 3",
     ]);
     ensure!(o.status.code() == Some(3), "exit status: {o:?}");
@@ -220,6 +247,31 @@ fn run_rm(d: &Docker, rt: Runtime) -> Result<()> {
     ensure!(stdout(&o) == "hi\nSeccomp:\t2\n", "{o:?}");
     let out = d.ok(&["ps", "-a", "-q"])?;
     ensure!(out.trim().is_empty(), "--rm left {out}");
+    Ok(())
+}
+
+fn old_profile(d: &Docker, rt: Runtime) -> Result<()> {
+    let Some(profile) = old_seccomp_profile(d.dir.path()) else {
+        eprintln!("old profile: skipped (no /usr/share/containers/seccomp.json)");
+        return Ok(());
+    };
+    let opt = format!("seccomp={}", profile.display());
+    let o = d.run(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &opt,
+        "--runtime",
+        rt.name(),
+        "--network",
+        "none",
+        IMAGE_TAG,
+        "sh",
+        "-c",
+        "echo hi; grep -E '^Seccomp:' /proc/self/status",
+    ]);
+    ensure!(stdout(&o) == "hi\nSeccomp:\t2\n", "{o:?}");
+    ensure!(o.status.success(), "{o:?}");
     Ok(())
 }
 
@@ -236,7 +288,14 @@ fn start_errors(d: &Docker, rt: Runtime) -> Result<()> {
     let mut bad = Vec::new();
     for (cmd, code, words) in cases {
         let o = d.run(&[
-            "run", "--rm", "--runtime", rt.name(), "--network", "none", IMAGE_TAG, cmd,
+            "run",
+            "--rm",
+            "--runtime",
+            rt.name(),
+            "--network",
+            "none",
+            IMAGE_TAG,
+            cmd,
         ]);
         let err = stderr(&o);
         if o.status.code() != Some(code) || !err.contains(words) {
@@ -261,8 +320,18 @@ const TRAPPER: &str = "trap 'echo bye; exit 0' TERM; echo started; sleep 1000 & 
 fn detached(d: &Docker, rt: Runtime) -> Result<()> {
     let c = "bg";
     d.ok(&[
-        "run", "-d", "--name", c, "--runtime", rt.name(), "--network", "none", IMAGE_TAG, "sh",
-        "-c", TRAPPER,
+        "run",
+        "-d",
+        "--name",
+        c,
+        "--runtime",
+        rt.name(),
+        "--network",
+        "none",
+        IMAGE_TAG,
+        "sh",
+        "-c",
+        TRAPPER,
     ])?;
     wait_for("the log line", Duration::from_secs(20), || {
         d.ok(&["logs", c]).is_ok_and(|l| l.contains("started"))
@@ -306,15 +375,25 @@ fn detached(d: &Docker, rt: Runtime) -> Result<()> {
     ensure!(d.inspect(c, "{{.State.Status}}")? == "running");
     d.ok(&["kill", c])?;
     wait_for("exit after kill", Duration::from_secs(20), || {
-        d.inspect(c, "{{.State.Status}}").is_ok_and(|s| s == "exited")
+        d.inspect(c, "{{.State.Status}}")
+            .is_ok_and(|s| s == "exited")
     })?;
     ensure!(d.inspect(c, "{{.State.ExitCode}}")? == "137");
     d.ok(&["rm", c])?;
 
     // rm -f of a running container.
     d.ok(&[
-        "run", "-d", "--name", "fg", "--runtime", rt.name(), "--network", "none", IMAGE_TAG,
-        "sleep", "1000",
+        "run",
+        "-d",
+        "--name",
+        "fg",
+        "--runtime",
+        rt.name(),
+        "--network",
+        "none",
+        IMAGE_TAG,
+        "sleep",
+        "1000",
     ])?;
     d.ok(&["rm", "-f", "fg"])?;
     let left = d.ok(&["ps", "-a", "-q"])?;
@@ -326,8 +405,17 @@ fn detached(d: &Docker, rt: Runtime) -> Result<()> {
 /// message passed on.
 fn exec_errors(d: &Docker, rt: Runtime) -> Result<()> {
     d.ok(&[
-        "run", "-d", "--name", "ex", "--runtime", rt.name(), "--network", "none", IMAGE_TAG,
-        "sleep", "1000",
+        "run",
+        "-d",
+        "--name",
+        "ex",
+        "--runtime",
+        rt.name(),
+        "--network",
+        "none",
+        IMAGE_TAG,
+        "sleep",
+        "1000",
     ])?;
     let mut bad = Vec::new();
     for (cmd, words) in [
@@ -349,8 +437,21 @@ fn exec_errors(d: &Docker, rt: Runtime) -> Result<()> {
 fn oom(d: &Docker, rt: Runtime) -> Result<()> {
     // dd's 64 MiB buffer is touched by read(2): far over the 8 MiB limit.
     let o = d.run(&[
-        "run", "--name", "oom", "--memory", "8m", "--runtime", rt.name(), "--network", "none",
-        IMAGE_TAG, "dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1",
+        "run",
+        "--name",
+        "oom",
+        "--memory",
+        "8m",
+        "--runtime",
+        rt.name(),
+        "--network",
+        "none",
+        IMAGE_TAG,
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=64M",
+        "count=1",
     ]);
     let killed = d.inspect("oom", "{{.State.OOMKilled}}");
     d.ok(&["rm", "-f", "oom"])?;

@@ -3,6 +3,8 @@
 //! after a failure (so one run lists every broken scenario), a private
 //! containerd, and the host-side clean-up and leak checks.
 
+#![allow(dead_code)] // podman.rs uses a subset
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -162,6 +164,26 @@ pub fn image_archive(dir: &Path) -> PathBuf {
     sh(&format!("tar -C {} -cf {} .", out.display(), tar.display()));
     std::fs::remove_dir_all(&w).unwrap();
     tar
+}
+
+/// An "old" seccomp profile: containers-common's (the file podman applies
+/// by default) without `close_range` and with the old default errno
+/// (EPERM, not ENOSYS), as profiles written before Linux 5.9 look. A
+/// runtime that needs close_range after loading the filter breaks on it;
+/// runc does not. None when the file is not installed.
+pub fn old_seccomp_profile(dir: &Path) -> Option<PathBuf> {
+    let src = std::fs::read_to_string("/usr/share/containers/seccomp.json").ok()?;
+    let mut p: serde_json::Value = serde_json::from_str(&src).ok()?;
+    let obj = p.as_object_mut()?;
+    obj.remove("defaultErrnoRet");
+    for rule in obj.get_mut("syscalls")?.as_array_mut()? {
+        if let Some(names) = rule.get_mut("names").and_then(|n| n.as_array_mut()) {
+            names.retain(|n| n != "close_range");
+        }
+    }
+    let path = dir.join("old-seccomp.json");
+    std::fs::write(&path, p.to_string()).ok()?;
+    Some(path)
 }
 
 /// Runs named scenarios one after another for one runtime, recording each
