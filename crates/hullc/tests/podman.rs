@@ -158,6 +158,8 @@ impl Podman {
             .args(self.args())
             .args(args)
             .env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
+            // conmon 2.1.6 writes an `oom` file into its working directory.
+            .current_dir(self.dir.path())
             .stdin(Stdio::null());
         c
     }
