@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 
 use crate::support::{
-    image_archive, leaks, links, old_seccomp_profile, remove_cgroup_trees, stderr, stdout,
-    stop_child, success, wait_for, Containerd, Runtime, Scenarios,
+    cgroup_children, image_archive, leaks, links, old_seccomp_profile, remove_cgroup_trees, stderr,
+    stdout, stop_child, success, wait_for, Containerd, Runtime, Scenarios,
 };
 
 const IMAGE: &str = "docker.io/library/hullbox:latest";
@@ -35,6 +35,11 @@ impl Ctr {
             ns: format!("hull-engines-ctr-{}-{}", std::process::id(), rt.name()),
             rt,
         })
+    }
+
+    /// Where containerd's runc shim points the runtime's `--root`.
+    fn shim_root(&self) -> std::path::PathBuf {
+        std::path::Path::new("/run/containerd/runc").join(&self.ns)
     }
 
     fn sock(&self) -> String {
@@ -112,6 +117,7 @@ impl Drop for Ctr {
         }
         drop(self.ctd.take());
         remove_cgroup_trees(&self.ns);
+        let _ = std::fs::remove_dir_all(self.shim_root());
     }
 }
 
@@ -143,6 +149,23 @@ fn containerd_test(rt: Runtime) {
         exited_task(&c)
     });
     s.run("oom: /tasks/oom and 137", || oom(&c));
+    s.run(
+        "the runtime removed every container's cgroup and state",
+        || {
+            let left = c.ok(&["container", "ls", "-q"])?;
+            ensure!(left.trim().is_empty(), "containers left: {left}");
+            wait_for("no container cgroups", Duration::from_secs(10), || {
+                cgroup_children(&c.ns).is_empty()
+            })
+            .with_context(|| format!("{:?}", cgroup_children(&c.ns)))?;
+            // The runc shim's default --root for the runtime.
+            let state: Vec<_> = std::fs::read_dir(c.shim_root())
+                .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+                .unwrap_or_default();
+            ensure!(state.is_empty(), "runtime state left: {state:?}");
+            Ok(())
+        },
+    );
     let dir = c.dir.path().to_path_buf();
     let ns = c.ns.clone();
     drop(c);

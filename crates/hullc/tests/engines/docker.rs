@@ -15,8 +15,9 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 
 use crate::support::{
-    image_archive, leaks, links, old_seccomp_profile, remove_cgroup_trees, stderr, stdout,
-    stop_child, success, umount_under, wait_for, Containerd, Runtime, Scenarios, HULLC, IMAGE_TAG,
+    cgroup_children, image_archive, leaks, links, old_seccomp_profile, remove_cgroup_trees, stderr,
+    stdout, stop_child, success, umount_under, wait_for, Containerd, Runtime, Scenarios, HULLC,
+    IMAGE_TAG,
 };
 
 /// Debian's client and daemon, by path: /usr/local/bin/docker on this
@@ -206,6 +207,14 @@ fn docker_test(rt: Runtime) {
     s.run("oom: --memory 8m", || oom(&d, rt));
     s.run("info: runtime and its version", || info(&d, rt));
     s.run("build: RUN steps on the default runtime", || build(&d));
+    s.run("the runtime removed every container's cgroup", || {
+        let left = d.ok(&["ps", "-a", "-q"])?;
+        ensure!(left.trim().is_empty(), "containers left: {left}");
+        wait_for("no container cgroups", Duration::from_secs(10), || {
+            cgroup_children(&d.cgroup).is_empty()
+        })
+        .with_context(|| format!("{:?}", cgroup_children(&d.cgroup)))
+    });
     let dir = d.dir.path().to_path_buf();
     let cgroup = d.cgroup.clone();
     drop(d);

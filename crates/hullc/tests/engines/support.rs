@@ -306,6 +306,19 @@ pub fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
     v
 }
 
+/// Sub-cgroups left under the trees called `name`: containers whose
+/// runtime did not remove their cgroup on delete (the parent is the
+/// engine's, and engines leave it).
+pub fn cgroup_children(name: &str) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for d in cgroup_dirs(name) {
+        let mut dirs = Vec::new();
+        collect_dirs(&d, &mut dirs);
+        v.extend(dirs.into_iter().skip(1));
+    }
+    v
+}
+
 /// Kills whatever still runs in the cgroup trees called `name` (this test's
 /// own unique parent: only containers it made live there), thaws frozen
 /// ones so the kill lands, and removes the dirs, children first.
