@@ -13,12 +13,20 @@ pkgs=(
   nftables         # hull-net: NAT and published ports
   podman conmon    # hullc under podman (crates/hullc/tests/podman.rs)
   uidmap           # newuidmap/newgidmap: rootless multi-range mappings (crates/hullc/tests/rootless.rs)
+  docker.io        # Docker Engine 20.10 drives hullc (crates/hullc/tests/engines.rs)
 )
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
+  # docker.io's postinst starts a system dockerd (a docker0 bridge, iptables
+  # rules) unless a policy forbids it; the tests start private daemons.
+  if [[ " ${missing[*]} " == *" docker.io "* && ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

@@ -1,19 +1,29 @@
 //! hullc under podman, through conmon: `podman --runtime PATH-TO-hullc` with
 //! its own `--root`/`--runroot` in a temp dir, cgroupfs, no network, and a
-//! busybox image loaded from an OCI archive the test writes.
+//! busybox image loaded from an OCI archive the test writes. podman's
+//! default seccomp profile (/usr/share/containers/seccomp.json) applies, as
+//! for podman's users. `podman_with_runc` runs the same scenarios on
+//! Debian's runc: the reference that proves them.
 //!
 //! Needs root, `podman` and `conmon` (Debian packages), `busybox-static`, and
 //! `script` (bsdutils) for the terminal case. Skips (with a message) without
 //! them. This host needs `default_ulimits` in a containers.conf
-//! (`CONTAINERS_CONF`), which the test writes.
+//! (`CONTAINERS_CONF`), which the test writes, and `--runtime` (podman's
+//! default, crun, refuses hybrid cgroup hosts).
 
 #![allow(clippy::unwrap_used)]
+
+#[path = "engines/support.rs"]
+mod support;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-const HULLC: &str = env!("CARGO_BIN_EXE_hullc");
+use anyhow::{ensure, Result};
+use support::{old_seccomp_profile, stderr, stdout, success, wait_for, Runtime, Scenarios};
+
 const IMAGE: &str = "localhost/hullbox:latest";
 
 fn have(bin: &str) -> bool {
@@ -41,12 +51,17 @@ fn busybox_archive(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(rootfs.join("bin")).unwrap();
     std::fs::create_dir_all(w.join("blobs/sha256")).unwrap();
     std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for a in ["sh", "echo", "sleep", "cat", "ls", "true", "tty"] {
+    for a in [
+        "sh", "echo", "sleep", "cat", "ls", "true", "tty", "grep", "dd",
+    ] {
         std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
     }
     for d in ["proc", "sys", "dev", "tmp", "etc"] {
         std::fs::create_dir_all(rootfs.join(d)).unwrap();
     }
+    // A script without the execute bit: podman's 126.
+    std::fs::write(rootfs.join("bin/noexec"), "#!/bin/sh\necho ran\n").unwrap();
+    sh(&format!("chmod 0644 {}/bin/noexec", rootfs.display()));
     let blob = |data: &[u8]| -> (String, usize) {
         let tmp = w.join("blob.tmp");
         std::fs::write(&tmp, data).unwrap();
@@ -97,10 +112,11 @@ fn busybox_archive(dir: &Path) -> PathBuf {
 
 struct Podman {
     dir: tempfile::TempDir,
+    runtime: String,
 }
 
 impl Podman {
-    fn new() -> Podman {
+    fn new(rt: Runtime) -> Podman {
         let dir = tempfile::Builder::new()
             .prefix("hullc-podman")
             .tempdir()
@@ -111,7 +127,10 @@ impl Podman {
              [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"none\"\n",
         )
         .unwrap();
-        Podman { dir }
+        Podman {
+            dir,
+            runtime: rt.path(),
+        }
     }
 
     fn args(&self) -> Vec<String> {
@@ -122,7 +141,7 @@ impl Podman {
             "--runroot".into(),
             d.join("runroot").display().to_string(),
             "--runtime".into(),
-            HULLC.into(),
+            self.runtime.clone(),
             "--cgroup-manager".into(),
             "cgroupfs".into(),
             "--storage-driver".into(),
@@ -139,6 +158,8 @@ impl Podman {
             .args(self.args())
             .args(args)
             .env("CONTAINERS_CONF", self.dir.path().join("containers.conf"))
+            // conmon 2.1.6 writes an `oom` file into its working directory.
+            .current_dir(self.dir.path())
             .stdin(Stdio::null());
         c
     }
@@ -156,6 +177,18 @@ impl Podman {
             String::from_utf8_lossy(&o.stderr)
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `ok` as a scenario step: an error instead of a panic.
+    fn try_ok(&self, args: &[&str]) -> Result<String> {
+        success(&format!("podman {args:?}"), self.run(args))
+    }
+
+    fn inspect(&self, name: &str, format: &str) -> Result<String> {
+        Ok(self
+            .try_ok(&["inspect", "-f", format, name])?
+            .trim()
+            .to_string())
     }
 
     /// The podman command line as one shell string (for `script`).
@@ -209,14 +242,40 @@ fn usable() -> bool {
     true
 }
 
-#[test]
-fn podman_with_hullc() {
+fn podman_test(rt: Runtime) {
     if !usable() {
         return;
     }
-    let p = Podman::new();
+    let t = std::time::Instant::now();
+    let p = Podman::new(rt);
     let tar = busybox_archive(p.dir.path());
     p.ok(&["load", "-i", tar.to_str().unwrap()]);
+    let mut s = Scenarios::new(&format!("podman/{}", rt.name()));
+    s.run("run --rm, -i, -it", || basics(&p));
+    s.run("default seccomp profile", || default_seccomp(&p));
+    s.run("an old seccomp profile (no close_range)", || {
+        old_profile(&p)
+    });
+    s.run("run -d, exec, stop, rm", || detached(&p));
+    s.run("logs, kill, pause, unpause", || signals(&p));
+    s.run("oom: --memory 8m", || oom(&p));
+    s.run("start and exec errors: 127/126", || errors(&p));
+    s.run("teardown leaves nothing", || teardown(p));
+    eprintln!("podman/{}: {:.1} s", rt.name(), t.elapsed().as_secs_f32());
+    s.finish();
+}
+
+#[test]
+fn podman_with_runc() {
+    podman_test(Runtime::Runc);
+}
+
+#[test]
+fn podman_with_hullc() {
+    podman_test(Runtime::Hullc);
+}
+
+fn basics(p: &Podman) -> Result<()> {
     let net = ["--network", "none"];
 
     // run --rm: output and exit status.
@@ -271,6 +330,11 @@ fn podman_with_hullc() {
         eprintln!("run -it: skipped (no `script`)");
     }
 
+    Ok(())
+}
+
+fn detached(p: &Podman) -> Result<()> {
+    let net = ["--network", "none"];
     // run -d, exec, stop, rm.
     let id = p.ok(&[
         "run", "-d", net[0], net[1], "--name", "bg", IMAGE, "sleep", "1000",
@@ -303,6 +367,10 @@ fn podman_with_hullc() {
     p.ok(&["rm", "bg"]);
     assert_eq!(p.ok(&["ps", "-a", "-q"]), "");
 
+    Ok(())
+}
+
+fn teardown(p: Podman) -> Result<()> {
     // Nothing left in hullc's state dir that podman gave it.
     let state = p.dir.path().join("runroot");
     let left = sh(&format!(
@@ -314,6 +382,161 @@ fn podman_with_hullc() {
     drop(p);
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&root), "mounts left under {root}");
+    Ok(())
+}
+
+/// podman applies /usr/share/containers/seccomp.json unless told not to:
+/// mode 2 (a filter) in the container, for run and for exec.
+fn default_seccomp(p: &Podman) -> Result<()> {
+    let grep = ["grep", "-E", "^Seccomp:", "/proc/self/status"];
+    let o = p.try_ok(&[&["run", "--rm", "--network", "none", IMAGE], &grep[..]].concat())?;
+    ensure!(o == "Seccomp:\t2\n", "run: {o:?}");
+    p.try_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "sc",
+        IMAGE,
+        "sleep",
+        "1000",
+    ])?;
+    let o = p.try_ok(&[&["exec", "sc"], &grep[..]].concat());
+    p.try_ok(&["rm", "-f", "-t", "0", "sc"])?;
+    ensure!(o? == "Seccomp:\t2\n", "exec");
+    Ok(())
+}
+
+fn old_profile(p: &Podman) -> Result<()> {
+    let Some(profile) = old_seccomp_profile(p.dir.path()) else {
+        eprintln!("old profile: skipped (no /usr/share/containers/seccomp.json)");
+        return Ok(());
+    };
+    let opt = format!("seccomp={}", profile.display());
+    let o = p.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--security-opt",
+        &opt,
+        IMAGE,
+        "echo",
+        "hi",
+    ]);
+    ensure!(o.status.success() && stdout(&o) == "hi\n", "{o:?}");
+    Ok(())
+}
+
+/// The init traps SIGTERM (podman stop) and says so in its log.
+const TRAPPER: &str = "trap 'echo bye; exit 0' TERM; echo started; sleep 1000 & wait";
+
+fn signals(p: &Podman) -> Result<()> {
+    let c = "sig";
+    p.try_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        c,
+        IMAGE,
+        "sh",
+        "-c",
+        TRAPPER,
+    ])?;
+    wait_for("the log line", Duration::from_secs(20), || {
+        p.try_ok(&["logs", c]).is_ok_and(|l| l.contains("started"))
+    })?;
+    p.try_ok(&["pause", c])?;
+    ensure!(p.inspect(c, "{{.State.Status}}")? == "paused");
+    p.try_ok(&["unpause", c])?;
+    ensure!(p.inspect(c, "{{.State.Status}}")? == "running");
+    ensure!(p.try_ok(&["exec", c, "echo", "after", "unpause"])? == "after unpause\n");
+    p.try_ok(&["stop", "-t", "20", c])?;
+    ensure!(p.inspect(c, "{{.State.ExitCode}}")? == "0");
+    let logs = p.try_ok(&["logs", c])?;
+    ensure!(logs == "started\nbye\n", "logs: {logs:?}");
+    p.try_ok(&["start", c])?;
+    ensure!(p.inspect(c, "{{.State.Status}}")? == "running");
+    p.try_ok(&["kill", c])?;
+    wait_for("exit after kill", Duration::from_secs(20), || {
+        p.inspect(c, "{{.State.Status}}")
+            .is_ok_and(|s| s == "exited")
+    })?;
+    ensure!(p.inspect(c, "{{.State.ExitCode}}")? == "137");
+    p.try_ok(&["rm", c])?;
+    Ok(())
+}
+
+fn oom(p: &Podman) -> Result<()> {
+    // dd's 64 MiB buffer is touched by read(2): far over the 8 MiB limit.
+    let o = p.run(&[
+        "run",
+        "--name",
+        "oom",
+        "--memory",
+        "8m",
+        "--network",
+        "none",
+        IMAGE,
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=64M",
+        "count=1",
+    ]);
+    p.try_ok(&["rm", "-f", "oom"])?;
+    // Only the status: podman 4.3 with conmon 2.1.6 on this cgroup v1
+    // host leaves State.OOMKilled false even with runc.
+    ensure!(o.status.code() == Some(137), "exit status: {o:?}");
+    Ok(())
+}
+
+/// podman maps the runtime's message to 127 (not found) and 126 (cannot
+/// execute), for run and for exec, when it has Go's errno wording.
+fn errors(p: &Podman) -> Result<()> {
+    let mut bad = Vec::new();
+    let cases = [
+        ("nothere", 127),
+        ("/bin/nothere", 127),
+        ("/bin/noexec", 126),
+    ];
+    for (cmd, code) in cases {
+        let o = p.run(&["run", "--rm", "--network", "none", IMAGE, cmd]);
+        if o.status.code() != Some(code) {
+            bad.push(format!(
+                "run {cmd}: want {code}, {:?}: {}",
+                o.status.code(),
+                stderr(&o).trim()
+            ));
+        }
+    }
+    p.try_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "ex",
+        IMAGE,
+        "sleep",
+        "1000",
+    ])?;
+    for (cmd, code) in cases {
+        let o = p.run(&["exec", "ex", cmd]);
+        if o.status.code() != Some(code) {
+            bad.push(format!(
+                "exec {cmd}: want {code}, {:?}: {}",
+                o.status.code(),
+                stderr(&o).trim()
+            ));
+        }
+    }
+    p.try_ok(&["rm", "-a", "-f", "-t", "0"])?;
+    ensure!(bad.is_empty(), "{}", bad.join("\n"));
+    Ok(())
 }
 
 /// Removes the (empty) cgroup dirs named `name` that the engine under test
