@@ -65,7 +65,10 @@ pub struct GoErrno(pub i32);
 
 impl std::fmt::Display for GoErrno {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let text = nix::errno::Errno::from_raw(self.0).desc();
+        // The C library's text (Go's table is glibc's, lower-cased); nix's
+        // own table words some differently (ELOOP).
+        let full = std::io::Error::from_raw_os_error(self.0).to_string();
+        let text = full.split(" (os error").next().unwrap_or(&full);
         let mut chars = text.chars();
         match chars.next() {
             Some(c) => write!(f, "{}{}", c.to_lowercase(), chars.as_str()),
