@@ -457,7 +457,7 @@ fn syscalls_newer_than_the_profile_get_enosys() {
     let mut v = p("SCMP_ACT_ERRNO", "SCMP_ACT_ALLOW");
     v["syscalls"]
         .as_array_mut()
-        .unwrap()
+        .expect("syscalls is an array")
         .push(json!({"names": ["close_range"], "action": "SCMP_ACT_ERRNO"}));
     let f = build(v);
     assert_eq!(eval(&f, ArchId::X86_64, "close_range", none), errno(1));
