@@ -6,7 +6,8 @@
 //! filter installed early (noNewPrivileges false: before the capability
 //! drop, so that init's last steps run under it) and late, a container runs
 //! `/bin/true` and a shell pipeline, and a syscall the profile denies is
-//! denied inside. runc runs the old profiles too, as the reference.
+//! denied inside; a startContainer hook, which init spawns under the filter,
+//! runs. runc runs the old profiles too, as the reference.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -271,6 +272,10 @@ fn engine_and_old_profiles_load_and_deny() {
                 "{what}: probe without seccomp: {out}"
             );
             b.config["linux"]["seccomp"] = case.profile.clone();
+            // init spawns startContainer hooks under an early filter: glibc's
+            // posix_spawn tries clone3 first, which the old profiles lack
+            // (runc's -ENOSYS stub makes it fall back to clone).
+            b.config["hooks"] = json!({"startContainer": [{"path": "/bin/true"}]});
             // create + start of /bin/true.
             b.args(&["/bin/true"]);
             let id = h.id("sctrue");
