@@ -9,7 +9,36 @@ fn main() {
     if linker_supports("-Wl,-z,pack-relative-relocs") {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }
+    commit();
     println!("cargo:rerun-if-changed=build.rs");
+}
+
+/// The git commit being built, for `hullc --version` (`commit:`, which
+/// `docker info` shows), when built from a git checkout; rebuilt when HEAD
+/// or its branch moves.
+fn commit() {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_string())
+    };
+    let Some(sha) = git(&["rev-parse", "HEAD"]) else {
+        return;
+    };
+    println!("cargo:rustc-env=HULLC_COMMIT={sha}");
+    let head = git(&["rev-parse", "--git-path", "HEAD"]);
+    let branch =
+        git(&["symbolic-ref", "-q", "HEAD"]).and_then(|r| git(&["rev-parse", "--git-path", &r]));
+    for p in [head, branch].into_iter().flatten() {
+        if std::path::Path::new(&p).exists() {
+            println!("cargo:rerun-if-changed={p}");
+        }
+    }
 }
 
 /// Whether `cc` accepts `flag` when linking an empty program.

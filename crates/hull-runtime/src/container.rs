@@ -216,6 +216,10 @@ pub(crate) fn saved_spec(dir: &ContainerDir) -> Option<oci_spec::runtime::Spec> 
 }
 
 /// Sends `sig` to init, or with `all` to every process in its cgroup.
+/// As runc: `kill` of a stopped container is refused, `kill --all` of one
+/// signals what is left in its cgroup (with the host's pid namespace, init's
+/// children outlive it; containerd's shim sends this at every task exit)
+/// and succeeds when nothing is.
 pub fn kill(root: &Path, id: &str, sig: &str, all: bool) -> Result<(), ContainerError> {
     let sig = signal::parse(sig)?;
     config::validate_id(id)?;
@@ -224,6 +228,15 @@ pub fn kill(root: &Path, id: &str, sig: &str, all: bool) -> Result<(), Container
     let status = status_of(root, id, saved.as_ref());
     let s = match (status, saved) {
         (Status::Created | Status::Running | Status::Paused, Some(s)) => s,
+        (Status::Stopped, s) if all => {
+            let cg = s
+                .as_ref()
+                .and_then(|s| Cgroups::from_json(s.cgroup.as_ref()));
+            if let Some(cg) = cg {
+                cg.kill_all(sig)?;
+            }
+            return Ok(());
+        }
         (status, _) => {
             return Err(ContainerError::WrongStatus {
                 id: id.into(),

@@ -370,14 +370,16 @@ fn child_main(a: &ChildArgs) -> ExecError {
         if let Some(sock) = a.console {
             crate::init::setup_terminal(sock, a.process)?;
         }
+        // As in init: what may need syscalls a profile refuses comes
+        // before an early filter.
+        let env = process::environment(a.process);
+        process::before_filter(3 + a.preserve_fds)?;
         let early = seccomp_setup::early(a.process);
         if let Some(sc) = a.seccomp.filter(|_| early) {
             seccomp_setup::install(sc, host_pid, a.state).map_err(CreateError::from)?;
         }
         let exe = process::become_process(a.process, a.setgroups_allowed)?;
         crate::lsm::apply_exec_labels(a.process).map_err(crate::init::InitError::from)?;
-        let env = process::environment(a.process);
-        process::mark_fds_cloexec(3 + a.preserve_fds)?;
         if let Some(sc) = a.seccomp.filter(|_| !early) {
             seccomp_setup::install(sc, host_pid, a.state).map_err(CreateError::from)?;
         }

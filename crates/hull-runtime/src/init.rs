@@ -163,6 +163,13 @@ fn build(a: &InitArgs) -> Result<Infallible, InitError> {
     if let Some(sock) = &a.console {
         setup_terminal(sock, process)?;
     }
+    // Without noNewPrivileges the filter goes in here, before the
+    // capability drop (loading it then needs CAP_SYS_ADMIN), so what comes
+    // after runs under it: only the syscalls runc makes there too (set-id,
+    // capset, prctl, stat, access, the socket to the parent). Whatever needs
+    // a newer or rarer syscall (close_range, a file read) comes first.
+    let env = process::environment(process);
+    process::before_filter(3 + a.preserve_fds)?;
     let seccomp_state = || hooks::state_json(a.spec, a.id, "creating", host_pid, a.bundle);
     if let Some(sc) = a.seccomp.as_ref().filter(|_| seccomp_setup::early(process)) {
         seccomp_setup::install(sc, host_pid, &seccomp_state())?;
@@ -170,8 +177,6 @@ fn build(a: &InitArgs) -> Result<Infallible, InitError> {
     let exe = process::become_process(process, a.setgroups_allowed)?;
     crate::lsm::apply_exec_labels(process)?;
     let args = process.args().clone().unwrap_or_default();
-    let env = process::environment(process);
-    process::mark_fds_cloexec(3 + a.preserve_fds)?;
     let state = report_ready(a)?;
     let mut conn = wait_for_start(&a.listener)?;
     // startContainer hooks run in the container, after `start`, before the

@@ -37,21 +37,65 @@ pub enum ProcessError {
     #[error("process.noNewPrivileges: prctl")]
     NoNewPrivs(#[source] nix::Error),
     #[error("process.cwd: chdir to {0}")]
-    Cwd(PathBuf, #[source] nix::Error),
+    Cwd(PathBuf, #[source] GoErrno),
     #[error("process.cwd: {0} leads outside the container's root")]
     CwdOutside(PathBuf),
-    #[error("process.args: executable {0:?} not found in $PATH")]
+    #[error("process.args: exec: {0:?}: executable file not found in $PATH")]
     NotFound(String),
-    #[error("process.args: {0:?} cannot be executed")]
-    NotExecutable(String, #[source] std::io::Error),
+    #[error("process.args: exec: {0:?}")]
+    NotExecutable(String, #[source] LookupError),
     #[error("process.args: exec {0:?}")]
-    Exec(String, #[source] nix::Error),
+    Exec(String, #[source] GoErrno),
     #[error("process.args or env contains a NUL byte")]
     Nul,
     #[error("process.args: must name a program")]
     NoArgs,
     #[error("marking inherited fds close-on-exec")]
     CloseRange(#[source] std::io::Error),
+}
+
+/// An errno in the words of Go's syscall package, which runc prints: the C
+/// library's text with a lower-case first letter, without Rust's
+/// "(os error N)". Engines read runc's error text to choose an exit status:
+/// docker gives 127 for "no such file or directory" and "executable file not
+/// found", 126 for "permission denied" (case-sensitive), else 125; podman
+/// matches the same phrases. The exec-failure paths speak this way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GoErrno(pub i32);
+
+impl std::fmt::Display for GoErrno {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The C library's text (Go's table is glibc's, lower-cased); nix's
+        // own table words some differently (ELOOP).
+        let full = std::io::Error::from_raw_os_error(self.0).to_string();
+        let text = full.split(" (os error").next().unwrap_or(&full);
+        let mut chars = text.chars();
+        match chars.next() {
+            Some(c) => write!(f, "{}{}", c.to_lowercase(), chars.as_str()),
+            None => write!(f, "errno {}", self.0),
+        }
+    }
+}
+
+impl std::error::Error for GoErrno {}
+
+impl From<nix::Error> for GoErrno {
+    fn from(e: nix::Error) -> Self {
+        GoErrno(e as i32)
+    }
+}
+
+/// Why a program named by path cannot run, as runc (Go's exec.LookPath)
+/// says it.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// The path cannot be stat'ed (missing, a symlink loop).
+    #[error("stat {0}: {1}")]
+    Stat(String, GoErrno),
+    /// Not executable by us: no x bit, a noexec mount, or a directory
+    /// (LookPath says "permission denied" for a directory too).
+    #[error("{0}")]
+    Access(GoErrno),
 }
 
 fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
@@ -239,7 +283,7 @@ pub(crate) fn set_no_new_privs(p: &Process) -> Result<(), ProcessError> {
 }
 
 pub(crate) fn chdir(p: &Process) -> Result<(), ProcessError> {
-    nix::unistd::chdir(p.cwd()).map_err(|e| ProcessError::Cwd(p.cwd().clone(), e))?;
+    nix::unistd::chdir(p.cwd()).map_err(|e| ProcessError::Cwd(p.cwd().clone(), e.into()))?;
     // A cwd reached through a leaked fd (CVE-2024-21626) lies outside our
     // root; the kernel then reports it as unreachable (getcwd fails or says
     // "(unreachable)"). Refuse to run there.
@@ -268,12 +312,10 @@ fn home_of(uid: u32) -> Option<String> {
     })
 }
 
-/// Finds args[0] the way execvp does, with the container's PATH.
+/// Finds args[0] the way execvp does, with the container's PATH. stat(2)
+/// (newfstatat), not statx: it may run under the container's seccomp
+/// filter, and profiles older than statx refuse it.
 pub(crate) fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, ProcessError> {
-    let is_exec = |p: &Path| {
-        nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
-            && p.metadata().map(|m| m.is_file()).unwrap_or(false)
-    };
     if arg0.contains('/') {
         // A named path gets the reason it cannot run (missing, a symlink
         // loop, a directory, no x bit) rather than a $PATH message.
@@ -288,15 +330,18 @@ pub(crate) fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf, Pro
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     path.split(':')
         .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(arg0))
-        .find(|p| is_exec(p))
+        .find(|p| executable(p).is_ok())
         .ok_or_else(|| ProcessError::NotFound(arg0.into()))
 }
 
-fn executable(p: &Path) -> std::io::Result<()> {
-    if !p.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
+fn executable(p: &Path) -> Result<(), LookupError> {
+    let st = nix::sys::stat::stat(p)
+        .map_err(|e| LookupError::Stat(p.display().to_string(), e.into()))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(LookupError::Access(GoErrno(libc::EACCES)));
     }
-    nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).map_err(std::io::Error::from)
+    nix::unistd::access(p, nix::unistd::AccessFlags::X_OK)
+        .map_err(|e| LookupError::Access(e.into()))
 }
 
 /// Replaces this process with the container's program, through the exec
@@ -334,7 +379,7 @@ pub(crate) fn exec(
 /// The error of a failed exec of `arg0`, whether the execve ran here or in
 /// the trampoline (which reports the errno): the same message either way.
 pub(crate) fn exec_failure(arg0: &str, errno: nix::Error) -> ProcessError {
-    ProcessError::Exec(arg0.to_string(), errno)
+    ProcessError::Exec(arg0.to_string(), errno.into())
 }
 
 /// The text init sends to `hullc start` when the program cannot run.
@@ -371,17 +416,33 @@ pub(crate) fn become_process(
     }
     set_no_new_privs(p)?;
     chdir(p)?;
-    let env = environment(p);
+    // PATH comes from process.env alone (HOME, which environment() adds
+    // from /etc/passwd, plays no part in the lookup).
+    let env = p.env().as_deref().unwrap_or_default();
     let arg0 = p
         .args()
         .as_ref()
         .and_then(|a| a.first())
         .ok_or(ProcessError::NoArgs)?;
-    find_executable(arg0, &env)
+    find_executable(arg0, env)
+}
+
+/// What init and `exec` do before the container's seccomp filter goes in
+/// (it goes in before the capability drop when noNewPrivileges is false):
+/// everything that needs a syscall an older or stricter profile may refuse.
+/// Inherited fds are marked close-on-exec (close_range, 5.9+, is missing
+/// from profiles written before it), and the kernel's capability list is
+/// read (a file read: statx, which profiles before 4.11 lack).
+pub(crate) fn before_filter(fd_from: u32) -> Result<(), ProcessError> {
+    supported();
+    mark_fds_cloexec(fd_from)
 }
 
 /// Every inherited fd from `from` up must not reach the user's program:
-/// close_range marks them close-on-exec in one call (Linux 5.11+).
+/// close_range marks them close-on-exec in one call (Linux 5.11+). Where it
+/// is missing (older kernel: ENOSYS or EINVAL for the flag) or refused (a
+/// seccomp filter hullc itself runs under: EPERM), walk /proc/self/fd as
+/// runc does.
 pub(crate) fn mark_fds_cloexec(from: u32) -> Result<(), ProcessError> {
     // SAFETY: close_range only changes fd flags; fds below `from` are untouched.
     let rc = unsafe {
@@ -392,8 +453,35 @@ pub(crate) fn mark_fds_cloexec(from: u32) -> Result<(), ProcessError> {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    if rc != 0 {
-        return Err(ProcessError::CloseRange(std::io::Error::last_os_error()));
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOSYS | libc::EINVAL | libc::EPERM) => {
+            cloexec_by_walk(from).map_err(ProcessError::CloseRange)
+        }
+        _ => Err(ProcessError::CloseRange(e)),
+    }
+}
+
+/// The fds listed in /proc/self/fd from `from` up get FD_CLOEXEC. The
+/// directory's own fd is gone by the time the flags are set (EBADF,
+/// skipped), and it was close-on-exec anyway.
+fn cloexec_by_walk(from: u32) -> std::io::Result<()> {
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| u32::try_from(*fd).is_ok_and(|fd| fd >= from))
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a plain fd number only sets its flags (the
+        // only fd flag is FD_CLOEXEC); no memory is involved.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EBADF) {
+                return Err(e);
+            }
+        }
     }
     Ok(())
 }

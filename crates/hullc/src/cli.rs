@@ -4,13 +4,33 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `--version` in runc's lines, because engines parse them: dockerd splits
+/// every line containing "version" on that word (runtime name before it,
+/// version after) and reads `commit:` for `docker info`, so no other line
+/// may contain "version". clap prints `hullc ` before this text.
+fn version_text() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        format!(
+            "version {}\ncommit: {}\nspec: {}",
+            env!("CARGO_PKG_VERSION"),
+            option_env!("HULLC_COMMIT").unwrap_or("unknown"),
+            oci_spec::runtime::VERSION,
+        )
+    })
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "hullc",
-    version,
+    version = version_text(),
+    disable_version_flag = true,
     about = "hullc: a low-level OCI container runtime (runc-compatible)"
 )]
 pub struct Cli {
+    /// Print the version (runc's shape).
+    #[arg(short = 'v', long, action = clap::ArgAction::Version)]
+    version: Option<bool>,
     /// Root directory for container state [default: /run/hullc, or
     /// $XDG_RUNTIME_DIR/hullc when unprivileged].
     #[arg(long, global = true)]

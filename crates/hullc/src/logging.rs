@@ -64,11 +64,37 @@ where
     }
 }
 
+/// The time as logrus writes it for runc (RFC 3339, seconds, here in UTC:
+/// `2026-12-04T18:42:37Z`). containerd parses the `time` field of runc's
+/// JSON log lines as RFC 3339; a line whose time it cannot parse loses its
+/// message ("unable to retrieve OCI runtime error").
 fn time_now() -> String {
-    let d = std::time::SystemTime::now()
+    let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+        .map_or(0, |d| d.as_secs());
+    rfc3339(secs)
+}
+
+/// Seconds since the epoch as an RFC 3339 UTC time (proleptic Gregorian;
+/// the days-to-civil conversion of Howard Hinnant's date algorithms).
+fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 /// Installs the subscriber: the --log file (appended) or stderr.
@@ -89,4 +115,17 @@ pub fn init(path: Option<&std::path::Path>, format: LogFormat, debug: bool) -> a
         None => builder.with_writer(std::io::stderr).init(),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+
+    #[test]
+    fn times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_796_410_742), "2026-12-04T18:59:02Z");
+        assert_eq!(rfc3339(4_107_542_399), "2100-02-28T23:59:59Z");
+    }
 }

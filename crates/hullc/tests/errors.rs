@@ -217,7 +217,11 @@ fn missing_executable_by_path() {
     create_fails_cleanly(
         &h,
         &b,
-        &["process.args", "/bin/no-such-program", "No such file"],
+        &[
+            "process.args",
+            "/bin/no-such-program",
+            "no such file or directory",
+        ],
     );
 }
 
@@ -235,7 +239,7 @@ fn executable_in_a_symlink_loop() {
         &[
             "process.args",
             "/bin/loop",
-            "Too many levels of symbolic links",
+            "too many levels of symbolic links",
         ],
     );
 }

@@ -383,8 +383,8 @@ fn an_unexecutable_program_fails_as_before() {
         if fallback {
             refuse_execveat(&mut b);
         }
-        let enoexec = r#"process.args: exec "/garbage": ENOEXEC: Exec format error"#;
-        let enoent = r#"process.args: exec "/badinterp": ENOENT: No such file or directory"#;
+        let enoexec = r#"process.args: exec "/garbage": exec format error"#;
+        let enoent = r#"process.args: exec "/badinterp": no such file or directory"#;
         b.args(&["/garbage"]);
         let id = h.id("noexec");
         let out = h.run(&b, &id, &[]);

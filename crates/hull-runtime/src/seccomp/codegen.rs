@@ -5,6 +5,7 @@
 //!   A = arch
 //!   per architecture (native first): if A != AUDIT_ARCH_x goto next arch
 //!       A = nr                      (x86_64/x32: split on bit 30 first)
+//!       if A > last named syscall: ret ERRNO(ENOSYS)   (runc's stub)
 //!       binary search over the sorted syscall numbers (jge), down to leaves
 //!       of up to LEAF numbers tested with jeq; each leaf is followed by its
 //!       own `ret default`, the `ret` of each plain action it uses and the
@@ -45,6 +46,12 @@ pub(super) fn generate(
 ) -> Result<Vec<libc::sock_filter>, SeccompError> {
     let mut asm = Asm::default();
     let bad_arch = asm.label();
+    let enosys = asm.label();
+    let stub = |asm: &mut Asm, a: ArchId| {
+        if let Some(last) = p.enosys_above.get(&a) {
+            asm.jump(Cmp::Gt, *last, To::L(enosys), To::Next);
+        }
+    };
     // One section per AUDIT_ARCH value: x86_64 and x32 share theirs.
     let mut sections: Vec<(u32, Vec<ArchId>)> = Vec::new();
     let mut order: Vec<ArchId> = p.arches.keys().copied().collect();
@@ -68,8 +75,10 @@ pub(super) fn generate(
                 rules(ArchId::X86_64),
                 rules(ArchId::X32),
                 bad_arch,
+                &stub,
             );
         } else if let Some(r) = list.first().and_then(|a| rules(*a)) {
+            stub(&mut asm, list[0]);
             tree(&mut asm, p.default, list[0].wide(), &entries(r));
         }
         asm.bind(next);
@@ -77,6 +86,10 @@ pub(super) fn generate(
     }
     asm.bind(bad_arch);
     asm.ret(BAD_ARCH);
+    if !p.enosys_above.is_empty() {
+        asm.bind(enosys);
+        asm.ret(super::RET_ENOSYS);
+    }
     asm.finish()
 }
 
@@ -89,6 +102,7 @@ fn x86_64_family(
     x86_64: Option<&Rules>,
     x32: Option<&Rules>,
     bad_arch: Label,
+    stub: &dyn Fn(&mut Asm, ArchId),
 ) {
     let x32_label = asm.label();
     let to_x32 = if x32.is_some() {
@@ -99,12 +113,14 @@ fn x86_64_family(
     match x86_64 {
         Some(r) => {
             asm.jump(Cmp::Ge, X32_SYSCALL_BIT, to_x32, To::Next);
+            stub(asm, ArchId::X86_64);
             tree(asm, default, true, &entries(r));
         }
         None => asm.jump(Cmp::Ge, X32_SYSCALL_BIT, to_x32, To::L(bad_arch)),
     }
     if let Some(r) = x32 {
         asm.bind(x32_label);
+        stub(asm, ArchId::X32);
         tree(asm, default, true, &entries(r));
     }
 }

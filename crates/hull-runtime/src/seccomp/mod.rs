@@ -20,9 +20,12 @@
 //! Architectures with tables: x86_64, x32, x86 (i386), aarch64, arm; others
 //! listed in `architectures` are skipped (they cannot run on these hosts).
 //!
-//! Not done: runc's ENOSYS stub (syscalls newer than the profile answer
-//! ENOSYS instead of the default errno, so libc falls back), and i386's
-//! socketcall/ipc multiplexers are matched as themselves only.
+//! * runc's -ENOSYS stub: a syscall numbered above every syscall the
+//!   profile names (per architecture) is newer than the profile and gets
+//!   ENOSYS instead of a refusing default action (see [`enosys_above`]).
+//!
+//! Not done: i386's socketcall/ipc multiplexers are matched as themselves
+//! only.
 
 mod bpf;
 mod codegen;
@@ -198,6 +201,8 @@ pub(super) struct Rule {
 /// The profile resolved to numbers, input of the code generator.
 pub(super) struct Profile {
     pub(super) default: u32,
+    /// Per architecture, the number above which a syscall gets ENOSYS.
+    pub(super) enosys_above: BTreeMap<ArchId, u32>,
     /// Sorted, so the x86_64 family is adjacent; native first is up to codegen.
     pub(super) arches: BTreeMap<ArchId, BTreeMap<u32, Vec<Rule>>>,
 }
@@ -247,11 +252,47 @@ pub(crate) fn compile(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
             add_rules(&mut arches, name, act, &groups);
         }
     }
-    let prog = codegen::generate(&Profile { default, arches }, native)?;
+    let enosys_above = enosys_above(s, default, arches.keys().copied());
+    let p = Profile {
+        default,
+        enosys_above,
+        arches,
+    };
+    let prog = codegen::generate(&p, native)?;
     Ok(Filter {
         prog,
         flags: flags(s.flags().as_deref().unwrap_or_default(), notify),
     })
+}
+
+/// What the stub answers: ENOSYS, "this kernel has no such syscall".
+pub(super) const RET_ENOSYS: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
+
+/// runc's -ENOSYS stub (libcontainer/seccomp/patchbpf): per architecture,
+/// the largest syscall number the profile names. A syscall above it is
+/// newer than the profile, and answering ENOSYS instead of the default
+/// lets the C library fall back to an older call (glibc's posix_spawn
+/// tries clone3, then clone) rather than fail with EPERM or be killed. As
+/// runc: every named syscall counts, also in rules dropped for repeating
+/// the default; no stub when the default lets calls through (allow, log,
+/// trace) or already answers ENOSYS.
+fn enosys_above(
+    s: &LinuxSeccomp,
+    default: u32,
+    arches: impl Iterator<Item = ArchId>,
+) -> BTreeMap<ArchId, u32> {
+    let action = default & libc::SECCOMP_RET_ACTION_FULL;
+    let permissive = matches!(
+        action,
+        libc::SECCOMP_RET_ALLOW | libc::SECCOMP_RET_LOG | libc::SECCOMP_RET_TRACE
+    );
+    if permissive || default == RET_ENOSYS {
+        return BTreeMap::new();
+    }
+    let names = || s.syscalls().iter().flatten().flat_map(|r| r.names());
+    arches
+        .filter_map(|a| Some((a, names().filter_map(|n| a.syscall(n)).max()?)))
+        .collect()
 }
 
 fn add_rules(

@@ -295,3 +295,25 @@ fn answer(listener: &OwnedFd) -> (i32, u32) {
     assert_eq!(r, 0, "NOTIF_SEND: {}", std::io::Error::last_os_error());
     (req.data.nr, req.data.arch)
 }
+
+/// The kernel runs runc's -ENOSYS stub: close_range, newer than every
+/// syscall this profile names, fails with ENOSYS (so a C library falls
+/// back), getuid, older than exit_group, with the default EPERM.
+#[test]
+fn newer_syscalls_fail_with_enosys() {
+    if !available() {
+        return;
+    }
+    let f = build(json!({"defaultAction": "SCMP_ACT_ERRNO",
+        "syscalls": [{"names": ["exit_group", "exit", "getppid"], "action": "SCMP_ACT_ALLOW"}]}));
+    let got = in_child(&f, |_| {
+        if sys1(libc::SYS_close_range, 1000) != -i64::from(libc::ENOSYS) {
+            return 1;
+        }
+        if sys1(libc::SYS_getuid, 0) != -i64::from(libc::EPERM) {
+            return 2;
+        }
+        0
+    });
+    assert_eq!(got, Exit::Code(0));
+}

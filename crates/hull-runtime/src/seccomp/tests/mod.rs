@@ -92,10 +92,13 @@ fn allow_list_and_errno() {
     assert_eq!(eval(&f, a, "mkdir", [0; 6]), errno(38));
     // Default errno is EPERM.
     assert_eq!(eval(&f, a, "open", [0; 6]), errno(1));
-    assert_eq!(eval_nr(&f, a.audit(), 9999, [0; 6]), errno(1));
-    // Structure: arch load first, bad-arch kill last.
+    // Above the last named syscall (mkdir): runc's -ENOSYS stub.
+    assert_eq!(eval_nr(&f, a.audit(), 9999, [0; 6]), errno(38));
+    // Structure: arch load first, bad-arch kill and the stub's ENOSYS last.
     assert_eq!((f.prog[0].code, f.prog[0].k), (0x20, 4));
-    assert_eq!(f.prog.last().map(|i| i.k), Some(KILL_PROCESS));
+    let n = f.prog.len();
+    assert_eq!(f.prog[n - 2].k, KILL_PROCESS);
+    assert_eq!(f.prog[n - 1].k, errno(38));
     assert!(!f.has_listener());
 }
 
@@ -192,7 +195,8 @@ fn x86_64_and_x32_split_on_bit_30() {
     let f = build(json!({
         "defaultAction": "SCMP_ACT_ERRNO",
         "architectures": ["SCMP_ARCH_X32"],
-        "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]
+        // exit_group, above write, keeps write below runc's -ENOSYS stub.
+        "syscalls": [{"names": ["read", "exit_group"], "action": "SCMP_ACT_ALLOW"}]
     }));
     assert_eq!(eval(&f, ArchId::X32, "read", [0; 6]), ALLOW);
     assert_eq!(eval(&f, ArchId::X86_64, "read", [0; 6]), ALLOW);
@@ -407,4 +411,55 @@ fn bench_compile_docker_profile() {
     let mean = start.elapsed() / runs;
     eprintln!("seccomp compile, docker-like profile (3 arches): {len} insns, mean {mean:?}, best {best:?}");
     assert!(mean < std::time::Duration::from_secs(1));
+}
+
+/// runc's -ENOSYS stub: a syscall above the last one the profile names
+/// (per architecture) gets ENOSYS; one below it the default; none with a
+/// default that lets calls through or already says ENOSYS.
+#[test]
+fn syscalls_newer_than_the_profile_get_enosys() {
+    let p = |default: &str, action: &str| {
+        json!({"defaultAction": default,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["read", "write", "openat", "exit_group"], "action": action}]})
+    };
+    let enosys = errno(libc::ENOSYS as u32);
+    let none = [0; 6];
+    let f = build(p("SCMP_ACT_ERRNO", "SCMP_ACT_ALLOW"));
+    // openat, the last named, is 257 on x86_64 and 295 on i386.
+    for arch in [ArchId::X86_64, ArchId::X86, ArchId::X32] {
+        for newer in ["clone3", "close_range", "faccessat2"] {
+            assert_eq!(eval(&f, arch, newer, none), enosys, "{arch:?} {newer}");
+        }
+        assert_eq!(eval(&f, arch, "openat", none), ALLOW, "{arch:?}");
+        assert_eq!(eval(&f, arch, "mkdir", none), errno(1), "{arch:?}");
+    }
+    let f = build(p("SCMP_ACT_KILL_PROCESS", "SCMP_ACT_ALLOW"));
+    assert_eq!(eval(&f, ArchId::X86_64, "close_range", none), enosys);
+    assert_eq!(eval(&f, ArchId::X86_64, "mkdir", none), KILL_PROCESS);
+    for default in ["SCMP_ACT_ALLOW", "SCMP_ACT_LOG"] {
+        let f = build(p(default, "SCMP_ACT_KILL_PROCESS"));
+        let want = if default == "SCMP_ACT_LOG" {
+            libc::SECCOMP_RET_LOG
+        } else {
+            ALLOW
+        };
+        assert_eq!(eval(&f, ArchId::X86_64, "close_range", none), want);
+    }
+    // Any default errno but ENOSYS itself gets the stub (runc).
+    let mut v = p("SCMP_ACT_ERRNO", "SCMP_ACT_ALLOW");
+    v["defaultErrnoRet"] = json!(13);
+    let f = build(v);
+    assert_eq!(eval(&f, ArchId::X86_64, "close_range", none), enosys);
+    assert_eq!(eval(&f, ArchId::X86_64, "mkdir", none), errno(13));
+    // A rule dropped for repeating the default still counts: nothing above
+    // close_range is newer than this profile.
+    let mut v = p("SCMP_ACT_ERRNO", "SCMP_ACT_ALLOW");
+    v["syscalls"]
+        .as_array_mut()
+        .expect("syscalls is an array")
+        .push(json!({"names": ["close_range"], "action": "SCMP_ACT_ERRNO"}));
+    let f = build(v);
+    assert_eq!(eval(&f, ArchId::X86_64, "close_range", none), errno(1));
+    assert_eq!(eval(&f, ArchId::X86_64, "clone3", none), errno(1));
 }
