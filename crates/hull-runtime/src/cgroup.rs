@@ -96,7 +96,7 @@ pub(crate) fn prepare(
         cg,
     };
     if cg.cg.mode() == Mode::V2 {
-        return cg.create();
+        return cg.create(spec);
     }
     Ok(Some(cg))
 }
@@ -127,15 +127,19 @@ pub(crate) fn has_limits(spec: &Spec) -> bool {
 /// The config's resources with the device rules runc always adds: deny all,
 /// then the config's rules, then the default allow list (/dev/null, ptys...).
 fn resources_of(spec: &Spec) -> LinuxResources {
-    let mut r = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.resources().clone())
-        .unwrap_or_default();
+    let mut r = config_resources(spec);
     let mut devices: Vec<LinuxDeviceCgroup> = r.devices().clone().unwrap_or_default();
     devices.extend(hull_cgroups::default_allowed_devices());
     r.set_devices(Some(devices));
     r
+}
+
+/// `linux.resources` as the config has it (empty when absent).
+fn config_resources(spec: &Spec) -> LinuxResources {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.resources().clone())
+        .unwrap_or_default()
 }
 
 fn op(op: &'static str) -> impl FnOnce(hull_cgroups::Error) -> CgroupError {
@@ -155,12 +159,14 @@ impl Cgroups {
     }
 
     /// mkdir in every hierarchy, unless `prepare` did. `None`: rootless
-    /// and not allowed to (the directories are removed again).
-    pub(crate) fn create(mut self) -> Result<Option<Cgroups>, CgroupError> {
+    /// and not allowed to (the directories are removed again). The config's
+    /// limits decide what a v2 "domain invalid" directory may become
+    /// (runc's CreateCgroupPath: threaded only without domain limits).
+    pub(crate) fn create(mut self, spec: &Spec) -> Result<Option<Cgroups>, CgroupError> {
         if self.created {
             return Ok(Some(self));
         }
-        match self.cg.create() {
+        match self.cg.create_for(&config_resources(spec)) {
             Ok(()) => {
                 self.created = true;
                 Ok(Some(self))

@@ -355,7 +355,7 @@ fn cgroup_and_proceed(
         chan.send(&Msg::Proceed)?;
     }
     let cg = match cg {
-        Some(cg) => cg.create()?,
+        Some(cg) => cg.create(spec)?,
         None => None,
     };
     if early {
