@@ -5,3 +5,4 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh
 cargo build --workspace --all-targets
 cargo nextest run --workspace --no-fail-fast "$@"
+scripts/vm-test.sh   # pure cgroup v2 lane: hullc and hull in a QEMU guest (README.md, Tests)

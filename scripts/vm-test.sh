@@ -108,15 +108,22 @@ copy_modules() {
     printf '%s\n' "${guest_modules[@]}" > "$root/vm/modules"
 }
 
+# busybox with a link per applet in DIR/bin (the containers' rootfs and the image's layer).
+busybox_tree() {
+    local a
+    mkdir -p "$1"/{bin,etc,proc,sys,dev,tmp,root}
+    cp /bin/busybox "$1/bin/busybox"
+    for a in $(busybox --list); do
+        [ "$a" = busybox ] || ln -s busybox "$1/bin/$a"
+    done
+}
+
 # An OCI archive of a one-layer busybox image (docker.io/library/busybox:latest) serving
 # /srv/index.html, for `hull load`.
 image_archive() {
-    local l=$work/layer o=$work/oci a blob cfg man ld ls cd cs md ms
-    mkdir -p "$l"/{bin,etc,proc,sys,dev,tmp,srv,root} "$o/blobs/sha256"
-    cp /bin/busybox "$l/bin/busybox"
-    for a in $(busybox --list); do
-        [ "$a" = busybox ] || ln -s busybox "$l/bin/$a"
-    done
+    local l=$work/layer o=$work/oci blob cfg man ld ls cd cs md ms
+    busybox_tree "$l"
+    mkdir -p "$l/srv" "$o/blobs/sha256"
     printf 'root:x:0:0:root:/root:/bin/sh\n' > "$l/etc/passwd"
     printf 'root:x:0:\n' > "$l/etc/group"
     printf 'served by hull\n' > "$l/srv/index.html"
@@ -159,6 +166,8 @@ make_initramfs() {
     printf 'nameserver 192.0.2.53\n' > "$root/etc/resolv.conf"
     copy_modules
     image_archive
+    busybox_tree "$root/ctr/rootfs"
+    cp -r scripts/vm/ctr "$root/ctr/rootfs/t"
     (cd "$root" && find . | cpio -o -H newc --quiet) > "$work/initrd.cpio"
 }
 
@@ -183,6 +192,7 @@ trap cleanup EXIT
 # Returns 1 on a timeout.
 boot() {
     local waited=0
+    : > "$log" # before tail opens it
     qemu-system-x86_64 -accel tcg -m 2G -smp 2 -nographic -no-reboot -nic none \
         -kernel "$kdir/x/boot/vmlinuz-$kver" -initrd "$work/initrd.cpio" \
         -append "console=ttyS0 cgroup_no_v1=all panic=-1 oops=panic quiet" \

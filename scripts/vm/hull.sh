@@ -28,7 +28,8 @@ check "hull ps -a shows them exited" sh -c 'hull ps -a | grep web | grep -qi exi
 check "hull rm" hull rm web talker
 check "hull: nothing left (ps -a)" sh -c '[ -z "$(hull ps -aq)" ]'
 check "hull system reset -f" hull system reset -f
+# /sys/fs/cgroup/hull, the parent of hull's containers, stays (as docker's).
 check "hull: no cgroup, mount or link left" sh -c '
     ! grep -q overlay /proc/mounts && ! ip -o link | grep -q "hull.*veth\|: veth" &&
-    [ -z "$(find /sys/fs/cgroup -mindepth 1 -type d -path "*hull*")" ] || {
+    [ -z "$(find /sys/fs/cgroup/hull -mindepth 1 -type d)" ] || {
         grep overlay /proc/mounts; ip -o link; find /sys/fs/cgroup -mindepth 1 -type d; false; }'

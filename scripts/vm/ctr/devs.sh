@@ -1,3 +1,4 @@
+#!/bin/sh
 # Inside a container: which device accesses the device cgroup lets through.
 r() { if "$@" >/dev/null 2>&1; then printf ok; else printf no; fi; }
 null=$(r sh -c 'echo x > /dev/null')
