@@ -15,7 +15,11 @@ mount -t tmpfs tmpfs /run
 # A distro's root is a shared mount (systemd makes it so); hullc must cope with that.
 mount --make-rshared /
 mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
+# What udev/systemd add to devtmpfs (`nft -f -` opens /dev/stdin).
 ln -sf /proc/self/fd /dev/fd
+ln -sf /proc/self/fd/0 /dev/stdin
+ln -sf /proc/self/fd/1 /dev/stdout
+ln -sf /proc/self/fd/2 /dev/stderr
 ip link set lo up
 hostname vm
 

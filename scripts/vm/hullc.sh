@@ -178,7 +178,8 @@ mkdir -p /b/spec
 check "hullc spec" hullc spec --bundle /b/spec
 ln -s $R /b/spec/rootfs
 sed -i 's|^\( *\)"sh"$|\1"/t/devs.sh"|' /b/spec/config.json
-expect "hullc spec config: create+run, devices inside" "null=ok zero=ok mknod=ok kmsg=no" \
+# (Its capabilities lack CAP_MKNOD.)
+expect "hullc spec config: create+run, devices inside" "null=ok zero=ok mknod=no kmsg=-" \
     hullc run -b /b/spec spec
 hullc delete -f spec >/dev/null 2>&1
 
