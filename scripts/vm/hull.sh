@@ -15,12 +15,34 @@ expect "hull run: devices (docker's list)" "null=ok zero=ok mknod=ok kmsg=no" \
 expect "hull run --privileged: devices" "null=ok zero=ok mknod=ok kmsg=ok" \
     hull run --rm --privileged -v /vm/ctr:/t:ro busybox sh /t/devs.sh
 
+net_fails_before=$nfail
 check "hull run -d -p 8080:80 httpd" hull run -d --name web -p 8080:80 busybox httpd -f -p 80 -h /srv
 expect "published port: wget 127.0.0.1:8080" "served by hull" \
-    wait_for_output wget -qO- -T 5 http://127.0.0.1:8080/index.html
+    wait_for_output wget -qO- http://127.0.0.1:8080/index.html
 expect "hull exec" "served by hull" hull exec web cat /srv/index.html
 expect "hull run on the bridge reaches web by name" "served by hull" \
-    hull run --rm busybox wget -qO- -T 5 http://web/index.html
+    hull run --rm busybox wget -qO- http://web/index.html
+# (No `wget -T`: busybox-static 1.35 wget segfaults with it.)
+# On a failed network check: what the bridge, the nft rules and the kernel say.
+net_diag() {
+    {
+        hull ps -a
+        hull inspect web | grep -i '"IPAddress"'
+        ip -o addr
+        ip route
+        nft list ruleset
+        ip=$(hull inspect web | sed -n 's/.*"IPAddress": *"\([0-9.]*\)".*/\1/p' | head -n 1)
+        echo "wget container $ip:80 directly:"
+        wget -qO- "http://$ip:80/index.html"
+        echo "wget 127.0.0.1:8080:"
+        wget -O- http://127.0.0.1:8080/index.html
+        hull run --rm busybox sh -c "cat /etc/hosts /etc/resolv.conf; wget -O- http://$ip/index.html;
+            echo rc=\$?; wget -O- http://web/index.html; echo rc=\$?"
+        dmesg | tail -n 20
+    } 2>&1 | sed 's/^/VM-DIAG /'
+}
+[ "$nfail" = "$net_fails_before" ] || net_diag
+
 check "hull logs" sh -c 'hull run -d --name talker busybox sh -c "echo line-1; echo line-2; sleep 1000" &&
     n=0; until hull logs talker | grep -q line-2; do n=$((n+1)); [ $n -lt 50 ] || exit 1; sleep 0.2; done'
 check "hull stop" hull stop -t 2 web talker
