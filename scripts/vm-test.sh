@@ -96,7 +96,8 @@ guest_modules=(crc32c_generic overlay veth bridge nf_tables nft_chain_nat nft_na
 copy_modules() {
     local m src=$kdir/x/lib/modules/$kver dst=$root/lib/modules/$kver want=() f dep
     for m in "${guest_modules[@]}"; do
-        want+=("$(grep -E "/$m\.ko(\.[a-z]+)?:" "$src/modules.dep")")
+        want+=("$(grep -E "/$m\.ko(\.[a-z]+)?:" "$src/modules.dep")") ||
+            { say "module $m is not in $kver's modules.dep"; return 1; }
     done
     mkdir -p "$dst"
     for f in $(printf '%s\n' "${want[@]}" | tr -d ':' | tr ' ' '\n' | sort -u); do
@@ -187,6 +188,7 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM # through the EXIT trap: qemu stopped, temp dir removed
 
 # Boots the guest; its console goes to $log (and to our stdout as it comes).
 # no_timer_check: on a busy host a TCG guest may miss the ticks of the kernel's early IO-APIC
