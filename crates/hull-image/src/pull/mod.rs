@@ -34,6 +34,12 @@ pub enum PullError {
         expected: Digest,
         actual: Digest,
     },
+    #[error("{what}: size mismatch: expected {expected} bytes, got {got}")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        got: String,
+    },
     #[error("layer {blob}: uncompressed digest {actual} does not match DiffID {expected} in the image config")]
     DiffIdMismatch {
         blob: Digest,
@@ -374,7 +380,8 @@ fn run_jobs(
 ) -> Result<(), PullError> {
     let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
-    let tmp = store.tmp_dir();
+    let tmp = store.tmp_dir()?;
+    let limits = store.layer_limits();
     let blob_path = |d: &Digest| store.root().join("blobs/sha256").join(d.hex());
     let blob_paths: Vec<PathBuf> = jobs.iter().map(|j| blob_path(&j.blob)).collect();
     let first_error = std::sync::Mutex::new(None);
@@ -397,9 +404,14 @@ fn run_jobs(
                 let p = blob_paths[i].clone();
                 std::fs::File::open(&p)
                     .map_err(|source| PullError::Io { path: p, source })
-                    .and_then(|f| process(job, std::io::BufReader::new(f), &tmp, progress, &abort))
+                    .and_then(|f| {
+                        let src = std::io::BufReader::new(f);
+                        process(job, src, &tmp, &limits, progress, &abort)
+                    })
             }
-            _ => fetch(&job.blob).and_then(|src| process(job, src, &tmp, progress, &abort)),
+            _ => {
+                fetch(&job.blob).and_then(|src| process(job, src, &tmp, &limits, progress, &abort))
+            }
         };
         progress.layer_done(&job.blob, result.is_ok());
         if let Err(e) = result {
