@@ -139,11 +139,11 @@ pub fn load(
     progress: &dyn Progress,
 ) -> Result<Vec<ImageRecord>, ArchiveError> {
     let _lock = store.lock_shared()?;
-    let tmp = store.tmp_dir()?;
+    let stage = store.stage()?;
     let staging = tempfile::Builder::new()
         .prefix("load-")
-        .tempdir_in(&tmp)
-        .map_err(io_err(&tmp))?;
+        .tempdir_in(stage.path())
+        .map_err(io_err(stage.path()))?;
     extract(input, staging.path())?;
     let s = staging.path();
     let loaded = if s.join("index.json").is_file() {

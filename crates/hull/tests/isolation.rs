@@ -36,10 +36,11 @@ fn httpd(e: &Env, name: &str, network: &str, publish: Option<&str>) -> String {
 }
 
 /// GET `url` from inside container `from`: the body, or `None` when it cannot be fetched
-/// within a few seconds (a dropped SYN times out).
+/// within a few seconds (a dropped SYN times out; `timeout`, as this busybox's `wget -T`
+/// crashes).
 fn wget_from(e: &Env, from: &str, url: &str) -> Option<String> {
     let o = e.hull(&[
-        "exec", from, "busybox", "wget", "-q", "-T", "3", "-O", "-", url,
+        "exec", from, "busybox", "timeout", "3", "busybox", "wget", "-q", "-O", "-", url,
     ]);
     let (out, err) = ctr::text(&o);
     eprintln!("{from} -> {url}: {:?} {out:?} {err:?}", o.status);

@@ -38,15 +38,24 @@ pub(crate) struct LayerJob {
     pub snapshot_dest: Option<PathBuf>,
 }
 
-/// Counts bytes for progress, aborts when a sibling layer failed, and fails (setting
-/// `overrun`) at the first byte past the declared size.
+/// How the bytes of a blob disagreed with its declared size.
+#[derive(Debug, Clone, Copy)]
+enum SizeFault {
+    More,
+    Fewer(u64),
+}
+
+/// Counts bytes for progress, aborts when a sibling layer failed, fails at the first byte
+/// past the declared size, and notes an end before it (the decoders and the tar reader
+/// wrap what we return, so `fault` tells the cause apart from its echo).
 struct Watch<'a, R> {
     inner: R,
     blob: &'a Digest,
     progress: &'a dyn Progress,
     abort: &'a AtomicBool,
+    size: u64,
     left: u64,
-    overrun: &'a Cell<bool>,
+    fault: &'a Cell<Option<SizeFault>>,
 }
 
 impl<R: Read> Read for Watch<'_, R> {
@@ -63,9 +72,12 @@ impl<R: Read> Read for Watch<'_, R> {
         );
         let n = self.inner.read(&mut buf[..want])?;
         let Some(left) = self.left.checked_sub(n as u64) else {
-            self.overrun.set(true);
+            self.fault.set(Some(SizeFault::More));
             return Err(io::Error::other("more bytes than the declared size"));
         };
+        if n == 0 && left > 0 && !buf.is_empty() {
+            self.fault.set(Some(SizeFault::Fewer(self.size - left)));
+        }
         self.left = left;
         self.progress.layer_bytes(self.blob, n as u64);
         Ok(n)
@@ -146,25 +158,27 @@ pub(crate) fn process(
         Some(f) => Some(f.reopen().map_err(io_err(f.path()))?),
         None => None,
     };
-    let overrun = Cell::new(false);
+    let fault = Cell::new(None);
     let watch = Watch {
         inner: source,
         blob: &job.blob,
         progress,
         abort,
+        size: job.size,
         left: job.size,
-        overrun: &overrun,
+        fault: &fault,
     };
     let mut compressed = HashReader::new(Tee { inner: watch, out });
-    let size_err = || PullError::SizeMismatch {
+    let size_err = |got: String| PullError::SizeMismatch {
         what: format!("layer blob {}", job.blob),
         expected: job.size,
-        got: "more".to_string(),
+        got,
     };
-    let layer_err = |source| match overrun.get() {
-        // The decoder or the tar reader saw the cut: report the cause, not its echo.
-        true => size_err(),
-        false => PullError::Layer {
+    // The decoder or the tar reader saw the cut or the early end: report the cause.
+    let layer_err = |source| match fault.get() {
+        Some(SizeFault::More) => size_err("more".to_string()),
+        Some(SizeFault::Fewer(n)) => size_err(n.to_string()),
+        None => PullError::Layer {
             blob: job.blob.clone(),
             source,
         },
@@ -183,11 +197,7 @@ pub(crate) fn process(
     };
     let (blob_digest, blob_size) = compressed.finish().map_err(read_err)?;
     if blob_size != job.size {
-        return Err(PullError::SizeMismatch {
-            what: format!("layer blob {}", job.blob),
-            expected: job.size,
-            got: blob_size.to_string(),
-        });
+        return Err(size_err(blob_size.to_string()));
     }
     if blob_digest != job.blob {
         return Err(PullError::DigestMismatch {

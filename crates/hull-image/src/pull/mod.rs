@@ -192,18 +192,7 @@ fn resolve_manifest(
         });
     }
     let index: Index = parse_json(&format!("index {r}"), &body)?;
-    let Some(desc) = spec::select_platform(&index, platform) else {
-        let available: Vec<String> = index
-            .manifests
-            .iter()
-            .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
-            .collect();
-        return Err(PullError::Platform {
-            reference: r.to_string(),
-            platform: platform.to_string(),
-            available: available.join(", "),
-        });
-    };
+    let desc = select_nested(reg, r, index, platform)?;
     progress.message(&format!(
         "{r}: selected {platform} manifest {}",
         desc.digest
@@ -219,6 +208,52 @@ fn resolve_manifest(
         digest: desc.digest.clone(),
         media_type: media_type_of(&header, &body),
         body,
+    })
+}
+
+/// How deep indexes may nest (an index of indexes, as some tools write, is one level).
+const MAX_NESTING: usize = 4;
+
+/// The manifest for `platform` in `index`, following entries that are indexes themselves
+/// (for the platform, or without one) up to [`MAX_NESTING`] levels.
+fn select_nested(
+    reg: &Registry,
+    r: &Reference,
+    mut index: Index,
+    platform: &Platform,
+) -> Result<spec::Descriptor, PullError> {
+    for _ in 0..MAX_NESTING {
+        if let Some(d) = spec::select_platform(&index, platform) {
+            return Ok(d.clone());
+        }
+        let nested = index.manifests.iter().find(|d| {
+            spec::is_index(&d.media_type)
+                && d.platform.as_ref().map_or(true, |p| {
+                    p.os == platform.os && p.architecture == platform.architecture
+                })
+        });
+        let Some(nested) = nested else { break };
+        let (body, _) = reg.manifest(&nested.digest.to_string())?;
+        let what = format!("index {} of {r}", nested.digest);
+        verify(&what, &body, &nested.digest)?;
+        index = parse_json(&what, &body)?;
+    }
+    // Only image manifests can be pulled: name the others for what they are.
+    let available: Vec<String> = index
+        .manifests
+        .iter()
+        .filter_map(|d| {
+            let p = d.platform.as_ref()?.to_string();
+            match spec::is_manifest(&d.media_type) {
+                true => Some(p),
+                false => Some(format!("{p} ({})", d.media_type)),
+            }
+        })
+        .collect();
+    Err(PullError::Platform {
+        reference: r.to_string(),
+        platform: platform.to_string(),
+        available: available.join(", "),
     })
 }
 
@@ -380,7 +415,8 @@ fn run_jobs(
 ) -> Result<(), PullError> {
     let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
-    let tmp = store.tmp_dir()?;
+    let stage = store.stage()?;
+    let tmp = stage.path();
     let limits = store.layer_limits();
     let blob_path = |d: &Digest| store.root().join("blobs/sha256").join(d.hex());
     let blob_paths: Vec<PathBuf> = jobs.iter().map(|j| blob_path(&j.blob)).collect();
@@ -406,12 +442,10 @@ fn run_jobs(
                     .map_err(|source| PullError::Io { path: p, source })
                     .and_then(|f| {
                         let src = std::io::BufReader::new(f);
-                        process(job, src, &tmp, &limits, progress, &abort)
+                        process(job, src, tmp, &limits, progress, &abort)
                     })
             }
-            _ => {
-                fetch(&job.blob).and_then(|src| process(job, src, &tmp, &limits, progress, &abort))
-            }
+            _ => fetch(&job.blob).and_then(|src| process(job, src, tmp, &limits, progress, &abort)),
         };
         progress.layer_done(&job.blob, result.is_ok());
         if let Err(e) = result {

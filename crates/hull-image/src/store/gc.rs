@@ -91,12 +91,13 @@ impl Store {
         keep: &HashSet<String>,
     ) -> Result<Vec<String>, StoreError> {
         let mut removed = Vec::new();
+        let stage = self.stage()?;
         for e in fs::read_dir(dir).map_err(io_err(dir))?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if keep.contains(&name) {
                 continue;
             }
-            let grave = self.tmp_dir()?.join(format!("gc-{name}"));
+            let grave = stage.path().join(format!("gc-{name}"));
             fs::rename(e.path(), &grave).map_err(io_err(&e.path()))?;
             crate::fsutil::remove_any(&grave).map_err(io_err(&grave))?;
             removed.push(name);

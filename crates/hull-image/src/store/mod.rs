@@ -5,8 +5,8 @@
 //! <root>/blobs/sha256/<hex>      content-addressed blobs (manifests, configs, layers)
 //! <root>/snapshots/<chainid>/    one unpacked layer, usable as an overlay lowerdir
 //! <root>/containers/<id>/        per-container upper/work/merged (see rootfs.rs)
-//! <root>/tmp/stage-XXXXXX/       staging, one flocked dir per store handle; everything
-//!                                lands by rename(2)
+//! <root>/tmp/stage-XXXXXX/       staging, one flocked dir per pull, load or gc;
+//!                                everything lands by rename(2)
 //! ```
 //!
 //! Everything is written to a stage directory first and renamed into place
@@ -19,7 +19,6 @@ mod gc;
 mod stage;
 pub use gc::RemoveReport;
 
-use std::cell::OnceCell;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -76,8 +75,6 @@ pub struct Store {
     root: PathBuf,
     db: rusqlite::Connection,
     limits: LayerLimits,
-    /// This handle's staging directory, made on first use.
-    stage: OnceCell<stage::Stage>,
 }
 
 /// Shared or exclusive flock on `<root>/lock`; released on drop (close).
@@ -97,7 +94,6 @@ impl Store {
             root: root.to_path_buf(),
             db,
             limits: LayerLimits::from_env()?,
-            stage: OnceCell::new(),
         };
         store.clean_tmp()?;
         Ok(store)
@@ -144,13 +140,9 @@ impl Store {
         self.root.join("containers")
     }
 
-    /// This handle's private staging directory under `tmp/` (locked while it lives).
-    pub(crate) fn tmp_dir(&self) -> Result<PathBuf, StoreError> {
-        if let Some(s) = self.stage.get() {
-            return Ok(s.path().to_path_buf());
-        }
-        let s = stage::Stage::create(&self.root.join("tmp"))?;
-        Ok(self.stage.get_or_init(|| s).path().to_path_buf())
+    /// A private staging directory under `tmp/`, locked and then removed with the guard.
+    pub(crate) fn stage(&self) -> Result<stage::Stage, StoreError> {
+        stage::Stage::create(&self.root.join("tmp"))
     }
 
     pub(crate) fn has_blob(&self, d: &Digest) -> bool {
@@ -174,8 +166,9 @@ impl Store {
         if self.has_blob(&d) {
             return Ok(d);
         }
-        let tmp = self.tmp_dir()?;
-        let mut f = tempfile::NamedTempFile::new_in(&tmp).map_err(io_err(&tmp))?;
+        let stage = self.stage()?;
+        let tmp = stage.path();
+        let mut f = tempfile::NamedTempFile::new_in(tmp).map_err(io_err(tmp))?;
         io::Write::write_all(&mut f, data).map_err(io_err(&tmp))?;
         let dest = self.blob_path(&d);
         f.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;

@@ -1,5 +1,5 @@
-//! Staging directories under `<root>/tmp`: one per store handle, `stage-XXXXXX`, flocked by
-//! its owner for as long as it lives.
+//! Staging directories under `<root>/tmp`: one per pull, load or gc, `stage-XXXXXX`, flocked
+//! by its owner for as long as it lives and removed when it ends.
 //!
 //! A pull killed with SIGKILL leaves its staged blobs and half-unpacked snapshots behind.
 //! Every open of the store removes the stage directories nobody holds a lock on any more

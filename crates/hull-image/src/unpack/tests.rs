@@ -122,7 +122,14 @@ fn pax_time_parsing() {
 
 #[test]
 fn whiteouts_of_dot_names_are_refused_and_touch_nothing_outside() {
-    for name in [".wh...", ".wh..", ".wh.", "sub/.wh...", "sub/.wh..", "./.wh..."] {
+    for name in [
+        ".wh...",
+        ".wh..",
+        ".wh.",
+        "sub/.wh...",
+        "sub/.wh..",
+        "./.wh...",
+    ] {
         // The snapshot lives in a parent that must survive, with a sibling in it.
         let parent = tempfile::tempdir().expect("tempdir");
         let sibling = parent.path().join("sibling");
@@ -161,7 +168,10 @@ fn limits_stop_big_layers_and_many_entries() {
         max_files: 100,
     })
     .expect_err("too large");
-    assert!(matches!(e, UnpackError::TooLarge { limit: 10_000 }), "{e:?}");
+    assert!(
+        matches!(e, UnpackError::TooLarge { limit: 10_000 }),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("HULL_LAYER_MAX_SIZE"), "{e}");
     let e = unpack(LayerLimits {
         max_size: 1 << 20,
