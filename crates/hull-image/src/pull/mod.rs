@@ -228,9 +228,9 @@ fn select_nested(
         }
         let nested = index.manifests.iter().find(|d| {
             spec::is_index(&d.media_type)
-                && d.platform.as_ref().map_or(true, |p| {
-                    p.os == platform.os && p.architecture == platform.architecture
-                })
+                && d.platform
+                    .as_ref()
+                    .is_none_or(|p| p.os == platform.os && p.architecture == platform.architecture)
         });
         let Some(nested) = nested else { break };
         let (body, _) = reg.manifest(&nested.digest.to_string())?;

@@ -169,7 +169,7 @@ impl Store {
         let stage = self.stage()?;
         let tmp = stage.path();
         let mut f = tempfile::NamedTempFile::new_in(tmp).map_err(io_err(tmp))?;
-        io::Write::write_all(&mut f, data).map_err(io_err(&tmp))?;
+        io::Write::write_all(&mut f, data).map_err(io_err(tmp))?;
         let dest = self.blob_path(&d);
         f.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
         Ok(d)
