@@ -291,7 +291,9 @@ fn pull_locked(
     let config_raw = if store.has_blob(&manifest.config.digest) {
         store.read_blob(&manifest.config.digest)?
     } else {
-        let raw = reg.small_blob(&manifest.config.digest, MAX_CONFIG)?;
+        // Read no more than the descriptor declares (a registry may stream on).
+        let limit = manifest.config.size.min(MAX_CONFIG);
+        let raw = reg.small_blob(&manifest.config.digest, limit)?;
         verify(&format!("config of {r}"), &raw, &manifest.config.digest)?;
         raw
     };
