@@ -139,10 +139,11 @@ pub fn load(
     progress: &dyn Progress,
 ) -> Result<Vec<ImageRecord>, ArchiveError> {
     let _lock = store.lock_shared()?;
+    let stage = store.stage()?;
     let staging = tempfile::Builder::new()
         .prefix("load-")
-        .tempdir_in(store.tmp_dir())
-        .map_err(io_err(&store.tmp_dir()))?;
+        .tempdir_in(stage.path())
+        .map_err(io_err(stage.path()))?;
     extract(input, staging.path())?;
     let s = staging.path();
     let loaded = if s.join("index.json").is_file() {

@@ -7,8 +7,14 @@
 //! enough: no entry path may contain `..`, no parent component may be a
 //! symlink (we never write through a link), and hardlink targets obey the
 //! same rules. Existing entries are unlinked before being replaced, so a
-//! symlink created by an earlier entry is never followed.
+//! symlink created by an earlier entry is never followed. A whiteout hides a name in
+//! its own directory: `.wh.` followed by nothing, `.` or `..` is refused (`.wh...` at the
+//! root would otherwise delete the snapshot's parent, the store's staging directory).
+//!
+//! Size: the uncompressed stream, the file content written and the entry count are capped
+//! by [`LayerLimits`] (a decompression bomb stops at the limit, not at a full disk).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read};
@@ -18,6 +24,7 @@ use std::path::{Component, Path, PathBuf};
 use tar::EntryType;
 
 use crate::fsutil;
+use crate::limits::{LayerLimits, MAX_FILES_ENV, MAX_SIZE_ENV};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
@@ -31,6 +38,12 @@ pub enum UnpackError {
     Read(#[source] io::Error),
     #[error("tar entry {path:?} escapes the snapshot: {reason}")]
     Escape { path: String, reason: &'static str },
+    #[error("the layer unpacks to more than {limit} bytes (the limit per layer; {MAX_SIZE_ENV} raises it)")]
+    TooLarge { limit: u64 },
+    #[error(
+        "the layer has more than {limit} entries (the limit per layer; {MAX_FILES_ENV} raises it)"
+    )]
+    TooManyFiles { limit: u64 },
     #[error("writing {path}")]
     Write {
         path: PathBuf,
@@ -168,20 +181,108 @@ fn parse_pax_time(v: &str) -> Option<(i64, i64)> {
     Some((secs, nanos))
 }
 
-/// Unpacks a layer into `dest` (an empty directory). Directory mtimes are
-/// applied last because creating children updates them.
-pub(crate) fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<(), UnpackError> {
+/// Reads at most `left` bytes of the uncompressed stream; past it, fails and sets `over`
+/// (the tar reader wraps the error, so the flag tells the limit apart from a bad stream).
+struct Capped<'a, R> {
+    inner: R,
+    left: u64,
+    over: &'a Cell<bool>,
+}
+
+impl<R: Read> Read for Capped<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min(
+            usize::try_from(self.left)
+                .unwrap_or(usize::MAX)
+                .saturating_add(1),
+        );
+        let n = self.inner.read(&mut buf[..want])?;
+        match self.left.checked_sub(n as u64) {
+            Some(left) => {
+                self.left = left;
+                Ok(n)
+            }
+            None => {
+                self.over.set(true);
+                Err(io::Error::other("layer size limit reached"))
+            }
+        }
+    }
+}
+
+/// What unpacking one layer keeps across entries.
+struct State<'a> {
+    limits: &'a LayerLimits,
+    /// Directory mtimes, applied last because creating children updates them.
+    dir_times: HashMap<PathBuf, (i64, i64)>,
+    entries: u64,
+    /// File content written (sparse files expand beyond their bytes in the stream).
+    written: u64,
+}
+
+/// Unpacks a layer tar stream into `dest`, an empty directory only this call writes to,
+/// refusing entries that would land outside it and stopping at `limits`. On error, `dest`
+/// holds a partial tree for the caller to remove.
+pub fn unpack_layer<R: Read>(
+    reader: R,
+    dest: &Path,
+    limits: &LayerLimits,
+) -> Result<(), UnpackError> {
+    let over = Cell::new(false);
+    let capped = Capped {
+        inner: reader,
+        left: limits.max_size,
+        over: &over,
+    };
+    let res = unpack_entries(capped, dest, limits);
+    if over.get() {
+        return Err(UnpackError::TooLarge {
+            limit: limits.max_size,
+        });
+    }
+    res
+}
+
+fn unpack_entries<R: Read>(
+    reader: R,
+    dest: &Path,
+    limits: &LayerLimits,
+) -> Result<(), UnpackError> {
     fs::set_permissions(dest, fs::Permissions::from_mode(0o755)).map_err(werr(dest))?;
     let mut archive = tar::Archive::new(reader);
-    let mut dir_times: HashMap<PathBuf, (i64, i64)> = HashMap::new();
+    let mut st = State {
+        limits,
+        dir_times: HashMap::new(),
+        entries: 0,
+        written: 0,
+    };
     for entry in archive.entries().map_err(UnpackError::Read)? {
         let mut entry = entry.map_err(UnpackError::Read)?;
+        st.entries += 1;
+        if st.entries > limits.max_files {
+            return Err(UnpackError::TooManyFiles {
+                limit: limits.max_files,
+            });
+        }
         let raw = entry.path().map_err(UnpackError::Read)?.into_owned();
         let rel = safe_relative(&raw)?;
-        apply_entry(&mut entry, dest, &raw, &rel, &mut dir_times)?;
+        apply_entry(&mut entry, dest, &raw, &rel, &mut st)?;
     }
-    for (path, (s, ns)) in dir_times {
+    for (path, (s, ns)) in st.dir_times {
         fsutil::set_mtime(&path, s, ns).map_err(werr(&path))?;
+    }
+    Ok(())
+}
+
+/// The name a whiteout `.wh.<hidden>` hides, refused when it is not a plain name of the
+/// entry's own directory: empty, `.` or `..` would remove the directory itself or its parent
+/// (for `.wh...` at the root, the directory holding the snapshot).
+fn whiteout_target(hidden: &str, raw: &Path) -> Result<(), UnpackError> {
+    if matches!(hidden, "" | "." | "..") {
+        return Err(UnpackError::Escape {
+            path: raw.display().to_string(),
+            reason: "a whiteout must name an entry of its directory, not '', '.' or '..'",
+        });
     }
     Ok(())
 }
@@ -191,7 +292,7 @@ fn apply_entry<R: Read>(
     dest: &Path,
     raw: &Path,
     rel: &Path,
-    dir_times: &mut HashMap<PathBuf, (i64, i64)>,
+    st: &mut State<'_>,
 ) -> Result<(), UnpackError> {
     let kind = entry.header().entry_type();
     if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader) {
@@ -209,6 +310,7 @@ fn apply_entry<R: Read>(
         if hidden.starts_with(WHITEOUT_PREFIX) {
             return Ok(());
         }
+        whiteout_target(hidden, raw)?;
         let target = dest.join(parent).join(hidden);
         fsutil::remove_any(&target).map_err(werr(&target))?;
         // overlayfs whiteout: a character device with device number 0/0.
@@ -231,7 +333,7 @@ fn apply_entry<R: Read>(
                     fs::create_dir(&target).map_err(werr(&target))?;
                 }
             }
-            dir_times.insert(target.clone(), meta.mtime);
+            st.dir_times.insert(target.clone(), meta.mtime);
         }
         EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
             fsutil::remove_any(&target).map_err(werr(&target))?;
@@ -242,7 +344,7 @@ fn apply_entry<R: Read>(
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(&target)
                 .map_err(werr(&target))?;
-            io::copy(entry, &mut f).map_err(UnpackError::Read)?;
+            write_content(entry, &mut f, st)?;
         }
         EntryType::Symlink => {
             let link =
@@ -276,6 +378,22 @@ fn apply_entry<R: Read>(
         _ => return Ok(()),
     }
     apply_meta(&target, kind, &meta)
+}
+
+/// Copies a file's content, counting it against the layer's size limit.
+fn write_content<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    f: &mut fs::File,
+    st: &mut State<'_>,
+) -> Result<(), UnpackError> {
+    let max = st.limits.max_size;
+    let left = max.saturating_sub(st.written);
+    let n = io::copy(&mut entry.take(left.saturating_add(1)), f).map_err(UnpackError::Read)?;
+    st.written += n;
+    if st.written > max {
+        return Err(UnpackError::TooLarge { limit: max });
+    }
+    Ok(())
 }
 
 fn hardlink<R: Read>(

@@ -260,9 +260,14 @@ fn attach_creates_default_network_and_rules() {
     drop(k);
     let tag = crate::nft::container_tag("bridge", "a");
     let rules = fake.rules();
+    // Three masquerade rules and the isolation rule.
     assert_eq!(
         rules.iter().filter(|r| r.ends_with(":n:bridge")).count(),
-        3,
+        4,
+        "{rules:?}"
+    );
+    assert!(
+        rules.contains(&"f-bridge:n:bridge".to_string()),
         "{rules:?}"
     );
     assert!(

@@ -16,6 +16,12 @@
 //!   ip daddr NET masquerade`: a container reaching a published port of its own network) and
 //!   `oifname BRIDGE ip saddr 127.0.0.0/8 masquerade`: a DNATed 127.0.0.1 connection leaves with
 //!   the gateway's address, which with `route_localnet=1` on the bridge lets it be routed at all.
+//! - `f-<network>` (filter, forward hook), per network: isolation, as docker's
+//!   DOCKER-ISOLATION-STAGE-1/2 chains: `iifname BRIDGE oifname != BRIDGE oifname @bridges
+//!   ct status & dnat == 0 drop`. The set `bridges` holds the bridge of every network of the
+//!   table, so a container cannot open a connection into another hull network, while traffic
+//!   to the outside, to the host (input, not forward) and to published ports (DNATed, which
+//!   covers the replies too: the status is the connection's) passes.
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -124,8 +130,14 @@ fn base(table: &str) -> Vec<Value> {
         chain("prerouting", "nat", "prerouting", -100),
         chain("output", "nat", "output", -100),
         chain("postrouting", "nat", "postrouting", 100),
+        json!({"add": {"set": {"family": "inet", "table": table, "name": BRIDGES_SET,
+            "type": "ifname"}}}),
     ]
 }
+
+/// The set of the bridges of every network in the table (isolation drops what is forwarded
+/// from one of them to another).
+pub const BRIDGES_SET: &str = "bridges";
 
 fn rule(table: &str, chain: &str, tag: &str, expr: Vec<Value>) -> Value {
     json!({"add": {"rule": {"family": "inet", "table": table, "chain": chain,
@@ -146,6 +158,48 @@ pub fn network_chain(network: &str) -> String {
     format!("n-{network}")
 }
 
+/// The base chain holding a network's isolation rule.
+pub fn isolation_chain(network: &str) -> String {
+    format!("f-{network}")
+}
+
+/// Adds (a no-op when it exists) and flushes a network's base chain.
+fn fresh_chain(table: &str, name: &str, kind: &str, hook: &str, prio: i32) -> [Value; 2] {
+    [
+        json!({"add": {"chain": {"family": "inet", "table": table, "name": name,
+        "type": kind, "hook": hook, "prio": prio, "policy": "accept"}}}),
+        json!({"flush": {"chain": {"family": "inet", "table": table, "name": name}}}),
+    ]
+}
+
+fn ifname_match(key: &str, op: &str, right: &str) -> Value {
+    json!({"match": {"op": op, "left": {"meta": {"key": key}}, "right": right}})
+}
+
+/// A network's isolation: its bridge joins the set of bridges, and its chain drops what is
+/// forwarded from it to another bridge of the set, unless DNAT (a published port) sent it.
+fn isolation_rules(table: &str, network: &str, bridge: &str) -> Vec<Value> {
+    let chain = isolation_chain(network);
+    let mut batch = vec![json!({"add": {"element": {"family": "inet", "table": table,
+        "name": BRIDGES_SET, "elem": [bridge]}}})];
+    batch.extend(fresh_chain(table, &chain, "filter", "forward", 0));
+    let set = format!("@{BRIDGES_SET}");
+    batch.push(rule(
+        table,
+        &chain,
+        &network_tag(network),
+        vec![
+            ifname_match("iifname", "==", bridge),
+            ifname_match("oifname", "!=", bridge),
+            ifname_match("oifname", "==", &set),
+            json!({"match": {"op": "==",
+                "left": {"&": [{"ct": {"key": "status"}}, "dnat"]}, "right": 0}}),
+            json!({"drop": null}),
+        ],
+    ));
+    batch
+}
+
 /// The commands that create the base chains and (re)write a network's masquerade rules: its
 /// chain is added (a no-op when it exists) and flushed before the rules, so the batch can be
 /// applied at every attach without listing the table first.
@@ -153,11 +207,7 @@ pub fn network_rules(table: &str, network: &str, bridge: &str, subnet: Subnet) -
     let tag = network_tag(network);
     let chain = network_chain(network);
     let mut batch = base(table);
-    batch.push(
-        json!({"add": {"chain": {"family": "inet", "table": table, "name": chain,
-        "type": "nat", "hook": "postrouting", "prio": 100, "policy": "accept"}}}),
-    );
-    batch.push(json!({"flush": {"chain": {"family": "inet", "table": table, "name": chain}}}));
+    batch.extend(fresh_chain(table, &chain, "nat", "postrouting", 100));
     batch.push(rule(
         table,
         &chain,
@@ -184,7 +234,7 @@ pub fn network_rules(table: &str, network: &str, bridge: &str, subnet: Subnet) -
         &chain,
         &tag,
         vec![
-            json!({"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": bridge}}),
+            ifname_match("oifname", "==", bridge),
             ip_match(
                 "saddr",
                 "==",
@@ -193,6 +243,7 @@ pub fn network_rules(table: &str, network: &str, bridge: &str, subnet: Subnet) -
             json!({"masquerade": null}),
         ],
     ));
+    batch.extend(isolation_rules(table, network, bridge));
     batch
 }
 
@@ -263,26 +314,46 @@ pub fn remove_tagged(nft: &dyn Nft, table: &str, tag: &str) -> Result<(), NftErr
     nft.apply(&json!({ "nftables": deletes }))
 }
 
-/// Deletes a network's rules: its chain, and rules tagged for it in other chains (where they
-/// were before they had a chain of their own). Nothing when the table is gone.
-pub fn remove_network(nft: &dyn Nft, table: &str, network: &str) -> Result<(), NftError> {
+/// Deletes a network's rules: its chains, its bridge's element of the bridges set, and rules
+/// tagged for it in other chains (where they were before they had chains of their own).
+/// Nothing when the table is gone.
+pub fn remove_network(
+    nft: &dyn Nft,
+    table: &str,
+    network: &str,
+    bridge: &str,
+) -> Result<(), NftError> {
     let Some(listing) = nft.list_table(table)? else {
         return Ok(());
     };
     let tag = network_tag(network);
-    let chain = network_chain(network);
     let mut batch = delete_tagged(&listing, |c| c == tag);
-    let has_chain = listing["nftables"]
+    let items = listing["nftables"]
         .as_array()
-        .into_iter()
-        .flatten()
-        .any(|i| i["chain"]["name"] == chain.as_str());
-    if has_chain {
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for chain in [network_chain(network), isolation_chain(network)] {
+        if !items.iter().any(|i| i["chain"]["name"] == chain.as_str()) {
+            continue;
+        }
         let id = json!({"family": "inet", "table": table, "name": chain});
         // A chain must be empty to be deleted; the flush is part of the same transaction.
         batch.retain(|d| d["delete"]["rule"]["chain"] != chain.as_str());
         batch.push(json!({"flush": {"chain": id.clone()}}));
         batch.push(json!({"delete": {"chain": id}}));
+    }
+    // Deleting an element that is not there fails the whole batch: only when listed.
+    let in_set = items.iter().any(|i| {
+        i["set"]["name"] == BRIDGES_SET
+            && i["set"]["elem"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|e| e == bridge))
+    });
+    if in_set {
+        batch.push(
+            json!({"delete": {"element": {"family": "inet", "table": table,
+            "name": BRIDGES_SET, "elem": [bridge]}}}),
+        );
     }
     if batch.is_empty() {
         return Ok(());
@@ -318,10 +389,12 @@ mod tests {
         assert_eq!(b[1]["add"]["chain"]["hook"], "prerouting");
         assert_eq!(b[2]["add"]["chain"]["hook"], "output");
         assert_eq!(b[3]["add"]["chain"]["type"], "nat");
-        assert_eq!(b[4]["add"]["chain"]["name"], "n-bridge");
-        assert_eq!(b[4]["add"]["chain"]["hook"], "postrouting");
-        assert_eq!(b[5]["flush"]["chain"]["name"], "n-bridge");
-        let masq = &b[6]["add"]["rule"];
+        assert_eq!(b[4]["add"]["set"]["name"], BRIDGES_SET);
+        assert_eq!(b[4]["add"]["set"]["type"], "ifname");
+        assert_eq!(b[5]["add"]["chain"]["name"], "n-bridge");
+        assert_eq!(b[5]["add"]["chain"]["hook"], "postrouting");
+        assert_eq!(b[6]["flush"]["chain"]["name"], "n-bridge");
+        let masq = &b[7]["add"]["rule"];
         assert_eq!(masq["chain"], "n-bridge");
         assert_eq!(masq["comment"], "n:bridge");
         assert_eq!(
@@ -331,9 +404,56 @@ mod tests {
         );
         assert_eq!(masq["expr"][1]["match"]["op"], "!=");
         assert_eq!(masq["expr"][2], json!({"masquerade": null}));
-        let local = &b[8]["add"]["rule"]["expr"];
+        let local = &b[9]["add"]["rule"]["expr"];
         assert_eq!(local[0]["match"]["right"], "hull0");
         assert_eq!(local[1]["match"]["right"]["prefix"]["addr"], "127.0.0.0");
+        assert_eq!(
+            b[10],
+            json!({"add": {"element": {"family": "inet", "table": "hull", "name": "bridges",
+                "elem": ["hull0"]}}})
+        );
+        assert_eq!(b[11]["add"]["chain"]["name"], "f-bridge");
+        assert_eq!(b[11]["add"]["chain"]["hook"], "forward");
+        assert_eq!(b[11]["add"]["chain"]["type"], "filter");
+        assert_eq!(b[12]["flush"]["chain"]["name"], "f-bridge");
+        let iso = b[13]["add"]["rule"]["expr"].as_array().expect("expr");
+        assert_eq!(iso[0]["match"]["right"], "hull0");
+        assert_eq!(iso[1]["match"]["op"], "!=");
+        assert_eq!(iso[2]["match"]["right"], "@bridges");
+        assert_eq!(iso[4], json!({"drop": null}));
+        assert_eq!(b.len(), 14);
+    }
+
+    #[test]
+    fn removes_chains_and_set_element() {
+        let listing = json!({"nftables": [
+            {"set": {"family": "inet", "table": "hull", "name": "bridges", "elem": ["hull1"]}},
+            {"chain": {"family": "inet", "table": "hull", "name": "n-net"}},
+            {"chain": {"family": "inet", "table": "hull", "name": "f-net"}},
+        ]});
+        struct Once(Value, std::sync::Mutex<Vec<Value>>);
+        impl Nft for Once {
+            fn apply(&self, batch: &Value) -> Result<(), NftError> {
+                self.1.lock().expect("lock").push(batch.clone());
+                Ok(())
+            }
+            fn list_table(&self, _: &str) -> Result<Option<Value>, NftError> {
+                Ok(Some(self.0.clone()))
+            }
+        }
+        let n = Once(listing, Default::default());
+        remove_network(&n, "hull", "net", "hull1").expect("remove");
+        let applied = n.1.lock().expect("lock").clone();
+        let cmds = applied[0]["nftables"].as_array().expect("batch").clone();
+        let deleted: Vec<&Value> = cmds.iter().filter_map(|c| c.get("delete")).collect();
+        assert_eq!(deleted[0]["chain"]["name"], "n-net");
+        assert_eq!(deleted[1]["chain"]["name"], "f-net");
+        assert_eq!(deleted[2]["element"]["elem"], json!(["hull1"]));
+        // Another bridge's element is not there: no delete of it (it would fail the batch).
+        n.1.lock().expect("lock").clear();
+        remove_network(&n, "hull", "net", "hull9").expect("remove");
+        let applied = n.1.lock().expect("lock").clone();
+        assert!(!applied[0].to_string().contains("element"));
     }
 
     #[test]

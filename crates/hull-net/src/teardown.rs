@@ -112,7 +112,7 @@ impl Networks {
         let table = &self.opts.nft_table;
         td.step(
             format!("remove rules of network {name}"),
-            nft::remove_network(self.nft.as_ref(), table, name),
+            nft::remove_network(self.nft.as_ref(), table, name, &cfg.bridge),
         );
         td.step(
             format!("delete network file {name}"),

@@ -34,6 +34,12 @@ pub enum PullError {
         expected: Digest,
         actual: Digest,
     },
+    #[error("{what}: size mismatch: expected {expected} bytes, got {got}")]
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        got: String,
+    },
     #[error("layer {blob}: uncompressed digest {actual} does not match DiffID {expected} in the image config")]
     DiffIdMismatch {
         blob: Digest,
@@ -186,18 +192,7 @@ fn resolve_manifest(
         });
     }
     let index: Index = parse_json(&format!("index {r}"), &body)?;
-    let Some(desc) = spec::select_platform(&index, platform) else {
-        let available: Vec<String> = index
-            .manifests
-            .iter()
-            .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
-            .collect();
-        return Err(PullError::Platform {
-            reference: r.to_string(),
-            platform: platform.to_string(),
-            available: available.join(", "),
-        });
-    };
+    let desc = select_nested(reg, r, index, platform)?;
     progress.message(&format!(
         "{r}: selected {platform} manifest {}",
         desc.digest
@@ -213,6 +208,52 @@ fn resolve_manifest(
         digest: desc.digest.clone(),
         media_type: media_type_of(&header, &body),
         body,
+    })
+}
+
+/// How deep indexes may nest (an index of indexes, as some tools write, is one level).
+const MAX_NESTING: usize = 4;
+
+/// The manifest for `platform` in `index`, following entries that are indexes themselves
+/// (for the platform, or without one) up to [`MAX_NESTING`] levels.
+fn select_nested(
+    reg: &Registry,
+    r: &Reference,
+    mut index: Index,
+    platform: &Platform,
+) -> Result<spec::Descriptor, PullError> {
+    for _ in 0..MAX_NESTING {
+        if let Some(d) = spec::select_platform(&index, platform) {
+            return Ok(d.clone());
+        }
+        let nested = index.manifests.iter().find(|d| {
+            spec::is_index(&d.media_type)
+                && d.platform
+                    .as_ref()
+                    .is_none_or(|p| p.os == platform.os && p.architecture == platform.architecture)
+        });
+        let Some(nested) = nested else { break };
+        let (body, _) = reg.manifest(&nested.digest.to_string())?;
+        let what = format!("index {} of {r}", nested.digest);
+        verify(&what, &body, &nested.digest)?;
+        index = parse_json(&what, &body)?;
+    }
+    // Only image manifests can be pulled: name the others for what they are.
+    let available: Vec<String> = index
+        .manifests
+        .iter()
+        .filter_map(|d| {
+            let p = d.platform.as_ref()?.to_string();
+            match spec::is_manifest(&d.media_type) {
+                true => Some(p),
+                false => Some(format!("{p} ({})", d.media_type)),
+            }
+        })
+        .collect();
+    Err(PullError::Platform {
+        reference: r.to_string(),
+        platform: platform.to_string(),
+        available: available.join(", "),
     })
 }
 
@@ -250,7 +291,9 @@ fn pull_locked(
     let config_raw = if store.has_blob(&manifest.config.digest) {
         store.read_blob(&manifest.config.digest)?
     } else {
-        let raw = reg.small_blob(&manifest.config.digest, MAX_CONFIG)?;
+        // Read no more than the descriptor declares (a registry may stream on).
+        let limit = manifest.config.size.min(MAX_CONFIG);
+        let raw = reg.small_blob(&manifest.config.digest, limit)?;
         verify(&format!("config of {r}"), &raw, &manifest.config.digest)?;
         raw
     };
@@ -374,7 +417,9 @@ fn run_jobs(
 ) -> Result<(), PullError> {
     let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
-    let tmp = store.tmp_dir();
+    let stage = store.stage()?;
+    let tmp = stage.path();
+    let limits = store.layer_limits();
     let blob_path = |d: &Digest| store.root().join("blobs/sha256").join(d.hex());
     let blob_paths: Vec<PathBuf> = jobs.iter().map(|j| blob_path(&j.blob)).collect();
     let first_error = std::sync::Mutex::new(None);
@@ -397,9 +442,12 @@ fn run_jobs(
                 let p = blob_paths[i].clone();
                 std::fs::File::open(&p)
                     .map_err(|source| PullError::Io { path: p, source })
-                    .and_then(|f| process(job, std::io::BufReader::new(f), &tmp, progress, &abort))
+                    .and_then(|f| {
+                        let src = std::io::BufReader::new(f);
+                        process(job, src, tmp, &limits, progress, &abort)
+                    })
             }
-            _ => fetch(&job.blob).and_then(|src| process(job, src, &tmp, progress, &abort)),
+            _ => fetch(&job.blob).and_then(|src| process(job, src, tmp, &limits, progress, &abort)),
         };
         progress.layer_done(&job.blob, result.is_ok());
         if let Err(e) = result {

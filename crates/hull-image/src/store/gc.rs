@@ -77,10 +77,8 @@ impl Store {
             )?;
         }
         let blobs_removed = self.sweep(&self.root.join("blobs/sha256"), &blobs)?.len();
-        let tmp = self.tmp_dir();
-        for e in fs::read_dir(&tmp).map_err(io_err(&tmp))?.flatten() {
-            crate::fsutil::remove_any(&e.path()).map_err(io_err(&e.path()))?;
-        }
+        // Leftovers of killed pulls (our own lock is held: legacy files go too).
+        super::stage::clean_stale(&self.root.join("tmp"), true)?;
         Ok((snaps.len(), blobs_removed))
     }
 
@@ -93,12 +91,13 @@ impl Store {
         keep: &HashSet<String>,
     ) -> Result<Vec<String>, StoreError> {
         let mut removed = Vec::new();
+        let stage = self.stage()?;
         for e in fs::read_dir(dir).map_err(io_err(dir))?.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if keep.contains(&name) {
                 continue;
             }
-            let grave = self.tmp_dir().join(format!("gc-{name}"));
+            let grave = stage.path().join(format!("gc-{name}"));
             fs::rename(e.path(), &grave).map_err(io_err(&e.path()))?;
             crate::fsutil::remove_any(&grave).map_err(io_err(&grave))?;
             removed.push(name);

@@ -5,15 +5,18 @@
 //! <root>/blobs/sha256/<hex>      content-addressed blobs (manifests, configs, layers)
 //! <root>/snapshots/<chainid>/    one unpacked layer, usable as an overlay lowerdir
 //! <root>/containers/<id>/        per-container upper/work/merged (see rootfs.rs)
-//! <root>/tmp/                    staging; everything lands by rename(2)
+//! <root>/tmp/stage-XXXXXX/       staging, one flocked dir per pull, load or gc;
+//!                                everything lands by rename(2)
 //! ```
 //!
-//! Everything is written to `tmp/` first and renamed into place only after
-//! its digest is verified, so an interrupted or failed pull leaves nothing
-//! half-written under `blobs/` or `snapshots/`.
+//! Everything is written to a stage directory first and renamed into place
+//! only after its digest is verified, so an interrupted or failed pull leaves
+//! nothing half-written under `blobs/` or `snapshots/`; what a killed one
+//! left in `tmp/` goes at the next open of the store (see stage.rs).
 
 mod db;
 mod gc;
+mod stage;
 pub use gc::RemoveReport;
 
 use std::fs;
@@ -24,6 +27,7 @@ pub(crate) use db::NewImage;
 pub use db::{ImageRecord, LayerRecord};
 
 use crate::digest::Digest;
+use crate::limits::{LayerLimits, LimitError};
 
 /// Errors of the image store.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,8 @@ pub enum StoreError {
     },
     #[error("image {0} has several names; remove them one by one or use -f")]
     MultipleNames(String),
+    #[error(transparent)]
+    Limits(#[from] LimitError),
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
@@ -68,6 +74,7 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 pub struct Store {
     root: PathBuf,
     db: rusqlite::Connection,
+    limits: LayerLimits,
 }
 
 /// Shared or exclusive flock on `<root>/lock`; released on drop (close).
@@ -83,10 +90,30 @@ impl Store {
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
         let db = db::open(&root.join("hull.db"))?;
-        Ok(Store {
+        let store = Store {
             root: root.to_path_buf(),
             db,
-        })
+            limits: LayerLimits::from_env()?,
+        };
+        store.clean_tmp()?;
+        Ok(store)
+    }
+
+    /// Removes what killed pulls and loads left in `tmp/`: stage directories whose owner is
+    /// gone and, when no pull or load holds the store lock, anything else there.
+    pub(crate) fn clean_tmp(&self) -> Result<usize, StoreError> {
+        let idle = self.try_lock_exclusive()?;
+        stage::clean_stale(&self.root.join("tmp"), idle.is_some())
+    }
+
+    /// The limits every layer unpacked into this store obeys.
+    pub fn layer_limits(&self) -> LayerLimits {
+        self.limits
+    }
+
+    /// Replaces the layer limits (the default: [`LayerLimits::from_env`]).
+    pub fn set_layer_limits(&mut self, limits: LayerLimits) {
+        self.limits = limits;
     }
 
     /// The root directory of this store.
@@ -113,8 +140,9 @@ impl Store {
         self.root.join("containers")
     }
 
-    pub(crate) fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
+    /// A private staging directory under `tmp/`, locked and then removed with the guard.
+    pub(crate) fn stage(&self) -> Result<stage::Stage, StoreError> {
+        stage::Stage::create(&self.root.join("tmp"))
     }
 
     pub(crate) fn has_blob(&self, d: &Digest) -> bool {
@@ -138,15 +166,26 @@ impl Store {
         if self.has_blob(&d) {
             return Ok(d);
         }
-        let tmp = self.tmp_dir();
-        let mut f = tempfile::NamedTempFile::new_in(&tmp).map_err(io_err(&tmp))?;
-        io::Write::write_all(&mut f, data).map_err(io_err(&tmp))?;
+        let stage = self.stage()?;
+        let tmp = stage.path();
+        let mut f = tempfile::NamedTempFile::new_in(tmp).map_err(io_err(tmp))?;
+        io::Write::write_all(&mut f, data).map_err(io_err(tmp))?;
         let dest = self.blob_path(&d);
         f.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
         Ok(d)
     }
 
     fn lock(&self, op: libc::c_int) -> Result<RootLock, StoreError> {
+        self.lock_op(op)?
+            .ok_or_else(|| io_err(&self.root.join("lock"))(io::ErrorKind::WouldBlock.into()))
+    }
+
+    /// The root lock, exclusively, if nobody holds it now.
+    fn try_lock_exclusive(&self) -> Result<Option<RootLock>, StoreError> {
+        self.lock_op(libc::LOCK_EX | libc::LOCK_NB)
+    }
+
+    fn lock_op(&self, op: libc::c_int) -> Result<Option<RootLock>, StoreError> {
         let p = self.root.join("lock");
         let file = fs::OpenOptions::new()
             .create(true)
@@ -158,9 +197,13 @@ impl Store {
         // SAFETY: fd is a valid open descriptor owned by `file` for this call.
         let rc = unsafe { libc::flock(fd, op) };
         if rc < 0 {
-            return Err(io_err(&p)(io::Error::last_os_error()));
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Ok(None);
+            }
+            return Err(io_err(&p)(e));
         }
-        Ok(RootLock { _file: file })
+        Ok(Some(RootLock { _file: file }))
     }
 
     /// Taken by writers that add content (pull, load, rootfs prepare), so a

@@ -25,7 +25,7 @@ fn raw_entry(b: &mut tar::Builder<Vec<u8>>, kind: EntryType, name: &str, link: &
 
 fn unpack_bytes(tar: Vec<u8>) -> (tempfile::TempDir, Result<(), UnpackError>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let r = unpack_layer(tar.as_slice(), dir.path());
+    let r = unpack_layer(tar.as_slice(), dir.path(), &LayerLimits::default());
     (dir, r)
 }
 
@@ -118,4 +118,66 @@ fn pax_time_parsing() {
     assert_eq!(parse_pax_time("12.5"), Some((12, 500_000_000)));
     assert_eq!(parse_pax_time("7"), Some((7, 0)));
     assert_eq!(parse_pax_time("x"), None);
+}
+
+#[test]
+fn whiteouts_of_dot_names_are_refused_and_touch_nothing_outside() {
+    for name in [
+        ".wh...",
+        ".wh..",
+        ".wh.",
+        "sub/.wh...",
+        "sub/.wh..",
+        "./.wh...",
+    ] {
+        // The snapshot lives in a parent that must survive, with a sibling in it.
+        let parent = tempfile::tempdir().expect("tempdir");
+        let sibling = parent.path().join("sibling");
+        fs::write(&sibling, b"keep").expect("sibling");
+        let dest = parent.path().join("snap");
+        fs::create_dir(&dest).expect("snap");
+        fs::create_dir(dest.join("sub")).expect("sub");
+        let mut b = tar::Builder::new(Vec::new());
+        raw_entry(&mut b, EntryType::Regular, name, "", b"");
+        let tar = b.into_inner().expect("tar");
+        let r = unpack_layer(tar.as_slice(), &dest, &LayerLimits::default());
+        let e = r.expect_err(name);
+        assert!(matches!(e, UnpackError::Escape { .. }), "{name}: {e:?}");
+        assert!(e.to_string().contains(name.trim_start_matches("./")), "{e}");
+        assert_eq!(fs::read(&sibling).expect("sibling kept"), b"keep", "{name}");
+        assert!(dest.join("sub").is_dir(), "{name}");
+    }
+}
+
+#[test]
+fn limits_stop_big_layers_and_many_entries() {
+    let mut b = tar::Builder::new(Vec::new());
+    for i in 0..5 {
+        let mut h = header(EntryType::Regular, 0o644, 4096);
+        b.append_data(&mut h, format!("f{i}"), [0u8; 4096].as_slice())
+            .expect("file");
+    }
+    let tar = b.into_inner().expect("tar");
+    let unpack = |limits: LayerLimits| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        unpack_layer(tar.as_slice(), dir.path(), &limits)
+    };
+    unpack(LayerLimits::default()).expect("within the defaults");
+    let e = unpack(LayerLimits {
+        max_size: 10_000,
+        max_files: 100,
+    })
+    .expect_err("too large");
+    assert!(
+        matches!(e, UnpackError::TooLarge { limit: 10_000 }),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("HULL_LAYER_MAX_SIZE"), "{e}");
+    let e = unpack(LayerLimits {
+        max_size: 1 << 20,
+        max_files: 4,
+    })
+    .expect_err("too many");
+    assert!(matches!(e, UnpackError::TooManyFiles { limit: 4 }), "{e:?}");
+    assert!(e.to_string().contains("HULL_LAYER_MAX_FILES"), "{e}");
 }
