@@ -163,8 +163,11 @@ run_files() {
 		# Each file gets a wall-clock bound, so one hung case does not stall the rest.
 		# A private TMPDIR: the suite keeps its seccomp agent's socket in $BATS_TMPDIR, so two runs
 		# (say runc's and hullc's) would otherwise share it.
+		# Under script(1): the default config.json has "terminal": true and the foreground `run` cases
+		# open /dev/tty, so the suite needs a controlling terminal (runc's CI runs it under `script` too).
+		# The TAP goes to a file, not through the pty.
 		(cd "$integ" && TMPDIR="$results/tmp" RUNC="$runtime" timeout -k 30 "${RUNC_BATS_FILE_TIMEOUT:-1800}" \
-			bats -t "$name.bats") >"$results/$name.tap" 2>&1 || rc=$?
+			script -q -e -c "bats -t $name.bats >$results/$name.tap 2>&1" /dev/null) >/dev/null 2>&1 </dev/null || rc=$?
 		read -r p x s <<<"$(count_tap "$results/$name.tap")"
 		[[ $rc -eq 124 || $rc -eq 137 ]] && { echo "# runc-bats: $name.bats timed out" >>"$results/$name.tap"; x=$((x + 1)); }
 		printf '%-32s %5d %5d %5d\n' "$name" "$p" "$x" "$s"
