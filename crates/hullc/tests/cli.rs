@@ -267,6 +267,29 @@ fn spec_writes_a_default_config() {
     }
 }
 
+/// runc's integration suite (and scripts written for runc) start from `runc spec` and only edit it:
+/// `run -d --console-socket` needs its terminal, and its device rules start with deny-all.
+#[test]
+fn spec_matches_runc_defaults() {
+    let h = Hullc::new();
+    let dir = tempfile::tempdir().unwrap();
+    h.cmd(&["spec", "--bundle", dir.path().to_str().unwrap()])
+        .ok();
+    let c: Value =
+        serde_json::from_slice(&fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(c["process"]["terminal"], json!(true), "{c}");
+    // CVE-2022-29162: no inheritable capabilities by default.
+    assert!(
+        c["process"]["capabilities"].get("inheritable").is_none(),
+        "{}",
+        c["process"]["capabilities"]
+    );
+    assert_eq!(
+        c["linux"]["resources"]["devices"],
+        json!([{"allow": false, "access": "rwm"}])
+    );
+}
+
 #[test]
 fn spec_writes_into_the_current_directory_by_default() {
     let h = Hullc::new();
