@@ -277,3 +277,42 @@ fn relative_cgroups_path_is_under_our_own_cgroup() {
         std::fs::remove_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
     }
 }
+
+/// runc's checks of a cgroupsPath that already exists (runc's cgroups.bats): a frozen cgroup is
+/// refused at once (its init would freeze on joining and `create` wait forever); one that already
+/// has processes is accepted with a warning.
+#[test]
+fn an_existing_frozen_or_busy_cgroup_is_checked_at_create() {
+    let h = Hullc::new();
+    let name = common::unique("hull-cgshared");
+    let mut a = Bundle::new(&h);
+    a.config["linux"]["cgroupsPath"] = json!(name);
+    let first = sleeping(&h, &mut a, "cgshared");
+    let b = {
+        let mut b = Bundle::new(&h);
+        b.config["linux"]["cgroupsPath"] = json!(name);
+        b.args(&["sleep", "1000"]);
+        b
+    };
+    h.cmd(&["pause", &first]).ok();
+    let frozen = h.id("cgfrozen");
+    h.create(&b, &frozen, &[])
+        .fails_with(&["container's cgroup unexpectedly frozen"]);
+    assert!(
+        h.cmd(&["state", &frozen]).code() != Some(0),
+        "nothing left of {frozen}"
+    );
+    h.cmd(&["resume", &first]).ok();
+    let busy = h.id("cgbusy");
+    let out = h.create(&b, &busy, &[]).ok();
+    assert!(
+        out.stderr.contains("container's cgroup is not empty"),
+        "{}",
+        out.stderr
+    );
+    h.cmd(&["delete", "--force", &busy]).ok();
+    h.cmd(&["delete", "--force", &first]).ok();
+    for d in common::cgroups_named(&name) {
+        let _ = std::fs::remove_dir(&d);
+    }
+}
