@@ -45,6 +45,9 @@ fn align_with_runc(spec: &mut Spec, rootless: bool) {
             process.set_capabilities(Some(caps));
         }
     }
+    if !unified_cgroup_v2() {
+        drop_cgroup_namespace(spec);
+    }
     if rootless {
         return;
     }
@@ -58,6 +61,27 @@ fn align_with_runc(spec: &mut Spec, rootless: bool) {
         let mut resources = linux.resources().clone().unwrap_or_default();
         resources.set_devices(Some(vec![deny_all]));
         linux.set_resources(Some(resources));
+    }
+}
+
+/// runc's spec asks for a cgroup namespace only on a pure cgroup v2 host: on v1 and hybrid hosts
+/// tools read the container's full cgroup paths from its /proc/self/cgroup, and configs that add
+/// the namespace themselves would otherwise name it twice.
+fn unified_cgroup_v2() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
+
+fn drop_cgroup_namespace(spec: &mut Spec) {
+    use oci_spec::runtime::LinuxNamespaceType;
+    if let Some(linux) = spec.linux_mut() {
+        if let Some(ns) = linux.namespaces().clone() {
+            let kept = ns
+                .into_iter()
+                .filter(|n| n.typ() != LinuxNamespaceType::Cgroup)
+                .collect();
+            linux.set_namespaces(Some(kept));
+        }
     }
 }
 

@@ -288,6 +288,17 @@ fn spec_matches_runc_defaults() {
         c["linux"]["resources"]["devices"],
         json!([{"allow": false, "access": "rwm"}])
     );
+    // A cgroup namespace only where /sys/fs/cgroup is cgroup2 (this CI host: hybrid, so none).
+    let v2 = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" /sys/fs/cgroup ") && l.contains(" - cgroup2 "));
+    let cgroupns = c["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["type"] == "cgroup");
+    assert_eq!(cgroupns, v2, "{}", c["linux"]["namespaces"]);
 }
 
 #[test]
