@@ -119,6 +119,27 @@ fn update_changes_limits_live() {
         .fails_with(&["--memory"]);
 }
 
+/// runc's spellings (its update.bats): `--memory -1` for unlimited, and `--cpu-share`.
+#[test]
+fn update_takes_runc_flag_spellings() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    b.config["linux"]["resources"] = json!({"memory": {"limit": 33554432}});
+    let id = sleeping(&h, &mut b, "updrunc");
+    h.cmd(&["update", "--memory", "-1", "--cpu-share", "300", &id])
+        .ok();
+    if v1("memory") {
+        let limit = read(cgroup_dir(&h, &id, "memory").join("memory.limit_in_bytes"));
+        assert!(limit.parse::<u64>().unwrap() > 1 << 60, "{limit}");
+        assert_eq!(read(cgroup_dir(&h, &id, "cpu").join("cpu.shares")), "300");
+    } else {
+        assert_eq!(
+            read(cgroup_dir(&h, &id, "memory").join("memory.max")),
+            "max"
+        );
+    }
+}
+
 #[test]
 fn pause_freezes_and_resume_thaws() {
     let h = Hullc::new();
