@@ -308,6 +308,10 @@ impl Cgroups {
             .map_err(op("signalling every process"))
     }
 
+    pub(crate) fn exists(&self) -> bool {
+        self.cg.exists()
+    }
+
     pub(crate) fn pids(&self) -> Result<Vec<i32>, CgroupError> {
         self.cg.pids().map_err(op("listing processes"))
     }

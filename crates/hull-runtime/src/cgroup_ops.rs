@@ -34,6 +34,12 @@ fn open(
 }
 
 const LIVE: &[Status] = &[Status::Created, Status::Running, Status::Paused];
+const ANY: &[Status] = &[
+    Status::Created,
+    Status::Running,
+    Status::Paused,
+    Status::Stopped,
+];
 
 /// Freezes every process of the container (v1 freezer, v2 cgroup.freeze).
 pub fn pause(root: &Path, id: &str) -> Result<(), ContainerError> {
@@ -58,7 +64,12 @@ pub fn resume(root: &Path, id: &str) -> Result<(), ContainerError> {
 
 /// Host pids of every process in the container.
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>, ContainerError> {
-    let (_, cg) = open(root, id, LIVE, "container is not running")?;
+    // A stopped container is asked too (runc's ps.bats): what is left in its cgroup, usually
+    // nothing, and nothing at all once the cgroup is gone.
+    let (_, cg) = open(root, id, ANY, "container is not running")?;
+    if !cg.exists() {
+        return Ok(Vec::new());
+    }
     let mut p = cg.pids()?;
     p.sort_unstable();
     Ok(p)

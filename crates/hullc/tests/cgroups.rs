@@ -197,6 +197,11 @@ fn ps_and_kill_all_cover_every_process() {
     );
     h.cmd(&["kill", "--all", &id, "KILL"]).ok();
     h.wait_status(&id, "stopped");
+    // runc's ps.bats: ps of a stopped container succeeds and lists nothing.
+    let json = h.cmd(&["ps", "--format", "json", &id]).ok().stdout;
+    assert_eq!(json.trim(), "[]");
+    let table = h.cmd(&["ps", &id]).ok().stdout;
+    assert_eq!(table.lines().count(), 1, "only the header: {table}");
 }
 
 #[test]
