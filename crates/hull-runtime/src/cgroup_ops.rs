@@ -86,11 +86,26 @@ pub fn update(root: &Path, id: &str, r: &LinuxResources) -> Result<(), Container
     Ok(cg.update(r)?)
 }
 
+/// One line of `events`, with runc's field order (`type`, `id`, `data`): callers and runc's own
+/// tests match the text (`{"type":"oom","id":"ct"}`), and serde_json's map sorts keys.
+#[derive(Debug, serde::Serialize)]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
 /// runc's `events --stats` object: `{"type":"stats","id":..,"data":{..}}`.
-pub fn stats(root: &Path, id: &str) -> Result<serde_json::Value, ContainerError> {
+pub fn stats(root: &Path, id: &str) -> Result<Event, ContainerError> {
     let (_, cg) = open(root, id, LIVE, "container is not running")?;
     let data = cg.stats()?;
-    Ok(serde_json::json!({ "type": "stats", "id": id, "data": data }))
+    Ok(Event {
+        kind: "stats",
+        id: id.into(),
+        data: Some(serde_json::json!(data)),
+    })
 }
 
 /// How many times the kernel's OOM killer struck in the container so far.
