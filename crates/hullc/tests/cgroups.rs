@@ -130,7 +130,7 @@ fn update_takes_runc_flag_spellings() {
         .ok();
     if v1("memory") {
         let limit = read(cgroup_dir(&h, &id, "memory").join("memory.limit_in_bytes"));
-        assert!(limit.parse::<u64>().unwrap() > 1 << 60, "{limit}");
+        assert!(limit.parse::<u64>().expect("a number") > 1 << 60, "{limit}");
         assert_eq!(read(cgroup_dir(&h, &id, "cpu").join("cpu.shares")), "300");
     } else {
         assert_eq!(
