@@ -30,6 +30,10 @@ pub enum CgroupError {
         #[source]
         source: hull_cgroups::Error,
     },
+    #[error(
+        "container's cgroup unexpectedly frozen: thaw it, or choose another linux.cgroupsPath"
+    )]
+    Frozen,
     #[error("container has no cgroup recorded")]
     Missing,
     #[error("linux.resources: cannot set limits: the container could not create or join its cgroup (rootless, no delegated cgroup)")]
@@ -90,6 +94,7 @@ pub(crate) fn prepare(
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
     let cg = Cgroup::resolve(&h, path.as_deref(), id).map_err(CgroupError::Path)?;
+    check_existing(&cg)?;
     let cg = Cgroups {
         optional: rootless && path.is_none(),
         created: false,
@@ -99,6 +104,32 @@ pub(crate) fn prepare(
         return cg.create(spec);
     }
     Ok(Some(cg))
+}
+
+/// runc's checks of a cgroup that exists before `create` (libcontainer/factory_linux.go). A frozen
+/// one is an error: init would freeze as it joins, and `create` would wait for it forever. One
+/// with processes in it is allowed, as runc 1.1 allows it, with a warning: `kill --all`, `ps`,
+/// `pause` and `delete` will take those processes for the container's.
+fn check_existing(cg: &Cgroup) -> Result<(), CgroupError> {
+    if !cg.exists() {
+        return Ok(());
+    }
+    match cg.is_frozen() {
+        Ok(true) => return Err(CgroupError::Frozen),
+        Ok(false) => {}
+        // The freezer hierarchy's directory may be the one that does not exist yet (v1).
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => return Err(op("reading freezer state")(e)),
+    }
+    if let Ok(pids) = cg.pids() {
+        if !pids.is_empty() {
+            tracing::warn!(
+                "container's cgroup is not empty: {} process(es) found",
+                pids.len()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Errors that mean "not ours to write" (runc's isIgnorableError).
@@ -281,6 +312,10 @@ impl Cgroups {
         self.cg
             .kill_all(sig)
             .map_err(op("signalling every process"))
+    }
+
+    pub(crate) fn exists(&self) -> bool {
+        self.cg.exists()
     }
 
     pub(crate) fn pids(&self) -> Result<Vec<i32>, CgroupError> {

@@ -34,6 +34,12 @@ fn open(
 }
 
 const LIVE: &[Status] = &[Status::Created, Status::Running, Status::Paused];
+const ANY: &[Status] = &[
+    Status::Created,
+    Status::Running,
+    Status::Paused,
+    Status::Stopped,
+];
 
 /// Freezes every process of the container (v1 freezer, v2 cgroup.freeze).
 pub fn pause(root: &Path, id: &str) -> Result<(), ContainerError> {
@@ -58,7 +64,12 @@ pub fn resume(root: &Path, id: &str) -> Result<(), ContainerError> {
 
 /// Host pids of every process in the container.
 pub fn pids(root: &Path, id: &str) -> Result<Vec<i32>, ContainerError> {
-    let (_, cg) = open(root, id, LIVE, "container is not running")?;
+    // A stopped container is asked too (runc's ps.bats): what is left in its cgroup, usually
+    // nothing, and nothing at all once the cgroup is gone.
+    let (_, cg) = open(root, id, ANY, "container is not running")?;
+    if !cg.exists() {
+        return Ok(Vec::new());
+    }
     let mut p = cg.pids()?;
     p.sort_unstable();
     Ok(p)
@@ -75,11 +86,26 @@ pub fn update(root: &Path, id: &str, r: &LinuxResources) -> Result<(), Container
     Ok(cg.update(r)?)
 }
 
+/// One line of `events`, with runc's field order (`type`, `id`, `data`): callers and runc's own
+/// tests match the text (`{"type":"oom","id":"ct"}`), and serde_json's map sorts keys.
+#[derive(Debug, serde::Serialize)]
+pub struct Event {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
 /// runc's `events --stats` object: `{"type":"stats","id":..,"data":{..}}`.
-pub fn stats(root: &Path, id: &str) -> Result<serde_json::Value, ContainerError> {
+pub fn stats(root: &Path, id: &str) -> Result<Event, ContainerError> {
     let (_, cg) = open(root, id, LIVE, "container is not running")?;
     let data = cg.stats()?;
-    Ok(serde_json::json!({ "type": "stats", "id": id, "data": data }))
+    Ok(Event {
+        kind: "stats",
+        id: id.into(),
+        data: Some(serde_json::json!(data)),
+    })
 }
 
 /// How many times the kernel's OOM killer struck in the container so far.

@@ -282,6 +282,20 @@ pub(crate) fn set_no_new_privs(p: &Process) -> Result<(), ProcessError> {
     Ok(())
 }
 
+/// runc's order (its PR 2086): the cwd is tried first with the runtime's privileges, so a
+/// directory only root may enter works for a container user (`exec --user 0` into a cwd that
+/// belongs to the container's user, mode 0700, works without CAP_DAC_OVERRIDE); on EACCES or
+/// EPERM it is tried again as the user, for a cwd only that user can reach. Whether it is done.
+fn chdir_while_privileged(p: &Process) -> Result<bool, ProcessError> {
+    match chdir(p) {
+        Ok(()) => Ok(true),
+        Err(ProcessError::Cwd(_, GoErrno(libc::EACCES | libc::EPERM))) => {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 pub(crate) fn chdir(p: &Process) -> Result<(), ProcessError> {
     nix::unistd::chdir(p.cwd()).map_err(|e| ProcessError::Cwd(p.cwd().clone(), e.into()))?;
     // A cwd reached through a leaked fd (CVE-2024-21626) lies outside our
@@ -401,6 +415,7 @@ pub(crate) fn become_process(
     if let Some(c) = p.capabilities() {
         drop_bounding(c)?;
     }
+    let in_cwd = chdir_while_privileged(p)?;
     set_user(p, setgroups_allowed)?;
     if let Some(c) = p.capabilities() {
         set_caps(c)?;
@@ -415,7 +430,9 @@ pub(crate) fn become_process(
         }
     }
     set_no_new_privs(p)?;
-    chdir(p)?;
+    if !in_cwd {
+        chdir(p)?;
+    }
     // PATH comes from process.env alone (HOME, which environment() adds
     // from /etc/passwd, plays no part in the lookup).
     let env = p.env().as_deref().unwrap_or_default();

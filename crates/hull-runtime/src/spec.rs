@@ -28,7 +28,61 @@ pub fn default_spec(rootless: bool) -> Spec {
     };
     spec.set_version(oci_spec::runtime::VERSION.to_string());
     spec.set_hostname(Some("hull".into()));
+    align_with_runc(&mut spec, rootless);
     spec
+}
+
+/// Where oci-spec's defaults differ from `runc spec` (libcontainer/specconv/example.go), runc's win:
+/// tools and test suites written against runc edit its config rather than write their own.
+fn align_with_runc(spec: &mut Spec, rootless: bool) {
+    if let Some(process) = spec.process_mut() {
+        // runc's default is an interactive shell on a terminal.
+        process.set_terminal(Some(true));
+        // No inheritable capabilities: with them an execve of a binary carrying file capabilities
+        // gains those in its permitted set (CVE-2022-29162, dropped from runc's spec in 1.1.2).
+        if let Some(mut caps) = process.capabilities().clone() {
+            caps.set_inheritable(None);
+            process.set_capabilities(Some(caps));
+        }
+    }
+    if !unified_cgroup_v2() {
+        drop_cgroup_namespace(spec);
+    }
+    if rootless {
+        return;
+    }
+    // A deny-all device rule first: only the default devices (added by the runtime) are allowed.
+    let deny_all = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+        .allow(false)
+        .access("rwm")
+        .build()
+        .expect("a device rule with only allow and access is valid");
+    if let Some(linux) = spec.linux_mut() {
+        let mut resources = linux.resources().clone().unwrap_or_default();
+        resources.set_devices(Some(vec![deny_all]));
+        linux.set_resources(Some(resources));
+    }
+}
+
+/// runc's spec asks for a cgroup namespace only on a pure cgroup v2 host: on v1 and hybrid hosts
+/// tools read the container's full cgroup paths from its /proc/self/cgroup, and configs that add
+/// the namespace themselves would otherwise name it twice.
+fn unified_cgroup_v2() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+}
+
+fn drop_cgroup_namespace(spec: &mut Spec) {
+    use oci_spec::runtime::LinuxNamespaceType;
+    if let Some(linux) = spec.linux_mut() {
+        if let Some(ns) = linux.namespaces().clone() {
+            let kept = ns
+                .into_iter()
+                .filter(|n| n.typ() != LinuxNamespaceType::Cgroup)
+                .collect();
+            linux.set_namespaces(Some(kept));
+        }
+    }
 }
 
 /// Writes `<bundle>/config.json`, refusing to overwrite one.

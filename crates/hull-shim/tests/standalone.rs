@@ -93,6 +93,7 @@ fn bundle(dir: &Path, hullc: &Path, args: &[&str]) -> PathBuf {
     let p = b.join("config.json");
     let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
     spec["process"]["args"] = serde_json::json!(args);
+    spec["process"]["terminal"] = serde_json::json!(false);
     spec["process"]["env"] = serde_json::json!(["PATH=/bin"]);
     std::fs::write(&p, spec.to_string()).unwrap();
     b

@@ -191,14 +191,19 @@ pub fn events(root: &Path, id: &str, stats_once: bool, interval: &str) -> anyhow
             return Ok(());
         };
         if now_ooms > ooms {
-            writeln!(out, "{}", serde_json::json!({ "type": "oom", "id": id }))?;
+            let oom = hull_runtime::Event {
+                kind: "oom",
+                id: id.into(),
+                data: None,
+            };
+            writeln!(out, "{}", serde_json::to_string(&oom)?)?;
             ooms = now_ooms;
         }
         if Instant::now() >= next {
             let Ok(s) = hull_runtime::stats(root, id) else {
                 return Ok(());
             };
-            writeln!(out, "{s}")?;
+            writeln!(out, "{}", serde_json::to_string(&s)?)?;
             next += interval;
         }
         out.flush()?;

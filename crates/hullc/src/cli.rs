@@ -181,17 +181,17 @@ pub struct UpdateArgs {
     /// runtime-spec linux.resources JSON from a file, or - for stdin.
     #[arg(short, long)]
     pub resources: Option<PathBuf>,
-    /// Memory limit (bytes, or with k/m/g suffix).
-    #[arg(long)]
+    /// Memory limit (bytes, or with k/m/g suffix; -1 for unlimited).
+    #[arg(long, allow_hyphen_values = true)]
     pub memory: Option<String>,
-    /// Memory soft limit.
-    #[arg(long)]
+    /// Memory soft limit (-1 for unlimited).
+    #[arg(long, allow_hyphen_values = true)]
     pub memory_reservation: Option<String>,
     /// Memory + swap limit (-1 for unlimited).
     #[arg(long, allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
-    /// CPU shares (relative weight).
-    #[arg(long)]
+    /// CPU shares (relative weight). runc spells it --cpu-share.
+    #[arg(long, visible_alias = "cpu-share")]
     pub cpu_shares: Option<u64>,
     /// CPU CFS quota in microseconds (-1 for unlimited).
     #[arg(long, allow_hyphen_values = true)]

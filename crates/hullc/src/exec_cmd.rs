@@ -10,8 +10,15 @@ use crate::cli::ExecArgs;
 
 fn parse_process(path: &Path) -> anyhow::Result<Process> {
     let raw = std::fs::read(path).with_context(|| format!("--process {}", path.display()))?;
-    let de = &mut serde_json::Deserializer::from_slice(&raw);
-    serde_path_to_error::deserialize(de)
+    let mut v: serde_json::Value = serde_json::from_slice(&raw)
+        .map_err(|e| anyhow::anyhow!("--process {}: {e}", path.display()))?;
+    // runc reads a process without "user" as uid 0, gid 0 (Go's zero value), and its own
+    // tests (tty.bats) write such files; oci-spec requires the field.
+    if let Some(o) = v.as_object_mut() {
+        o.entry("user")
+            .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+    }
+    serde_path_to_error::deserialize(v)
         .map_err(|e| anyhow::anyhow!("--process {}: {}: {}", path.display(), e.path(), e.inner()))
 }
 

@@ -119,6 +119,27 @@ fn update_changes_limits_live() {
         .fails_with(&["--memory"]);
 }
 
+/// runc's spellings (its update.bats): `--memory -1` for unlimited, and `--cpu-share`.
+#[test]
+fn update_takes_runc_flag_spellings() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    b.config["linux"]["resources"] = json!({"memory": {"limit": 33554432}});
+    let id = sleeping(&h, &mut b, "updrunc");
+    h.cmd(&["update", "--memory", "-1", "--cpu-share", "300", &id])
+        .ok();
+    if v1("memory") {
+        let limit = read(cgroup_dir(&h, &id, "memory").join("memory.limit_in_bytes"));
+        assert!(limit.parse::<u64>().expect("a number") > 1 << 60, "{limit}");
+        assert_eq!(read(cgroup_dir(&h, &id, "cpu").join("cpu.shares")), "300");
+    } else {
+        assert_eq!(
+            read(cgroup_dir(&h, &id, "memory").join("memory.max")),
+            "max"
+        );
+    }
+}
+
 #[test]
 fn pause_freezes_and_resume_thaws() {
     let h = Hullc::new();
@@ -176,6 +197,11 @@ fn ps_and_kill_all_cover_every_process() {
     );
     h.cmd(&["kill", "--all", &id, "KILL"]).ok();
     h.wait_status(&id, "stopped");
+    // runc's ps.bats: ps of a stopped container succeeds and lists nothing.
+    let json = h.cmd(&["ps", "--format", "json", &id]).ok().stdout;
+    assert_eq!(json.trim(), "[]");
+    let table = h.cmd(&["ps", &id]).ok().stdout;
+    assert_eq!(table.lines().count(), 1, "only the header: {table}");
 }
 
 #[test]
@@ -184,6 +210,9 @@ fn events_stats_is_runc_shaped() {
     let mut b = Bundle::new(&h);
     let id = sleeping(&h, &mut b, "stats");
     let o = h.cmd(&["events", "--stats", &id]).ok();
+    // runc's field order: its events.bats matches the start of the line.
+    let head = format!(r#"{{"type":"stats","id":"{id}","data":"#);
+    assert!(o.stdout.starts_with(&head), "{}", o.stdout);
     let v: serde_json::Value = serde_json::from_str(&o.stdout).expect("json");
     assert_eq!(v["type"], "stats");
     assert_eq!(v["id"], json!(id));
@@ -226,10 +255,12 @@ fn events_reports_oom() {
     std::thread::sleep(Duration::from_millis(300));
     std::fs::write(b.rootfs().join("tmp/go"), "").expect("go");
     let out = ev.stdout_path().to_path_buf();
+    // The exact text runc prints (its events.bats greps for it).
+    let want = format!(r#"{{"type":"oom","id":"{id}"}}"#);
     common::wait_until("oom event", Duration::from_secs(20), || {
         std::fs::read_to_string(&out)
             .unwrap_or_default()
-            .contains(r#""type":"oom""#)
+            .contains(&want)
     });
     h.cmd(&["delete", "--force", &id]).ok();
     let o = ev.wait();
@@ -275,5 +306,44 @@ fn relative_cgroups_path_is_under_our_own_cgroup() {
     // remove (runc behaves the same), so the test cleans it up everywhere.
     for d in common::cgroups_named(&name) {
         std::fs::remove_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
+    }
+}
+
+/// runc's checks of a cgroupsPath that already exists (runc's cgroups.bats): a frozen cgroup is
+/// refused at once (its init would freeze on joining and `create` wait forever); one that already
+/// has processes is accepted with a warning.
+#[test]
+fn an_existing_frozen_or_busy_cgroup_is_checked_at_create() {
+    let h = Hullc::new();
+    let name = common::unique("hull-cgshared");
+    let mut a = Bundle::new(&h);
+    a.config["linux"]["cgroupsPath"] = json!(name);
+    let first = sleeping(&h, &mut a, "cgshared");
+    let b = {
+        let mut b = Bundle::new(&h);
+        b.config["linux"]["cgroupsPath"] = json!(name);
+        b.args(&["sleep", "1000"]);
+        b
+    };
+    h.cmd(&["pause", &first]).ok();
+    let frozen = h.id("cgfrozen");
+    h.create(&b, &frozen, &[])
+        .fails_with(&["container's cgroup unexpectedly frozen"]);
+    assert!(
+        h.cmd(&["state", &frozen]).code() != Some(0),
+        "nothing left of {frozen}"
+    );
+    h.cmd(&["resume", &first]).ok();
+    let busy = h.id("cgbusy");
+    let out = h.create(&b, &busy, &[]).ok();
+    assert!(
+        out.stderr.contains("container's cgroup is not empty"),
+        "{}",
+        out.stderr
+    );
+    h.cmd(&["delete", "--force", &busy]).ok();
+    h.cmd(&["delete", "--force", &first]).ok();
+    for d in common::cgroups_named(&name) {
+        let _ = std::fs::remove_dir(&d);
     }
 }

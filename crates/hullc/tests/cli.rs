@@ -267,6 +267,40 @@ fn spec_writes_a_default_config() {
     }
 }
 
+/// runc's integration suite (and scripts written for runc) start from `runc spec` and only edit it:
+/// `run -d --console-socket` needs its terminal, and its device rules start with deny-all.
+#[test]
+fn spec_matches_runc_defaults() {
+    let h = Hullc::new();
+    let dir = tempfile::tempdir().unwrap();
+    h.cmd(&["spec", "--bundle", dir.path().to_str().unwrap()])
+        .ok();
+    let c: Value =
+        serde_json::from_slice(&fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(c["process"]["terminal"], json!(true), "{c}");
+    // CVE-2022-29162: no inheritable capabilities by default.
+    assert!(
+        c["process"]["capabilities"].get("inheritable").is_none(),
+        "{}",
+        c["process"]["capabilities"]
+    );
+    assert_eq!(
+        c["linux"]["resources"]["devices"],
+        json!([{"allow": false, "access": "rwm"}])
+    );
+    // A cgroup namespace only where /sys/fs/cgroup is cgroup2 (this CI host: hybrid, so none).
+    let v2 = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" /sys/fs/cgroup ") && l.contains(" - cgroup2 "));
+    let cgroupns = c["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["type"] == "cgroup");
+    assert_eq!(cgroupns, v2, "{}", c["linux"]["namespaces"]);
+}
+
 #[test]
 fn spec_writes_into_the_current_directory_by_default() {
     let h = Hullc::new();

@@ -113,6 +113,11 @@ fn exec_with_process_json() {
     let o = h.cmd(&["exec", "--process", p.to_str().expect("utf-8"), &id]);
     assert_eq!(o.code(), Some(4), "{o:?}");
     assert_eq!(o.stdout.trim(), "from-json");
+    // No "user": uid 0, as runc reads it.
+    let no_user = json!({"terminal": false, "args": ["id", "-u"], "cwd": "/"});
+    std::fs::write(&p, no_user.to_string()).expect("write process.json");
+    let o = h.cmd(&["exec", "--process", p.to_str().expect("utf-8"), &id]);
+    assert_eq!(o.ok().stdout.trim(), "0");
     std::fs::write(&p, r#"{"user":{"uid":"root"}}"#).expect("write");
     h.cmd(&["exec", "--process", p.to_str().expect("utf-8"), &id])
         .fails_with(&["user.uid"]);

@@ -93,6 +93,23 @@ fn cwd_is_created_if_missing() {
     assert!(b.rootfs().join("work/deep/dir").is_dir());
 }
 
+/// runc enters the cwd before it switches to the container's user (runc's cwd.bats): a 0700 root
+/// directory is a valid cwd for uid 1000, though that user could not chdir there itself.
+#[test]
+fn cwd_is_entered_before_the_user_switch() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    let dir = b.rootfs().join("private");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    b.config["process"]["user"] = json!({ "uid": 1000, "gid": 1000 });
+    b.config["process"]["cwd"] = json!("/private");
+    assert_eq!(
+        h.sh(&mut b, "pwd; ls . || echo no access"),
+        "/private\nno access\n"
+    );
+}
+
 #[test]
 fn cwd_existing_directory() {
     let h = Hullc::new();

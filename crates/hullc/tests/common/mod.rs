@@ -521,6 +521,20 @@ impl Bundle {
         let raw = fs::read(dir.path().join("config.json")).expect("spec wrote config.json");
         let mut config: Value = serde_json::from_slice(&raw).expect("spec is JSON");
         config["process"]["terminal"] = json!(false);
+        // The tests are written for a container with its own cgroup namespace; `hullc spec`
+        // (like runc's) asks for one only on pure cgroup v2 hosts.
+        let ns = config["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("spec has linux.namespaces");
+        if !ns.iter().any(|n| n["type"] == "cgroup") {
+            ns.push(json!({"type": "cgroup"}));
+        }
+        // ... and with the inheritable set hull's spec had before it followed runc's (which has
+        // none since CVE-2022-29162): ambient capabilities can only be raised from it.
+        let caps = &mut config["process"]["capabilities"];
+        if caps.get("inheritable").is_none() {
+            caps["inheritable"] = caps["ambient"].clone();
+        }
         // Writable by default so that containers can leave marker files in
         // rootfs/tmp; tests of `root.readonly` set it back.
         config["root"]["readonly"] = json!(false);
