@@ -178,6 +178,8 @@ mkdir -p /b/spec
 check "hullc spec" hullc spec --bundle /b/spec
 ln -s $R /b/spec/rootfs
 sed -i 's|^\( *\)"sh"$|\1"/t/devs.sh"|' /b/spec/config.json
+# runc's spec asks for a terminal; these checks read plain output (as runc's own tests do).
+sed -i 's|"terminal": *true|"terminal": false|' /b/spec/config.json
 # (Its capabilities lack CAP_MKNOD.)
 expect "hullc spec config: create+run, devices inside" "null=ok zero=ok mknod=no kmsg=-" \
     hullc run -b /b/spec spec
