@@ -29,14 +29,12 @@ pub enum Error {
         path: String,
         host: String,
     },
-    #[error("CDI devices conflict on {what} {path}: {a} in {a_file} and {b} in {b_file}")]
+    /// `detail`: both sides and the files they come from.
+    #[error("CDI devices conflict on {what} {path}: {detail}")]
     Conflict {
         what: &'static str,
         path: String,
-        a: String,
-        a_file: PathBuf,
-        b: String,
-        b_file: PathBuf,
+        detail: String,
     },
 }
 
@@ -99,7 +97,7 @@ fn strip_nulls(mut v: Value) -> Value {
 fn push(config: &mut Value, path: &[&str], v: Value) {
     let mut cur = config;
     for k in path {
-        if !cur.get(*k).is_some_and(|x| !x.is_null()) {
+        if cur.get(*k).is_none_or(|x| x.is_null()) {
             cur[*k] = if Some(k) == path.last() {
                 json!([])
             } else {
@@ -151,6 +149,21 @@ struct Node {
     gid: Option<u32>,
 }
 
+fn conflict(what: &'static str, path: &str, a: (String, &Path), b: (String, &Path)) -> Error {
+    let detail = format!(
+        "{} in {} and {} in {}",
+        a.0,
+        a.1.display(),
+        b.0,
+        b.1.display()
+    );
+    Error::Conflict {
+        what,
+        path: path.into(),
+        detail,
+    }
+}
+
 fn resolve_nodes(all: &[Edits<'_>]) -> Result<Vec<Node>, Error> {
     let mut by_path: BTreeMap<String, (Node, &Path)> = BTreeMap::new();
     let mut order = Vec::new();
@@ -162,14 +175,12 @@ fn resolve_nodes(all: &[Edits<'_>]) -> Result<Vec<Node>, Error> {
                     != (n.kind.as_str(), n.major, n.minor)
                 {
                     let show = |n: &Node| format!("{} {}:{}", n.kind, n.major, n.minor);
-                    return Err(Error::Conflict {
-                        what: "device node",
-                        path: n.path.clone(),
-                        a: show(prev),
-                        a_file: pf.to_path_buf(),
-                        b: show(&n),
-                        b_file: e.file.into(),
-                    });
+                    return Err(conflict(
+                        "device node",
+                        &n.path,
+                        (show(prev), pf),
+                        (show(&n), e.file),
+                    ));
                 }
                 continue;
             }
@@ -248,14 +259,13 @@ fn unique_mounts<'a>(all: &'a [Edits<'a>]) -> Result<Vec<&'a Mount>, Error> {
         for m in &e.edits.mounts {
             if let Some((prev, pf)) = by_path.get(m.container_path.as_str()) {
                 if (&prev.host_path, &prev.options) != (&m.host_path, &m.options) {
-                    return Err(Error::Conflict {
-                        what: "mount",
-                        path: m.container_path.clone(),
-                        a: prev.host_path.clone(),
-                        a_file: pf.to_path_buf(),
-                        b: m.host_path.clone(),
-                        b_file: e.file.into(),
-                    });
+                    let (a, b) = (&prev.host_path, &m.host_path);
+                    return Err(conflict(
+                        "mount",
+                        &m.container_path,
+                        (a.clone(), pf),
+                        (b.clone(), e.file),
+                    ));
                 }
                 continue;
             }
