@@ -259,13 +259,9 @@ fn unique_mounts<'a>(all: &'a [Edits<'a>]) -> Result<Vec<&'a Mount>, Error> {
         for m in &e.edits.mounts {
             if let Some((prev, pf)) = by_path.get(m.container_path.as_str()) {
                 if (&prev.host_path, &prev.options) != (&m.host_path, &m.options) {
-                    let (a, b) = (&prev.host_path, &m.host_path);
-                    return Err(conflict(
-                        "mount",
-                        &m.container_path,
-                        (a.clone(), pf),
-                        (b.clone(), e.file),
-                    ));
+                    let show = |m: &Mount| format!("{} [{}]", m.host_path, m.options.join(","));
+                    let (a, b) = ((show(prev), *pf), (show(m), e.file));
+                    return Err(conflict("mount", &m.container_path, a, b));
                 }
                 continue;
             }
