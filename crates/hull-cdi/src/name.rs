@@ -72,11 +72,12 @@ fn check_vendor(v: &str) -> Result<(), Error> {
 fn check_class(c: &str) -> Result<(), Error> {
     let bad = |why| Error::Class(c.into(), why);
     edges(c, |c| c.is_ascii_alphabetic()).map_err(bad)?;
+    // SPEC.md v0.6.0 allowed dots in the class.
     if !c
         .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
-        return Err(bad("only letters, digits, '-' and '_' allowed"));
+        return Err(bad("only letters, digits, '-', '_' and '.' allowed"));
     }
     Ok(())
 }
@@ -115,6 +116,7 @@ mod tests {
     #[test]
     fn names() {
         let q = parse_qualified_name("nvidia.com/gpu=GPU-1a:2").unwrap();
+        assert!(parse_qualified_name("v.com/g.pu=0").is_ok());
         assert_eq!(
             (q.kind(), q.name.as_str()),
             ("nvidia.com/gpu".into(), "GPU-1a:2")
@@ -125,7 +127,7 @@ mod tests {
             Err(Error::Vendor(..))
         ));
         assert!(matches!(
-            parse_qualified_name("v.com/g.pu=0"),
+            parse_qualified_name("v.com/g+pu=0"),
             Err(Error::Class(..))
         ));
         assert!(matches!(
