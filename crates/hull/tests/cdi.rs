@@ -107,11 +107,12 @@ fn cdi_devices_seen_from_inside() {
     assert_eq!(lines[0], "from-cdi yes", "{out}");
     assert!(lines[1].split(' ').any(|g| g == "4242"), "{out}");
     assert_eq!(lines[2], "shared-from-host", "{out}");
-    assert_eq!(lines[3], "crw-rw-rw- 1, 3 /dev/cdi-null", "{out}");
+    // ls sorts: cdi-full (mknod'd here, under our umask) before cdi-null.
     assert!(
-        lines[4].starts_with("crw") && lines[4].ends_with("1, 7 /dev/cdi-full"),
+        lines[3].starts_with("crw") && lines[3].ends_with("1, 7 /dev/cdi-full"),
         "{out}"
     );
+    assert_eq!(lines[4], "crw-rw-rw- 1, 3 /dev/cdi-null", "{out}");
     assert_eq!(&lines[5..], ["wrote-null", "full-refused", "ro"], "{out}");
     // The createRuntime hook ran on the host with the container's state on stdin.
     let state: Value = serde_json::from_slice(&std::fs::read(&hook_out).unwrap()).unwrap();
@@ -323,6 +324,11 @@ fn fake_nvidia_host(r: &Path) {
         "fake enc\n",
     );
     write(&r.join("usr/bin/nvidia-smi"), "#!/bin/sh\necho fake smi\n");
+    std::fs::set_permissions(
+        r.join("usr/bin/nvidia-smi"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     write(&r.join("lib/firmware/nvidia/550.54.14/gsp.bin"), "fw\n");
     write(&r.join("run/nvidia-persistenced/socket"), "");
 }
