@@ -158,7 +158,7 @@ impl Engine {
         let o = &rec.options;
         let mounts = self.resolve_mounts(rec)?;
         write_etc(dir, &rec.hostname, &plan.netns)?;
-        let config = spec::build(
+        let mut config = spec::build(
             &Inputs {
                 id: &rec.id,
                 image: cfg,
@@ -171,6 +171,8 @@ impl Engine {
             },
             o,
         )?;
+        // CDI devices (`--device vendor.com/class=name`, `--gpus`): their edits on top.
+        hull_cdi::apply(&mut config, &o.cdi_devices, &hull_cdi::spec_dirs())?;
         let p = dir.join("config.json");
         let data = serde_json::to_vec_pretty(&config).unwrap_or_default();
         std::fs::write(&p, data).map_err(io("cannot write", &p))?;

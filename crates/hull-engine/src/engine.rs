@@ -56,6 +56,8 @@ pub enum Error {
     },
     #[error("{what}: {msg}")]
     Hullc { what: &'static str, msg: String },
+    #[error(transparent)]
+    Cdi(#[from] hull_cdi::ApplyError),
 }
 
 pub(crate) fn io<'a>(

@@ -125,6 +125,9 @@ pub struct ContainerOptions {
     #[serde(default)]
     pub publish: Vec<PortMapping>,
     pub auto_remove: bool,
+    /// CDI devices (`vendor.com/class=name`) from `--device`/`--gpus`, applied by hull-cdi.
+    #[serde(default)]
+    pub cdi_devices: Vec<String>,
 }
 
 impl ContainerOptions {

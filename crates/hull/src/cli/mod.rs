@@ -2,6 +2,7 @@
 //! Commands return the exit status (the container's for run/exec/start -a).
 
 mod archive;
+mod cdi;
 mod ctl;
 mod exec;
 mod images;
@@ -24,6 +25,9 @@ struct Cli {
     /// Storage root for images, snapshots and containers.
     #[arg(long, global = true, default_value = "/var/lib/hull")]
     root: PathBuf,
+    /// CDI spec directory (repeatable; later ones take precedence). Default: /etc/cdi, /var/run/cdi.
+    #[arg(long, global = true)]
+    cdi_spec_dir: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -82,6 +86,9 @@ enum Command {
     /// Manage named volumes.
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Container Device Interface: list devices, generate a spec for NVIDIA GPUs.
+    #[command(subcommand)]
+    Cdi(cdi::CdiCommand),
     /// Internal: the watcher of `run -d --rm`.
     #[command(hide = true)]
     AutoRemove { id: String },
@@ -91,6 +98,7 @@ enum Command {
 /// (podman's code for errors of the tool itself).
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
+    cdi::set_spec_dirs(&cli.cdi_spec_dir);
     let r = &cli.root;
     let done = |res: anyhow::Result<()>| res.map(|()| 0u8);
     let result = match cli.command {
@@ -118,6 +126,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Volume(c) => volume::run(r, c),
         Command::Network(c) => network::run(r, c),
         Command::System(c) => network::system(r, c),
+        Command::Cdi(c) => done(cdi::run(c)),
         Command::AutoRemove { id } => run::auto_remove(r, &id),
     };
     match result {

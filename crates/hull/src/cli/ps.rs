@@ -208,6 +208,7 @@ fn inspect_one(e: &Engine, r: &Record) -> Value {
             "NanoCpus": r.options.cpus.map_or(0, |c| (c * 1e9) as i64),
             "PidsLimit": r.options.pids_limit,
             "CapAdd": r.options.cap_add, "CapDrop": r.options.cap_drop,
+            "DeviceRequests": super::cdi::device_requests(&r.options),
         },
         "Mounts": mounts,
         "NetworkSettings": net::settings_json(r.net.as_ref(),

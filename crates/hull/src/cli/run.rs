@@ -75,9 +75,12 @@ pub(crate) struct CreateArgs {
     /// Resource limits: NAME=SOFT[:HARD].
     #[arg(long)]
     ulimit: Vec<String>,
-    /// Add a host device: HOST[:CONTAINER[:PERMS]].
+    /// Add a host device: HOST[:CONTAINER[:PERMS]], or a CDI device vendor.com/class=name.
     #[arg(long)]
     device: Vec<String>,
+    /// GPUs as CDI nvidia.com/gpu devices: all, N, or "device=0,1" (docker's --gpus).
+    #[arg(long)]
+    gpus: Option<String>,
     /// Set metadata: KEY=VALUE.
     #[arg(short, long)]
     label: Vec<String>,
@@ -151,9 +154,7 @@ fn options(a: &CreateArgs) -> Result<ContainerOptions> {
     for u in &a.ulimit {
         o.ulimits.push(opts::parse_ulimit(u)?);
     }
-    for d in &a.device {
-        o.devices.push(opts::parse_device(d)?);
-    }
+    super::cdi::device_flags(&mut o, &a.device, a.gpus.as_deref())?;
     for l in &a.label {
         o.labels.push(opts::parse_label(l)?);
     }
