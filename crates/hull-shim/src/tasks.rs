@@ -393,6 +393,13 @@ impl Tasks {
             if p.pid != 0 && p.exit.is_none() {
                 return Err(Error::Running);
             }
+            // The pid and log files `launch` made for it; left, they pile up per exec.
+            for f in [
+                format!("exec-{exec_id}.pid"),
+                format!("exec-{exec_id}-log.json"),
+            ] {
+                let _ = std::fs::remove_file(c.bundle.join(f));
+            }
             return c
                 .execs
                 .remove(exec_id)

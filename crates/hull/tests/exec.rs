@@ -1,6 +1,7 @@
 //! `hull exec` end to end as root: `-it` under a pseudo-terminal (script(1))
 //! many times in a row (no hang, no FIFO left), the terminal's size and its
-//! changes seen inside, and docker's exit codes for a program that cannot run.
+//! changes seen inside, and docker's exit codes for a program that cannot run. No
+//! network (`--network none`): these need not wait for the host-wide network test lock.
 #![allow(clippy::unwrap_used)]
 
 mod ctr;
@@ -45,7 +46,17 @@ fn exec_files(e: &Env, id: &str) -> Vec<String> {
 #[test]
 fn exec_it_short_commands_never_hang() {
     let e = env();
-    let id = e.ok(&["run", "-d", "--name", "c", IMG, "sleep", "1000"]);
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "c",
+        IMG,
+        "sleep",
+        "1000",
+    ]);
     let id = id.trim();
     for i in 0..50 {
         let cmd = if i % 2 == 0 { "true" } else { "ls /" };
@@ -79,12 +90,24 @@ fn exec_tty_size_and_resize() {
     let shared = e.work.path().join("shared");
     std::fs::create_dir(&shared).unwrap();
     let vol = format!("{}:/shared", shared.display());
-    e.ok(&["run", "-d", "--name", "c", "-v", &vol, IMG, "sleep", "1000"]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "c",
+        "-v",
+        &vol,
+        IMG,
+        "sleep",
+        "1000",
+    ]);
     let o = under_pty(
         &e,
         "stty rows 33 cols 77; HULL exec -it c busybox stty size",
     );
-    let out = text(&o).0.replace('\r', "");
+    let out = text(&o).0.replace(['\r', '\0'], "").replace("^@", "");
     assert_eq!(out, "33 77\n", "{o:?}");
     // Inside: print the size, say so through /shared, then print it again on
     // SIGWINCH. Outside: once it is ready, change our size (the kernel sends
@@ -99,7 +122,7 @@ fn exec_tty_size_and_resize() {
         r = ready.display()
     );
     let o = under_pty(&e, &line);
-    let out = text(&o).0.replace('\r', "");
+    let out = text(&o).0.replace(['\r', '\0'], "").replace("^@", "");
     assert_eq!(out, "33 77\n44 99\n", "{o:?}");
     e.ok(&["rm", "-f", "c"]);
     e.assert_clean();
@@ -110,7 +133,17 @@ fn exec_tty_size_and_resize() {
 #[test]
 fn exec_of_a_program_that_cannot_run() {
     let e = env();
-    let id = e.ok(&["run", "-d", "--name", "c", IMG, "sleep", "1000"]);
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "c",
+        IMG,
+        "sleep",
+        "1000",
+    ]);
     let o = e.hull(&["exec", "c", "no-such-program"]);
     let err = text(&o).1;
     assert_eq!(o.status.code(), Some(127), "{err}");
