@@ -137,8 +137,9 @@ fn start_after_exit_and_restart() {
     e.assert_clean();
 }
 
-/// A container that exited on its own (never stopped) starts again, and a
-/// created one still starts the ordinary way.
+/// A container that exited on its own (never stopped) starts again with its
+/// rootfs; `start -a` shows only the new run's output. No network: this one
+/// need not wait for the host-wide network test lock.
 #[test]
 fn start_after_own_exit_keeps_rootfs() {
     let e = Env::new();
@@ -146,6 +147,8 @@ fn start_after_own_exit_keeps_rootfs() {
     e.ok(&[
         "run",
         "-d",
+        "--network",
+        "none",
         "--name",
         "once",
         IMG,
