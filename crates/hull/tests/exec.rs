@@ -21,6 +21,8 @@ fn env() -> Env {
 
 /// Runs the shell line `line` under script(1), so that it has a terminal;
 /// `HULL` in it stands for hull with this test's root.
+/// (`timeout --foreground` keeps hull in the terminal's foreground process
+/// group: its raw mode and SIGWINCH need that.)
 fn under_pty(e: &Env, line: &str) -> Output {
     let hull = format!("{} --root {}", ctr::HULL, e.root.path().display());
     Command::new("script")
