@@ -72,6 +72,7 @@ impl Engine {
             started_ns: None,
             exit: None,
             net: None,
+            last_ip: None,
             anon_volumes,
         };
         let made = std::fs::create_dir(&dir)
@@ -87,9 +88,12 @@ impl Engine {
         drop(store);
         let launched = self
             .launch(&rec, &dir)
-            .and_then(|pid| Ok(self.attach(&rec, pid)?));
+            .and_then(|pid| Ok(self.attach(&rec, pid, None)?));
         match launched {
-            Ok(net) => rec.net = net,
+            Ok(net) => {
+                rec.last_ip = net.as_ref().map(|n| n.ip);
+                rec.net = net;
+            }
             Err(e) => {
                 let _ = self.cleanup(&rec, true);
                 return Err(e);
@@ -185,6 +189,11 @@ impl Engine {
     /// Starts the shim and has it run `hullc create`; init's pid.
     fn launch(&self, rec: &Record, dir: &Path) -> Result<u32, Error> {
         shim::spawn(self.shim_bin()?, dir, &rec.id)?;
+        self.create_task(rec, dir)
+    }
+
+    /// Has the container's shim run `hullc create`; init's pid.
+    pub(crate) fn create_task(&self, rec: &Record, dir: &Path) -> Result<u32, Error> {
         let s = self.shim_for(&rec.id)?;
         let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
         let io = Io {
@@ -203,6 +212,51 @@ impl Engine {
             terminal: rec.options.tty,
         };
         Ok(s.create(dir, &io, self.hullc()?, &self.hullc_root())?)
+    }
+
+    /// Makes an exited container's task again (docker's `start` of a stopped container): the
+    /// same directory, bundle, rootfs with its upper layer, name and logs; the old task goes
+    /// (deleted through the shim, which is kept; a new shim when it is gone), then a fresh
+    /// `hullc create` and network attach, asking for the old address again and re-publishing
+    /// its ports. On failure the container stays exited and `rm` cleans up as usual.
+    pub(crate) fn recreate(&self, r: &Record) -> Result<Record, Error> {
+        let _lock = self.containers.lock()?;
+        let dir = self.dir(r);
+        let plan = self.plan_network(&r.options)?;
+        // Join a `container:` target's namespace as it is now (its pid is new if it restarted).
+        if let NetnsConfig::Join(path) = &plan.netns {
+            set_netns_path(&dir.join("config.json"), path)?;
+        }
+        // Released at the exit already, unless that failed: then now, before the new attach.
+        self.release_network(&r.id)?;
+        let reused = match self.shim(r) {
+            Ok(s) => s.delete("").is_ok(),
+            Err(_) => false,
+        };
+        let pid = if reused {
+            self.create_task(r, &dir)?
+        } else {
+            if let Ok(s) = self.shim(r) {
+                s.shutdown();
+            }
+            self.forget_shim(&r.id);
+            self.hullc_delete(&r.id)?;
+            shim::remove_socket(&dir);
+            self.launch(r, &dir)?
+        };
+        let mut rec = self.containers.find(&r.id)?;
+        let net = match self.attach(&rec, pid, rec.last_ip) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = self.shim(r).and_then(|s| Ok(s.delete("")?));
+                return Err(e.into());
+            }
+        };
+        rec.last_ip = net.as_ref().map(|n| n.ip).or(rec.last_ip);
+        rec.net = net;
+        rec.exit = None;
+        self.containers.save(&rec)?;
+        Ok(rec)
     }
 
     /// Removes the anonymous volumes of `r` (`rm -v`, `--rm`), carrying on past failures.
@@ -247,6 +301,27 @@ fn anonymous_volumes(
         });
     }
     Ok(out)
+}
+
+/// Points the bundle's network namespace entry at `netns`.
+fn set_netns_path(config: &Path, netns: &Path) -> Result<(), Error> {
+    let data = std::fs::read(config).map_err(io("cannot read", config))?;
+    let mut v: serde_json::Value = serde_json::from_slice(&data).map_err(|e| Error::Io {
+        what: "corrupt bundle config",
+        path: config.into(),
+        source: std::io::Error::other(e),
+    })?;
+    for ns in v["linux"]["namespaces"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if ns["type"] == "network" {
+            ns["path"] = serde_json::json!(netns);
+        }
+    }
+    let data = serde_json::to_vec_pretty(&v).unwrap_or_default();
+    std::fs::write(config, data).map_err(io("cannot write", config))
 }
 
 pub(crate) fn make_fifo(p: &Path) -> Result<(), Error> {

@@ -45,8 +45,12 @@ pub enum Error {
     NotRunning(String),
     #[error("container {0} is paused: unpause it first")]
     Paused(String),
-    #[error("container {0} was already started")]
+    #[error("container {0} is already running")]
     AlreadyStarted(String),
+    #[error(
+        "container {0} is dead (its shim is gone and its state unknown): remove it with rm -f"
+    )]
+    Dead(String),
     #[error("{what} {path}")]
     Io {
         what: &'static str,
@@ -54,6 +58,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("exec failed: the command was not found")]
+    ExecNotFound(#[source] shim::Error),
+    #[error("exec failed: the command cannot be executed")]
+    ExecNotExecutable(#[source] shim::Error),
     #[error("{what}: {msg}")]
     Hullc { what: &'static str, msg: String },
     #[error(transparent)]
@@ -247,19 +255,28 @@ impl Engine {
         }
     }
 
+    /// Starts a created container, or an exited one again (its task made anew, see
+    /// [`Engine::recreate`]).
     pub fn start(&self, r: &Record) -> Result<u32, Error> {
-        match self.state(r) {
-            State::Created => {}
+        let r = match self.state(r) {
+            State::Created => r.clone(),
+            State::Exited(_) => self.recreate(r)?,
             State::Running { .. } | State::Paused { .. } => {
                 return Err(Error::AlreadyStarted(r.name.clone()))
             }
-            _ => return Err(Error::AlreadyStarted(r.name.clone())),
-        }
-        let pid = self.shim(r)?.start("")?;
+            State::Dead => return Err(Error::Dead(r.name.clone())),
+        };
+        let pid = self.shim(&r)?.start("")?;
         let mut r = r.clone();
         r.started_ns = Some(record::now_ns());
         self.containers.save(&r)?;
         Ok(pid)
+    }
+
+    /// `restart`: [`Engine::stop`] when it runs, then [`Engine::start`].
+    pub fn restart(&self, r: &Record, timeout: Duration) -> Result<u32, Error> {
+        self.stop(r, timeout)?;
+        self.start(&self.containers.find(&r.id)?)
     }
 
     pub fn kill(&self, r: &Record, signal: u32) -> Result<(), Error> {

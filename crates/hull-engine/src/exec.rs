@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::create::make_fifo;
 use crate::engine::{Engine, Error, State};
 use crate::record::{new_id, Record};
-use crate::shim::Io;
+use crate::shim::{self, Io, Shim};
 use crate::user;
 
 /// What `hull exec` asks for.
@@ -25,6 +25,33 @@ pub struct ExecOptions {
     pub workdir: Option<String>,
     pub stdin: bool,
     pub tty: bool,
+    /// The terminal's size to start with (rows, columns), with `tty`.
+    pub console_size: Option<(u16, u16)>,
+}
+
+/// Why the runtime could not start the exec's program: docker's exit codes
+/// 127 (not found) and 126 (not executable) come from these.
+///
+/// The runtime's words decide, as in docker (`translateContainerdStartErr`):
+/// runc says `executable file not found in $PATH`, `no such file or
+/// directory`, `permission denied`; older hullc `not found in $PATH` and
+/// `Permission denied`. Matched without case, so both work.
+fn start_error(e: shim::Error) -> Error {
+    let msg = e.to_string().to_lowercase();
+    if [
+        "executable file not found",
+        "not found in $path",
+        "no such file or directory",
+    ]
+    .iter()
+    .any(|m| msg.contains(m))
+    {
+        return Error::ExecNotFound(e);
+    }
+    if msg.contains("permission denied") {
+        return Error::ExecNotExecutable(e);
+    }
+    e.into()
 }
 
 fn io_err<'a>(what: &'static str, p: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -47,6 +74,11 @@ fn process(engine: &Engine, r: &Record, o: &ExecOptions) -> Result<Value, Error>
     let mut proc = config["process"].clone();
     proc["args"] = serde_json::json!(o.cmd);
     proc["terminal"] = Value::Bool(o.tty);
+    // Sized before the program runs (runtime-spec `consoleSize`): a resize
+    // after start would race with a program that reads its size at once.
+    if let (true, Some((rows, cols))) = (o.tty, o.console_size) {
+        proc["consoleSize"] = serde_json::json!({"height": rows, "width": cols});
+    }
     if let Some(env) = proc["env"].as_array_mut() {
         for e in &o.env {
             let key = e.split('=').next().unwrap_or(e);
@@ -77,6 +109,17 @@ fn open_reader(p: &Path) -> Result<File, Error> {
     Ok(f)
 }
 
+/// Opens a FIFO's write end without waiting for a reader: O_RDWR never
+/// blocks on open (fifo(7)). A blocking write-only open would wait for the
+/// shim's end, which a process that exits at once has already closed again.
+pub(crate) fn open_writer(p: &Path) -> Result<File, Error> {
+    File::options()
+        .read(true)
+        .write(true)
+        .open(p)
+        .map_err(io_err("cannot open", p))
+}
+
 fn set_blocking(f: &File) {
     // SAFETY: fcntl on a descriptor we own; flags come from F_GETFL.
     unsafe {
@@ -99,77 +142,128 @@ fn pump(mut from: File, to: impl Fn(&[u8]) + Send + 'static) -> JoinHandle<()> {
 
 /// Copies our stdin into the FIFO `p`, then tells the shim input ended.
 pub fn feed_stdin(engine: &Engine, r: &Record, p: PathBuf, exec_id: String) -> Result<(), Error> {
-    let mut fifo = File::options()
-        .write(true)
-        .open(&p)
-        .map_err(io_err("cannot open", &p))?;
-    let shim = engine.shim(r)?;
+    let fifo = open_writer(&p)?;
+    feed(fifo, engine.shim(r)?, exec_id);
+    Ok(())
+}
+
+fn feed(mut fifo: File, shim: Shim, exec_id: String) {
     std::thread::spawn(move || {
         let _ = std::io::copy(&mut std::io::stdin().lock(), &mut fifo);
         drop(fifo);
         let _ = shim.close_io(&exec_id);
     });
-    Ok(())
+}
+
+/// Our ends of an exec's FIFOs, all opened before the shim is asked for the
+/// exec: none of them waits for a partner, so a process that exits before we
+/// look cannot leave us waiting in open(2).
+struct Ends {
+    stdin: Option<File>,
+    stdout: File,
+    stderr: Option<File>,
+    io: Io,
+}
+
+/// Makes and opens the FIFOs `<exec_id>.{in,out,err}` in `dir`.
+fn open_ends(dir: &Path, exec_id: &str, o: &ExecOptions) -> Result<Ends, Error> {
+    let path = |s: &str| dir.join(format!("{exec_id}.{s}"));
+    let (pin, pout, perr) = (path("in"), path("out"), path("err"));
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    make_fifo(&pout)?;
+    let stdout = open_reader(&pout)?;
+    let mut io = Io {
+        stdout: s(&pout),
+        terminal: o.tty,
+        ..Io::default()
+    };
+    // A terminal has one stream.
+    let stderr = if o.tty {
+        None
+    } else {
+        make_fifo(&perr)?;
+        io.stderr = s(&perr);
+        Some(open_reader(&perr)?)
+    };
+    let stdin = if o.stdin {
+        make_fifo(&pin)?;
+        io.stdin = s(&pin);
+        Some(open_writer(&pin)?)
+    } else {
+        None
+    };
+    Ok(Ends {
+        stdin,
+        stdout,
+        stderr,
+        io,
+    })
+}
+
+fn remove_fifos(dir: &Path, exec_id: &str) {
+    for s in ["in", "out", "err"] {
+        let _ = std::fs::remove_file(dir.join(format!("{exec_id}.{s}")));
+    }
 }
 
 /// Runs the exec to completion with our stdio attached; its exit status.
-pub fn run(engine: &Engine, r: &Record, o: &ExecOptions) -> Result<u32, Error> {
+/// `started` is called once the process runs, with the shim and the exec id
+/// (`hull exec -t` forwards window size changes from there).
+pub fn run(
+    engine: &Engine,
+    r: &Record,
+    o: &ExecOptions,
+    started: impl FnOnce(&Shim, &str),
+) -> Result<u32, Error> {
     if !matches!(engine.state(r), State::Running { .. }) {
         return Err(Error::NotRunning(r.name.clone()));
     }
     let proc = process(engine, r, o)?;
     let exec_id = format!("exec-{}", &new_id()?[..16]);
     let dir = engine.dir(r);
-    let path = |s: &str| dir.join(format!("{exec_id}.{s}"));
-    let (pin, pout, perr) = (path("in"), path("out"), path("err"));
-    let result = (|| {
-        make_fifo(&pout)?;
-        if !o.tty {
-            make_fifo(&perr)?;
-        }
-        if o.stdin {
-            make_fifo(&pin)?;
-        }
-        let out = open_reader(&pout)?;
-        let err = if o.tty {
-            None
-        } else {
-            Some(open_reader(&perr)?)
-        };
-        let s = |p: &Path| p.to_string_lossy().into_owned();
-        let io = Io {
-            stdin: if o.stdin { s(&pin) } else { String::new() },
-            stdout: s(&pout),
-            stderr: if o.tty { String::new() } else { s(&perr) },
-            terminal: o.tty,
-        };
+    let ends = open_ends(&dir, &exec_id, o);
+    let launched = ends.and_then(|ends| {
         let shim = engine.shim(r)?;
         let spec = serde_json::to_vec(&proc).unwrap_or_default();
-        shim.exec(&exec_id, &spec, &io)?;
-        shim.start(&exec_id)?;
-        if o.stdin {
-            feed_stdin(engine, r, pin.clone(), exec_id.clone())?;
+        shim.exec(&exec_id, &spec, &ends.io)?;
+        match shim.start(&exec_id) {
+            Ok(_) => Ok((shim, ends)),
+            Err(e) => {
+                let _ = shim.delete(&exec_id);
+                Err(start_error(e))
+            }
         }
-        set_blocking(&out);
-        let mut threads = vec![pump(out, |b| {
-            let mut w = std::io::stdout().lock();
-            let _ = w.write_all(b).and_then(|()| w.flush());
-        })];
-        if let Some(err) = err {
-            set_blocking(&err);
-            threads.push(pump(err, |b| {
-                let _ = std::io::stderr().lock().write_all(b);
-            }));
-        }
-        let code = shim.wait(&exec_id, None)?.map_or(137, |(c, _)| c);
-        for t in threads {
-            let _ = t.join();
-        }
-        let _ = shim.delete(&exec_id);
-        Ok(code)
-    })();
-    for p in [&pin, &pout, &perr] {
-        let _ = std::fs::remove_file(p);
+    });
+    // Both sides hold their ends open now (the shim opens its own in Start):
+    // the names are no longer needed, and gone they cannot pile up even if
+    // we are killed.
+    remove_fifos(&dir, &exec_id);
+    let (shim, ends) = launched?;
+    started(&shim, &exec_id);
+    attach(&shim, &exec_id, ends)
+}
+
+/// Copies the exec's output to ours (and our input to it) until it exits;
+/// its exit status.
+fn attach(shim: &Shim, exec_id: &str, ends: Ends) -> Result<u32, Error> {
+    if let Some(fifo) = ends.stdin {
+        feed(fifo, shim.clone(), exec_id.into());
     }
-    result
+    set_blocking(&ends.stdout);
+    let mut threads = vec![pump(ends.stdout, |b| {
+        let mut w = std::io::stdout().lock();
+        let _ = w.write_all(b).and_then(|()| w.flush());
+    })];
+    if let Some(err) = ends.stderr {
+        set_blocking(&err);
+        threads.push(pump(err, |b| {
+            let _ = std::io::stderr().lock().write_all(b);
+        }));
+    }
+    let code = shim.wait(exec_id, None)?.map_or(137, |(c, _)| c);
+    for t in threads {
+        let _ = t.join();
+    }
+    let _ = shim.delete(exec_id);
+    Ok(code)
 }

@@ -147,7 +147,14 @@ impl Engine {
 
     /// Connects a created container (init `pid`, not started yet) to its network; its hosts
     /// file is written by hull-net and kept current as others come and go.
-    pub(crate) fn attach(&self, rec: &Record, pid: u32) -> Result<Option<NetSettings>, Error> {
+    ///
+    /// `ip`: the address to ask for (a restart's old one); when it is taken, the lowest free.
+    pub(crate) fn attach(
+        &self,
+        rec: &Record,
+        pid: u32,
+        ip: Option<Ipv4Addr>,
+    ) -> Result<Option<NetSettings>, Error> {
         let NetworkMode::Network(net) = rec.options.network_mode() else {
             return Ok(None);
         };
@@ -161,10 +168,15 @@ impl Engine {
             netns: PathBuf::from(format!("/proc/{pid}/ns/net")),
             ports: rec.options.publish.clone(),
             hosts_file: Some(self.dir(rec).join("hosts")),
+            ip,
             ..AttachRequest::default()
         };
         let nets = self.networks()?;
-        let att = nets.attach(&net, &req).map_err(|e| match e {
+        let mut att = nets.attach(&net, &req);
+        if att.is_err() && req.ip.is_some() {
+            att = nets.attach(&net, &AttachRequest { ip: None, ..req });
+        }
+        let att = att.map_err(|e| match e {
             NetError::NotFound(n) => Error::NoNetwork(n),
             NetError::PortTaken {
                 port,

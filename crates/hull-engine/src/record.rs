@@ -72,6 +72,9 @@ pub struct Record {
     /// Its place on a network of hull's while it holds one (cleared once released).
     #[serde(default)]
     pub net: Option<crate::net::NetSettings>,
+    /// The address it last had (kept after the release): a restart asks for it again.
+    #[serde(default)]
+    pub last_ip: Option<std::net::Ipv4Addr>,
     /// Volumes made for the image's `Volumes` paths (removed by `rm -v` and `--rm`).
     #[serde(default)]
     pub anon_volumes: Vec<AnonVolume>,

@@ -321,7 +321,16 @@ impl Tasks {
 
     pub fn kill(&self, id: &str, exec_id: &str, signal: u32, all: bool) -> Result<(), Error> {
         self.with_proc(id, exec_id, |p| {
-            if p.exit.is_some() && !all {
+            // An exited process is finished for every kill, `all` included (runc's
+            // shim answers the same): containerd's exit handling (CRI's, `task
+            // delete`'s WithProcessKill) kills with all=true first and goes on only
+            // on NotFound or success; hullc's "not running" would be UNKNOWN and
+            // abort it. Processes left in the cgroup (a container without its own
+            // pid namespace) still get an `all` signal, best effort.
+            if p.exit.is_some() {
+                if all && exec_id.is_empty() {
+                    let _ = self.hullc.kill(id, signal, true);
+                }
                 return Err(Error::Finished);
             }
             if exec_id.is_empty() {
@@ -383,6 +392,13 @@ impl Tasks {
                 .ok_or_else(|| Error::NoProcess(id.into(), exec_id.into()))?;
             if p.pid != 0 && p.exit.is_none() {
                 return Err(Error::Running);
+            }
+            // The pid and log files `launch` made for it; left, they pile up per exec.
+            for f in [
+                format!("exec-{exec_id}.pid"),
+                format!("exec-{exec_id}-log.json"),
+            ] {
+                let _ = std::fs::remove_file(c.bundle.join(f));
             }
             return c
                 .execs

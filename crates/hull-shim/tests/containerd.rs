@@ -522,3 +522,35 @@ fn containerd_restart_keeps_the_task() {
     ctd.ok(&["task", "rm", "survivor"]);
     ctd.ok(&["container", "rm", "survivor"]);
 }
+
+/// containerd's exit handling (CRI's, `task delete --force`) kills with
+/// all=true before deleting; the shim answers NotFound ("process already
+/// finished") for an exited task, as runc's shim does, so the delete goes on.
+#[test]
+fn kill_all_of_an_exited_task_is_not_found_and_delete_works() {
+    if !usable() {
+        return;
+    }
+    let bins = common::hullc_dir(SHIM);
+    let ctd = Containerd::start(&bins);
+    let archive = busybox_archive(ctd.dir.path());
+    ctd.ok(&["images", "import", archive.to_str().unwrap()]);
+    let rt = ["--runtime", "io.containerd.hull.v2"];
+    for (id, force) in [("gone1", false), ("gone2", true)] {
+        ctd.ok(&[&["run", "-d"], &rt[..], &[IMAGE, id, "true"]].concat());
+        ctd.wait_status(id, "STOPPED");
+        let o = ctd.ctr(&["task", "kill", "--all", "-s", "9", id]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("process already finished: not found"),
+            "kill --all of an exited task: {o:?}"
+        );
+        let del: &[&str] = if force {
+            &["task", "delete", "--force", id]
+        } else {
+            &["task", "delete", id]
+        };
+        ctd.ok(del);
+        ctd.ok(&["container", "rm", id]);
+    }
+}

@@ -1,4 +1,4 @@
-//! `hull stop|kill|rm|wait|pause|unpause`: signals and removal.
+//! `hull stop|restart|kill|rm|wait|pause|unpause`: signals and removal.
 
 use std::path::Path;
 use std::time::Duration;
@@ -69,6 +69,16 @@ pub(crate) fn stop(root: &Path, a: StopArgs) -> Result<u8> {
     each(&a.containers, |n| {
         let r = e.find(n)?;
         Ok(e.stop(&r, Duration::from_secs(a.time))?)
+    })
+}
+
+/// Stops (when running) and starts each container again.
+pub(crate) fn restart(root: &Path, a: StopArgs) -> Result<u8> {
+    let e = engine(root)?;
+    each(&a.containers, |n| {
+        let r = e.find(n)?;
+        e.restart(&r, Duration::from_secs(a.time))?;
+        Ok(())
     })
 }
 

@@ -6,6 +6,10 @@ use anyhow::Result;
 use clap::Args;
 use hull_engine::exec::{self, ExecOptions};
 use hull_engine::opts;
+use hull_engine::shim::Shim;
+use hull_engine::Error;
+use signal_hook::consts::SIGWINCH;
+use signal_hook::iterator::Signals;
 
 use super::run::engine;
 use super::tty;
@@ -42,8 +46,33 @@ pub(crate) fn run(root: &Path, a: ExecArgs) -> Result<u8> {
         workdir: a.workdir,
         stdin: a.interactive,
         tty: a.tty,
+        console_size: if a.tty { tty::size() } else { None },
     };
-    let _raw = if a.tty { tty::RawMode::enter() } else { None };
-    let code = exec::run(&e, &r, &o)?;
-    Ok(code.min(255) as u8)
+    let winch = if a.tty {
+        Some(Signals::new([SIGWINCH])?)
+    } else {
+        None
+    };
+    let raw = if a.tty { tty::RawMode::enter() } else { None };
+    let started = |shim: &Shim, exec_id: &str| {
+        if let Some(s) = winch {
+            tty::follow_resizes(s, shim, exec_id);
+        }
+    };
+    let res = exec::run(&e, &r, &o, started);
+    drop(raw);
+    match res {
+        Ok(code) => Ok(code.min(255) as u8),
+        // docker's codes for a program that cannot be run.
+        Err(err @ (Error::ExecNotFound(_) | Error::ExecNotExecutable(_))) => {
+            let code = if matches!(err, Error::ExecNotFound(_)) {
+                127
+            } else {
+                126
+            };
+            eprintln!("Error: {:#}", anyhow::Error::from(err));
+            Ok(code)
+        }
+        Err(err) => Err(err.into()),
+    }
 }

@@ -51,8 +51,10 @@ enum Command {
     Run(run::RunArgs),
     /// Create a container without starting it.
     Create(run::CreateArgs),
-    /// Start created containers.
+    /// Start created or stopped containers.
     Start(run::StartArgs),
+    /// Restart containers (stop, then start).
+    Restart(ctl::StopArgs),
     /// Stop containers (stop signal, then SIGKILL after -t seconds).
     Stop(ctl::StopArgs),
     /// Send a signal to containers.
@@ -112,6 +114,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Create(a) => run::create(r, a),
         Command::Start(a) => run::start(r, a),
         Command::Stop(a) => ctl::stop(r, a),
+        Command::Restart(a) => ctl::restart(r, a),
         Command::Kill(a) => ctl::kill(r, a),
         Command::Rm(a) => ctl::rm(r, a),
         Command::Ps(a) => ps::ps(r, a),

@@ -38,15 +38,37 @@ impl Drop for RawMode {
     }
 }
 
-/// Passes our terminal's size to the container's terminal.
-pub(crate) fn resize(shim: &Shim) {
+/// Our terminal's size (rows, columns); `None` when stdout is no terminal.
+pub(crate) fn size() -> Option<(u16, u16)> {
     // SAFETY: winsize is plain data that TIOCGWINSZ fills.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: TIOCGWINSZ writes one winsize into ws.
     let ok = unsafe { libc::ioctl(std::io::stdout().as_raw_fd(), libc::TIOCGWINSZ, &mut ws) } == 0;
-    if ok && ws.ws_col > 0 {
-        let _ = shim.resize("", u32::from(ws.ws_col), u32::from(ws.ws_row));
+    (ok && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+/// Passes our terminal's size to the container's terminal.
+pub(crate) fn resize(shim: &Shim) {
+    resize_exec(shim, "");
+}
+
+fn resize_exec(shim: &Shim, exec_id: &str) {
+    if let Some((rows, cols)) = size() {
+        let _ = shim.resize(exec_id, u32::from(cols), u32::from(rows));
     }
+}
+
+/// Window changes → the exec's terminal. `signals` is registered before the
+/// exec starts, so no change is lost; one resize now catches a change made
+/// between reading the size for the exec's spec and now.
+pub(crate) fn follow_resizes(mut signals: Signals, shim: &Shim, exec_id: &str) {
+    let (shim, exec_id) = (shim.clone(), exec_id.to_string());
+    resize_exec(&shim, &exec_id);
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            resize_exec(&shim, &exec_id);
+        }
+    });
 }
 
 /// Forwards the signals a user sends to `hull run` (Ctrl-C, kill) to the
