@@ -73,6 +73,7 @@ impl Engine {
             exit: None,
             net: None,
             anon_volumes,
+            oom_counter: None,
         };
         let made = std::fs::create_dir(&dir)
             .map_err(io("cannot create container directory", &dir))
