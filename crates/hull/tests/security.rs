@@ -99,7 +99,7 @@ fn store_is_private_to_root() {
         IMG,
         json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]}),
         &[
-            Entry::File("bin/suid-bb", bb, 0o4755),
+            Entry::File("bin/busybox-suid", bb, 0o4755),
             // /dev/kvm's numbers, open to everyone (the host's node is 0600 or 0660).
             Entry::CharDev("srv/kvm", 10, 232, 0o666),
         ],
@@ -123,13 +123,13 @@ fn store_is_private_to_root() {
     let snap = only_entry(&root.join("snapshots"));
     let merged = root.join("containers").join(&id).join("merged");
     let ctr = root.join("ctr").join(&id);
-    assert!(merged.join("bin/suid-bb").exists() && ctr.join("config.json").exists());
+    assert!(merged.join("bin/busybox-suid").exists() && ctr.join("config.json").exists());
 
     let u = User::new();
     let check_all = |u: &User| {
         for base in [&snap, &merged] {
             let d = base.display();
-            assert_refused(u, "setuid file", &format!("{d}/bin/suid-bb id -u"));
+            assert_refused(u, "setuid file", &format!("{d}/bin/busybox-suid id -u"));
             assert_refused(u, "device node", &format!(": <>{d}/srv/kvm"));
         }
         assert_refused(
