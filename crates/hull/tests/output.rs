@@ -86,7 +86,6 @@ fn closed_pipe_ends_quietly() {
         &["network", "ls"],
         &["network", "inspect", "bridge", "net1"],
         &["volume", "ls"],
-        &["volume", "inspect", "vol1"],
         &["--help"],
         &["run", "--help"],
         &["--version"],
