@@ -3,8 +3,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-scripts/release.sh
-hullc=$PWD/target/release/hullc
+# One release build of the three programs (each dependency compiled once; several minutes on
+# a fresh machine). Cargo is quiet, errors and warnings still show; a progress line instead
+# of one "Compiling" line per crate.
+echo "Building hull, hullc and containerd-shim-hull-v2 (release)..."
+deps=${CARGO_TARGET_DIR:-target}/release/deps
+start=$(date +%s)
+scripts/release.sh --quiet &
+build=$!
+tick=0
+while kill -0 "$build" 2>/dev/null; do
+    n=$(find "$deps" -maxdepth 1 -name '*.rlib' 2>/dev/null | wc -l)
+    line="  $n crates built, $(($(date +%s) - start)) s"
+    # A terminal gets one line rewritten in place, a log a line a minute.
+    if [ -t 1 ]; then
+        printf '\r%s' "$line"
+    elif [ $((tick % 30)) -eq 29 ]; then
+        echo "$line"
+    fi
+    tick=$((tick + 1))
+    sleep 2
+done
+if [ -t 1 ]; then echo; fi
+wait "$build"
+echo "Built in $(($(date +%s) - start)) s."
+hullc=$(realpath "${CARGO_TARGET_DIR:-target}/release/hullc")
 bundle=$(mktemp -d /tmp/hull-demo.XXXXXX)
 trap 'rm -rf "$bundle"' EXIT
 mkdir -p "$bundle/rootfs/bin"

@@ -3,9 +3,11 @@
 #   scripts/release.sh [--hullc-only] [--quiet]
 # hullc is linked statically (glibc, as runc's own release binaries are static): without
 # ld.so, relocations against libc.so and libc's pages it starts faster and its peak RSS is
-# lower (figures in bench/README.md). `cargo rustc` applies the flags to the final binary
-# only: RUSTFLAGS would also make the proc-macro crates static, which rustc refuses unless
-# --target is given.
+# lower (figures in bench/README.md). The flags go to hullc's final link only, through
+# scripts/rustc-hullc.sh (a RUSTC_WORKSPACE_WRAPPER): RUSTFLAGS would also make the proc-macro
+# crates static, which rustc refuses unless --target is given, and a second `cargo rustc -p
+# hullc` would resolve features for hullc alone and so build every dependency twice. One
+# `cargo build` of the three programs compiles each dependency once.
 # And not position-independent: a static-pie applies its relocations at start-up, which
 # writes (copies) every page of its 244 KiB .data.rel.ro, 56 page faults per process
 # (`hullc state` 1.85 -> 1.48 ms, bench/README.md item 17). The price is a fixed address for
@@ -22,21 +24,30 @@ if [ "${1:-}" = "--hullc-only" ]; then
     only_hullc=true
     shift
 fi
-if ! $only_hullc; then
-    cargo build --release "$@" -p hull -p hull-shim
-fi
 out="${CARGO_TARGET_DIR:-target}/release"
-set -- "$@" -p hullc --bin hullc -- -C target-feature=+crt-static
+flags="-C target-feature=+crt-static"
 if [ -z "${HULLC_PIE:-}" ]; then
-    set -- "$@" -C relocation-model=static
+    flags="$flags -C relocation-model=static"
 fi
 if [ -f bench/hullc.order ]; then
-    set -- "$@" -C "link-arg=-Wl,--symbol-ordering-file=$PWD/bench/hullc.order" \
-        -C link-arg=-Wl,--no-warn-symbol-ordering
+    flags="$flags -C link-arg=-Wl,--symbol-ordering-file=$PWD/bench/hullc.order"
+    flags="$flags -C link-arg=-Wl,--no-warn-symbol-ordering"
     # Cargo doesn't track the file: relink when it is newer than the binary.
     if [ "$out/hullc" -ot bench/hullc.order ]; then
         rm -f "$out/hullc" "$out"/deps/hullc-*
     fi
 fi
-# shellcheck disable=SC2086 # word splitting of the extra flags is wanted
-cargo rustc --release "$@" ${HULLC_RUSTC_ARGS:-}
+HULLC_LINK_FLAGS="$flags ${HULLC_RUSTC_ARGS:-}"
+# Cargo doesn't see the wrapper's flags either: relink when they changed since the last build.
+mkdir -p "$out"
+if [ "$(cat "$out/.hullc-flags" 2>/dev/null)" != "$HULLC_LINK_FLAGS" ]; then
+    rm -f "$out/hullc" "$out"/deps/hullc-*
+fi
+RUSTC_WORKSPACE_WRAPPER="$PWD/scripts/rustc-hullc.sh"
+export HULLC_LINK_FLAGS RUSTC_WORKSPACE_WRAPPER
+if $only_hullc; then
+    cargo build --release "$@" -p hullc --bin hullc
+else
+    cargo build --release "$@" -p hull -p hull-shim -p hullc
+fi
+printf '%s\n' "$HULLC_LINK_FLAGS" >"$out/.hullc-flags"

@@ -74,6 +74,7 @@ impl Engine {
             net: None,
             last_ip: None,
             anon_volumes,
+            oom_counter: None,
         };
         let made = std::fs::create_dir(&dir)
             .map_err(io("cannot create container directory", &dir))

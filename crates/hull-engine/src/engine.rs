@@ -215,7 +215,7 @@ impl Engine {
                 TaskStatus::Running => State::Running { pid: t.pid },
                 TaskStatus::Paused => State::Paused { pid: t.pid },
                 TaskStatus::Stopped { code, at_ns } => {
-                    let e = ExitInfo { code, at_ns };
+                    let e = ExitInfo::of(r, code, at_ns);
                     if r.exit != Some(e) {
                         let mut r = r.clone();
                         r.exit = Some(e);
@@ -269,6 +269,7 @@ impl Engine {
         let pid = self.shim(&r)?.start("")?;
         let mut r = r.clone();
         r.started_ns = Some(record::now_ns());
+        r.oom_counter = record::oom_counter(pid);
         self.containers.save(&r)?;
         Ok(pid)
     }
@@ -306,7 +307,7 @@ impl Engine {
     /// Saves an exit learnt from the shim's Wait and releases the network.
     pub fn remember_exit(&self, r: &Record, code: u32, at_ns: i128) {
         if let Ok(mut r) = self.containers.find(&r.id) {
-            r.exit = Some(ExitInfo { code, at_ns });
+            r.exit = Some(ExitInfo::of(&r, code, at_ns));
             let _ = self.containers.save(&r);
             self.release_after_exit(&r);
         }

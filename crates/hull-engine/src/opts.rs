@@ -10,6 +10,17 @@ use serde::{Deserialize, Serialize};
 pub enum Error {
     #[error("invalid --memory value {0:?} (expected e.g. 512m, 1g, 1048576)")]
     Memory(String),
+    #[error("invalid --memory value {0:?}: more than the largest limit the kernel takes (8 EiB)")]
+    MemoryTooLarge(String),
+    #[error("invalid --memory value {0:?}: the minimum memory limit is 6m (6291456 bytes)")]
+    MemoryTooSmall(String),
+    #[error("invalid mount target {given:?} for {flag}: {path} cannot be a volume or bind mount ({why})")]
+    MountTarget {
+        flag: &'static str,
+        given: String,
+        path: String,
+        why: &'static str,
+    },
     #[error("invalid --cpus value {0:?} (expected a positive number)")]
     Cpus(String),
     #[error("invalid --ulimit {0:?} (expected NAME=SOFT[:HARD], e.g. nofile=1024:2048)")]
@@ -154,7 +165,81 @@ pub fn parse_memory(s: &str) -> Result<i64, Error> {
     if n.is_nan() || n <= 0.0 {
         return Err(Error::Memory(s.into()));
     }
-    Ok((n * mult as f64) as i64)
+    let bytes = n * mult as f64;
+    // `as i64` saturates: 999999999999g became i64::MAX, which the kernel reads as no limit.
+    if !bytes.is_finite() || bytes >= i64::MAX as f64 {
+        return Err(Error::MemoryTooLarge(s.into()));
+    }
+    // Below a few MiB the container's init is OOM-killed while it starts (`--memory 1k`
+    // failed as "container init exited during create (killed by signal 9)"); docker's floor.
+    if bytes < MIN_MEMORY as f64 {
+        return Err(Error::MemoryTooSmall(s.into()));
+    }
+    Ok(bytes as i64)
+}
+
+/// docker's smallest `--memory` (6 MiB).
+pub const MIN_MEMORY: i64 = 6 << 20;
+
+/// `p` with `.`, `..` and repeated or trailing slashes resolved lexically: `/x/../proc/`,
+/// `//proc` and `/proc/.` are all `/proc`. The runtime resolves the target the same way
+/// (inside the rootfs, `..` stops at its root).
+pub fn normalize_target(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Files under /proc that a bind may replace (runc's list, for lxcfs).
+const PROC_FILES: &[&str] = &[
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+];
+
+/// Why `target` (normalized) may not be a volume or bind mount, if it may not: one on /proc
+/// replaces the container's procfs (and with it masked and read-only paths) with a writable
+/// directory, one on /sys or /dev the kernel's view of devices (runc and podman refuse these
+/// too); one inside /proc or /sys shadows a file the runtime protects.
+pub fn forbidden_target(target: &str) -> Option<&'static str> {
+    let under = |d: &str| target.strip_prefix(d).is_some_and(|r| r.starts_with('/'));
+    match target {
+        "/" => Some("the container's root filesystem"),
+        "/proc" => Some("the container's procfs"),
+        "/sys" => Some("the container's sysfs"),
+        "/dev" => Some("the container's device directory"),
+        t if under("/proc") && !PROC_FILES.contains(&t) => Some("a path inside procfs"),
+        _ if under("/sys") => Some("a path inside sysfs"),
+        _ => None,
+    }
+}
+
+/// Checks the target of a `-v`/`--mount`/image volume (`flag` names where it came from);
+/// the normalized target.
+pub fn check_target(flag: &'static str, given: &str) -> Result<String, Error> {
+    let path = normalize_target(given);
+    match forbidden_target(&path) {
+        Some(why) => Err(Error::MountTarget {
+            flag,
+            given: given.into(),
+            path,
+            why,
+        }),
+        None => Ok(path),
+    }
 }
 
 pub fn parse_cpus(s: &str) -> Result<f64, Error> {
@@ -208,6 +293,7 @@ pub fn parse_volume(s: &str) -> Result<MountSpec, Error> {
     if src.is_empty() || !dst.starts_with('/') {
         return Err(bad());
     }
+    check_target("-v/--volume", dst)?;
     if src.starts_with('/') || src.starts_with('.') {
         let source = std::path::absolute(src).map_err(|_| bad())?;
         return Ok(MountSpec::Bind {
@@ -240,6 +326,7 @@ pub fn parse_mount(s: &str) -> Result<MountSpec, Error> {
         .filter(|d| d.starts_with('/'))
         .ok_or(Error::Mount(s.into(), "target must be an absolute path"))?
         .to_string();
+    check_target("--mount", &target)?;
     match (kind, src) {
         ("bind", Some(src)) => Ok(MountSpec::Bind {
             source: std::path::absolute(src).map_err(|_| Error::Mount(s.into(), "bad source"))?,
@@ -362,9 +449,49 @@ mod tests {
         assert_eq!(parse_memory("512m").unwrap(), 512 << 20);
         assert_eq!(parse_memory("1g").unwrap(), 1 << 30);
         assert_eq!(parse_memory("1GB").unwrap(), 1 << 30);
-        assert_eq!(parse_memory("4096").unwrap(), 4096);
+        assert_eq!(parse_memory("8388608").unwrap(), 8 << 20);
         assert!(parse_memory("lots").is_err());
         assert!(parse_memory("-1m").is_err());
+        assert!(matches!(
+            parse_memory("999999999999g"),
+            Err(Error::MemoryTooLarge(_))
+        ));
+        assert!(matches!(
+            parse_memory("1e400"),
+            Err(Error::MemoryTooLarge(_))
+        ));
+        assert!(matches!(parse_memory("1k"), Err(Error::MemoryTooSmall(_))));
+        assert_eq!(parse_memory("6m").unwrap(), MIN_MEMORY);
+    }
+
+    #[test]
+    fn mount_targets() {
+        for t in [
+            "/proc",
+            "/proc/",
+            "//proc",
+            "/x/../proc",
+            "/proc/.",
+            "/sys",
+            "/dev/",
+            "/",
+        ] {
+            assert!(check_target("-v", t).is_err(), "{t}");
+            assert!(parse_volume(&format!("/a:{t}")).is_err(), "{t}");
+            assert!(
+                parse_mount(&format!("type=tmpfs,target={t}")).is_err(),
+                "{t}"
+            );
+        }
+        assert!(check_target("-v", "/proc/sys/kernel").is_err());
+        assert!(check_target("-v", "/sys/fs/cgroup").is_err());
+        assert_eq!(
+            check_target("-v", "/proc/cpuinfo").unwrap(),
+            "/proc/cpuinfo"
+        );
+        assert_eq!(check_target("-v", "/dev/shm").unwrap(), "/dev/shm");
+        assert_eq!(check_target("-v", "/procx").unwrap(), "/procx");
+        assert_eq!(check_target("-v", "/data/../srv//x/").unwrap(), "/srv/x");
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot make the store private")]
+    Private(#[source] hull_image::StoreError),
     #[error("corrupt container record {path}")]
     Corrupt {
         path: PathBuf,
@@ -49,6 +51,61 @@ pub struct ExitInfo {
     pub code: u32,
     /// Unix time in nanoseconds.
     pub at_ns: i128,
+    /// The kernel's OOM killer killed a process of the container (docker's `OOMKilled`).
+    #[serde(default)]
+    pub oom_killed: bool,
+}
+
+impl ExitInfo {
+    /// An exit learnt now: OOM-killed when the counter of `r`'s memory cgroup says so (the
+    /// cgroup outlives the exit until the task is deleted), or when that was already learnt
+    /// of this exit (the counter may be gone since).
+    pub fn of(r: &Record, code: u32, at_ns: i128) -> ExitInfo {
+        let known = r
+            .exit
+            .is_some_and(|x| x.oom_killed && x.code == code && x.at_ns == at_ns);
+        ExitInfo {
+            code,
+            at_ns,
+            oom_killed: known || r.oom_counter.as_deref().is_some_and(|f| oom_kills(f) > 0),
+        }
+    }
+}
+
+/// Where the memory controller counts the OOM kills of `pid`'s cgroup: the `oom_kill N` line
+/// of `memory.oom_control` (v1) or `memory.events` (v2), as the shim's OOM poll reads it.
+/// Found while the process lives (from /proc/PID/cgroup) and kept in the record, since hull
+/// learns of an exit only after the process is gone.
+pub fn oom_counter(pid: u32) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let mut unified = None;
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let path = path.trim_start_matches('/');
+        if ctrls.split(',').any(|c| c == "memory") {
+            return Some(
+                Path::new("/sys/fs/cgroup/memory")
+                    .join(path)
+                    .join("memory.oom_control"),
+            );
+        }
+        if ctrls.is_empty() {
+            unified = Some(Path::new("/sys/fs/cgroup").join(path).join("memory.events"));
+        }
+    }
+    unified.filter(|p| p.exists())
+}
+
+/// The `oom_kill` count of an [`oom_counter`] file (0 when it is gone or has none).
+pub fn oom_kills(file: &Path) -> u64 {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,6 +135,9 @@ pub struct Record {
     /// Volumes made for the image's `Volumes` paths (removed by `rm -v` and `--rm`).
     #[serde(default)]
     pub anon_volumes: Vec<AnonVolume>,
+    /// Its memory cgroup's OOM kill counter ([`oom_counter`]), found when it started.
+    #[serde(default)]
+    pub oom_counter: Option<PathBuf>,
 }
 
 /// An anonymous volume: a random name and where it is mounted.
@@ -111,8 +171,10 @@ pub fn valid_name(n: &str) -> bool {
 
 impl Containers {
     pub fn open(root: &Path) -> Result<Containers, Error> {
+        // Every command opens this: a store made with wider modes is fixed on its next use.
+        hull_image::store::make_private(root).map_err(Error::Private)?;
         let dir = root.join("ctr");
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        hull_image::store::private_dir(&dir).map_err(Error::Private)?;
         Ok(Containers { dir })
     }
 

@@ -35,6 +35,8 @@ pub enum Error {
     Device(PathBuf, #[source] Option<std::io::Error>),
     #[error("unknown capability {0:?} in --cap-add/--cap-drop")]
     Capability(String),
+    #[error(transparent)]
+    MountTarget(#[from] crate::opts::Error),
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -403,8 +405,24 @@ pub fn user_of(inp: &Inputs<'_>, o: &ContainerOptions) -> Result<User, Error> {
     Ok(user::resolve(inp.rootfs, &spec)?)
 }
 
+/// Refuses a mount over /proc, /sys or /dev (see [`crate::opts::forbidden_target`]); the
+/// flags were checked when parsed, an image's `Volumes` only here (and records written by an
+/// older hull).
+fn check_targets(inp: &Inputs<'_>, o: &ContainerOptions) -> Result<(), Error> {
+    for m in inp.mounts {
+        let flag = if o.mounts.iter().any(|u| u.target() == m.target) {
+            "-v/--mount"
+        } else {
+            "the image's Volumes"
+        };
+        crate::opts::check_target(flag, &m.target)?;
+    }
+    Ok(())
+}
+
 /// Builds the whole `config.json`.
 pub fn build(inp: &Inputs<'_>, o: &ContainerOptions) -> Result<Value, Error> {
+    check_targets(inp, o)?;
     let u = user_of(inp, o)?;
     let (nodes, rules) = devices(o)?;
     let mut ns = vec![

@@ -6,7 +6,7 @@ use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::record::valid_name;
@@ -55,6 +55,12 @@ impl Volumes {
         if !valid_name(name) {
             return Err(Error::BadName(name.into()));
         }
+        // Private like the rest of the root (hull_image::store::make_private fixes an old one).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(io_err(&self.dir))?;
         let p = self.path(name);
         std::fs::create_dir_all(&p).map_err(io_err(&p))?;
         Ok(p)

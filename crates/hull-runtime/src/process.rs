@@ -289,9 +289,7 @@ pub(crate) fn set_no_new_privs(p: &Process) -> Result<(), ProcessError> {
 fn chdir_while_privileged(p: &Process) -> Result<bool, ProcessError> {
     match chdir(p) {
         Ok(()) => Ok(true),
-        Err(ProcessError::Cwd(_, GoErrno(libc::EACCES | libc::EPERM))) => {
-            Ok(false)
-        }
+        Err(ProcessError::Cwd(_, GoErrno(libc::EACCES | libc::EPERM))) => Ok(false),
         Err(e) => Err(e),
     }
 }

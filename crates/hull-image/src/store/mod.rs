@@ -82,13 +82,78 @@ pub(crate) struct RootLock {
     _file: fs::File,
 }
 
+/// Directories of a hull root that only root may enter. Snapshots and container rootfs hold
+/// what images ship, setuid-root files and device nodes included, and `ctr/` every
+/// container's `config.json` (its `-e` secrets) and logs: reachable by other users they
+/// would hand out root (docker CVE-2021-41091, containerd CVE-2021-41103). podman keeps its
+/// root 0700 too; a per-user (rootless) root gets the same modes, owned by its user.
+const PRIVATE_DIRS: &[&str] = &[
+    "",
+    "blobs",
+    "snapshots",
+    "containers",
+    "tmp",
+    "ctr",
+    "volumes",
+];
+
+/// The metadata database and SQLite's companions (which copy the database's mode when made).
+const DB_FILES: &[&str] = &["hull.db", "hull.db-wal", "hull.db-shm"];
+
+/// Creates `dir` (and parents) if needed and makes it mode 0700, also when it existed with a
+/// wider mode (stores made before hull kept them private get fixed on their next use).
+pub fn private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io_err(dir))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))
+}
+
+/// Makes the root `root` private: the root itself and every directory of [`PRIVATE_DIRS`]
+/// that exists 0700, the database files that exist 0600.
+pub fn make_private(root: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    private_dir(root)?;
+    for d in PRIVATE_DIRS.iter().filter(|d| !d.is_empty()) {
+        let p = root.join(d);
+        if p.is_dir() {
+            private_dir(&p)?;
+        }
+    }
+    for f in DB_FILES {
+        let p = root.join(f);
+        match fs::set_permissions(&p, fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err(&p)(e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Creates the database file 0600 before SQLite opens it (SQLite would make it 0644).
+fn create_db_file(p: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(p)
+        .map(drop)
+        .map_err(io_err(p))
+}
+
 impl Store {
     /// Opens (creating if needed) the store at `root`, e.g. `/var/lib/hull`.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        make_private(root)?;
         for sub in ["blobs/sha256", "snapshots", "containers", "tmp"] {
-            let p = root.join(sub);
-            fs::create_dir_all(&p).map_err(io_err(&p))?;
+            private_dir(&root.join(sub))?;
         }
+        create_db_file(&root.join("hull.db"))?;
         let db = db::open(&root.join("hull.db"))?;
         let store = Store {
             root: root.to_path_buf(),

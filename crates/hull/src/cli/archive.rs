@@ -43,10 +43,10 @@ pub(crate) fn load(root: &Path, a: LoadArgs) -> anyhow::Result<()> {
     for img in images {
         let tags: Vec<&str> = img.tags().collect();
         if tags.is_empty() {
-            println!("Loaded image: {}", img.id);
+            outln!("Loaded image: {}", img.id)?;
         }
         for t in tags {
-            println!("Loaded image: {t}");
+            outln!("Loaded image: {t}")?;
         }
     }
     Ok(())

@@ -81,9 +81,8 @@ fn list() -> Result<()> {
     for (_, e) in &reg.errors {
         eprintln!("warning: {e}");
     }
-    let mut out = std::io::stdout().lock();
     for name in reg.devices.keys() {
-        writeln!(out, "{name}")?;
+        outln!("{name}")?;
     }
     Ok(())
 }
@@ -91,7 +90,9 @@ fn list() -> Result<()> {
 fn generate(root: &Path, output: Option<&Path>) -> Result<()> {
     let spec = hull_cdi::nvidia::generate(root)?;
     let Some(out) = output else {
-        print!("{}", hull_cdi::nvidia::render(&spec, false));
+        std::io::stdout()
+            .write_all(hull_cdi::nvidia::render(&spec, false).as_bytes())
+            .map_err(super::out_err)?;
         return Ok(());
     };
     let json = out.extension().is_some_and(|e| e == "json");

@@ -51,7 +51,7 @@ fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<u8> {
     let mut failed = None;
     for n in names {
         match f(n) {
-            Ok(()) => println!("{n}"),
+            Ok(()) => outln!("{n}")?,
             Err(e) => {
                 eprintln!("Error: {e:#}");
                 failed.get_or_insert(e);
@@ -105,7 +105,7 @@ pub(crate) fn wait(root: &Path, a: NamesArgs) -> Result<u8> {
     let e = engine(root)?;
     for n in &a.containers {
         let code = e.wait(&e.find(n)?)?;
-        println!("{code}");
+        outln!("{code}")?;
     }
     Ok(0)
 }

@@ -63,7 +63,7 @@ pub(crate) fn list(root: &Path, a: ImagesArgs) -> anyhow::Result<()> {
     let images = store.images()?;
     if a.quiet {
         for img in &images {
-            println!("{}", short_id(img));
+            outln!("{}", short_id(img))?;
         }
         return Ok(());
     }
@@ -82,13 +82,17 @@ pub(crate) fn list(root: &Path, a: ImagesArgs) -> anyhow::Result<()> {
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            outln!("{}", serde_json::to_string_pretty(&v)?)?;
         }
         Format::Table => {
-            println!(
+            outln!(
                 "{:<40} {:<16} {:<12} {:<20} {:>10}",
-                "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
-            );
+                "REPOSITORY",
+                "TAG",
+                "IMAGE ID",
+                "CREATED",
+                "SIZE"
+            )?;
             for img in &images {
                 let created = img.config.created.as_deref().unwrap_or("-");
                 let created = created.get(..19).unwrap_or(created).replace('T', " ");
@@ -101,11 +105,11 @@ pub(crate) fn list(root: &Path, a: ImagesArgs) -> anyhow::Result<()> {
                     tags.push(("<none>".into(), "<none>".into()));
                 }
                 for (repo, tag) in tags {
-                    println!(
+                    outln!(
                         "{repo:<40} {tag:<16} {:<12} {created:<20} {:>10}",
                         short_id(img),
                         human(img.size)
-                    );
+                    )?;
                 }
             }
         }
@@ -120,10 +124,10 @@ pub(crate) fn rmi(root: &Path, a: RmiArgs) -> anyhow::Result<()> {
             .remove_image(name, a.force)
             .with_context(|| format!("removing {name}"))?;
         for n in r.untagged.iter().filter(|n| !n.contains('@')) {
-            println!("Untagged: {n}");
+            outln!("Untagged: {n}")?;
         }
         if let Some(id) = r.deleted {
-            println!("Deleted: {id}");
+            outln!("Deleted: {id}")?;
         }
     }
     Ok(())
@@ -161,7 +165,7 @@ pub(crate) fn image(root: &Path, c: ImageCommand) -> anyhow::Result<()> {
                     .with_context(|| format!("inspecting {name}"))?;
                 out.push(inspect_json(&img));
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?)?;
             Ok(())
         }
     }

@@ -33,7 +33,10 @@ pub(crate) fn run(root: &Path, a: LogsArgs) -> Result<u8> {
             })?),
         };
     let dir = e.dir(&r);
-    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let (mut out, mut err) = (
+        super::Output(std::io::stdout().lock()),
+        super::Output(std::io::stderr().lock()),
+    );
     let mut sink = logs::Sink {
         out: &mut out,
         err: &mut err,

@@ -1,6 +1,16 @@
 //! Command-line definition and dispatch: one module per command group.
 //! Commands return the exit status (the container's for run/exec/start -a).
 
+/// `println!` that hands back a closed stdout as an error ([`StdoutClosed`]) instead of
+/// panicking: `hull ps | head` closes the pipe early, and hull then ends as quietly as
+/// docker does (see [`main`]).
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($t)*).map_err($crate::cli::out_err)
+    }};
+}
+
 mod archive;
 mod cdi;
 mod ctl;
@@ -11,11 +21,13 @@ mod network;
 mod ps;
 mod pull;
 mod run;
+mod table;
 mod tty;
 mod volume;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 
@@ -96,10 +108,85 @@ enum Command {
     AutoRemove { id: String },
 }
 
+/// Set once a write to our stdout or stderr found the reader gone (EPIPE): whatever error
+/// that write turns into further up ends hull quietly.
+static OUTPUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// A write to stdout or stderr failed because the reader went away.
+#[derive(Debug)]
+pub(crate) struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("output closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Maps a failed write of ours: a closed pipe becomes [`StdoutClosed`], the rest stays.
+pub(crate) fn out_err(e: std::io::Error) -> anyhow::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        OUTPUT_CLOSED.store(true, Ordering::Relaxed);
+        StdoutClosed.into()
+    } else {
+        anyhow::Error::new(e).context("writing to stdout")
+    }
+}
+
+/// Our stdout or stderr for code that writes through `io::Write` (logs, attach): notes a
+/// closed pipe the way [`outln!`] does.
+pub(crate) struct Output<W>(pub(crate) W);
+
+impl<W: std::io::Write> std::io::Write for Output<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).inspect_err(note_closed)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().inspect_err(note_closed)
+    }
+}
+
+fn note_closed(e: &std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        OUTPUT_CLOSED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Ends like docker when the reader of our output is gone: killed by SIGPIPE, no message
+/// (a shell sees 141; `set -o pipefail` scripts see the same as with docker). Rust ignores
+/// SIGPIPE, so a write fails with EPIPE instead and we get here.
+fn die_of_sigpipe() -> ExitCode {
+    // SAFETY: restoring the default disposition and raising a signal at ourselves touch no
+    // memory; nothing else of ours runs afterwards.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    ExitCode::from(141)
+}
+
+/// Parses the command line: help and version print (exit 0), usage errors exit 125 like
+/// every other error of hull's own (docker's convention; clap's own code is 2).
+fn parse() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    Cli::try_parse().map_err(|e| {
+        // Printing ignores a closed pipe (`hull --help | head -1`).
+        let _ = e.print();
+        match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+            _ => ExitCode::from(125),
+        }
+    })
+}
+
 /// Runs the CLI; errors print as `Error: cause: cause...` with exit code 125
 /// (podman's code for errors of the tool itself).
 pub(crate) fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     cdi::set_spec_dirs(&cli.cdi_spec_dir);
     let r = &cli.root;
     let done = |res: anyhow::Result<()>| res.map(|()| 0u8);
@@ -134,6 +221,7 @@ pub(crate) fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        Err(_) if OUTPUT_CLOSED.load(Ordering::Relaxed) => die_of_sigpipe(),
         Err(e) => {
             eprintln!("Error: {e:#}");
             ExitCode::from(125)

@@ -75,21 +75,23 @@ pub(crate) fn run(root: &Path, c: NetworkCommand) -> Result<u8> {
                 Some(s) => format!("network create --subnet {s} {name}"),
                 None => format!("network create {name}"),
             })?;
-            println!("{name}");
+            outln!("{name}")?;
         }
         NetworkCommand::Ls { quiet, format } => {
             let nets = e.networks()?;
             ensure_default(&nets);
             let list = nets.list()?;
             if quiet {
-                list.iter().for_each(|n| println!("{}", n.name));
+                for n in &list {
+                    outln!("{}", n.name)?;
+                }
             } else if let Format::Json = format {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                outln!("{}", serde_json::to_string_pretty(&list)?)?;
             } else {
-                println!("{:<24}{:<10}{:<20}BRIDGE", "NAME", "DRIVER", "SUBNET");
+                outln!("{:<24}{:<10}{:<20}BRIDGE", "NAME", "DRIVER", "SUBNET")?;
                 for n in list {
                     let subnet = n.subnet.to_string();
-                    println!("{:<24}{:<10}{subnet:<20}{}", n.name, "bridge", n.bridge);
+                    outln!("{:<24}{:<10}{subnet:<20}{}", n.name, "bridge", n.bridge)?;
                 }
             }
         }
@@ -115,12 +117,12 @@ pub(crate) fn run(root: &Path, c: NetworkCommand) -> Result<u8> {
                 v["Containers"] = Value::Array(named);
                 out.push(v);
             }
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?)?;
         }
         NetworkCommand::Rm { names } => {
             for n in names {
                 e.remove_network(&n)?;
-                println!("{n}");
+                outln!("{n}")?;
             }
         }
     }

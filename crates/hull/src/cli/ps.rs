@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use clap::Args;
+use hull_engine::opts::MountSpec;
 use hull_engine::time::{ago, rfc3339};
 use hull_engine::{net, record, Engine, Record, State};
 use serde_json::{json, Value};
@@ -84,7 +85,7 @@ pub(crate) fn ps(root: &Path, a: PsArgs) -> Result<u8> {
         .collect();
     if a.quiet {
         for (r, _) in &rows {
-            println!("{}", if a.no_trunc { &r.id[..] } else { &r.id[..12] });
+            outln!("{}", if a.no_trunc { &r.id[..] } else { &r.id[..12] })?;
         }
         return Ok(0);
     }
@@ -98,37 +99,57 @@ pub(crate) fn ps(root: &Path, a: PsArgs) -> Result<u8> {
                     "State": st.name(), "Status": status_text(st, r, now),
                     "ExitCode": exit_code(st), "Labels": labels(r),
                     "Networks": [network_name(r)],
-                    "Ports": r.net.as_ref().map(|n| net::ports_column(&n.ports)).unwrap_or_default(),
+                    "Ports": ports_column(r, st),
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(0);
     }
-    println!(
-        "{:<14}{:<24}{:<24}{:<20}{:<26}{:<24}NAMES",
-        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
-    );
+    let mut table = vec![[
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ]
+    .map(String::from)];
     for (r, st) in &rows {
         let mut cmd = format!("\"{}\"", r.args.join(" "));
-        if !a.no_trunc && cmd.chars().count() > 22 {
-            cmd = format!("{}…\"", cmd.chars().take(19).collect::<String>());
+        if !a.no_trunc && cmd.chars().count() > CMD_WIDTH {
+            cmd = format!("{}…\"", cmd.chars().take(CMD_WIDTH - 2).collect::<String>());
         }
-        // What is published right now: a released (exited) container shows none.
-        let ports = r.net.as_ref().map(|n| net::ports_column(&n.ports));
-        println!(
-            "{:<14}{:<24}{:<24}{:<20}{:<26}{:<24}{}",
-            &r.id[..12],
-            r.image,
+        let ports = ports_column(r, st);
+        let id = if a.no_trunc { &r.id[..] } else { &r.id[..12] };
+        table.push([
+            id.to_string(),
+            r.image.clone(),
             cmd,
             ago(r.created_ns, now),
             status_text(st, r, now),
-            ports.unwrap_or_default(),
-            r.name
-        );
+            ports,
+            r.name.clone(),
+        ]);
+    }
+    for line in super::table::lines(&table) {
+        outln!("{line}")?;
     }
     Ok(0)
 }
+
+/// What is published right now: an exited container has released its ports (`r`, read
+/// before `state()` learnt of the exit and released them, may still list them).
+fn ports_column(r: &Record, st: &State) -> String {
+    match (st.is_live(), &r.net) {
+        (true, Some(n)) => net::ports_column(&n.ports),
+        _ => String::new(),
+    }
+}
+
+/// docker's width of a truncated COMMAND, quotes and ellipsis included.
+const CMD_WIDTH: usize = 22;
 
 fn labels(r: &Record) -> Value {
     r.options
@@ -147,6 +168,43 @@ fn network_name(r: &Record) -> String {
     }
 }
 
+/// The user's mounts in docker's shape (what scripts parse): `Type`, `Source`,
+/// `Destination`, `Mode`, `RW`, `Propagation`, and `Name`/`Driver` for volumes.
+fn mounts_json(e: &Engine, r: &Record) -> Vec<Value> {
+    let mode = |ro: bool| if ro { "ro" } else { "" };
+    let volume = |name: &str, target: &str, ro: bool| {
+        json!({"Type": "volume", "Name": name, "Source": e.volumes.path(name),
+            "Destination": target, "Driver": "local", "Mode": mode(ro), "RW": !ro,
+            "Propagation": ""})
+    };
+    let mut out: Vec<Value> = r
+        .options
+        .mounts
+        .iter()
+        .map(|m| match m {
+            MountSpec::Bind {
+                source,
+                target,
+                readonly,
+            } => json!({"Type": "bind", "Source": source, "Destination": target,
+                "Mode": mode(*readonly), "RW": !readonly, "Propagation": "rprivate"}),
+            MountSpec::Volume {
+                name,
+                target,
+                readonly,
+            } => volume(name, target, *readonly),
+            MountSpec::Tmpfs { target } => json!({"Type": "tmpfs", "Source": "",
+                "Destination": target, "Mode": "", "RW": true, "Propagation": ""}),
+        })
+        .collect();
+    out.extend(
+        r.anon_volumes
+            .iter()
+            .map(|v| volume(&v.name, &v.target, false)),
+    );
+    out
+}
+
 fn inspect_one(e: &Engine, r: &Record) -> Value {
     let st = e.state(r);
     // state() may have just released the network of an exited container.
@@ -159,26 +217,12 @@ fn inspect_one(e: &Engine, r: &Record) -> Value {
         State::Running { pid } | State::Paused { pid } => pid,
         _ => 0,
     };
-    let (finished, code) = match st {
-        State::Exited(x) => (rfc3339(x.at_ns), x.code),
-        _ => ("0001-01-01T00:00:00Z".into(), 0),
+    let (finished, code, oom_killed) = match st {
+        State::Exited(x) => (rfc3339(x.at_ns), x.code, x.oom_killed),
+        _ => ("0001-01-01T00:00:00Z".into(), 0, false),
     };
     let p = &config["process"];
-    let mounts: Vec<Value> = config["mounts"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .filter(|m| {
-                    m["type"] == "bind"
-                        && !m["source"]
-                            .as_str()
-                            .unwrap_or("")
-                            .starts_with(&*e.dir(r).to_string_lossy())
-                })
-                .cloned()
-                .collect()
-        })
-        .unwrap_or_default();
+    let mounts = mounts_json(e, r);
     json!({
         "Id": r.id,
         "Created": rfc3339(r.created_ns),
@@ -187,7 +231,7 @@ fn inspect_one(e: &Engine, r: &Record) -> Value {
         "State": {
             "Status": st.name(), "Running": matches!(st, State::Running { .. } | State::Paused { .. }),
             "Paused": matches!(st, State::Paused { .. }), "Dead": matches!(st, State::Dead),
-            "Pid": pid, "ExitCode": code,
+            "Pid": pid, "ExitCode": code, "OOMKilled": oom_killed,
             "StartedAt": r.started_ns.map_or("0001-01-01T00:00:00Z".into(), rfc3339),
             "FinishedAt": finished,
         },
@@ -229,7 +273,7 @@ pub(crate) fn inspect(root: &Path, a: InspectArgs) -> Result<u8> {
     for c in &a.containers {
         out.push(inspect_one(&e, &e.find(c)?));
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    outln!("{}", serde_json::to_string_pretty(&out)?)?;
     Ok(0)
 }
 
@@ -261,10 +305,10 @@ pub(crate) fn top(root: &Path, a: OneArgs) -> Result<u8> {
         anyhow::bail!("container {} is not running", r.name);
     }
     let pids = e.shim(&r)?.pids()?;
-    println!("{:<10}{:<10}CMD", "UID", "PID");
+    outln!("{:<10}{:<10}CMD", "UID", "PID")?;
     for pid in pids {
         let (uid, cmd) = proc_line(pid);
-        println!("{uid:<10}{pid:<10}{cmd}");
+        outln!("{uid:<10}{pid:<10}{cmd}")?;
     }
     Ok(0)
 }
@@ -297,8 +341,8 @@ pub(crate) fn port(root: &Path, a: PortArgs) -> Result<u8> {
     for line in net::port_lines(&ports) {
         match &a.private_port {
             // docker prints only the host side when one port is asked for.
-            Some(_) => println!("{}", line.split(" -> ").nth(1).unwrap_or(&line)),
-            None => println!("{line}"),
+            Some(_) => outln!("{}", line.split(" -> ").nth(1).unwrap_or(&line))?,
+            None => outln!("{line}")?,
         }
     }
     Ok(0)

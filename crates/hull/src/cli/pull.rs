@@ -60,6 +60,6 @@ pub(crate) fn run(root: &Path, a: PullArgs) -> anyhow::Result<()> {
             report.layers_fetched, report.layers_skipped
         );
     }
-    println!("{}", report.image.id);
+    outln!("{}", report.image.id)?;
     Ok(())
 }

@@ -173,7 +173,7 @@ pub(crate) fn create(root: &Path, a: CreateArgs) -> Result<u8> {
     let o = options(&a)?;
     let e = engine(root)?;
     let r = e.create(&a.image, &o)?;
-    println!("{}", r.id);
+    outln!("{}", r.id)?;
     Ok(0)
 }
 
@@ -189,7 +189,7 @@ pub(crate) fn run(root: &Path, a: RunArgs) -> Result<u8> {
         if o.auto_remove {
             spawn_remover(root, &r.id)?;
         }
-        println!("{}", r.id);
+        outln!("{}", r.id)?;
         return Ok(0);
     }
     let code = attach_and_start(&e, &r, true);
@@ -240,7 +240,7 @@ pub(crate) fn start(root: &Path, a: StartArgs) -> Result<u8> {
     for c in &a.containers {
         let r = e.find(c)?;
         e.start(&r)?;
-        println!("{c}");
+        outln!("{c}")?;
     }
     Ok(0)
 }
@@ -299,7 +299,10 @@ fn attach_and_start(e: &Engine, r: &Record, from_start: bool) -> Result<u8> {
             r
         })
     };
-    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let (mut out, mut err) = (
+        super::Output(std::io::stdout().lock()),
+        super::Output(std::io::stderr().lock()),
+    );
     let mut sink = logs::Sink {
         out: &mut out,
         err: &mut err,

@@ -31,17 +31,17 @@ pub(crate) fn run(root: &Path, c: VolumeCommand) -> Result<u8> {
     match c {
         VolumeCommand::Create { name } => {
             e.volumes.ensure(&name)?;
-            println!("{name}");
+            outln!("{name}")?;
         }
         VolumeCommand::Ls { quiet } => {
             if !quiet {
-                println!("{:<10}VOLUME NAME", "DRIVER");
+                outln!("{:<10}VOLUME NAME", "DRIVER")?;
             }
             for v in e.volumes.list()? {
                 if quiet {
-                    println!("{v}");
+                    outln!("{v}")?;
                 } else {
-                    println!("{:<10}{v}", "local");
+                    outln!("{:<10}{v}", "local")?;
                 }
             }
         }
@@ -49,7 +49,7 @@ pub(crate) fn run(root: &Path, c: VolumeCommand) -> Result<u8> {
             for n in names {
                 let users = e.volume_users(&n)?;
                 e.volumes.remove(&n, &users)?;
-                println!("{n}");
+                outln!("{n}")?;
             }
         }
     }

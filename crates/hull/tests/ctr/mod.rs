@@ -42,9 +42,27 @@ pub fn ensure_binaries() {
     );
 }
 
-fn tar_layer() -> Vec<u8> {
+/// An entry a test adds to (or replaces in) the busybox layer.
+pub enum Entry {
+    File(&'static str, Vec<u8>, u32),
+    Symlink(&'static str, String),
+    CharDev(&'static str, u32, u32, u32),
+}
+
+impl Entry {
+    fn path(&self) -> &str {
+        match self {
+            Entry::File(p, ..) | Entry::Symlink(p, _) | Entry::CharDev(p, ..) => p,
+        }
+    }
+}
+
+fn tar_layer(extra: &[Entry]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut add = |path: &str, data: &[u8], mode: u32, kind: tar::EntryType, link: Option<&str>| {
+        if extra.iter().any(|e| e.path() == path) {
+            return;
+        }
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
         h.set_mode(mode);
@@ -95,12 +113,44 @@ fn tar_layer() -> Vec<u8> {
         tar::EntryType::Regular,
         None,
     );
+    for e in extra {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(1_700_000_000);
+        h.set_size(0);
+        let data: &[u8] = match e {
+            Entry::File(_, data, mode) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(*mode);
+                h.set_size(data.len() as u64);
+                data
+            }
+            Entry::Symlink(_, target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_mode(0o777);
+                h.set_link_name(target).unwrap();
+                b""
+            }
+            Entry::CharDev(_, major, minor, mode) => {
+                h.set_entry_type(tar::EntryType::Char);
+                h.set_mode(*mode);
+                h.set_device_major(*major).unwrap();
+                h.set_device_minor(*minor).unwrap();
+                b""
+            }
+        };
+        b.append_data(&mut h, e.path(), data).unwrap();
+    }
     b.into_inner().unwrap()
 }
 
 /// An OCI archive of a one-layer busybox image named `name` with `config`
 /// as its execution config.
 pub fn archive(dir: &Path, name: &str, config: serde_json::Value) -> PathBuf {
+    archive_with(dir, name, config, &[])
+}
+
+/// [`archive`] with `extra` entries in the layer.
+pub fn archive_with(dir: &Path, name: &str, config: serde_json::Value, extra: &[Entry]) -> PathBuf {
     let l = dir.join(format!("layout-{}", sha(name.as_bytes())));
     std::fs::create_dir_all(l.join("blobs/sha256")).unwrap();
     std::fs::write(l.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
@@ -109,7 +159,7 @@ pub fn archive(dir: &Path, name: &str, config: serde_json::Value) -> PathBuf {
         std::fs::write(l.join("blobs/sha256").join(&h), data).unwrap();
         (format!("sha256:{h}"), data.len())
     };
-    let layer = tar_layer();
+    let layer = tar_layer(extra);
     let (ld, ls) = blob(&layer);
     let cfg = serde_json::json!({
         "architecture": hull_arch(), "os": "linux", "config": config,
@@ -356,7 +406,12 @@ impl Env {
     }
 
     pub fn load(&self, name: &str, config: serde_json::Value) {
-        let a = archive(self.work.path(), name, config);
+        self.load_with(name, config, &[]);
+    }
+
+    /// [`Env::load`] of an image whose layer has `extra` entries too.
+    pub fn load_with(&self, name: &str, config: serde_json::Value, extra: &[Entry]) {
+        let a = archive_with(self.work.path(), name, config, extra);
         ok(&self.hull(&["load", "-i", a.to_str().unwrap()]));
     }
 
