@@ -173,7 +173,12 @@ fn parse(i: usize, r: &LinuxDeviceCgroup) -> Result<Parsed, Error> {
             'r' => ACC_READ,
             'w' => ACC_WRITE,
             'm' => ACC_MKNOD,
-            _ => return Err(bad(format!("access {access:?} has {c:?}, not r, w or m"))),
+            // runc ignores other letters (its Permissions.toSet), and configs in the field
+            // carry them (runc's own update.bats uses "rwa"): drop them, as v1_rule does.
+            _ => {
+                tracing::warn!("linux.resources.devices: access {access:?}: ignoring {c:?}");
+                0
+            }
         };
     }
     let ex = Exception {
@@ -278,7 +283,6 @@ mod tests {
         for (r, want) in [
             (rule(true, "p", 1, 3, "r"), "devices[1]: type \"p\""),
             (rule(true, "u", 1, 3, "r"), "devices[1]: type \"u\""),
-            (rule(true, "c", 1, 3, "rx"), "devices[1]: access \"rx\""),
             (
                 rule(true, "c", 1 << 33, 3, "r"),
                 "devices[1]: major 8589934592",
@@ -287,5 +291,19 @@ mod tests {
             let e = DevState::from_rules(&[rule(true, "a", -1, -1, ""), r]).expect_err("bad rule");
             assert!(e.to_string().contains(want), "{e}");
         }
+    }
+
+    #[test]
+    fn letters_other_than_rwm_are_ignored_like_runc() {
+        // runc's update.bats ("minimal transition rules") allows c 1:11 "rwa".
+        let s =
+            DevState::from_rules(&[rule(false, "a", -1, -1, ""), rule(true, "c", 1, 11, "rwa")])
+                .expect("rwa is accepted");
+        assert!(s.allows(DevType::Char, ACC_READ | ACC_WRITE, 1, 11));
+        assert!(!s.allows(DevType::Char, ACC_MKNOD, 1, 11));
+        assert_eq!(
+            crate::devices::v1_rule(&rule(true, "c", 1, 11, "rwa")),
+            "c 1:11 rw"
+        );
     }
 }

@@ -94,11 +94,16 @@ pub(crate) fn v1_rule(r: &LinuxDeviceCgroup) -> String {
         n.filter(|n| *n >= 0)
             .map_or("*".to_string(), |n| n.to_string())
     };
-    let access = r
+    // Only r, w and m reach the kernel (it refuses anything else with EINVAL); runc drops
+    // other letters too (device_rules does the same for the v2 program).
+    let access: String = r
         .access()
         .as_deref()
-        .filter(|a| !a.is_empty())
-        .unwrap_or("rwm");
+        .unwrap_or("")
+        .chars()
+        .filter(|c| matches!(c, 'r' | 'w' | 'm'))
+        .collect();
+    let access = if access.is_empty() { "rwm" } else { &access };
     let typ = r.typ().unwrap_or(LinuxDeviceType::A);
     format!(
         "{} {}:{} {access}",

@@ -14,7 +14,9 @@ pub enum SignalError {
 pub fn parse(s: &str) -> Result<i32, SignalError> {
     let unknown = || SignalError::Unknown(s.to_string());
     if let Ok(n) = s.parse::<i32>() {
-        return if (1..=libc::SIGRTMAX()).contains(&n) {
+        // 0 is kill(2)'s "may I signal it" probe; runc passes any number on, and its
+        // kill.bats sends 0 to every process of a container.
+        return if (0..=libc::SIGRTMAX()).contains(&n) {
             Ok(n)
         } else {
             Err(unknown())
@@ -138,7 +140,8 @@ mod tests {
         assert_eq!(parse("9").ok(), Some(9));
         assert_eq!(parse("RTMIN+1").ok(), Some(libc::SIGRTMIN() + 1));
         assert!(parse("NOPE").is_err());
-        assert!(parse("0").is_err());
+        assert_eq!(parse("0").ok(), Some(0));
+        assert!(parse("-1").is_err());
         assert!(parse("99").is_err());
     }
 }
