@@ -3,9 +3,10 @@
 # Builds an OCI archive with one uncompressed layer of FILES tiny files across
 # DIRS directories, then loads and removes it REPS times (interleaved, so a
 # loaded machine skews both alike) under a private --root next to /var/lib.
-# Usage: bench/rmi.sh [HULL_BIN]   env: FILES=200000 DIRS=2000 REPS=3
+# Usage: bench/rmi.sh [HULL_BIN [OTHER_HULL_BIN]]   env: FILES=200000 DIRS=2000 REPS=3
+# With two binaries each repetition runs both, one after the other.
 set -euo pipefail
-HULL=${1:-target/debug/hull}
+BINS=("${@:-target/debug/hull}")
 FILES=${FILES:-200000} DIRS=${DIRS:-2000} REPS=${REPS:-3}
 WORK=$(mktemp -d /var/lib/hull-bench-rmi.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -45,10 +46,12 @@ with tarfile.open(out, "w") as t:
 PY
 now() { date +%s.%N; }
 for r in $(seq "$REPS"); do
+  for HULL in "${BINS[@]}"; do
     t0=$(now); "$HULL" --root "$WORK/root" load -q -i "$WORK/img.tar" >/dev/null
     t1=$(now); "$HULL" --root "$WORK/root" rmi bench/rmi:latest >/dev/null
     t2=$(now)
     left=$(find "$WORK/root/snapshots" -mindepth 1 | wc -l)
-    printf 'rep %s: load %.2fs  rmi %.2fs  (left in snapshots: %s; load avg %s)\n' "$r" \
+    printf 'rep %s %s: load %.2fs  rmi %.2fs  (left in snapshots: %s; load avg %s)\n' "$r" "$HULL" \
         "$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)" "$left" "$(cut -d' ' -f1 /proc/loadavg)"
+  done
 done
