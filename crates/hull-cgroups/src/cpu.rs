@@ -66,12 +66,18 @@ fn v1(d: &Path, c: &LinuxCpu) -> Result<(), Error> {
     if let Some(b) = c.burst() {
         write(d, "cpu.cfs_burst_us", &b.to_string())?;
     }
-    // rt_period before rt_runtime, as runc; runtime must fit the period.
-    if let Some(p) = c.realtime_period().filter(|p| *p != 0) {
-        write(d, "cpu.rt_period_us", &p.to_string())?;
-    }
+    // rt_period before rt_runtime, as runc; the kernel refuses a period below the current
+    // runtime (EINVAL), so then the runtime goes first and the period is written again.
+    let period = c.realtime_period().filter(|p| *p != 0);
+    let period_failed = match period {
+        Some(p) => write(d, "cpu.rt_period_us", &p.to_string()).err(),
+        None => None,
+    };
     if let Some(r) = c.realtime_runtime().filter(|r| *r != 0) {
         write(d, "cpu.rt_runtime_us", &r.to_string())?;
+    }
+    if let (Some(e), Some(p)) = (period_failed, period) {
+        write(d, "cpu.rt_period_us", &p.to_string()).map_err(|_| e)?;
     }
     if let Some(i) = c.idle() {
         write(d, "cpu.idle", &i.to_string())?;

@@ -111,8 +111,14 @@ pub(crate) fn run(a: InitArgs) -> ! {
         Err(e) => e,
     };
     let (context, cause) = split_error(&err);
-    // If the parent is gone there is nobody to tell; exit either way.
-    let _ = a.chan.send(&Msg::Error { context, cause });
+    let line = format!("hullc: {context}: {cause}\n");
+    // After Ready the parent (`hullc create`) is gone: a failure while waiting for `start`
+    // (an RLIMIT_NOFILE soft limit of 0 leaves accept() no descriptor) would vanish and
+    // `run` would see only exit status 1. The container's stderr is the one place left.
+    if a.chan.send(&Msg::Error { context, cause }).is_err() {
+        // SAFETY: write(2) of a live buffer to fd 2; a failure is ignored (nothing is left to tell).
+        let _ = unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    }
     // SAFETY: _exit skips atexit handlers and stdio flushing, which belong to
     // the parent's copy of this address space.
     unsafe { libc::_exit(1) }
