@@ -111,14 +111,8 @@ pub(crate) fn run(a: InitArgs) -> ! {
         Err(e) => e,
     };
     let (context, cause) = split_error(&err);
-    let line = format!("hullc: {context}: {cause}\n");
-    // After Ready the parent (`hullc create`) is gone: a failure while waiting for `start`
-    // (an RLIMIT_NOFILE soft limit of 0 leaves accept() no descriptor) would vanish and
-    // `run` would see only exit status 1. The container's stderr is the one place left.
-    if a.chan.send(&Msg::Error { context, cause }).is_err() {
-        // SAFETY: write(2) of a live buffer to fd 2; a failure is ignored (nothing is left to tell).
-        let _ = unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
-    }
+    // If the parent is gone there is nobody to tell; exit either way.
+    let _ = a.chan.send(&Msg::Error { context, cause });
     // SAFETY: _exit skips atexit handlers and stdio flushing, which belong to
     // the parent's copy of this address space.
     unsafe { libc::_exit(1) }
@@ -184,7 +178,10 @@ fn build(a: &InitArgs) -> Result<Infallible, InitError> {
     crate::lsm::apply_exec_labels(process)?;
     let args = process.args().clone().unwrap_or_default();
     let state = report_ready(a)?;
-    let mut conn = wait_for_start(&a.listener)?;
+    let mut conn = match wait_for_start(&a.listener) {
+        Ok(c) => c,
+        Err(e) => lost_before_start(&e),
+    };
     // startContainer hooks run in the container, after `start`, before the
     // program; a failure is reported to `start` like an exec failure.
     let late = a
@@ -369,6 +366,19 @@ fn set_sysctls(spec: &Spec) -> Result<(), InitError> {
 /// close-on-exec: a successful execve closes it, which `start` reads as EOF
 /// (the trampoline inherits it and makes it close-on-exec again before the
 /// program's execve).
+/// After Ready nobody reads the channel (`create` has returned; `run` has moved on to
+/// `start`), and `start` takes a closed connection for a program that runs: a failure
+/// while waiting for `start` (an RLIMIT_NOFILE soft limit of 0 leaves accept() no
+/// descriptor) would leave only exit status 1. The container's stderr is the one place left.
+fn lost_before_start(e: &InitError) -> ! {
+    let (context, cause) = split_error(e);
+    let line = format!("hullc: {context}: {cause}\n");
+    // SAFETY: write(2) of a live buffer to fd 2; a failure leaves nothing else to tell.
+    let _ = unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+    // SAFETY: as in `run`: no atexit handlers or stdio flushing of the parent's copy.
+    unsafe { libc::_exit(1) }
+}
+
 fn wait_for_start(l: &UnixListener) -> Result<UnixStream, InitError> {
     loop {
         match l.accept() {

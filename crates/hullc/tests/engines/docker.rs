@@ -456,11 +456,11 @@ fn oom(d: &Docker, rt: Runtime) -> Result<()> {
         "--network",
         "none",
         IMAGE_TAG,
-        "dd",
-        "if=/dev/zero",
-        "of=/dev/null",
-        "bs=64M",
-        "count=1",
+        "sh",
+        "-c",
+        // The shim registers its OOM watch (v1: an eventfd on memory.oom_control) only once
+        // the task has started; a kill before that is never reported, whatever the runtime.
+        "sleep 1; dd if=/dev/zero of=/dev/null bs=64M count=1",
     ]);
     // containerd's shim reports the OOM (TaskOOM) apart from the exit, and under load dockerd
     // may handle the exit first; it sets OOMKilled whenever the event comes, so look again.
