@@ -31,6 +31,7 @@ mod fs;
 mod hugetlb;
 mod memory;
 mod network;
+mod oom;
 mod pids;
 mod stats;
 #[cfg(test)]
@@ -41,6 +42,7 @@ pub use detect::{read_proc, Hierarchy, Mode};
 pub use devices::default_allowed_devices;
 pub use error::Error;
 pub use oci_spec::runtime::LinuxResources;
+pub use oom::{oom_counter_file, oom_kills};
 pub use stats::{
     Blkio, BlkioEntry, Cpu, CpuUsage, Hugetlb, Memory, MemoryEntry, Pids, Stats, Throttling,
 };

@@ -269,7 +269,8 @@ impl Engine {
         let pid = self.shim(&r)?.start("")?;
         let mut r = r.clone();
         r.started_ns = Some(record::now_ns());
-        r.oom_counter = record::oom_counter(pid);
+        // Asked while the process lives: hull learns of an exit only after it is gone.
+        r.oom_counter = hull_cgroups::oom_counter_file(pid);
         self.containers.save(&r)?;
         Ok(pid)
     }

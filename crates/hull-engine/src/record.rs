@@ -67,45 +67,12 @@ impl ExitInfo {
         ExitInfo {
             code,
             at_ns,
-            oom_killed: known || r.oom_counter.as_deref().is_some_and(|f| oom_kills(f) > 0),
+            oom_killed: known
+                || r.oom_counter
+                    .as_deref()
+                    .is_some_and(|f| hull_cgroups::oom_kills(f) > 0),
         }
     }
-}
-
-/// Where the memory controller counts the OOM kills of `pid`'s cgroup: the `oom_kill N` line
-/// of `memory.oom_control` (v1) or `memory.events` (v2), as the shim's OOM poll reads it.
-/// Found while the process lives (from /proc/PID/cgroup) and kept in the record, since hull
-/// learns of an exit only after the process is gone.
-pub fn oom_counter(pid: u32) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let mut unified = None;
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let path = path.trim_start_matches('/');
-        if ctrls.split(',').any(|c| c == "memory") {
-            return Some(
-                Path::new("/sys/fs/cgroup/memory")
-                    .join(path)
-                    .join("memory.oom_control"),
-            );
-        }
-        if ctrls.is_empty() {
-            unified = Some(Path::new("/sys/fs/cgroup").join(path).join("memory.events"));
-        }
-    }
-    unified.filter(|p| p.exists())
-}
-
-/// The `oom_kill` count of an [`oom_counter`] file (0 when it is gone or has none).
-pub fn oom_kills(file: &Path) -> u64 {
-    std::fs::read_to_string(file)
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

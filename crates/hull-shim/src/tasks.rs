@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use crate::hullc::{self, Hullc, Launch};
 use crate::mount::{self, Mount};
-use crate::process::{oom_counter_file, read_oom_kills, Proc, ProcInfo, Status};
+use crate::process::{Proc, ProcInfo, Status};
 use crate::reaper::{Exit, Reaper};
 use crate::stdio::{self, ConsoleSocket, ProcessIo, StdioPaths};
 use crate::trim;
+use hull_cgroups::{oom_counter_file, oom_kills};
 
 /// How often OOM counters are looked at (only while containers run).
 const OOM_POLL: Duration = Duration::from_secs(1);
@@ -211,7 +212,7 @@ impl Tasks {
                 init,
                 execs: HashMap::new(),
                 rootfs_mounted: !o.rootfs.is_empty(),
-                oom_file: oom_counter_file(pid),
+                oom_file: u32::try_from(pid).ok().and_then(oom_counter_file),
                 oom_kills: 0,
             },
         );
@@ -532,7 +533,7 @@ impl Tasks {
                 if c.init.status != Status::Running {
                     continue;
                 }
-                let n = read_oom_kills(f);
+                let n = oom_kills(f);
                 if n > c.oom_kills {
                     c.oom_kills = n;
                     ooms.push(id.clone());
