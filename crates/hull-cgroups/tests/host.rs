@@ -435,3 +435,38 @@ fn v2_domain_invalid_cgroup_is_made_threaded() {
     let _ = child.wait();
     joined.expect("a process joins the threaded cgroup");
 }
+
+/// An update to an rt period below the cgroup's current rt runtime: the kernel refuses
+/// the period first (runtime > period is EINVAL), so the runtime must go first and the
+/// period again, as runc does (runc's update.bats 13). v1 only: v2 has no rt bandwidth.
+#[test]
+fn v1_rt_period_below_the_current_runtime() {
+    let Some((h, g)) = setup("rt") else { return };
+    let Some(cpu) = g.cg.v1_path("cpu").map(Path::to_path_buf) else {
+        eprintln!("skipped: no v1 cpu controller ({:?})", h.mode());
+        return;
+    };
+    if !cpu.join("cpu.rt_period_us").exists() {
+        eprintln!("skipped: kernel without CONFIG_RT_GROUP_SCHED");
+        return;
+    }
+    let rt = |period: u64, runtime: i64| -> LinuxResources {
+        LinuxResourcesBuilder::default()
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .realtime_period(period)
+                    .realtime_runtime(runtime)
+                    .build()
+                    .expect("cpu"),
+            )
+            .build()
+            .expect("resources")
+    };
+    g.cg.apply(&rt(1_000_000, 100_000))
+        .expect("first rt limits");
+    assert_eq!(read(&cpu.join("cpu.rt_runtime_us")), "100000");
+    g.cg.apply(&rt(50_000, 20_000))
+        .expect("a period below the old runtime is applied");
+    assert_eq!(read(&cpu.join("cpu.rt_period_us")), "50000");
+    assert_eq!(read(&cpu.join("cpu.rt_runtime_us")), "20000");
+}
