@@ -45,9 +45,16 @@ if [ "$(cat "$out/.hullc-flags" 2>/dev/null)" != "$HULLC_LINK_FLAGS" ]; then
 fi
 RUSTC_WORKSPACE_WRAPPER="$PWD/scripts/rustc-hullc.sh"
 export HULLC_LINK_FLAGS RUSTC_WORKSPACE_WRAPPER
+# HULL_BUILD_MESSAGES=FILE appends cargo's JSON messages (a line per compiled unit) to FILE, for
+# scripts/demo-test.sh to check that each dependency was compiled once.
+messages=/dev/stdout
+if [ -n "${HULL_BUILD_MESSAGES:-}" ]; then
+    messages=$HULL_BUILD_MESSAGES
+    set -- "$@" --message-format=json-render-diagnostics
+fi
 if $only_hullc; then
-    cargo build --release "$@" -p hullc --bin hullc
+    cargo build --release "$@" -p hullc --bin hullc >>"$messages"
 else
-    cargo build --release "$@" -p hull -p hull-shim -p hullc
+    cargo build --release "$@" -p hull -p hull-shim -p hullc >>"$messages"
 fi
 printf '%s\n' "$HULLC_LINK_FLAGS" >"$out/.hullc-flags"
