@@ -7,7 +7,7 @@
 //! parses once and re-execs only its child).
 //!
 //! So a pipe named through one of our own fds (`/dev/fd/N`,
-//! `/proc/self/fd/N`) is read to the end and that fd is replaced with a
+//! `/proc/self/fd/N`, `/dev/stdin`) is read to the end and that fd is replaced with a
 //! sealed memfd holding the same bytes: the argv stays valid, a re-exec'd
 //! image opens `/dev/fd/N` afresh and reads them from the start, while the
 //! fd itself, like the drained pipe, is at its end (a program inheriting it
@@ -65,6 +65,10 @@ pub fn read_stable(flag: &'static str, path: &Path) -> Result<Vec<u8>, RereadErr
 /// The fd number `path` names in our own fd table, if it does.
 fn own_fd(path: &Path) -> Option<libc::c_int> {
     let s = path.to_str()?;
+    // A link to /proc/self/fd/0 (`echo '{...}' | hullc exec -p /dev/stdin`).
+    if s == "/dev/stdin" {
+        return Some(0);
+    }
     let own = format!("/proc/{}/fd/", std::process::id());
     let n = ["/dev/fd/", "/proc/self/fd/", "/proc/thread-self/fd/", &own]
         .iter()
@@ -120,6 +124,7 @@ mod tests {
         assert_eq!(own_fd(Path::new("/dev/fd/63")), Some(63));
         assert_eq!(own_fd(Path::new("/proc/self/fd/7")), Some(7));
         assert_eq!(own_fd(Path::new(&format!("/proc/{me}/fd/9"))), Some(9));
+        assert_eq!(own_fd(Path::new("/dev/stdin")), Some(0));
         assert_eq!(own_fd(Path::new("/proc/1/fd/9")), None);
         assert_eq!(own_fd(Path::new("/dev/fd/")), None);
         assert_eq!(own_fd(Path::new("/dev/fd/6x")), None);
