@@ -50,10 +50,9 @@ impl Cgroup {
             return Ok(());
         }
         let Some(dir) = &self.unified else {
-            return Err(Error::InvalidResource {
-                resource: "unified",
-                reason: "no cgroup v2 hierarchy is mounted".into(),
-            });
+            return Err(Error::UnifiedOnV1(
+                "no cgroup v2 hierarchy is mounted".into(),
+            ));
         };
         let mut keys: Vec<&String> = u.keys().collect();
         keys.sort();
@@ -65,14 +64,11 @@ impl Cgroup {
                 });
             }
             if self.mode != Mode::V2 && !has(&dir.path, k) {
-                return Err(Error::InvalidResource {
-                    resource: "unified",
-                    reason: format!(
-                        "{k} does not exist in the unified hierarchy ({}) of this {:?} host",
-                        dir.path.display(),
-                        self.mode
-                    ),
-                });
+                return Err(Error::UnifiedOnV1(format!(
+                    "{k} does not exist in the unified hierarchy ({}) of this {:?} host",
+                    dir.path.display(),
+                    self.mode
+                )));
             }
             // On v2 a missing file fails the write with ENOENT naming it;
             // a controller file "ctrl.x" may need the controller enabled first.

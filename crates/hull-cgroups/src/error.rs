@@ -53,6 +53,10 @@ pub enum Error {
         resource: &'static str,
         controller: &'static str,
     },
+    /// runc's words lead ("invalid configuration: cannot use unified on
+    /// cgroup v1"); runc's cgroups.bats matches them.
+    #[error("invalid configuration: unified on a cgroup v1 host: {0}")]
+    UnifiedOnV1(String),
     #[error("invalid {resource}: {reason}")]
     InvalidResource {
         resource: &'static str,

@@ -183,6 +183,11 @@ impl Cgroups {
         self.cg.unified_dir()
     }
 
+    /// The cgroup's directories (for `exec --cgroup`'s sub-cgroups).
+    pub(crate) fn cgroup(&self) -> &Cgroup {
+        &self.cg
+    }
+
     pub(crate) fn enter(&self, pid: i32) -> Result<(), CgroupError> {
         self.cg
             .add_process(pid)

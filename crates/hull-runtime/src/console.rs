@@ -140,10 +140,12 @@ pub(crate) fn set_size(fd: BorrowedFd, rows: u16, cols: u16) -> Result<(), Conso
 }
 
 /// Makes the slave this process' controlling terminal and stdio (in init,
-/// just before the user switch).
-pub(crate) fn become_terminal(slave: &OwnedFd, uid: u32, gid: u32) -> Result<(), ConsoleError> {
-    nix::unistd::fchown(slave, Some(uid.into()), Some(gid.into()))
-        .map_err(sys("chown of the pty slave"))?;
+/// just before the user switch). Only the owner becomes the process' user:
+/// the group is the one the container's devpts gave the pty at open
+/// (`gid=5`, the tty group, in the default config), as runc leaves it
+/// (fixStdioPermissions), so that tty-group tools (write, wall) work.
+pub(crate) fn become_terminal(slave: &OwnedFd, uid: u32) -> Result<(), ConsoleError> {
+    nix::unistd::fchown(slave, Some(uid.into()), None).map_err(sys("chown of the pty slave"))?;
     nix::unistd::setsid().map_err(sys("setsid"))?;
     // SAFETY: TIOCSCTTY with arg 0 on a valid tty fd.
     if unsafe { libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) } != 0 {

@@ -32,6 +32,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use crate::cgroup::Cgroups;
 use crate::console::{self, ConsoleError};
 use crate::container::{self, ContainerError};
+use crate::exec_cgroup::{self, ExecCgroupError};
 use crate::exeseal;
 use crate::parent::{clone3, CreateError};
 use crate::process::{self, ProcessError};
@@ -64,6 +65,11 @@ pub enum ExecError {
     Usage(&'static str),
     #[error(transparent)]
     ExeSeal(#[from] exeseal::ExeSealError),
+    /// runc's words (cgroups.bats matches them).
+    #[error("container {0} is paused: cannot exec in a paused container (use --ignore-paused to override)")]
+    Paused(String),
+    #[error(transparent)]
+    SubCgroup(#[from] ExecCgroupError),
 }
 
 fn sys(op: impl Into<String>) -> impl FnOnce(std::io::Error) -> ExecError {
@@ -80,6 +86,10 @@ pub struct ExecOptions {
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// Exec in a paused container too (the process starts on resume).
+    pub ignore_paused: bool,
+    /// `--cgroup` arguments: `[CTRL[,CTRL]:]PATH` (exec_cgroup.rs).
+    pub sub_cgroups: Vec<String>,
 }
 
 /// The container's own `process`, the base that `exec` flags override.
@@ -156,7 +166,13 @@ fn setns(f: &File, t: LinuxNamespaceType) -> std::io::Result<()> {
 pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32, ExecError> {
     crate::lsm::validate(Some(&o.process), crate::lsm::selinux_enabled())
         .map_err(CreateError::from)?;
-    let (saved, cg) = running(root, &o.id)?;
+    let (saved, cg) = running(root, &o.id, o.ignore_paused)?;
+    // Checked before anything starts; the sub-cgroup itself must exist
+    // when the process joins it.
+    let sub_dirs = match exec_cgroup::parse(&o.sub_cgroups)? {
+        Some(s) => Some(exec_cgroup::dirs(cg.as_ref(), &s)?),
+        None => None,
+    };
     let terminal = o.process.terminal().unwrap_or(false);
     if o.detach && terminal && o.console_socket.is_none() {
         return Err(ExecError::Usage(
@@ -180,6 +196,7 @@ pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32, ExecError> {
     let target = Target {
         saved: &saved,
         cg: cg.as_ref(),
+        sub_dirs: sub_dirs.as_deref(),
         spec: spec.as_ref(),
         terminal,
         trampoline: trampoline.as_ref(),
@@ -193,15 +210,27 @@ pub fn exec(root: &Path, o: &ExecOptions) -> Result<i32, ExecError> {
 struct Target<'a> {
     saved: &'a Saved,
     cg: Option<&'a Cgroups>,
+    /// `--cgroup`: the directories to join instead of `cg`'s.
+    sub_dirs: Option<&'a [PathBuf]>,
     /// The config saved at create time.
     spec: Option<&'a Spec>,
     terminal: bool,
     trampoline: Option<&'a Trampoline>,
 }
 
-fn running(root: &Path, id: &str) -> Result<(Saved, Option<Cgroups>), ExecError> {
+fn running(
+    root: &Path,
+    id: &str,
+    ignore_paused: bool,
+) -> Result<(Saved, Option<Cgroups>), ExecError> {
     let st = container::state(root, id)?;
-    if !matches!(st.status, Status::Running | Status::Created) {
+    if st.status == Status::Paused && !ignore_paused {
+        return Err(ExecError::Paused(id.into()));
+    }
+    if !matches!(
+        st.status,
+        Status::Running | Status::Created | Status::Paused
+    ) {
         return Err(ContainerError::WrongStatus {
             id: id.into(),
             status: st.status,
@@ -255,7 +284,11 @@ fn exec_blocked(
     let setgroups_allowed = std::fs::read_to_string(format!("/proc/{}/setgroups", saved.pid))
         .map_or(true, |s| s.trim() != "deny");
     let (parent, child) = protocol::channel()?;
-    let cg_fd = cg.and_then(|c| c.clone_fd());
+    // CLONE_INTO_CGROUP (pure v2) only into the container's own cgroup; a
+    // sub-cgroup is joined after clone, as on v1.
+    let cg_fd = cg
+        .filter(|_| target.sub_dirs.is_none())
+        .and_then(|c| c.clone_fd());
     let (pid, pidfd) = match clone3(0, cg_fd.as_ref().map(|f| f.as_raw_fd()))? {
         None => {
             // No host directory fd may reach the container (CVE-2024-21626).
@@ -281,8 +314,10 @@ fn exec_blocked(
     };
     drop((child, console_theirs, nss, seccomp));
     let setup = (|| {
-        if let Some(cg) = cg {
-            cg.enter(pid).map_err(CreateError::from)?;
+        match (target.sub_dirs, cg) {
+            (Some(dirs), _) => exec_cgroup::enter(dirs, pid)?,
+            (None, Some(cg)) => cg.enter(pid).map_err(CreateError::from)?,
+            (None, None) => {}
         }
         parent.send(&Msg::Proceed)?;
         match parent.expect(Msg::Ready, "exec") {

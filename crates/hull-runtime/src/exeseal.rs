@@ -164,6 +164,13 @@ pub(crate) fn trampoline_usable(
                 .into(),
         );
     }
+    if process.is_some_and(loses_exec_caps) {
+        return Err(
+            "the program's exec needs CAP_DAC_OVERRIDE or CAP_DAC_READ_SEARCH, which a \
+             non-root user keeps through the trampoline's exec only when ambient"
+                .into(),
+        );
+    }
     if let Some(s) = seccomp {
         if let Some(name) = TRAMPOLINE_SYSCALLS
             .iter()
@@ -193,6 +200,28 @@ fn gains_caps_at_exec(p: &Process) -> bool {
     set(c.bounding())
         .union(&set(c.inheritable()))
         .any(|cap| !permitted.contains(cap))
+}
+
+/// Whether the trampoline's own execve would take away capabilities that
+/// the program's execve is checked with. The kernel checks execute and
+/// search permission with the caller's effective set; a non-root user keeps
+/// only its ambient set across an execve, so through the trampoline a file
+/// or directory reachable only with CAP_DAC_OVERRIDE or CAP_DAC_READ_SEARCH
+/// (runc's start_hello.bats: uid 1000 running a 0744 `/bin/echo`) would be
+/// refused, where a direct execve runs it.
+fn loses_exec_caps(p: &Process) -> bool {
+    use oci_spec::runtime::Capability as C;
+    if p.user().uid() == 0 {
+        return false;
+    }
+    let Some(c) = p.capabilities() else {
+        return false;
+    };
+    let set = |s: &Option<oci_spec::runtime::Capabilities>| s.clone().unwrap_or_default();
+    let (effective, ambient) = (set(c.effective()), set(c.ambient()));
+    [C::DacOverride, C::DacReadSearch]
+        .iter()
+        .any(|cap| effective.contains(cap) && !ambient.contains(cap))
 }
 
 /// Whether the filter lets `name` through whatever its arguments, read the
@@ -655,6 +684,29 @@ mod tests {
         let none = serde_json::Value::Null;
         assert!(trampoline_usable(Some(&p(none.clone(), false, 0)), None).is_err());
         assert_eq!(trampoline_usable(Some(&p(none, true, 0)), None), Ok(()));
+    }
+
+    #[test]
+    fn trampoline_is_not_used_when_its_exec_drops_dac_capabilities() {
+        let p = |caps: serde_json::Value, uid: u32| -> Process {
+            serde_json::from_value(serde_json::json!({"cwd": "/", "args": ["echo"],
+                "user": {"uid": uid, "gid": 100}, "capabilities": caps}))
+            .expect("a valid process")
+        };
+        let dac = serde_json::json!(["CAP_DAC_OVERRIDE", "CAP_KILL"]);
+        let kill = serde_json::json!(["CAP_KILL"]);
+        let eff = serde_json::json!({"bounding": dac, "permitted": dac, "effective": dac});
+        assert!(trampoline_usable(Some(&p(eff.clone(), 1000)), None)
+            .expect_err("uid 1000")
+            .contains("CAP_DAC_OVERRIDE"));
+        // root keeps its permitted set across the trampoline's exec.
+        assert_eq!(trampoline_usable(Some(&p(eff, 0)), None), Ok(()));
+        // ambient: kept across the trampoline's exec.
+        let amb = serde_json::json!({"bounding": dac, "permitted": dac, "effective": dac,
+            "inheritable": dac, "ambient": dac});
+        assert_eq!(trampoline_usable(Some(&p(amb, 1000)), None), Ok(()));
+        let other = serde_json::json!({"bounding": kill, "permitted": kill, "effective": kill});
+        assert_eq!(trampoline_usable(Some(&p(other, 1000)), None), Ok(()));
     }
 
     #[test]

@@ -308,7 +308,7 @@ pub(crate) fn setup_terminal(sock: &UnixStream, p: &Process) -> Result<(), InitE
     }
     console::send_fd(sock.as_fd(), pty.master.as_raw_fd(), &pty.name)?;
     drop(pty.master);
-    console::become_terminal(&pty.slave, p.user().uid(), p.user().gid())?;
+    console::become_terminal(&pty.slave, p.user().uid())?;
     Ok(())
 }
 

@@ -352,8 +352,41 @@ fn executable(p: &Path) -> Result<(), LookupError> {
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(LookupError::Access(GoErrno(libc::EACCES)));
     }
-    nix::unistd::access(p, nix::unistd::AccessFlags::X_OK)
-        .map_err(|e| LookupError::Access(e.into()))
+    may_execute(p).map_err(|e| LookupError::Access(e.into()))
+}
+
+/// Whether execve would let us run `p`. access(2) judges with the real
+/// uid and, for a non-root one, ignores every capability, so a user with
+/// CAP_DAC_OVERRIDE (runc's start_hello.bats) would be refused a file only
+/// its owner may execute. Where access(2) refuses, faccessat2 with
+/// AT_EACCESS (the effective ids and capabilities: what execve uses, and
+/// Go's LookPath in runc) decides; it is asked only then, so the usual path
+/// makes no syscall an old seccomp profile lacks. Where faccessat2 is missing
+/// (before 5.8: ENOSYS) or refused (a profile older than it: EPERM), the
+/// refusal stands.
+fn may_execute(p: &Path) -> nix::Result<()> {
+    let refused = match nix::unistd::access(p, nix::unistd::AccessFlags::X_OK) {
+        Err(e @ nix::Error::EACCES) => e,
+        other => return other,
+    };
+    let Ok(c) = CString::new(p.as_os_str().as_encoded_bytes()) else {
+        return Err(refused);
+    };
+    // SAFETY: faccessat2 reads the NUL-terminated path; no memory is written.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_faccessat2,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::X_OK,
+            libc::AT_EACCESS,
+        )
+    };
+    match (rc, nix::Error::last()) {
+        (0, _) => Ok(()),
+        (_, nix::Error::ENOSYS | nix::Error::EPERM) => Err(refused),
+        (_, e) => Err(e),
+    }
 }
 
 /// Replaces this process with the container's program, through the exec

@@ -20,7 +20,8 @@ use crate::seccomp::{self, Filter, SeccompError};
 pub enum SeccompSetupError {
     #[error(transparent)]
     Seccomp(#[from] SeccompError),
-    #[error("linux.seccomp.listenerPath {path}: connecting")]
+    /// runc's words for it (seccomp-notify.bats matches them).
+    #[error("linux.seccomp.listenerPath {path}: failed to connect with seccomp agent")]
     Connect {
         path: String,
         #[source]

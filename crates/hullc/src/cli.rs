@@ -261,6 +261,13 @@ pub struct ExecArgs {
     /// Accepted for compatibility; not supported.
     #[arg(long)]
     pub pidfd_socket: Option<PathBuf>,
+    /// Allow exec in a paused container (the process starts on resume).
+    #[arg(long)]
+    pub ignore_paused: bool,
+    /// Run the process in an existing sub-cgroup of the container's:
+    /// `[CONTROLLER[,CONTROLLER]:]PATH`, repeatable per controller (v1).
+    #[arg(long)]
+    pub cgroup: Vec<String>,
     pub id: String,
     /// Command and arguments (unless --process).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -9,7 +9,9 @@ use oci_spec::runtime::{Capability, Process};
 use crate::cli::ExecArgs;
 
 fn parse_process(path: &Path) -> anyhow::Result<Process> {
-    let raw = std::fs::read(path).with_context(|| format!("--process {}", path.display()))?;
+    // Read so that hullc's re-exec from a protected copy (exeseal) reads the
+    // same bytes again, even from a pipe (`-p <(...)`).
+    let raw = hull_runtime::read_stable("--process", path)?;
     let mut v: serde_json::Value = serde_json::from_slice(&raw)
         .map_err(|e| anyhow::anyhow!("--process {}: {e}", path.display()))?;
     // runc reads a process without "user" as uid 0, gid 0 (Go's zero value), and its own

@@ -109,6 +109,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 detach: a.detach,
                 pid_file: a.pid_file,
                 preserve_fds: a.preserve_fds,
+                ignore_paused: a.ignore_paused,
+                sub_cgroups: a.cgroup,
             };
             let code = hull_runtime::exec(root, &o)?;
             return Ok(code.clamp(0, 255) as u8);
@@ -137,6 +139,13 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let to_log = cli.log.is_some();
+    // runc's `exec` exits 255 when it could not run the process (whatever
+    // the reason), so that its caller can tell that from the process' own
+    // status; runc's exec.bats and cgroups.bats check it.
+    let failure = match cli.cmd {
+        Cmd::Exec(_) => ExitCode::from(255),
+        _ => ExitCode::FAILURE,
+    };
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -146,7 +155,7 @@ fn main() -> ExitCode {
                 tracing::error!("{msg}");
             }
             eprintln!("hullc: {msg}");
-            ExitCode::FAILURE
+            failure
         }
     }
 }

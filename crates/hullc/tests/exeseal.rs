@@ -407,7 +407,7 @@ fn an_unexecutable_program_fails_as_before() {
         h.run(&b, &id, &["-d"]).ok();
         for (prog, msg) in [("/garbage", enoexec), ("/badinterp", enoent)] {
             let out = h.cmd(&["exec", &id, prog]);
-            assert_eq!(out.code(), Some(1), "exec {prog}: {}", out.stderr);
+            assert_eq!(out.code(), Some(255), "exec {prog}: {}", out.stderr);
             assert_eq!(out.stderr, format!("hullc: {msg}\n"));
         }
         h.cmd(&["exec", &id, "true"]).ok();

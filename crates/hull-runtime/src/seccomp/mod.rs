@@ -55,6 +55,9 @@ pub enum SeccompError {
     NotifyDefault,
     #[error("{field}: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")]
     NotifyWithoutListener { field: String },
+    /// runc's words (seccomp-notify.bats matches them).
+    #[error("{field}: SCMP_ACT_NOTIFY cannot be used for the write syscall (the runtime writes after the filter is in, and would wait for the agent)")]
+    NotifyWrite { field: String },
     #[error("linux.seccomp.listenerMetadata: set without linux.seccomp.listenerPath")]
     MetadataWithoutPath,
     #[error("linux.seccomp: seccomp filters are not supported on this host architecture")]
@@ -239,6 +242,15 @@ pub(crate) fn compile(s: &LinuxSeccomp) -> Result<Filter, SeccompError> {
             if s.listener_path().is_none() {
                 return Err(SeccompError::NotifyWithoutListener {
                     field: format!("{field}.action"),
+                });
+            }
+            // init writes errors to `start` and the trampoline its report
+            // of a failed execve after the filter is in: a write waiting on
+            // an agent that may never answer would hang them (runc refuses
+            // it for its own sync pipe).
+            if sc.names().iter().any(|n| n == "write") {
+                return Err(SeccompError::NotifyWrite {
+                    field: format!("{field}.names"),
                 });
             }
             notify = true;

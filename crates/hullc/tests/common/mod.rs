@@ -153,14 +153,19 @@ impl Out {
         self
     }
 
-    /// Asserts a clean failure: exit status 1, an error on stderr that
-    /// contains every one of `needles`, and no panic.
+    /// Asserts a clean failure: exit status 1 (255 for `exec`, as runc),
+    /// an error on stderr that contains every one of `needles`, and no panic.
     #[track_caller]
     pub fn fails_with(self, needles: &[&str]) -> Self {
+        let want = if self.args.iter().any(|a| a == "exec") {
+            255
+        } else {
+            1
+        };
         assert_eq!(
             self.code(),
-            Some(1),
-            "hullc {:?} should fail with status 1 ({}):\nstdout: {}\nstderr: {}",
+            Some(want),
+            "hullc {:?} should fail with status {want} ({}):\nstdout: {}\nstderr: {}",
             self.args,
             self.status,
             self.stdout,
