@@ -199,23 +199,7 @@ pub(crate) fn mount_entry(
         None => m.source().clone().unwrap_or_else(|| PathBuf::from("none")),
     };
     let kind = if o.bind {
-        // A missing bind source is the caller's mistake; name it.
-        let md = match src_fd {
-            Some(fd) => nix::sys::stat::fstat(fd.as_fd())
-                .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
-                .map_err(std::io::Error::from),
-            None => std::fs::metadata(&src).map(|md| md.is_dir()),
-        };
-        match md {
-            Ok(true) => Kind::Dir,
-            Ok(false) => Kind::File,
-            Err(source) => {
-                return Err(MountError::Source {
-                    src: m.source().clone().unwrap_or_default(),
-                    source,
-                })
-            }
-        }
+        bind_kind(m, &src, src_fd)?
     } else {
         Kind::Dir
     };
@@ -260,6 +244,25 @@ pub(crate) fn mount_entry(
         set_rec(&o, index, dest, &mounted)?;
     }
     Ok(())
+}
+
+/// A bind of a directory needs a directory as target, anything else a file.
+fn bind_kind(m: &Mount, src: &Path, src_fd: Option<&OwnedFd>) -> Result<Kind, MountError> {
+    let is_dir = match src_fd {
+        Some(fd) => nix::sys::stat::fstat(fd.as_fd())
+            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            .map_err(std::io::Error::from),
+        None => std::fs::metadata(src).map(|md| md.is_dir()),
+    };
+    // A missing bind source is the caller's mistake; name it.
+    match is_dir {
+        Ok(true) => Ok(Kind::Dir),
+        Ok(false) => Ok(Kind::File),
+        Err(source) => Err(MountError::Source {
+            src: m.source().clone().unwrap_or_default(),
+            source,
+        }),
+    }
 }
 
 /// The mode of what is at `dest` already, if anything.
