@@ -20,7 +20,8 @@ use oci_spec::runtime::{Hook, Hooks, Spec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HookError {
-    #[error("hooks.{kind}[{index}] {path}: {cause}")]
+    /// "error running hook" as runc says it (tools match on it).
+    #[error("hooks.{kind}[{index}] {path}: error running hook: {cause}")]
     Failed {
         kind: &'static str,
         index: usize,
@@ -144,7 +145,7 @@ fn run_one(h: &Hook, state_json: &str) -> Result<(), String> {
                 let how = st
                     .code()
                     .map(|c| format!("exit status {c}"))
-                    .unwrap_or_else(|| format!("killed by signal {}", st.signal().unwrap_or(0)));
+                    .unwrap_or_else(|| signal_text(st.signal().unwrap_or(0)));
                 return Err(format!(
                     "{how}{}",
                     if err.trim().is_empty() {
@@ -164,6 +165,23 @@ fn run_one(h: &Hook, state_json: &str) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// How a hook died of a signal, in the words runc (Go's os/exec) uses:
+/// "signal: bad system call" for a seccomp kill.
+fn signal_text(sig: i32) -> String {
+    // SAFETY: strsignal returns a pointer to a static or thread-local
+    // string, read at once and copied.
+    let p = unsafe { libc::strsignal(sig) };
+    let name = if p.is_null() {
+        format!("signal {sig}")
+    } else {
+        // SAFETY: a NUL-terminated string from libc, valid until the next call.
+        unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_string_lossy()
+            .to_lowercase()
+    };
+    format!("signal: {name}")
 }
 
 /// The state JSON given to hooks.

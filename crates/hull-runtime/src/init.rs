@@ -84,6 +84,8 @@ pub(crate) struct InitArgs<'a> {
     pub(crate) host_views: &'a HostViews,
     /// The parent's cgroup messages read so far: 1 `Created`, 2 `Joined`.
     pub(crate) cgroup_seen: Cell<u8>,
+    /// Where the parent sends bind sources it opened (bindsrc.rs).
+    pub(crate) bind_fds: Option<UnixStream>,
 }
 
 impl InitArgs<'_> {
@@ -176,6 +178,17 @@ fn build(a: &InitArgs) -> Result<Infallible, InitError> {
     }
     let exe = process::become_process(process, a.setgroups_allowed)?;
     crate::lsm::apply_exec_labels(process)?;
+    // With noNewPrivileges the filter goes in as late as it can while init
+    // can still report a failure to `create`: before Ready, as runc does
+    // (before it closes its init pipe). startContainer hooks thus run under
+    // it, as in runc (seccomp.bats "startContainer hook").
+    if let Some(sc) = a
+        .seccomp
+        .as_ref()
+        .filter(|_| !seccomp_setup::early(process))
+    {
+        seccomp_setup::install(sc, host_pid, &seccomp_state())?;
+    }
     let args = process.args().clone().unwrap_or_default();
     let state = report_ready(a)?;
     let mut conn = match wait_for_start(&a.listener) {
@@ -184,18 +197,7 @@ fn build(a: &InitArgs) -> Result<Infallible, InitError> {
     };
     // startContainer hooks run in the container, after `start`, before the
     // program; a failure is reported to `start` like an exec failure.
-    let late = a
-        .seccomp
-        .as_ref()
-        .filter(|_| !seccomp_setup::early(process));
-    let last_steps = hooks::run(a.spec, hooks::Kind::StartContainer, &state)
-        .map_err(InitError::from)
-        .and_then(|_| {
-            late.map_or(Ok(()), |sc| {
-                seccomp_setup::install(sc, host_pid, &state).map_err(InitError::from)
-            })
-        });
-    if let Err(e) = last_steps {
+    if let Err(e) = hooks::run(a.spec, hooks::Kind::StartContainer, &state) {
         let _ = writeln!(conn, "{e}");
         // SAFETY: see run().
         unsafe { libc::_exit(1) }
@@ -226,6 +228,7 @@ fn build_rootfs(a: &InitArgs) -> Result<(), InitError> {
         // parent's and the parent manages its cgroup (else: read afresh).
         host_views: (a.plan.new_mount_ns && !a.cgroup_dirs.is_empty()).then_some(a.host_views),
         await_cgroup: &|joined| a.await_cgroup(joined),
+        bind_fds: &crate::bindsrc::receive(a.bind_fds.as_ref()),
     };
     rootfs::prepare(&o)?;
     create_hooks(a)?;
@@ -295,6 +298,10 @@ fn create_hooks(a: &InitArgs) -> Result<(), InitError> {
     else {
         unreachable!("expect_any returns only the kinds asked for")
     };
+    // runc runs them in the rootfs (its cwd from here to pivot_root), and
+    // hooks use relative paths (hooks.bats: `mount --bind ... ./lib/...`).
+    nix::unistd::chdir(a.rootfs.as_path())
+        .map_err(|e| sys(format!("chdir to {}", a.rootfs.display()))(e.into()))?;
     hooks::run(a.spec, Kind::CreateContainer, &state)?;
     Ok(())
 }

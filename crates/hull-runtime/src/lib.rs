@@ -5,6 +5,7 @@
 //! into its namespaces), which speak the typed protocol in `protocol`.
 //! See ARCHITECTURE.md for the whole path.
 
+mod bindsrc;
 mod cgroup;
 mod cgroup_ops;
 mod cgroupfs;
@@ -18,6 +19,7 @@ pub mod exeseal;
 mod hooks;
 mod init;
 mod lsm;
+mod mountattr;
 mod mounts;
 mod namespaces;
 mod parent;

@@ -6,11 +6,13 @@
 //! then apply propagation, which needs a mount call of its own.
 
 use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::Mount;
 
+use crate::mountattr::RecAttr;
 use crate::paths::{fd_path, open_in_root, Kind};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,13 @@ pub enum MountError {
         #[source]
         source: std::io::Error,
     },
+    #[error("mounts[{index}] ({dest}): recursive options (mount_setattr)")]
+    RecAttr {
+        index: usize,
+        dest: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("mount source {src}")]
     Source {
         src: PathBuf,
@@ -52,6 +61,18 @@ pub(crate) struct Options {
     pub(crate) data: Vec<String>,
     pub(crate) bind: bool,
     pub(crate) recursive: bool,
+    /// `rro`, `rnosuid`, ...: for this mount and every mount below it.
+    pub(crate) rec: RecAttr,
+}
+
+impl Options {
+    /// A tmpfs or `/dev` is made read-only (and gets its recursive
+    /// attributes) only in [`finalize`], after everything mounted or created
+    /// in it (runc's mountPropagate/finalizeRootfs): `/dev` mounted `ro`
+    /// must still take its device nodes and the `/dev/pts` mount point.
+    fn deferred(&self, m: &Mount) -> bool {
+        !self.bind && (m.typ().as_deref() == Some("tmpfs") || m.destination() == Path::new("/dev"))
+    }
 }
 
 /// Flags that set (`true`) or clear (`false`) a mount flag, as in mount(8).
@@ -114,9 +135,13 @@ pub(crate) fn parse_options(index: usize, m: &Mount) -> Result<Options, MountErr
         data: Vec::new(),
         bind: false,
         recursive: false,
+        rec: RecAttr::default(),
     };
     for opt in m.options().iter().flatten() {
         let opt = opt.as_str();
+        if o.rec.apply(opt) {
+            continue;
+        }
         if let Some((_, set, f)) = FLAGS.iter().find(|(n, _, _)| *n == opt) {
             if *set {
                 o.flags |= *f;
@@ -128,7 +153,7 @@ pub(crate) fn parse_options(index: usize, m: &Mount) -> Result<Options, MountErr
         } else if opt == "bind" || opt == "rbind" {
             o.bind = true;
             o.recursive |= opt == "rbind";
-        } else if matches!(opt, "idmap" | "ridmap" | "tmpcopyup" | "rro" | "rrw")
+        } else if matches!(opt, "idmap" | "ridmap" | "tmpcopyup")
             || opt.starts_with("X-")
             || opt.is_empty()
         {
@@ -154,31 +179,37 @@ fn mount_err(what: impl Into<String>, dest: &Path) -> impl FnOnce(nix::Error) ->
 }
 
 /// Mounts one `config.mounts` entry under `root` (the rootfs, still at its
-/// host path; we have not pivoted yet).
+/// host path; we have not pivoted yet). `src_fd` is a bind source opened by
+/// the parent outside the user namespace (bindsrc.rs).
 pub(crate) fn mount_entry(
     root: &File,
     index: usize,
     m: &Mount,
     label: Option<&str>,
+    src_fd: Option<&OwnedFd>,
 ) -> Result<(), MountError> {
     let mut o = parse_options(index, m)?;
     let dest = m.destination();
-    let src = m.source().clone().unwrap_or_else(|| PathBuf::from("none"));
-    let kind = if o.bind
-        && std::fs::metadata(&src)
-            .map(|md| !md.is_dir())
-            .unwrap_or(false)
-    {
-        Kind::File
+    let deferred = o.deferred(m);
+    if deferred {
+        o.flags &= !MsFlags::MS_RDONLY;
+    }
+    let src = match src_fd {
+        Some(fd) => fd_path(fd),
+        None => m.source().clone().unwrap_or_else(|| PathBuf::from("none")),
+    };
+    let kind = if o.bind {
+        bind_kind(m, &src, src_fd)?
     } else {
         Kind::Dir
     };
-    if o.bind {
-        // A missing bind source is the caller's mistake; name it.
-        std::fs::metadata(&src).map_err(|source| MountError::Source {
-            src: src.clone(),
-            source,
-        })?;
+    if m.typ().as_deref() == Some("tmpfs") && !o.bind {
+        if let Some(mode) = existing_mode(root, dest) {
+            // runc: a tmpfs over an existing directory takes its mode
+            // (setuid/setgid/sticky included) unless the options say mode=;
+            // the later option wins in the kernel's parser.
+            o.data.insert(0, format!("mode={mode:04o}"));
+        }
     }
     let target = open_in_root(root, dest, Some(kind)).map_err(|source| MountError::Target {
         dest: dest.clone(),
@@ -208,6 +239,79 @@ pub(crate) fn mount_entry(
     for p in &o.propagation {
         mount(None::<&str>, &tpath, None::<&str>, *p, None::<&str>)
             .map_err(mount_err("propagation", dest))?;
+    }
+    if !deferred && !o.rec.is_empty() {
+        set_rec(&o, index, dest, &mounted)?;
+    }
+    Ok(())
+}
+
+/// A bind of a directory needs a directory as target, anything else a file.
+fn bind_kind(m: &Mount, src: &Path, src_fd: Option<&OwnedFd>) -> Result<Kind, MountError> {
+    let is_dir = match src_fd {
+        Some(fd) => nix::sys::stat::fstat(fd.as_fd())
+            .map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+            .map_err(std::io::Error::from),
+        None => std::fs::metadata(src).map(|md| md.is_dir()),
+    };
+    // A missing bind source is the caller's mistake; name it.
+    match is_dir {
+        Ok(true) => Ok(Kind::Dir),
+        Ok(false) => Ok(Kind::File),
+        Err(source) => Err(MountError::Source {
+            src: m.source().clone().unwrap_or_default(),
+            source,
+        }),
+    }
+}
+
+/// The mode of what is at `dest` already, if anything.
+fn existing_mode(root: &File, dest: &Path) -> Option<u32> {
+    let fd = open_in_root(root, dest, None).ok()?;
+    let st = nix::sys::stat::fstat(fd.as_fd()).ok()?;
+    Some(st.st_mode & 0o7777)
+}
+
+fn set_rec(o: &Options, index: usize, dest: &Path, fd: &OwnedFd) -> Result<(), MountError> {
+    o.rec
+        .set_recursive(fd)
+        .map_err(|source| MountError::RecAttr {
+            index,
+            dest: dest.to_path_buf(),
+            source,
+        })
+}
+
+/// The last step of the mounts, seen from inside the container after
+/// pivot_root: the read-only remount and the recursive attributes that
+/// [`Options::deferred`] held back.
+pub(crate) fn finalize(mounts: &[Mount]) -> Result<(), MountError> {
+    let root = File::open("/").map_err(|source| MountError::Target {
+        dest: PathBuf::from("/"),
+        source,
+    })?;
+    for (index, m) in mounts.iter().enumerate() {
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            continue;
+        }
+        let o = parse_options(index, m)?;
+        let ro = o.flags.contains(MsFlags::MS_RDONLY);
+        if !o.deferred(m) || (!ro && o.rec.is_empty()) {
+            continue;
+        }
+        let dest = m.destination();
+        let fd = open_in_root(&root, dest, None).map_err(|source| MountError::Target {
+            dest: dest.clone(),
+            source,
+        })?;
+        if ro {
+            // By path: /proc may not be mounted in the container, and
+            // inside it now, the path cannot lead out of it.
+            remount(dest, dest, o.flags & !MsFlags::MS_REMOUNT)?;
+        }
+        if !o.rec.is_empty() {
+            set_rec(&o, index, dest, &fd)?;
+        }
     }
     Ok(())
 }

@@ -223,11 +223,19 @@ fn build(
     // before the parent writes uid_map, the child's euid reads as the
     // overflow uid and it would wrongly think setgroups is denied.
     let setgroups_allowed = userns::setgroups_allowed(&b.spec, &plan);
+    let bind_srcs = crate::bindsrc::wanted(&b.spec);
+    let (bind_tx, bind_rx) = match bind_srcs.is_empty() {
+        true => (None, None),
+        false => {
+            let (t, r) = crate::bindsrc::pair().map_err(sys("socketpair for bind sources"))?;
+            (Some(t), Some(r))
+        }
+    };
     let (pid, pidfd) = match clone3(plan.clone_flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))? {
         None => {
             // A host directory fd left open in the container is an escape
             // hatch (CVE-2024-21626: process.cwd "/proc/self/fd/N").
-            drop((parent, cg_fd));
+            drop((parent, cg_fd, bind_tx));
             // The flock on the state dir belongs to its open file description,
             // which this copy shares: holding it would block every later
             // command on the container for init's whole life.
@@ -252,14 +260,19 @@ fn build(
                 cgroup_dirs: &cgroup_dirs,
                 host_views: &host_views,
                 cgroup_seen: std::cell::Cell::new(0),
+                bind_fds: bind_rx,
             })
         }
         Some(c) => c,
     };
-    drop((child, listener, console, seccomp));
+    drop((child, listener, console, seccomp, bind_rx));
     td.pidfd = Some(pidfd.try_clone().map_err(sys("dup pidfd"))?);
     if plan.new_user_ns {
         userns::write_mappings(&b.spec, pid)?;
+    }
+    if let Some(tx) = bind_tx {
+        // Before Proceed: init reads them before its first mount.
+        crate::bindsrc::send(tx, pid, &bind_srcs);
     }
     let early = !plan.new_cgroup_ns || cg_fd.is_some();
     let cgroups = cgroup_and_proceed(&parent, &b.spec, early, cgroups, pid)

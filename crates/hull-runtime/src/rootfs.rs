@@ -6,7 +6,9 @@
 //! from inside: rootfsPropagation, readonlyPaths, maskedPaths, and last the
 //! read-only remount of `/` (earlier steps still write to it).
 
+use std::collections::HashMap;
 use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -64,6 +66,8 @@ pub(crate) struct RootfsOpts<'a> {
     /// Blocks until the parent has made init's cgroup (`false`) or moved
     /// init into it (`true`): a cgroup mount binds those directories.
     pub(crate) await_cgroup: &'a dyn Fn(bool) -> Result<(), ProtocolError>,
+    /// Bind sources the parent opened, by mount index (bindsrc.rs).
+    pub(crate) bind_fds: &'a HashMap<usize, OwnedFd>,
 }
 
 /// Everything before pivot_root.
@@ -111,7 +115,8 @@ pub(crate) fn prepare(o: &RootfsOpts) -> Result<(), RootfsError> {
             (o.await_cgroup)(o.cgroup_dirs.is_empty())?;
             cgroupfs::mount_cgroup(&root, i, m, o.cgroupns, o.cgroup_dirs, o.host_views)?;
         } else {
-            mounts::mount_entry(&root, i, m, crate::lsm::mount_label(o.spec))?;
+            let fd = o.bind_fds.get(&i);
+            mounts::mount_entry(&root, i, m, crate::lsm::mount_label(o.spec), fd)?;
         }
         dev_bound |= m.destination() == Path::new("/dev") && mounts::parse_options(i, m)?.bind;
     }
@@ -144,6 +149,7 @@ pub(crate) fn prepare(o: &RootfsOpts) -> Result<(), RootfsError> {
 pub(crate) fn switch_root(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
     nix::unistd::chdir(rootfs).map_err(sys("chdir", rootfs))?;
     if no_pivot {
+        hide_host_procfs(rootfs)?;
         mount(
             Some(rootfs),
             "/",
@@ -170,6 +176,79 @@ pub(crate) fn switch_root(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsErr
         umount2(".", MntFlags::MNT_DETACH).map_err(sys("unmount old root", rootfs))?;
     }
     nix::unistd::chdir("/").map_err(sys("chdir", Path::new("/")))
+}
+
+/// Before `--no-pivot`'s chroot: the host's /proc and /sys stay reachable in
+/// this mount namespace (chroot hides them from paths only), and the kernel
+/// lets a process in a new user namespace mount procfs or sysfs if the mount
+/// namespace holds a full, uncovered one (mount_too_revealing): the
+/// container could mount a /proc without the masked paths. So unmount every
+/// full proc and sysfs mount outside the rootfs, or cover it with a tmpfs
+/// where that is not allowed (runc's msMoveRoot).
+fn hide_host_procfs(rootfs: &Path) -> Result<(), RootfsError> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| RootfsError::Sys {
+        op: "read",
+        path: PathBuf::from("/proc/self/mountinfo"),
+        source: e,
+    })?;
+    let full: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            let (root, point, fstype) = (f.get(3)?, f.get(4)?, f.get(sep + 1)?);
+            let point = PathBuf::from(unescape(point));
+            (*root == "/" && matches!(*fstype, "proc" | "sysfs") && !point.starts_with(rootfs))
+                .then_some(point)
+        })
+        .collect();
+    for p in &full {
+        // Slave first: the unmount must not propagate to the host.
+        match mount(
+            None::<&str>,
+            p,
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        ) {
+            // A parent of it is gone already.
+            Err(nix::Error::ENOENT) => continue,
+            r => r.map_err(sys("make host procfs slave", p))?,
+        }
+        match umount2(p, MntFlags::MNT_DETACH) {
+            Err(nix::Error::EINVAL | nix::Error::EPERM) => mount(
+                Some("tmpfs"),
+                p,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .map_err(sys("cover host procfs", p))?,
+            r => r.map_err(sys("unmount host procfs", p))?,
+        }
+    }
+    Ok(())
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        if let (b'\\', Some(d)) = (b[i], octal) {
+            let v = d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
+            out.push(u8::try_from(v).unwrap_or(b'?'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Everything after pivot_root, seen from inside the container.
@@ -203,6 +282,7 @@ pub(crate) fn finish(spec: &Spec) -> Result<(), RootfsError> {
     {
         mask_path(Path::new(p))?;
     }
+    mounts::finalize(spec.mounts().as_deref().unwrap_or_default())?;
     if spec
         .root()
         .as_ref()

@@ -90,6 +90,18 @@ fn run_blocked(
     Ok(code)
 }
 
+/// The pty passes the program's `\n` through as it is, as runc's foreground
+/// terminal does (tty.go, `ClearONLCR`): output compared line by line (runc's
+/// own suite does) must not gain a `\r`. Before `start`, so that no output
+/// is translated yet.
+fn clear_onlcr(master: &std::os::fd::OwnedFd) {
+    use nix::sys::termios::{tcgetattr, tcsetattr, OutputFlags, SetArg};
+    if let Ok(mut t) = tcgetattr(master.as_fd()) {
+        t.output_flags.remove(OutputFlags::ONLCR);
+        let _ = tcsetattr(master.as_fd(), SetArg::TCSANOW, &t);
+    }
+}
+
 /// `run` in the foreground with a terminal: the pty master comes back over
 /// a socketpair instead of a console socket, and hullc proxies it.
 fn run_with_tty(
@@ -109,6 +121,7 @@ fn run_with_tty(
     let started = console::recv_fd(ours.as_fd())
         .map_err(|e| RunError::Create(e.into()))
         .and_then(|m| {
+            clear_onlcr(&m);
             container::start(root, &o.id)
                 .map(|_| m)
                 .map_err(RunError::from)

@@ -145,6 +145,12 @@ pub fn features() -> serde_json::Value {
         "sync",
         "unbindable",
     ];
+    let mut mount_options: Vec<&str> = opts
+        .iter()
+        .copied()
+        .chain(crate::mountattr::option_names())
+        .collect();
+    mount_options.sort_unstable();
     let caps: Vec<String> = caps::all()
         .iter()
         .map(|c| c.to_string())
@@ -155,7 +161,7 @@ pub fn features() -> serde_json::Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": oci_spec::runtime::VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": opts.to_vec(),
+        "mountOptions": mount_options,
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
