@@ -354,6 +354,7 @@ fn write_resolv(dir: &Path, x: &Extra) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

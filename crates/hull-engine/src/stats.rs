@@ -82,7 +82,7 @@ impl Engine {
             msg: format!("unreadable output: {e}"),
         })?;
         let data = &v["data"];
-        let (net_rx, net_tx) = net_io(&format!("/proc/{pid}/net/dev"));
+        let (net_rx, net_tx) = net_io(format!("/proc/{pid}/net/dev"));
         let (blk_read, blk_write) = block_io(data);
         Ok(Sample {
             taken,
@@ -220,6 +220,7 @@ fn human(mut v: f64, base: f64, units: &[&str], precision: i32) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

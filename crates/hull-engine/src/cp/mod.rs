@@ -288,6 +288,7 @@ fn open_dir_fd(fd: BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::split;
 
     #[test]

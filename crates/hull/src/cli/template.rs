@@ -152,6 +152,7 @@ fn align(lines: &[String]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn row(name: &str, status: &str) -> Row {
