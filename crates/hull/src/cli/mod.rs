@@ -12,6 +12,7 @@ macro_rules! outln {
 }
 
 mod archive;
+mod attach;
 mod autopull;
 mod cdi;
 mod cp;
@@ -109,6 +110,8 @@ enum Command {
     Version(info::FormatArgs),
     /// Show system-wide information.
     Info(info::FormatArgs),
+    /// Attach our stdio to a running container (detach: ctrl-p ctrl-q).
+    Attach(attach::AttachArgs),
     /// Show a container's processes.
     Top(ps::OneArgs),
     /// List a container's published ports.
@@ -240,6 +243,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Container(c) => manage::container(r, c),
         Command::Version(a) => info::version(r, a),
         Command::Info(a) => info::info(r, a),
+        Command::Attach(a) => attach::run(r, a),
         Command::Top(a) => ps::top(r, a),
         Command::Port(a) => ps::port(r, a),
         Command::Volume(c) => volume::run(r, c),
