@@ -72,6 +72,16 @@ pub struct Extra {
     pub dns_search: Vec<String>,
     #[serde(default)]
     pub dns_option: Vec<String>,
+    /// `--log-driver`: "" / "json-file" (the shim's json-file log) or "none" (output dropped).
+    #[serde(default)]
+    pub log_driver: String,
+}
+
+impl Extra {
+    /// `--log-driver none`: the container's output goes nowhere, and there is no log to read.
+    pub fn no_log(&self) -> bool {
+        self.log_driver == "none"
+    }
 }
 
 /// Sysctls a container may set: those of namespaces it owns (docker's list).
@@ -164,6 +174,13 @@ impl Extra {
             &["host", "private"],
             false,
             "host or private",
+        )?;
+        mode(
+            "--log-driver",
+            &self.log_driver,
+            &["json-file", "none"],
+            false,
+            "json-file or none",
         )?;
         if let Some(a) = self.oom_score_adj.filter(|a| !(-1000..=1000).contains(a)) {
             return Err(Error::OomScoreAdj(a));

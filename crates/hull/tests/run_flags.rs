@@ -191,3 +191,79 @@ fn process_and_namespace_flags_seen_inside() {
     e.ok(&["rm", "stopped"]);
     e.assert_clean();
 }
+
+#[test]
+fn log_driver_none_keeps_nothing_and_log_opts_are_refused() {
+    let e = env();
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--log-driver",
+        "none",
+        "--name",
+        "n",
+        IMG,
+        "sh",
+        "-c",
+        "echo hi; echo err >&2",
+    ]);
+    assert_eq!(e.ok(&["wait", "n"]).trim(), "0");
+    let log = e
+        .root
+        .path()
+        .join("ctr")
+        .join(id.trim())
+        .join("container.log");
+    assert!(
+        std::fs::metadata(&log).map_or(0, |m| m.len()) == 0,
+        "log written"
+    );
+    let o = e.hull(&["logs", "n"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        text(&o).1.contains("does not support reading"),
+        "{}",
+        text(&o).1
+    );
+    // A terminal's output is drained too: a chatty -t container runs to its end.
+    e.ok(&[
+        "run",
+        "-dt",
+        "--network",
+        "none",
+        "--log-driver",
+        "none",
+        "--name",
+        "chatty",
+        IMG,
+        "sh",
+        "-c",
+        "seq 1 200000",
+    ]);
+    let o = std::process::Command::new("timeout")
+        .args(["60", ctr::HULL, "--root"])
+        .arg(e.root.path())
+        .args(["wait", "chatty"])
+        .envs(e.envs())
+        .output()
+        .unwrap();
+    assert_eq!(text(&o).0.trim(), "0", "{o:?}");
+    fails(&e, &["--log-driver", "syslog"], "--log-driver");
+    fails(&e, &["--log-opt", "max-size=1m"], "--log-opt");
+    let o = e.hull(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--log-driver",
+        "none",
+        IMG,
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(text(&o).1.contains("needs -d"), "{}", text(&o).1);
+    e.ok(&["rm", "n", "chatty"]);
+    e.assert_clean();
+}

@@ -88,6 +88,12 @@ pub(crate) fn run(root: &Path, a: AttachArgs) -> Result<u8> {
     let keys = parse_keys(&a.detach_keys)?;
     let e = engine(root)?;
     let r = e.find(&a.container)?;
+    if r.options.extra.no_log() {
+        bail!(
+            "cannot attach to {}: its --log-driver none keeps no output to show",
+            r.name
+        );
+    }
     match e.state(&r) {
         State::Running { .. } => {}
         State::Paused { .. } => bail!("container {} is paused: unpause it first", r.name),

@@ -186,6 +186,12 @@ pub(crate) fn create(root: &Path, a: CreateArgs) -> Result<u8> {
 
 pub(crate) fn run(root: &Path, a: RunArgs) -> Result<u8> {
     let o = options(&a.create)?;
+    if !a.detach && o.extra.no_log() {
+        // Attached output is read from the log, which `none` does not keep.
+        anyhow::bail!(
+            "--log-driver none needs -d: hull shows an attached container's output from its log"
+        );
+    }
     super::autopull::ensure(root, &a.create.image, a.create.pull)?;
     let e = engine(root)?;
     let r = e.create(&a.create.image, &o)?;

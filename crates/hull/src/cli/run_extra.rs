@@ -43,6 +43,12 @@ pub(crate) struct ExtraArgs {
     /// resolv.conf option (repeatable).
     #[arg(long)]
     dns_option: Vec<String>,
+    /// Logging driver: json-file (default) or none.
+    #[arg(long)]
+    log_driver: Option<String>,
+    /// Log driver options (max-size=, max-file=): not supported yet, refused.
+    #[arg(long)]
+    log_opt: Vec<String>,
 }
 
 impl ExtraArgs {
@@ -69,7 +75,14 @@ impl ExtraArgs {
             dns: self.dns.clone(),
             dns_search: self.dns_search.clone(),
             dns_option: self.dns_option.clone(),
+            log_driver: self.log_driver.clone().unwrap_or_default(),
         };
+        if let Some(o) = self.log_opt.first() {
+            // Rotation has to happen where the log is written: in the shim (not done yet).
+            anyhow::bail!(
+                "invalid --log-opt {o:?}: log options (max-size, max-file) are not supported yet"
+            );
+        }
         x.check(o.network == "host", o.hostname.is_some())?;
         Ok(x)
     }

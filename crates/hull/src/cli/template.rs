@@ -50,6 +50,11 @@ impl Template {
         if !rest.is_empty() {
             parts.push(Part::Text(rest.into()));
         }
+        // A format without one action is a typo of `table`/`json` far more often than a
+        // wish to print the same text per row (which docker would do).
+        if parts.iter().all(|p| matches!(p, Part::Text(_))) {
+            bail!("invalid --format {s:?}: expected table, json, or a template such as '{{{{.Names}}}}'");
+        }
         Ok(Template { table, parts })
     }
 
@@ -192,6 +197,7 @@ mod tests {
     fn unknown_actions_and_fields_are_errors() {
         assert!(Template::parse("{{range .Names}}").is_err());
         assert!(Template::parse("{{.Names").is_err());
+        assert!(Template::parse("xml").is_err());
         let t = Template::parse("{{.Nope}}").unwrap();
         assert!(t.lines(&[row("a", "")], |f| f.into(), &["Names"]).is_err());
     }
