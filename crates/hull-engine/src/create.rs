@@ -178,6 +178,7 @@ impl Engine {
         )?;
         // CDI devices (`--device vendor.com/class=name`, `--gpus`): their edits on top.
         hull_cdi::apply(&mut config, &o.cdi_devices, &hull_cdi::spec_dirs())?;
+        self.apply_extra(&mut config, &o.extra, &rec.rootfs, dir)?;
         let p = dir.join("config.json");
         let data = serde_json::to_vec_pretty(&config).unwrap_or_default();
         std::fs::write(&p, data).map_err(io("cannot write", &p))?;
@@ -197,19 +198,22 @@ impl Engine {
     pub(crate) fn create_task(&self, rec: &Record, dir: &Path) -> Result<u32, Error> {
         let s = self.shim_for(&rec.id)?;
         let path = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        // `--log-driver none`: the shim copies the output to /dev/null (it must still be read,
+        // or a terminal's buffer fills and the container blocks).
+        let out = if rec.options.extra.no_log() {
+            "/dev/null".to_string()
+        } else {
+            logs::shim_path(dir)
+        };
         let io = Io {
             stdin: if rec.options.stdin {
                 path("stdin")
             } else {
                 String::new()
             },
-            stdout: logs::shim_path(dir),
+            stdout: out.clone(),
             // A terminal has one stream.
-            stderr: if rec.options.tty {
-                String::new()
-            } else {
-                logs::shim_path(dir)
-            },
+            stderr: if rec.options.tty { String::new() } else { out },
             terminal: rec.options.tty,
         };
         Ok(s.create(dir, &io, self.hullc()?, &self.hullc_root())?)

@@ -66,6 +66,10 @@ pub enum Error {
     Hullc { what: &'static str, msg: String },
     #[error(transparent)]
     Cdi(#[from] hull_cdi::ApplyError),
+    #[error(transparent)]
+    Cp(#[from] crate::cp::Error),
+    #[error(transparent)]
+    Extra(#[from] crate::extra::Error),
 }
 
 pub(crate) fn io<'a>(

@@ -4,16 +4,21 @@
 //! ([`exec`]), volumes and logs.
 
 pub mod binaries;
+pub mod cp;
 mod create;
 pub mod engine;
 pub mod exec;
+pub mod extra;
+pub mod info;
 pub mod logs;
+pub mod manage;
 pub mod net;
 pub mod opts;
 pub mod record;
 pub mod shim;
 pub mod signal;
 pub mod spec;
+pub mod stats;
 pub mod system;
 pub mod time;
 pub mod user;

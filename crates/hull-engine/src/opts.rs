@@ -139,6 +139,9 @@ pub struct ContainerOptions {
     /// CDI devices (`vendor.com/class=name`) from `--device`/`--gpus`, applied by hull-cdi.
     #[serde(default)]
     pub cdi_devices: Vec<String>,
+    /// `--init`, `--sysctl`, `--pid`, `--dns`... (see [`crate::extra`]).
+    #[serde(default)]
+    pub extra: crate::extra::Extra,
 }
 
 impl ContainerOptions {

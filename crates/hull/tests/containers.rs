@@ -349,7 +349,15 @@ fn volumes_and_read_only() {
 #[test]
 fn bad_input() {
     let e = env();
+    // Missing: a pull is tried (`--pull missing`), and fails for a registry that is not there.
     let o = e.hull(&["run", "--rm", "hull.test/nope:1", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(
+        text(&o).1.contains("Unable to find image"),
+        "{}",
+        text(&o).1
+    );
+    let o = e.hull(&["run", "--rm", "--pull", "never", "hull.test/nope:1", "true"]);
     assert_eq!(o.status.code(), Some(125));
     assert!(text(&o).1.contains("hull pull"), "{}", text(&o).1);
     let o = e.hull(&["run", "--rm", "--memory", "lots", IMG, "true"]);

@@ -25,6 +25,12 @@ pub(crate) struct LogsArgs {
 pub(crate) fn run(root: &Path, a: LogsArgs) -> Result<u8> {
     let e = engine(root)?;
     let r = e.find(&a.container)?;
+    if r.options.extra.no_log() {
+        anyhow::bail!(
+            "configured logging driver \"none\" does not support reading (container {})",
+            r.name
+        );
+    }
     let lines =
         match a.tail.as_str() {
             "all" | "-1" => None,

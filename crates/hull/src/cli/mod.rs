@@ -12,16 +12,24 @@ macro_rules! outln {
 }
 
 mod archive;
+mod attach;
+mod autopull;
 mod cdi;
+mod cp;
 mod ctl;
 mod exec;
 mod images;
+mod info;
 mod logs;
+mod manage;
 mod network;
 mod ps;
 mod pull;
 mod run;
+mod run_extra;
+mod stats;
 mod table;
+mod template;
 mod tty;
 mod volume;
 
@@ -87,6 +95,23 @@ enum Command {
     Pause(ctl::NamesArgs),
     /// Thaw paused containers.
     Unpause(ctl::NamesArgs),
+    /// Show containers' resource usage (CPU, memory, network, block I/O, PIDs).
+    Stats(stats::StatsArgs),
+    /// Copy files between a container and the host (CONTAINER:PATH on one side).
+    Cp(cp::CpArgs),
+    /// Rename a container.
+    Rename(manage::RenameArgs),
+    /// Change running or stopped containers' resource limits.
+    Update(manage::UpdateArgs),
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(manage::ContainerCommand),
+    /// Show hull's and its runtime's versions.
+    Version(info::FormatArgs),
+    /// Show system-wide information.
+    Info(info::FormatArgs),
+    /// Attach our stdio to a running container (detach: ctrl-p ctrl-q).
+    Attach(attach::AttachArgs),
     /// Show a container's processes.
     Top(ps::OneArgs),
     /// List a container's published ports.
@@ -211,6 +236,14 @@ pub(crate) fn main() -> ExitCode {
         Command::Wait(a) => ctl::wait(r, a),
         Command::Pause(a) => ctl::pause(r, a, true),
         Command::Unpause(a) => ctl::pause(r, a, false),
+        Command::Stats(a) => stats::run(r, a),
+        Command::Cp(a) => cp::run(r, a),
+        Command::Rename(a) => manage::rename(r, a),
+        Command::Update(a) => manage::update(r, a),
+        Command::Container(c) => manage::container(r, c),
+        Command::Version(a) => info::version(r, a),
+        Command::Info(a) => info::info(r, a),
+        Command::Attach(a) => attach::run(r, a),
         Command::Top(a) => ps::top(r, a),
         Command::Port(a) => ps::port(r, a),
         Command::Volume(c) => volume::run(r, c),

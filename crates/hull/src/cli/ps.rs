@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 use super::images::Format;
 use super::run::engine;
 
+mod select;
+
 #[derive(Args)]
 pub(crate) struct PsArgs {
     /// Show all containers (default: running ones).
@@ -23,9 +25,13 @@ pub(crate) struct PsArgs {
     /// Do not truncate ids and commands.
     #[arg(long)]
     no_trunc: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    format: Format,
+    /// Output format: table, json, or a Go-template-like string (`{{.Names}}\t{{.Status}}`,
+    /// `table` prefix for a header and aligned columns).
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Only containers matching KEY=VALUE: name, status, label, ancestor, id (repeatable).
+    #[arg(short, long)]
+    filter: Vec<String>,
 }
 
 #[derive(Args)]
@@ -71,25 +77,22 @@ fn exit_code(st: &State) -> u32 {
 }
 
 pub(crate) fn ps(root: &Path, a: PsArgs) -> Result<u8> {
+    let filters = select::Filters::parse(&a.filter)?;
+    let format = match a.format.as_str() {
+        "table" => Format::Table,
+        "json" => Format::Json,
+        t => return ps_template(root, &a, &filters, &super::template::Template::parse(t)?),
+    };
     let e = engine(root)?;
     let now = record::now_ns();
-    let rows: Vec<(Record, State)> = e
-        .containers
-        .list()?
-        .into_iter()
-        .map(|r| {
-            let st = e.state(&r);
-            (r, st)
-        })
-        .filter(|(_, st)| a.all || st.is_live())
-        .collect();
+    let rows = listed(&e, &a, &filters)?;
     if a.quiet {
         for (r, _) in &rows {
             outln!("{}", if a.no_trunc { &r.id[..] } else { &r.id[..12] })?;
         }
         return Ok(0);
     }
-    if let Format::Json = a.format {
+    if let Format::Json = format {
         let v: Vec<Value> = rows
             .iter()
             .map(|(r, st)| {
@@ -134,6 +137,67 @@ pub(crate) fn ps(root: &Path, a: PsArgs) -> Result<u8> {
         ]);
     }
     for line in super::table::lines(&table) {
+        outln!("{line}")?;
+    }
+    Ok(0)
+}
+
+/// The containers `ps` shows, with their state: live ones (all with `-a` or a status
+/// filter) that match the filters.
+fn listed(e: &Engine, a: &PsArgs, filters: &select::Filters) -> Result<Vec<(Record, State)>> {
+    Ok(e.containers
+        .list()?
+        .into_iter()
+        .map(|r| {
+            let st = e.state(&r);
+            (r, st)
+        })
+        .filter(|(r, st)| {
+            (a.all || filters.names_status() || st.is_live()) && filters.matches(r, st)
+        })
+        .collect())
+}
+
+/// `ps --format TEMPLATE`.
+fn ps_template(
+    root: &Path,
+    a: &PsArgs,
+    filters: &select::Filters,
+    t: &super::template::Template,
+) -> Result<u8> {
+    let e = engine(root)?;
+    let now = record::now_ns();
+    let rows: Vec<super::template::Row> = listed(&e, a, filters)?
+        .iter()
+        .map(|(r, st)| {
+            let created = rfc3339(r.created_ns);
+            let input = select::RowInput {
+                id: if a.no_trunc {
+                    r.id.clone()
+                } else {
+                    r.id[..12].to_string()
+                },
+                command: format!("\"{}\"", r.args.join(" ")),
+                created_at: format!(
+                    "{} +0000 UTC",
+                    created.get(..19).unwrap_or(&created).replace('T', " ")
+                ),
+                running_for: ago(r.created_ns, now),
+                ports: ports_column(r, st),
+                status: status_text(st, r, now),
+                network: network_name(r),
+                mounts: r
+                    .options
+                    .mounts
+                    .iter()
+                    .map(|m| m.target().to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            };
+            select::row(r, st, input)
+        })
+        .collect();
+    for line in t.lines(&rows, select::header, select::FIELDS)? {
         outln!("{line}")?;
     }
     Ok(0)

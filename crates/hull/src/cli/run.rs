@@ -90,6 +90,11 @@ pub(crate) struct CreateArgs {
     /// Publish a container's port on the host: [IP:]HOST:CTR[/tcp|udp].
     #[arg(short = 'p', long = "publish", value_name = "[IP:]HOST:CTR[/PROTO]")]
     publish: Vec<String>,
+    #[command(flatten)]
+    extra: super::run_extra::ExtraArgs,
+    /// Pull the image first: missing (default), always, never.
+    #[arg(long, value_enum, default_value = "missing")]
+    pull: super::autopull::PullPolicy,
     /// Image name or id.
     image: String,
     /// Command and arguments (replace the image's Cmd).
@@ -162,6 +167,7 @@ fn options(a: &CreateArgs) -> Result<ContainerOptions> {
         o.publish.push(opts::parse_publish(p)?);
     }
     opts::check_publish(&o)?;
+    o.extra = a.extra.to_extra(&o)?;
     Ok(o)
 }
 
@@ -171,6 +177,7 @@ pub(crate) fn engine(root: &Path) -> Result<Engine> {
 
 pub(crate) fn create(root: &Path, a: CreateArgs) -> Result<u8> {
     let o = options(&a)?;
+    super::autopull::ensure(root, &a.image, a.pull)?;
     let e = engine(root)?;
     let r = e.create(&a.image, &o)?;
     outln!("{}", r.id)?;
@@ -179,6 +186,13 @@ pub(crate) fn create(root: &Path, a: CreateArgs) -> Result<u8> {
 
 pub(crate) fn run(root: &Path, a: RunArgs) -> Result<u8> {
     let o = options(&a.create)?;
+    if !a.detach && o.extra.no_log() {
+        // Attached output is read from the log, which `none` does not keep.
+        anyhow::bail!(
+            "--log-driver none needs -d: hull shows an attached container's output from its log"
+        );
+    }
+    super::autopull::ensure(root, &a.create.image, a.create.pull)?;
     let e = engine(root)?;
     let r = e.create(&a.create.image, &o)?;
     if a.detach {
