@@ -14,6 +14,7 @@ pkgs=(
   podman conmon    # hullc under podman (crates/hullc/tests/podman.rs)
   uidmap           # newuidmap/newgidmap: rootless multi-range mappings (crates/hullc/tests/rootless.rs)
   docker.io        # Docker Engine 20.10 drives hullc (crates/hullc/tests/engines.rs)
+  tini             # hull run --init: /usr/bin/tini-static as PID 1 (crates/hull/tests/run_flags.rs)
 )
 missing=()
 for p in "${pkgs[@]}"; do
