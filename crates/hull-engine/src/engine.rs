@@ -66,6 +66,10 @@ pub enum Error {
     Hullc { what: &'static str, msg: String },
     #[error(transparent)]
     Cdi(#[from] hull_cdi::ApplyError),
+    #[error("cannot make the image")]
+    Create(#[from] hull_image::CreateError),
+    #[error("cannot write the container's filesystem")]
+    Tar(#[source] hull_image::tarball::TarError),
 }
 
 pub(crate) fn io<'a>(

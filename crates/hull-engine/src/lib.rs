@@ -7,6 +7,7 @@ pub mod binaries;
 mod create;
 pub mod engine;
 pub mod exec;
+pub mod image;
 pub mod logs;
 pub mod net;
 pub mod opts;
