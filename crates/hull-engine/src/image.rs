@@ -63,7 +63,9 @@ impl Engine {
         let mut draft = store.draft_from(&base)?;
         apply_container_settings(&mut draft, r);
         for c in &o.changes {
-            draft.apply_change(c).map_err(hull_image::CreateError::from)?;
+            draft
+                .apply_change(c)
+                .map_err(hull_image::CreateError::from)?;
         }
         if let Some(a) = o.author.as_deref().filter(|a| !a.is_empty()) {
             draft

@@ -255,11 +255,13 @@ fn store_key(path: &Path, registry: &str) -> String {
 }
 
 /// `login`: stores `creds` for `registry` in `path` (other entries and keys kept).
-pub fn store_credentials(path: &Path, registry: &str, creds: &Credentials) -> Result<(), AuthError> {
+pub fn store_credentials(
+    path: &Path,
+    registry: &str,
+    creds: &Credentials,
+) -> Result<(), AuthError> {
     let mut map = read_object(path)?;
-    let auths = map
-        .entry("auths")
-        .or_insert_with(|| serde_json::json!({}));
+    let auths = map.entry("auths").or_insert_with(|| serde_json::json!({}));
     if !auths.is_object() {
         *auths = serde_json::json!({});
     }

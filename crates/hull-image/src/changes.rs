@@ -37,10 +37,19 @@ pub fn apply(cfg: &mut Map<String, Value>, change: &str) -> Result<(), ChangeErr
         change: change.to_string(),
         reason,
     };
-    let need = |v: &str| if v.is_empty() { Err(bad("needs an argument")) } else { Ok(()) };
+    let need = |v: &str| {
+        if v.is_empty() {
+            Err(bad("needs an argument"))
+        } else {
+            Ok(())
+        }
+    };
     match word.to_ascii_uppercase().as_str() {
         "CMD" => {
-            cfg.insert("Cmd".into(), command(rest).ok_or_else(|| bad("bad JSON array"))?);
+            cfg.insert(
+                "Cmd".into(),
+                command(rest).ok_or_else(|| bad("bad JSON array"))?,
+            );
         }
         "ENTRYPOINT" => {
             let v = command(rest).ok_or_else(|| bad("bad JSON array"))?;
@@ -123,7 +132,9 @@ pub fn apply(cfg: &mut Map<String, Value>, change: &str) -> Result<(), ChangeErr
 /// Exec form (a JSON array of strings) or shell form.
 fn command(rest: &str) -> Option<Value> {
     if rest.starts_with('[') {
-        return serde_json::from_str::<Vec<String>>(rest).ok().map(|v| json!(v));
+        return serde_json::from_str::<Vec<String>>(rest)
+            .ok()
+            .map(|v| json!(v));
     }
     Some(json!(["/bin/sh", "-c", rest]))
 }
@@ -150,10 +161,10 @@ pub fn set_env(cfg: &mut Map<String, Value>, key: &str, value: &str) {
     };
     let entry = json!(format!("{key}={value}"));
     let prefix = format!("{key}=");
-    match list
-        .iter_mut()
-        .find(|e| e.as_str().is_some_and(|s| s.starts_with(&prefix) || s == key))
-    {
+    match list.iter_mut().find(|e| {
+        e.as_str()
+            .is_some_and(|s| s.starts_with(&prefix) || s == key)
+    }) {
         Some(e) => *e = entry,
         None => list.push(entry),
     }
@@ -262,7 +273,10 @@ mod tests {
     fn errors_name_the_change() {
         let mut m = Map::new();
         let e = apply(&mut m, "RUN true").unwrap_err().to_string();
-        assert!(e.contains("RUN true") && e.contains("unknown instruction"), "{e}");
+        assert!(
+            e.contains("RUN true") && e.contains("unknown instruction"),
+            "{e}"
+        );
         let e = apply(&mut m, "EXPOSE http").unwrap_err().to_string();
         assert!(e.contains("EXPOSE http"), "{e}");
         assert!(apply(&mut m, r#"CMD ["unterminated"#).is_err());

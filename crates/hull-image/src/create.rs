@@ -421,11 +421,12 @@ impl Store {
         std::thread::scope(|s| {
             let writer = s.spawn(move || {
                 let w = io::BufWriter::with_capacity(256 << 10, ChanWriter(tx));
-                tarball::write_tree(dir, w, whiteouts, skip)
-                    .and_then(|mut w| w.flush().map_err(|source| TarError::Write {
+                tarball::write_tree(dir, w, whiteouts, skip).and_then(|mut w| {
+                    w.flush().map_err(|source| TarError::Write {
                         path: dir.to_path_buf(),
                         source,
-                    }))
+                    })
+                })
             });
             let reader = ChanReader {
                 rx,
@@ -457,9 +458,7 @@ impl Store {
 
 /// `r` without its compression: gzip or zstd are recognised by their magic bytes, anything
 /// else is passed on as it is (a plain tar).
-pub fn decompressed(
-    r: impl Read + Send + 'static,
-) -> io::Result<Box<dyn Read + Send>> {
+pub fn decompressed(r: impl Read + Send + 'static) -> io::Result<Box<dyn Read + Send>> {
     let mut r = io::BufReader::with_capacity(1 << 20, r);
     let magic = io::BufRead::fill_buf(&mut r)?;
     Ok(match magic {

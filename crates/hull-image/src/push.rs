@@ -35,7 +35,9 @@ pub enum PushError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}: no destination: the image has no name to push to; give DEST (registry/name:tag)")]
+    #[error(
+        "{0}: no destination: the image has no name to push to; give DEST (registry/name:tag)"
+    )]
     NoDestination(String),
     #[error("blob {0} of the image is not in the store (its image was loaded without it?)")]
     MissingBlob(Digest),
@@ -180,7 +182,9 @@ fn upload_all(
     let first_error = Mutex::new(None);
     let worker = || loop {
         let i = next.fetch_add(1, Ordering::SeqCst);
-        let Some((d, size, path)) = blobs.get(i) else { return };
+        let Some((d, size, path)) = blobs.get(i) else {
+            return;
+        };
         if abort.load(Ordering::Relaxed) {
             return;
         }
@@ -223,7 +227,13 @@ fn push_blob(
     progress: &dyn Progress,
 ) -> Result<usize, PushError> {
     let what = format!("blob {d} to {}/{}", reg.registry(), reg.repository());
-    match reg.call("HEAD", &reg.url(&format!("blobs/{d}")), &[], Body::Empty, &what) {
+    match reg.call(
+        "HEAD",
+        &reg.url(&format!("blobs/{d}")),
+        &[],
+        Body::Empty,
+        &what,
+    ) {
         Ok(_) => {
             progress.layer_start(d, size, LayerAction::Present);
             return Ok(1);
@@ -233,10 +243,7 @@ fn push_blob(
     }
     let mut session = None;
     for from in sources {
-        let url = format!(
-            "{}?mount={d}&from={from}",
-            reg.url("blobs/uploads/")
-        );
+        let url = format!("{}?mount={d}&from={from}", reg.url("blobs/uploads/"));
         let resp = reg.call("POST", &url, &[], Body::Empty, &what)?;
         if resp.status() == 201 {
             progress.layer_start(d, size, LayerAction::Mounted);

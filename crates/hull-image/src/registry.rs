@@ -223,7 +223,9 @@ impl Registry {
                 .creds
                 .as_ref()
                 .map(Credentials::basic_header)
-                .ok_or_else(|| self.auth_err("credentials required (use --creds or --authfile)")),
+                .ok_or_else(|| {
+                    self.auth_err("credentials required (use hull login, --creds or --authfile)")
+                }),
             "bearer" => {
                 let realm = c
                     .params
@@ -305,8 +307,14 @@ pub fn check_login(registry: &str, opts: &RegistryOptions) -> Result<(), Registr
     };
     let reg = Registry::new(&r, opts);
     let url = format!("{}/v2/", reg.base);
-    reg.call("GET", &url, &[], Body::Empty, &format!("login to {registry}"))
-        .map(drop)
+    reg.call(
+        "GET",
+        &url,
+        &[],
+        Body::Empty,
+        &format!("login to {registry}"),
+    )
+    .map(drop)
 }
 
 /// What a request sends.

@@ -244,8 +244,10 @@ impl<W: Write> Writer<'_, W> {
             }
             tar::EntryType::Char | tar::EntryType::Block => {
                 let dev = meta.rdev();
-                h.set_device_major(libc::major(dev)).map_err(self.write_err(rel))?;
-                h.set_device_minor(libc::minor(dev)).map_err(self.write_err(rel))?;
+                h.set_device_major(libc::major(dev))
+                    .map_err(self.write_err(rel))?;
+                h.set_device_minor(libc::minor(dev))
+                    .map_err(self.write_err(rel))?;
                 self.b.append_data(&mut h, rel, io::empty()).map_err(err)
             }
             _ => self.b.append_data(&mut h, rel, io::empty()).map_err(err),

@@ -103,9 +103,16 @@ fn push_then_pull_and_skopeo_see_the_same_image() -> Result<()> {
     let o = hull(r, &["push", &src, &format!("docker://{dst}")]);
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     let digest = pushed_digest(&ok(o));
-    assert!(stderr.contains("0 blobs uploaded, 0 already there, 3 mounted"), "{stderr}");
+    assert!(
+        stderr.contains("0 blobs uploaded, 0 already there, 3 mounted"),
+        "{stderr}"
+    );
     assert_eq!(skopeo_digest(&dst, &[])?, digest);
-    assert_eq!(skopeo_digest(&src, &[])?, digest, "pushed bytes differ from the source");
+    assert_eq!(
+        skopeo_digest(&src, &[])?,
+        digest,
+        "pushed bytes differ from the source"
+    );
 
     // skopeo copies what hull pushed; the manifest digest stays.
     let oci = dir.path().join("copy");
@@ -113,9 +120,11 @@ fn push_then_pull_and_skopeo_see_the_same_image() -> Result<()> {
         .args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false"])
         .arg(format!("docker://{dst}"))
         .arg(format!("oci:{}:x", oci.display())))?;
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(oci.join("index.json"))?)?;
-    assert_eq!(index["manifests"][0]["digest"].as_str(), Some(digest.as_str()));
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(oci.join("index.json"))?)?;
+    assert_eq!(
+        index["manifests"][0]["digest"].as_str(),
+        Some(digest.as_str())
+    );
 
     // A fresh root pulls the same image; a second push finds every blob there (HEAD).
     let fresh = tempfile::tempdir()?;
@@ -123,11 +132,17 @@ fn push_then_pull_and_skopeo_see_the_same_image() -> Result<()> {
     let again = hull(r, &["push", &src, &dst]);
     let stderr = String::from_utf8_lossy(&again.stderr).into_owned();
     assert_eq!(pushed_digest(&ok(again)), digest);
-    assert!(stderr.contains("0 blobs uploaded, 3 already there"), "{stderr}");
+    assert!(
+        stderr.contains("0 blobs uploaded, 3 already there"),
+        "{stderr}"
+    );
     // The pushed name is recorded as a digest of the image.
     let v: serde_json::Value = serde_json::from_str(&ok(hull(r, &["image", "inspect", &src])))?;
     let digests = v[0]["RepoDigests"].to_string();
-    assert!(digests.contains(&format!("{}/dst@{digest}", reg.host())), "{digests}");
+    assert!(
+        digests.contains(&format!("{}/dst@{digest}", reg.host())),
+        "{digests}"
+    );
     Ok(())
 }
 
@@ -147,7 +162,16 @@ fn push_of_a_local_image_uploads_monolithic_and_chunked() -> Result<()> {
             .tar(),
     )?;
     let name = format!("{}/local/app:1", reg.host());
-    ok(hull(r, &["import", tar.to_str().unwrap(), &name, "-c", "CMD [\"/bin/sh\"]"]));
+    ok(hull(
+        r,
+        &[
+            "import",
+            tar.to_str().unwrap(),
+            &name,
+            "-c",
+            "CMD [\"/bin/sh\"]",
+        ],
+    ));
     // Monolithic (one PUT per blob).
     let o = hull(r, &["push", &name]);
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -205,15 +229,42 @@ fn login_then_push_and_pull_through_htpasswd() -> Result<()> {
     assert!(e.contains("credentials required"), "{e}");
     let authfile = dir.path().join("auth.json");
     let af = authfile.to_str().unwrap();
-    let e = err(hull(r, &["login", "-u", "alice", "-p", "nope", "--authfile", af, &reg.host()]));
+    let e = err(hull(
+        r,
+        &[
+            "login",
+            "-u",
+            "alice",
+            "-p",
+            "nope",
+            "--authfile",
+            af,
+            &reg.host(),
+        ],
+    ));
     assert!(e.contains("401") && e.contains("UNAUTHORIZED"), "{e}");
     assert!(!authfile.exists(), "a failed login wrote the auth file");
 
-    ok(hull(r, &["login", "-u", "alice", "-p", "wonder", "--authfile", af, &reg.host()]));
+    ok(hull(
+        r,
+        &[
+            "login",
+            "-u",
+            "alice",
+            "-p",
+            "wonder",
+            "--authfile",
+            af,
+            &reg.host(),
+        ],
+    ));
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&authfile)?)?;
     assert!(v["auths"][reg.host()]["auth"].is_string(), "{v}");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&authfile)?.permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&authfile)?.permissions().mode() & 0o777,
+        0o600
+    );
     let digest = pushed_digest(&ok(hull(r, &["push", "--authfile", af, &src, &dest])));
     // skopeo reads the same file.
     assert_eq!(skopeo_digest(&dest, &["--authfile", af])?, digest);
@@ -223,7 +274,11 @@ fn login_then_push_and_pull_through_htpasswd() -> Result<()> {
     // Without --authfile: login writes, and pull/push read, $REGISTRY_AUTH_FILE.
     let envfile = dir.path().join("env-auth.json");
     let env = [("REGISTRY_AUTH_FILE", envfile.as_path())];
-    ok(hull_env(r, &env, &["login", "-u", "alice", "-p", "wonder", &reg.host()]));
+    ok(hull_env(
+        r,
+        &env,
+        &["login", "-u", "alice", "-p", "wonder", &reg.host()],
+    ));
     let fresh2 = tempfile::tempdir()?;
     ok(hull_env(fresh2.path(), &env, &["pull", &dest]));
     ok(hull_env(r, &env, &["logout", &reg.host()]));

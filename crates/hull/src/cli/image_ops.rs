@@ -124,7 +124,9 @@ pub(crate) fn import(root: &Path, a: ImportArgs) -> anyhow::Result<()> {
         hull_image::create::parse_new_name(n).with_context(|| format!("image name {n:?}"))?;
     }
     let mut store = super::open_store(root)?;
-    let mut draft = store.draft_scratch(a.platform.as_ref()).with_context(what)?;
+    let mut draft = store
+        .draft_scratch(a.platform.as_ref())
+        .with_context(what)?;
     for c in &a.change {
         draft.apply_change(c).context("--change")?;
     }

@@ -74,7 +74,9 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok()
         .filter(|n| *n > 0)
         .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("invalid size {s:?}: expected a positive number of bytes, K, M or G"))
+        .ok_or_else(|| {
+            format!("invalid size {s:?}: expected a positive number of bytes, K, M or G")
+        })
 }
 
 /// Credentials from `--creds`, else `--authfile`, else the default auth files.
