@@ -502,9 +502,19 @@ impl Store {
             source,
         })?;
         let with_layers = c.history.iter().filter(|h| !h.empty_layer).count();
-        let mut rows = Vec::new();
-        if with_layers == img.layers.len() && !c.history.is_empty() {
-            let mut layers = img.layers.iter();
+        // Layers the history does not account for (a base made without one) come first,
+        // one row each.
+        let missing = img.layers.len().saturating_sub(with_layers);
+        let synth = |l: &LayerRecord| HistoryRow {
+            created: img.config.created.clone(),
+            size: l.size,
+            ..Default::default()
+        };
+        let mut rows: Vec<HistoryRow> = img.layers[..missing].iter().map(synth).collect();
+        if with_layers > img.layers.len() {
+            rows = img.layers.iter().map(synth).collect();
+        } else {
+            let mut layers = img.layers[missing..].iter();
             for h in c.history {
                 let size = match h.empty_layer {
                     true => 0,
@@ -518,12 +528,6 @@ impl Store {
                     empty_layer: h.empty_layer,
                 });
             }
-        } else {
-            rows.extend(img.layers.iter().map(|l| HistoryRow {
-                created: img.config.created.clone(),
-                size: l.size,
-                ..Default::default()
-            }));
         }
         rows.reverse();
         Ok(rows)
