@@ -242,7 +242,8 @@ fn push_blob(
         Err(e) => return Err(e.into()),
     }
     let mut session = None;
-    for from in sources {
+    // One mount attempt: a declined mount already opened an upload session.
+    if let Some(from) = sources.first() {
         let url = format!("{}?mount={d}&from={from}", reg.url("blobs/uploads/"));
         let resp = reg.call("POST", &url, &[], Body::Empty, &what)?;
         if resp.status() == 201 {
@@ -250,7 +251,6 @@ fn push_blob(
             return Ok(2);
         }
         session = Some(location(&resp, reg, &what)?);
-        break;
     }
     let mut loc = match session {
         Some(l) => l,

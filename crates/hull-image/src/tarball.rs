@@ -84,6 +84,9 @@ pub fn write_tree<W: Write>(
     })
 }
 
+/// (name, value) pairs.
+type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
 struct Writer<'s, W: Write> {
     b: tar::Builder<W>,
     skip: &'s [PathBuf],
@@ -180,7 +183,7 @@ impl<W: Write> Writer<'_, W> {
     }
 
     /// The xattrs to keep; refuses overlayfs's partial-content markers.
-    fn xattrs(&self, path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TarError> {
+    fn xattrs(&self, path: &Path) -> Result<Xattrs, TarError> {
         let all = fsutil::lxattrs(path).map_err(read_err(path))?;
         let mut keep = Vec::new();
         for (n, v) in all {
@@ -202,7 +205,7 @@ impl<W: Write> Writer<'_, W> {
         Ok(keep)
     }
 
-    fn pax(&mut self, xattrs: &[(Vec<u8>, Vec<u8>)], rel: &Path) -> Result<(), TarError> {
+    fn pax(&mut self, xattrs: &Xattrs, rel: &Path) -> Result<(), TarError> {
         if xattrs.is_empty() {
             return Ok(());
         }
