@@ -169,16 +169,20 @@ pub fn default_write_file() -> PathBuf {
         .unwrap_or_else(docker_config)
 }
 
-/// Credentials for `registry`: from `authfile` when given (it must exist), else from the
-/// first of [`default_auth_files`] that has an entry.
+/// Credentials for `registry`: from `authfile` when given (it must exist and parse), else
+/// from the first of [`default_auth_files`] that has an entry.
 pub fn lookup(registry: &str, authfile: Option<&Path>) -> Result<Option<Credentials>, AuthError> {
     if let Some(f) = authfile {
         return from_authfile(f, registry);
     }
     for f in default_auth_files() {
         if f.is_file() {
-            if let Some(c) = from_authfile(&f, registry)? {
-                return Ok(Some(c));
+            // A broken file nobody named (another tool's config.json) must not stop a pull
+            // of a public image: it is skipped, with a warning.
+            match from_authfile(&f, registry) {
+                Ok(Some(c)) => return Ok(Some(c)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("ignoring auth file {}: {e}", f.display()),
             }
         }
     }
