@@ -70,6 +70,10 @@ pub enum Error {
     Cp(#[from] crate::cp::Error),
     #[error(transparent)]
     Extra(#[from] crate::extra::Error),
+    #[error("cannot make the image")]
+    Create(#[from] hull_image::CreateError),
+    #[error("cannot write the container's filesystem")]
+    Tar(#[source] hull_image::tarball::TarError),
 }
 
 pub(crate) fn io<'a>(

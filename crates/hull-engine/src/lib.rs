@@ -10,6 +10,7 @@ pub mod engine;
 pub mod exec;
 pub mod extra;
 pub mod info;
+pub mod image;
 pub mod logs;
 pub mod manage;
 pub mod net;

@@ -25,6 +25,14 @@ pub enum AuthError {
     Entry { path: PathBuf, registry: String },
     #[error("credentials must be user:password")]
     Creds,
+    #[error("writing auth file {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("auth file {path} is not a JSON object")]
+    NotObject { path: PathBuf },
 }
 
 /// A user name and password for basic auth or the token endpoint.
@@ -120,6 +128,172 @@ pub fn from_authfile(path: &Path, registry: &str) -> Result<Option<Credentials>,
         .map_err(|_| bad())?;
     let s = String::from_utf8(raw).map_err(|_| bad())?;
     s.parse().map(Some).map_err(|_| bad())
+}
+
+fn env_path(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn home() -> PathBuf {
+    env_path("HOME").unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+/// docker's file: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+fn docker_config() -> PathBuf {
+    env_path("DOCKER_CONFIG")
+        .unwrap_or_else(|| home().join(".docker"))
+        .join("config.json")
+}
+
+/// The auth files read when no `--authfile` is given, in order (containers-auth.json(5)'s
+/// order, docker's file last): `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
+/// `$XDG_CONFIG_HOME/containers/auth.json` (`~/.config/...`), docker's `config.json`.
+pub fn default_auth_files() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    v.extend(env_path("REGISTRY_AUTH_FILE"));
+    v.extend(env_path("XDG_RUNTIME_DIR").map(|d| d.join("containers/auth.json")));
+    let config = env_path("XDG_CONFIG_HOME").unwrap_or_else(|| home().join(".config"));
+    v.push(config.join("containers/auth.json"));
+    v.push(docker_config());
+    v
+}
+
+/// Where `login` writes without `--authfile`: `$REGISTRY_AUTH_FILE`, else podman's
+/// `$XDG_RUNTIME_DIR/containers/auth.json` when that directory is set, else docker's
+/// `config.json` (which podman reads too, and which outlives a reboot).
+pub fn default_write_file() -> PathBuf {
+    env_path("REGISTRY_AUTH_FILE")
+        .or_else(|| env_path("XDG_RUNTIME_DIR").map(|d| d.join("containers/auth.json")))
+        .unwrap_or_else(docker_config)
+}
+
+/// Credentials for `registry`: from `authfile` when given (it must exist and parse), else
+/// from the first of [`default_auth_files`] that has an entry.
+pub fn lookup(registry: &str, authfile: Option<&Path>) -> Result<Option<Credentials>, AuthError> {
+    if let Some(f) = authfile {
+        return from_authfile(f, registry);
+    }
+    for f in default_auth_files() {
+        if f.is_file() {
+            // A broken file nobody named (another tool's config.json) must not stop a pull
+            // of a public image: it is skipped, with a warning.
+            match from_authfile(&f, registry) {
+                Ok(Some(c)) => return Ok(Some(c)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("ignoring auth file {}: {e}", f.display()),
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn read_object(path: &Path) -> Result<serde_json::Map<String, serde_json::Value>, AuthError> {
+    let data = match std::fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(source) => {
+            return Err(AuthError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Default::default());
+    }
+    match serde_json::from_slice(&data) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err(AuthError::NotObject {
+            path: path.to_path_buf(),
+        }),
+        Err(source) => Err(AuthError::Parse {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Writes `map` to `path` atomically, mode 0600 (it holds passwords), its directory made
+/// 0700 if missing.
+fn write_object(
+    path: &Path,
+    map: serde_json::Map<String, serde_json::Value>,
+) -> Result<(), AuthError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::DirBuilderExt;
+    let werr = |source| AuthError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(werr)?;
+    // NamedTempFile is created 0600.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
+    let data = serde_json::to_vec_pretty(&serde_json::Value::Object(map))
+        .map_err(|e| werr(std::io::Error::other(e)))?;
+    tmp.write_all(&data).map_err(werr)?;
+    tmp.write_all(b"\n").map_err(werr)?;
+    tmp.as_file().sync_all().map_err(werr)?;
+    tmp.persist(path).map_err(|e| werr(e.error))?;
+    Ok(())
+}
+
+/// The key `registry` is stored under: docker writes Docker Hub as its v1 URL in its own
+/// `config.json`; podman's files use the host name.
+fn store_key(path: &Path, registry: &str) -> String {
+    let docker_file = path.file_name().is_some_and(|n| n == "config.json");
+    if registry == crate::reference::DEFAULT_REGISTRY && docker_file {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        registry.to_string()
+    }
+}
+
+/// `login`: stores `creds` for `registry` in `path` (other entries and keys kept).
+pub fn store_credentials(
+    path: &Path,
+    registry: &str,
+    creds: &Credentials,
+) -> Result<(), AuthError> {
+    let mut map = read_object(path)?;
+    let auths = map.entry("auths").or_insert_with(|| serde_json::json!({}));
+    if !auths.is_object() {
+        *auths = serde_json::json!({});
+    }
+    let raw = format!("{}:{}", creds.username, creds.password);
+    let enc = base64::engine::general_purpose::STANDARD.encode(raw);
+    if let Some(a) = auths.as_object_mut() {
+        a.retain(|k, _| key_host(k) != registry);
+        a.insert(store_key(path, registry), serde_json::json!({"auth": enc}));
+    }
+    write_object(path, map)
+}
+
+/// `logout`: removes `registry`'s entries from `path`; whether there were any.
+pub fn remove_credentials(path: &Path, registry: &str) -> Result<bool, AuthError> {
+    if !path.is_file() {
+        return Ok(false);
+    }
+    let mut map = read_object(path)?;
+    let Some(auths) = map.get_mut("auths").and_then(|a| a.as_object_mut()) else {
+        return Ok(false);
+    };
+    let before = auths.len();
+    auths.retain(|k, _| key_host(k) != registry);
+    if auths.len() == before {
+        return Ok(false);
+    }
+    write_object(path, map)?;
+    Ok(true)
 }
 
 /// A parsed `WWW-Authenticate` challenge.

@@ -5,29 +5,40 @@
 //! Entry points: [`Store::open`], [`pull()`], [`Store::lookup`] (image
 //! config), [`Store::prepare_rootfs`] / [`Store::teardown_rootfs`],
 //! [`archive::save`] / [`archive::load`], [`Store::remove_image`].
+//!
+//! Making images: [`Store::draft_from`] / [`Store::draft_scratch`] → [`ImageDraft`],
+//! layers with [`Store::add_layer`] (a tar stream) or [`Store::add_layer_from_dir`] (a
+//! directory, e.g. an overlay upper dir), then [`Store::commit_draft`].
 
 pub mod archive;
 pub mod auth;
+pub mod changes;
+pub mod container;
+pub mod create;
 pub mod digest;
 mod fsutil;
 pub mod limits;
 pub mod progress;
 mod pull;
+pub mod push;
 pub mod reference;
 mod registry;
 pub mod rootfs;
 pub mod spec;
 pub mod store;
+pub mod tarball;
 mod unpack;
 
 pub use auth::Credentials;
+pub use create::{CreateError, History, ImageDraft, MediaTypes};
 pub use digest::Digest;
 pub use limits::LayerLimits;
 pub use progress::{LayerAction, NoProgress, Progress};
 pub use pull::{pull, PullError, PullOptions, PullReport};
+pub use push::{push, PushError, PushOptions, PushReport};
 pub use reference::Reference;
-pub use registry::{RegistryError, RegistryOptions};
+pub use registry::{check_login, RegistryError, RegistryOptions};
 pub use rootfs::{Durability, Rootfs, RootfsError, RootfsMode};
 pub use spec::{ContainerConfig, ImageConfig, Platform};
-pub use store::{ImageRecord, RemoveReport, Store, StoreError};
+pub use store::{ImageRecord, LayerRecord, PruneReport, RemoveReport, Store, StoreError};
 pub use unpack::{unpack_layer, UnpackError};

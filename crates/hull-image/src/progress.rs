@@ -3,7 +3,7 @@
 
 use crate::digest::Digest;
 
-/// What happens to a layer during a pull or load.
+/// What happens to a layer during a pull, load or push.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LayerAction {
     /// Downloaded, verified and unpacked while streaming.
@@ -14,6 +14,12 @@ pub enum LayerAction {
     FetchBlob,
     /// Blob and snapshot both present.
     Skip,
+    /// Push: the blob is being uploaded.
+    Upload,
+    /// Push: the registry already has the blob.
+    Present,
+    /// Push: mounted from another repository of the registry.
+    Mounted,
 }
 
 /// Receives pull/load progress. All methods may be called from several

@@ -1,4 +1,4 @@
-//! A small blocking OCI distribution-spec client (pull side only) on `ureq`.
+//! A small blocking OCI distribution-spec client on `ureq` (pull here, push in push.rs).
 //! Each layer is fetched on its own thread and its body is consumed as a
 //! plain `Read`, which is what lets pull.rs inflate and unpack while bytes
 //! arrive.
@@ -65,6 +65,8 @@ pub(crate) struct Registry {
     registry: String,
     repository: String,
     creds: Option<Credentials>,
+    /// Token scope actions asked for when a challenge names none (`pull`, `pull,push`).
+    actions: &'static str,
     /// Current `Authorization` value, shared by the layer threads.
     auth: Mutex<Option<String>>,
 }
@@ -90,8 +92,16 @@ impl Registry {
             registry: r.registry.clone(),
             repository: r.repository.clone(),
             creds: opts.credentials.clone(),
+            actions: "pull",
             auth: Mutex::new(None),
         }
+    }
+
+    /// A client that will push: tokens are asked for `pull,push` when the challenge does
+    /// not say which scope it wants.
+    pub(crate) fn for_push(mut self) -> Registry {
+        self.actions = "pull,push";
+        self
     }
 
     fn current_auth(&self) -> Option<String> {
@@ -101,14 +111,74 @@ impl Registry {
     /// GET with the current credentials; on 401 answers the challenge once
     /// and retries.
     fn get(&self, path: &str, accept: &str, what: &str) -> Result<ureq::Response, RegistryError> {
-        let url = format!("{}/v2/{}/{path}", self.base, self.repository);
+        let url = self.url(path);
+        self.call("GET", &url, &[("Accept", accept)], Body::Empty, what)
+    }
+
+    /// `base/v2/<repository>/<path>`.
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}/v2/{}/{path}", self.base, self.repository)
+    }
+
+    /// An upload `Location` (absolute, or relative to the registry) as a URL.
+    pub(crate) fn absolute(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_string()
+        } else {
+            format!("{}/{}", self.base, location.trim_start_matches('/'))
+        }
+    }
+
+    pub(crate) fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    pub(crate) fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// One request with the current credentials; a 401 is answered (challenge → basic
+    /// credentials or a bearer token) and the request sent once more, body included. Any
+    /// status ≥ 400 is an error carrying the registry's own reason.
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+        what: &str,
+    ) -> Result<ureq::Response, RegistryError> {
         let mut retried = false;
         loop {
-            let mut req = self.agent.get(&url).set("Accept", accept);
+            let mut req = self.agent.request(method, url);
+            for (k, v) in headers {
+                req = req.set(k, v);
+            }
             if let Some(a) = self.current_auth() {
                 req = req.set("Authorization", &a);
             }
-            match req.call() {
+            let sent = match &body {
+                Body::Empty if method == "GET" || method == "HEAD" => req.call(),
+                Body::Empty => req.send_bytes(&[]),
+                Body::Bytes(b) => req.send_bytes(b),
+                Body::File {
+                    path,
+                    offset,
+                    len,
+                    on_bytes,
+                } => {
+                    let f = open_at(path, *offset).map_err(|source| RegistryError::Read {
+                        what: what.to_string(),
+                        source,
+                    })?;
+                    let counted = Counted {
+                        inner: io::Read::take(f, *len),
+                        on_bytes: *on_bytes,
+                    };
+                    req.set("Content-Length", &len.to_string()).send(counted)
+                }
+            };
+            match sent {
                 Ok(resp) => return Ok(resp),
                 Err(ureq::Error::Status(401, resp)) if !retried => {
                     let challenge = resp.header("WWW-Authenticate").unwrap_or("").to_string();
@@ -153,15 +223,21 @@ impl Registry {
                 .creds
                 .as_ref()
                 .map(Credentials::basic_header)
-                .ok_or_else(|| self.auth_err("credentials required (use --creds or --authfile)")),
+                .ok_or_else(|| {
+                    self.auth_err("credentials required (use hull login, --creds or --authfile)")
+                }),
             "bearer" => {
                 let realm = c
                     .params
                     .get("realm")
                     .ok_or_else(|| self.auth_err("bearer challenge without realm"))?;
-                let default_scope = format!("repository:{}:pull", self.repository);
+                let default_scope = format!("repository:{}:{}", self.repository, self.actions);
                 let scope = c.params.get("scope").unwrap_or(&default_scope);
-                let mut req = self.agent.get(realm).query("scope", scope);
+                let mut req = self.agent.get(realm);
+                // A login asks for no repository: no scope (docker login does the same).
+                if !self.repository.is_empty() || c.params.contains_key("scope") {
+                    req = req.query("scope", scope);
+                }
                 if let Some(service) = c.params.get("service") {
                     req = req.query("service", service);
                 }
@@ -217,6 +293,62 @@ impl Registry {
     pub(crate) fn small_blob(&self, digest: &Digest, limit: u64) -> Result<Vec<u8>, RegistryError> {
         let what = format!("blob {digest}");
         read_limited(self.blob(digest)?, limit, &what)
+    }
+}
+
+/// `login`: checks the credentials in `opts` against `registry` (`GET /v2/`, answering a
+/// basic or bearer challenge with them).
+pub fn check_login(registry: &str, opts: &RegistryOptions) -> Result<(), RegistryError> {
+    let r = Reference {
+        registry: registry.to_string(),
+        repository: String::new(),
+        tag: None,
+        digest: None,
+    };
+    let reg = Registry::new(&r, opts);
+    let url = format!("{}/v2/", reg.base);
+    reg.call(
+        "GET",
+        &url,
+        &[],
+        Body::Empty,
+        &format!("login to {registry}"),
+    )
+    .map(drop)
+}
+
+/// What a request sends.
+pub(crate) enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// `len` bytes of a file from `offset` (a blob, or one chunk of it); `on_bytes` hears of
+    /// every read (progress).
+    File {
+        path: &'a std::path::Path,
+        offset: u64,
+        len: u64,
+        on_bytes: &'a (dyn Fn(u64) + Sync),
+    },
+}
+
+fn open_at(path: &std::path::Path, offset: u64) -> io::Result<std::fs::File> {
+    use std::io::Seek;
+    let mut f = std::fs::File::open(path)?;
+    f.seek(io::SeekFrom::Start(offset))?;
+    Ok(f)
+}
+
+/// Reports the bytes read through it.
+struct Counted<'a, R> {
+    inner: R,
+    on_bytes: &'a (dyn Fn(u64) + Sync),
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.on_bytes)(n as u64);
+        Ok(n)
     }
 }
 

@@ -14,6 +14,7 @@ use crate::digest::Digest;
 use crate::store::{Store, StoreError};
 
 mod copy;
+mod image_mount;
 
 /// Errors preparing or tearing down a rootfs.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,10 @@ pub enum RootfsError {
     Exists(String),
     #[error("container {0} has no rootfs")]
     NotFound(String),
+    #[error("image {0} is not mounted")]
+    NotMounted(String),
+    #[error("container {0} has no overlay upper directory (its rootfs is a copy)")]
+    NoUpper(String),
     #[error("snapshot {0} of the image is missing; pull the image again")]
     MissingSnapshot(Digest),
     #[error("mounting overlay on {path}")]
@@ -262,7 +267,7 @@ impl Store {
             .map_err(StoreError::from)?;
         if let Some(id) = image {
             if self.lookup(&id).is_err() {
-                self.gc()?;
+                self.gc_if_idle()?;
             }
         }
         Ok(())
@@ -329,10 +334,6 @@ fn mount_overlay(dir: &Path, lowers: &[PathBuf], volatile: bool) -> Result<(), R
     let merged = dir.join("merged");
     let upper = dir.join("upper");
     let work = dir.join("work");
-    let mount_err = |source| RootfsError::Mount {
-        path: merged.clone(),
-        source,
-    };
     // An image without layers still needs one lowerdir.
     let empty = dir.join("empty");
     let lowers: Vec<PathBuf> = if lowers.is_empty() {
@@ -345,18 +346,34 @@ fn mount_overlay(dir: &Path, lowers: &[PathBuf], volatile: bool) -> Result<(), R
     } else {
         lowers.to_vec()
     };
-    let lower = lowers
-        .iter()
-        .map(|p| escape_overlay(p))
-        .collect::<Vec<_>>()
-        .join(":");
     let tail = format!(
         "upperdir={},workdir={}{}",
         escape_overlay(&upper),
         escape_overlay(&work),
         if volatile { ",volatile" } else { "" }
     );
-    let opts = format!("lowerdir={lower},{tail}");
+    mount_lowers(&merged, &lowers, &tail, 0)
+}
+
+/// Mounts an overlay of `lowers` (top first) on `target` with the options `tail` after
+/// `lowerdir` and mount `flags`.
+pub(crate) fn mount_lowers(
+    target: &Path,
+    lowers: &[PathBuf],
+    tail: &str,
+    flags: libc::c_ulong,
+) -> Result<(), RootfsError> {
+    let mount_err = |source| RootfsError::Mount {
+        path: target.to_path_buf(),
+        source,
+    };
+    let lower = lowers
+        .iter()
+        .map(|p| escape_overlay(p))
+        .collect::<Vec<_>>()
+        .join(":");
+    let sep = if tail.is_empty() { "" } else { "," };
+    let opts = format!("lowerdir={lower}{sep}{tail}");
     // mount(2) copies at most one page of options; deep images need the
     // /proc/self/fd form, which overlayfs resolves at mount time.
     let mut held = Vec::new();
@@ -364,7 +381,7 @@ fn mount_overlay(dir: &Path, lowers: &[PathBuf], volatile: bool) -> Result<(), R
         opts
     } else {
         let mut fds = Vec::new();
-        for l in &lowers {
+        for l in lowers {
             let f = fs::File::open(l).map_err(io_err(l))?;
             fds.push(format!(
                 "/proc/self/fd/{}",
@@ -372,12 +389,12 @@ fn mount_overlay(dir: &Path, lowers: &[PathBuf], volatile: bool) -> Result<(), R
             ));
             held.push(f);
         }
-        format!("lowerdir={},{tail}", fds.join(":"))
+        format!("lowerdir={}{sep}{tail}", fds.join(":"))
     };
     let c = |s: &[u8]| {
         CString::new(s).map_err(|_| mount_err(io::Error::from(io::ErrorKind::InvalidInput)))
     };
-    let target = c(merged.as_os_str().as_bytes())?;
+    let target_c = c(target.as_os_str().as_bytes())?;
     let fstype = c(b"overlay")?;
     let data = c(opts.as_bytes())?;
     // SAFETY: all pointers are valid nul-terminated strings that outlive
@@ -385,9 +402,9 @@ fn mount_overlay(dir: &Path, lowers: &[PathBuf], volatile: bool) -> Result<(), R
     let rc = unsafe {
         libc::mount(
             fstype.as_ptr(),
-            target.as_ptr(),
+            target_c.as_ptr(),
             fstype.as_ptr(),
-            0,
+            flags,
             data.as_ptr().cast(),
         )
     };
@@ -398,7 +415,7 @@ fn mount_overlay(dir: &Path, lowers: &[PathBuf], volatile: bool) -> Result<(), R
     Ok(())
 }
 
-fn unmount(path: &Path) -> Result<(), RootfsError> {
+pub(crate) fn unmount(path: &Path) -> Result<(), RootfsError> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| RootfsError::Unmount {
         path: path.to_path_buf(),
         source: io::Error::from(io::ErrorKind::InvalidInput),

@@ -41,6 +41,9 @@ impl Progress for Bars {
             LayerAction::UnpackLocal => bar.set_message("unpacking local blob"),
             LayerAction::FetchBlob => bar.set_message("fetching blob"),
             LayerAction::Download => bar.set_message("downloading + unpacking"),
+            LayerAction::Upload => bar.set_message("pushing"),
+            LayerAction::Present => bar.finish_with_message("already in the registry"),
+            LayerAction::Mounted => bar.finish_with_message("mounted from another repository"),
         }
         if let Ok(mut map) = self.bars.lock() {
             map.insert(blob.clone(), bar);

@@ -267,9 +267,9 @@ pub fn pull(
     let res = pull_locked(store, reference, opts, progress);
     if res.is_err() {
         // Layers of a failed pull that did verify stay as snapshots nothing
-        // references; sweep them now (gc takes the store lock exclusively,
-        // so it waits for other pulls and never removes their content).
-        if let Err(e) = store.gc() {
+        // references; sweep them now if no other pull or build holds the store (gc
+        // takes the lock exclusively and never removes their content).
+        if let Err(e) = store.gc_if_idle() {
             tracing::warn!("cleanup after failed pull of {reference}: {e}");
         }
     }

@@ -328,3 +328,28 @@ fn remove_tx(
     tx.commit()?;
     Ok((img.names, Some(id)))
 }
+
+/// Points `name` at image `id` (a tag moves from any other image).
+pub(super) fn add_name(db: &mut Connection, id: &str, name: &str) -> Result<(), StoreError> {
+    full(db, |db| {
+        db.execute(
+            "INSERT OR REPLACE INTO names(name, image_id) VALUES (?1, ?2)",
+            params![name, id],
+        )?;
+        Ok(())
+    })
+}
+
+/// Deletes image `id` and its names, unless a container rootfs uses it; whether it went.
+pub(super) fn delete_unused(db: &mut Connection, id: &str) -> Result<bool, StoreError> {
+    full(db, |db| {
+        let tx = db.transaction()?;
+        if !containers_using(&tx, id)?.is_empty() {
+            return Ok(false);
+        }
+        tx.execute("DELETE FROM names WHERE image_id = ?1", [id])?;
+        tx.execute("DELETE FROM images WHERE id = ?1", [id])?;
+        tx.commit()?;
+        Ok(true)
+    })
+}

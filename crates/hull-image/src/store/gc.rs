@@ -18,7 +18,48 @@ pub struct RemoveReport {
     pub blobs_removed: usize,
 }
 
+/// Outcome of [`Store::prune_images`].
+#[derive(Debug, Default)]
+pub struct PruneReport {
+    /// Images deleted (as they were: id and names).
+    pub deleted: Vec<super::ImageRecord>,
+    pub snapshots_removed: usize,
+    pub blobs_removed: usize,
+    /// Bytes of blobs freed.
+    pub reclaimed: u64,
+}
+
+/// Total size of the files directly in `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 impl Store {
+    /// `hull image prune`: deletes dangling images (no tag), with `all` every image no
+    /// container uses, then snapshots and blobs nothing references (also those left by
+    /// failed pulls or builds).
+    pub fn prune_images(&mut self, all: bool) -> Result<PruneReport, StoreError> {
+        let mut report = PruneReport::default();
+        for img in self.images()? {
+            let dangling = img.tags().next().is_none();
+            if (dangling || all) && db::delete_unused(self.db_mut(), &img.id.to_string())? {
+                report.deleted.push(img);
+            }
+        }
+        let blobs = self.root.join("blobs/sha256");
+        let before = dir_bytes(&blobs);
+        (report.snapshots_removed, report.blobs_removed) = self.gc()?;
+        report.reclaimed = before.saturating_sub(dir_bytes(&blobs));
+        Ok(report)
+    }
+
     /// `hull rmi`: untags a name, deleting the image when its last tag goes
     /// (or when given by id), then removes snapshots and blobs nothing uses.
     pub fn remove_image(
@@ -42,7 +83,22 @@ impl Store {
     /// rootfs, and leftovers in `tmp/`. Holds the root lock exclusively so
     /// no pull is staging content meanwhile.
     pub(crate) fn gc(&self) -> Result<(usize, usize), StoreError> {
-        let _lock = self.lock_exclusive()?;
+        let lock = self.lock_exclusive()?;
+        self.gc_locked(lock)
+    }
+
+    /// [`Store::gc`] only when nobody holds the store lock (cleanup after a failed pull or a
+    /// teardown: the next gc catches what this one skips). Never waits: the caller's own
+    /// process may hold it shared (an [`crate::ImageDraft`] of a build), and a flock taken
+    /// exclusively through another descriptor would wait for it forever.
+    pub(crate) fn gc_if_idle(&self) -> Result<(usize, usize), StoreError> {
+        match self.try_lock_exclusive()? {
+            Some(lock) => self.gc_locked(lock),
+            None => Ok((0, 0)),
+        }
+    }
+
+    fn gc_locked(&self, _lock: super::RootLock) -> Result<(usize, usize), StoreError> {
         let mut chains = HashSet::new();
         let mut blobs = HashSet::new();
         for img in self.images()? {

@@ -17,7 +17,7 @@
 mod db;
 mod gc;
 mod stage;
-pub use gc::RemoveReport;
+pub use gc::{PruneReport, RemoveReport};
 
 use std::fs;
 use std::io;
@@ -246,7 +246,7 @@ impl Store {
     }
 
     /// The root lock, exclusively, if nobody holds it now.
-    fn try_lock_exclusive(&self) -> Result<Option<RootLock>, StoreError> {
+    pub(crate) fn try_lock_exclusive(&self) -> Result<Option<RootLock>, StoreError> {
         self.lock_op(libc::LOCK_EX | libc::LOCK_NB)
     }
 
@@ -294,6 +294,17 @@ impl Store {
 
     pub(crate) fn commit_image(&mut self, img: &NewImage) -> Result<(), StoreError> {
         db::insert_image(&mut self.db, img)
+    }
+
+    /// Points `name` (normalised, e.g. `docker.io/library/x:1` or `host/r@sha256:..`) at
+    /// image `id`.
+    pub(crate) fn add_name(&mut self, id: &Digest, name: &str) -> Result<(), StoreError> {
+        db::add_name(&mut self.db, &id.to_string(), name)
+    }
+
+    /// Container rootfs (and image mounts) using image `id`.
+    pub fn containers_using(&self, id: &Digest) -> Result<Vec<String>, StoreError> {
+        db::containers_using(&self.db, &id.to_string())
     }
 
     pub(crate) fn record_snapshot(

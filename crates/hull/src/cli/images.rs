@@ -1,4 +1,4 @@
-//! `hull images`, `hull rmi`, `hull image inspect`.
+//! `hull images`, `hull rmi`, `hull image inspect` (and the dispatch of the other `image` commands).
 
 use std::path::Path;
 
@@ -41,13 +41,33 @@ pub(crate) enum ImageCommand {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// Mount images read-only; prints the mount points.
+    Mount {
+        /// Image names or ids.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Unmount images mounted with `image mount`.
+    Unmount {
+        /// Image names or ids.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove dangling images (-a: all unused ones) and unreferenced blobs and snapshots.
+    Prune(super::image_ops::PruneArgs),
+    /// Show the history of an image.
+    History(super::image_ops::HistoryArgs),
+    /// Give an image another name.
+    Tag(super::image_ops::TagArgs),
+    /// Push an image to a registry.
+    Push(super::push::PushArgs),
 }
 
 fn short_id(img: &ImageRecord) -> &str {
     &img.id.hex()[..12]
 }
 
-fn human(size: u64) -> String {
+pub(crate) fn human(size: u64) -> String {
     let mut v = size as f64;
     for unit in ["B", "kB", "MB", "GB"] {
         if v < 1000.0 {
@@ -168,5 +188,11 @@ pub(crate) fn image(root: &Path, c: ImageCommand) -> anyhow::Result<()> {
             outln!("{}", serde_json::to_string_pretty(&out)?)?;
             Ok(())
         }
+        ImageCommand::Mount { images } => super::image_ops::mount(root, &images),
+        ImageCommand::Unmount { images } => super::image_ops::unmount(root, &images),
+        ImageCommand::Prune(a) => super::image_ops::prune(root, a),
+        ImageCommand::History(a) => super::image_ops::history(root, a),
+        ImageCommand::Tag(a) => super::image_ops::tag(root, a),
+        ImageCommand::Push(a) => super::push::push(root, a),
     }
 }

@@ -16,8 +16,10 @@ mod attach;
 mod autopull;
 mod cdi;
 mod cp;
+mod commit;
 mod ctl;
 mod exec;
+mod image_ops;
 mod images;
 mod info;
 mod logs;
@@ -25,6 +27,7 @@ mod manage;
 mod network;
 mod ps;
 mod pull;
+mod push;
 mod run;
 mod run_extra;
 mod stats;
@@ -67,6 +70,24 @@ enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(images::ImageCommand),
+    /// Give an image another name.
+    Tag(image_ops::TagArgs),
+    /// Push an image to a registry.
+    Push(push::PushArgs),
+    /// Log in to a registry (writes an auth file docker and podman read).
+    Login(push::LoginArgs),
+    /// Log out of a registry.
+    Logout(push::LogoutArgs),
+    /// Show the history of an image.
+    History(image_ops::HistoryArgs),
+    /// Make an image from a root filesystem tarball.
+    Import(image_ops::ImportArgs),
+    /// Make an image from a container's changes.
+    Commit(commit::CommitArgs),
+    /// Write a container's filesystem as a tar archive.
+    Export(commit::ExportArgs),
+    /// List the files a container added (A), changed (C) and deleted (D).
+    Diff(commit::DiffArgs),
     /// Create and start a container (foreground unless -d).
     Run(run::RunArgs),
     /// Create a container without starting it.
@@ -222,6 +243,15 @@ pub(crate) fn main() -> ExitCode {
         Command::Save(a) => done(archive::save(r, a)),
         Command::Load(a) => done(archive::load(r, a)),
         Command::Image(c) => done(images::image(r, c)),
+        Command::Tag(a) => done(image_ops::tag(r, a)),
+        Command::Push(a) => done(push::push(r, a)),
+        Command::Login(a) => done(push::login(a)),
+        Command::Logout(a) => done(push::logout(a)),
+        Command::History(a) => done(image_ops::history(r, a)),
+        Command::Import(a) => done(image_ops::import(r, a)),
+        Command::Commit(a) => done(commit::commit(r, a)),
+        Command::Export(a) => done(commit::export(r, a)),
+        Command::Diff(a) => done(commit::diff(r, a)),
         Command::Run(a) => run::run(r, a),
         Command::Create(a) => run::create(r, a),
         Command::Start(a) => run::start(r, a),

@@ -17,7 +17,8 @@ pub(crate) struct PullArgs {
     /// Credentials for the registry (user:password).
     #[arg(long)]
     creds: Option<Credentials>,
-    /// Docker/podman style auth.json to take credentials from.
+    /// Docker/podman style auth.json to take credentials from (default: the files `hull
+    /// login` writes, podman's and docker's).
     #[arg(long)]
     authfile: Option<PathBuf>,
     /// Use HTTPS with certificate verification (false: plain HTTP).
@@ -33,11 +34,7 @@ pub(crate) struct PullArgs {
 
 pub(crate) fn run(root: &Path, a: PullArgs) -> anyhow::Result<()> {
     let r: hull_image::Reference = a.reference.parse()?;
-    let credentials = match (a.creds, &a.authfile) {
-        (Some(c), _) => Some(c),
-        (None, Some(f)) => hull_image::auth::from_authfile(f, &r.registry)?,
-        (None, None) => None,
-    };
+    let credentials = super::push::credentials(&r.registry, a.creds, a.authfile.as_deref())?;
     let opts = PullOptions {
         registry: RegistryOptions {
             tls_verify: a.tls_verify,

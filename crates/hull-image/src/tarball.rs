@@ -1,0 +1,289 @@
+//! Directory trees to tar streams: a container's overlayfs upper directory as an OCI layer
+//! (`commit`, and `build` after a step), or a whole root filesystem (`export`).
+//!
+//! Entries are written in byte order of their names, parents first, so the same tree always
+//! gives the same stream (and the same DiffID). Owners, modes with the set-id bits, mtimes,
+//! hardlinks (by device and inode: the first path carries the data, later ones link to it),
+//! symlinks, device nodes, FIFOs and xattrs (PAX `SCHILY.xattr.*`, as docker and podman write
+//! them, `security.capability` included) are kept; sockets are skipped (tar cannot hold
+//! them, docker skips them too).
+//!
+//! With [`Whiteouts::Overlay`] the overlayfs markers become OCI whiteouts (image-spec
+//! layer.md): a 0/0 character device `NAME` → an empty file `.wh.NAME`; a directory with
+//! `trusted.overlay.opaque=y` → the directory followed by `DIR/.wh..wh..opq`. overlayfs's
+//! own xattrs (`trusted.overlay.*`) are never written. A directory that overlayfs renamed
+//! with `redirect_dir` (an xattr `trusted.overlay.redirect`), or a metacopy-only file, holds
+//! only part of its content in the upper dir; such a tree is refused rather than written
+//! as a layer that would lose files.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::fsutil;
+
+const OVERLAY_XATTR_PREFIX: &[u8] = b"trusted.overlay.";
+const OPAQUE: &[u8] = b"trusted.overlay.opaque";
+const REDIRECT: &[u8] = b"trusted.overlay.redirect";
+const METACOPY: &[u8] = b"trusted.overlay.metacopy";
+
+/// Errors writing a tree as a tar stream.
+#[derive(Debug, thiserror::Error)]
+pub enum TarError {
+    #[error("reading {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing the tar stream (entry {path})")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: {what} (overlayfs redirect_dir/metacopy); this upper dir cannot be written as a layer")]
+    Partial { path: PathBuf, what: &'static str },
+}
+
+/// What to do with overlayfs whiteouts found in the tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// The tree is an overlayfs upper dir: whiteouts and opaque dirs become OCI whiteouts.
+    Overlay,
+    /// The tree is a plain filesystem (a merged rootfs): everything is written as it is,
+    /// except overlayfs's own xattrs.
+    Plain,
+}
+
+/// Writes the tree under `dir` (not `dir` itself) as a tar stream into `out`; returns `out`
+/// once the end-of-archive marker is written.
+/// Entries whose relative path is in `skip` (e.g. `etc/hosts`, a mount point the engine
+/// made) are left out.
+pub fn write_tree<W: Write>(
+    dir: &Path,
+    out: W,
+    whiteouts: Whiteouts,
+    skip: &[PathBuf],
+) -> Result<W, TarError> {
+    let mut w = Writer {
+        b: tar::Builder::new(out),
+        root: dir.to_path_buf(),
+        links: HashMap::new(),
+        whiteouts,
+        skip,
+    };
+    w.b.follow_symlinks(false);
+    w.walk(dir, Path::new(""))?;
+    w.b.into_inner().map_err(|source| TarError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+/// (name, value) pairs.
+type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+struct Writer<'s, W: Write> {
+    b: tar::Builder<W>,
+    skip: &'s [PathBuf],
+    root: PathBuf,
+    /// (dev, ino) of files with several links → the path written first.
+    links: HashMap<(u64, u64), PathBuf>,
+    whiteouts: Whiteouts,
+}
+
+fn read_err(path: &Path) -> impl FnOnce(io::Error) -> TarError + '_ {
+    move |source| TarError::Read {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl<W: Write> Writer<'_, W> {
+    fn walk(&mut self, dir: &Path, rel: &Path) -> Result<(), TarError> {
+        let mut names: Vec<_> = fs::read_dir(dir)
+            .map_err(read_err(dir))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(read_err(dir))?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            let path = dir.join(&name);
+            let rel = rel.join(&name);
+            if self.skip.contains(&rel) {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&path).map_err(read_err(&path))?;
+            let ft = meta.file_type();
+            if self.whiteouts == Whiteouts::Overlay && ft.is_char_device() && meta.rdev() == 0 {
+                let mut wh = name.clone();
+                wh.clear();
+                wh.push(".wh.");
+                wh.push(&name);
+                let p = rel.with_file_name(wh);
+                self.empty_file(&p, &meta)?;
+                continue;
+            }
+            if ft.is_socket() {
+                continue;
+            }
+            let xattrs = self.xattrs(&path)?;
+            if ft.is_dir() {
+                self.pax(&xattrs, &rel)?;
+                self.entry(&rel, &meta, tar::EntryType::Directory, &path)?;
+                if self.whiteouts == Whiteouts::Overlay && is_opaque(&path)? {
+                    self.empty_file(&rel.join(".wh..wh..opq"), &meta)?;
+                }
+                self.walk(&path, &rel)?;
+            } else {
+                self.pax(&xattrs, &rel)?;
+                self.non_dir(&path, &rel, &meta)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn non_dir(&mut self, path: &Path, rel: &Path, meta: &fs::Metadata) -> Result<(), TarError> {
+        let ft = meta.file_type();
+        if ft.is_file() && meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = self.links.get(&key).cloned() {
+                let mut h = header(meta, tar::EntryType::Link);
+                h.set_size(0);
+                return self
+                    .b
+                    .append_link(&mut h, rel, &first)
+                    .map_err(self.write_err(rel));
+            }
+            self.links.insert(key, rel.to_path_buf());
+        }
+        let kind = if ft.is_file() {
+            tar::EntryType::Regular
+        } else if ft.is_symlink() {
+            tar::EntryType::Symlink
+        } else if ft.is_char_device() {
+            tar::EntryType::Char
+        } else if ft.is_block_device() {
+            tar::EntryType::Block
+        } else {
+            tar::EntryType::Fifo
+        };
+        self.entry(rel, meta, kind, path)
+    }
+
+    fn write_err<'a>(&self, rel: &'a Path) -> impl FnOnce(io::Error) -> TarError + 'a {
+        move |source| TarError::Write {
+            path: rel.to_path_buf(),
+            source,
+        }
+    }
+
+    /// The xattrs to keep; refuses overlayfs's partial-content markers.
+    fn xattrs(&self, path: &Path) -> Result<Xattrs, TarError> {
+        let all = fsutil::lxattrs(path).map_err(read_err(path))?;
+        let mut keep = Vec::new();
+        for (n, v) in all {
+            if self.whiteouts == Whiteouts::Overlay && (n == REDIRECT || n == METACOPY) {
+                let what = if n == REDIRECT {
+                    "a renamed directory"
+                } else {
+                    "a metadata-only copy"
+                };
+                return Err(TarError::Partial {
+                    path: path.strip_prefix(&self.root).unwrap_or(path).into(),
+                    what,
+                });
+            }
+            if !n.starts_with(OVERLAY_XATTR_PREFIX) {
+                keep.push((n, v));
+            }
+        }
+        Ok(keep)
+    }
+
+    fn pax(&mut self, xattrs: &Xattrs, rel: &Path) -> Result<(), TarError> {
+        if xattrs.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = xattrs
+            .iter()
+            .map(|(n, _)| format!("SCHILY.xattr.{}", String::from_utf8_lossy(n)))
+            .collect();
+        let ext = keys
+            .iter()
+            .zip(xattrs)
+            .map(|(k, (_, v))| (k.as_str(), v.as_slice()));
+        self.b
+            .append_pax_extensions(ext)
+            .map_err(self.write_err(rel))
+    }
+
+    fn entry(
+        &mut self,
+        rel: &Path,
+        meta: &fs::Metadata,
+        kind: tar::EntryType,
+        path: &Path,
+    ) -> Result<(), TarError> {
+        let mut h = header(meta, kind);
+        let err = self.write_err(rel);
+        match kind {
+            tar::EntryType::Regular => {
+                h.set_size(meta.len());
+                let f = fs::File::open(path).map_err(read_err(path))?;
+                // A file that changes size while we read would corrupt the stream; the
+                // tar crate refuses a short read, and more than the header says is cut.
+                self.b
+                    .append_data(&mut h, rel, io::Read::take(f, meta.len()))
+                    .map_err(err)
+            }
+            tar::EntryType::Symlink => {
+                let target = fs::read_link(path).map_err(read_err(path))?;
+                self.b.append_link(&mut h, rel, &target).map_err(err)
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                let dev = meta.rdev();
+                h.set_device_major(libc::major(dev))
+                    .map_err(self.write_err(rel))?;
+                h.set_device_minor(libc::minor(dev))
+                    .map_err(self.write_err(rel))?;
+                self.b.append_data(&mut h, rel, io::empty()).map_err(err)
+            }
+            _ => self.b.append_data(&mut h, rel, io::empty()).map_err(err),
+        }
+    }
+
+    /// A whiteout file: empty, owned by root, mode 0, the mtime of what it stands for.
+    fn empty_file(&mut self, rel: &Path, meta: &fs::Metadata) -> Result<(), TarError> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(0);
+        h.set_mtime(meta.mtime().max(0) as u64);
+        self.b
+            .append_data(&mut h, rel, io::empty())
+            .map_err(self.write_err(rel))
+    }
+}
+
+fn header(meta: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(meta.mode() & 0o7777);
+    h.set_uid(u64::from(meta.uid()));
+    h.set_gid(u64::from(meta.gid()));
+    h.set_mtime(meta.mtime().max(0) as u64);
+    h.set_size(0);
+    h
+}
+
+fn is_opaque(dir: &Path) -> Result<bool, TarError> {
+    let x = fsutil::lxattrs(dir).map_err(read_err(dir))?;
+    Ok(x.iter().any(|(n, v)| n == OPAQUE && v == b"y"))
+}

@@ -1,0 +1,290 @@
+//! `hull push`, `login`, `logout` against Debian's docker-registry on loopback, checked with
+//! skopeo (inspect and copy of what hull pushed) and pulls into fresh roots.
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../hull-image/tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use anyhow::Result;
+use common::{free_port, push, run, Comp, Layer, Layout, Registry};
+
+fn hull_env(root: &Path, envs: &[(&str, &Path)], args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hull"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        // Keep the developer's own login files out of the tests.
+        .env("HOME", root)
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("XDG_CONFIG_HOME")
+        .envs(envs.iter().map(|(k, v)| (*k, *v)))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hull")
+}
+
+fn hull(root: &Path, args: &[&str]) -> Output {
+    hull_env(root, &[], args)
+}
+
+fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "hull failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: Output) -> String {
+    assert_eq!(o.status.code(), Some(125), "expected failure: {o:?}");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The manifest digest in hull push's `REF: digest: sha256:... size: N` line.
+fn pushed_digest(out: &str) -> String {
+    out.split("digest: ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no digest in {out:?}"))
+        .to_string()
+}
+
+fn skopeo_digest(reference: &str, extra: &[&str]) -> Result<String> {
+    let out = run(Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false"])
+        .args(extra)
+        .arg(format!("docker://{reference}")))?;
+    let v: serde_json::Value = serde_json::from_str(&out)?;
+    Ok(v["Digest"].as_str().unwrap_or_default().to_string())
+}
+
+fn image_id(root: &Path, name: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(hull(root, &["image", "inspect", name]))).unwrap();
+    v[0]["Id"].as_str().unwrap().to_string()
+}
+
+fn two_layer_layout(dir: &Path, tag: &str) -> Result<Layout> {
+    let mut layout = Layout::new(&dir.join("layout"));
+    let m = layout.image(
+        vec![
+            (Comp::Gzip, Layer::new().busybox().tar()),
+            (
+                Comp::Zstd,
+                Layer::new().dir("etc/").file("etc/motd", b"pushed\n").tar(),
+            ),
+        ],
+        "amd64",
+    );
+    layout.finish(vec![m], tag)?;
+    Ok(layout)
+}
+
+#[test]
+fn push_then_pull_and_skopeo_see_the_same_image() -> Result<()> {
+    let reg = Registry::start(None)?;
+    let dir = tempfile::tempdir()?;
+    let layout = two_layer_layout(dir.path(), "v1")?;
+    let src = format!("{}/src:v1", reg.host());
+    push(&layout.dir, "v1", &src, false, None)?;
+    let root = tempfile::tempdir()?;
+    let r = root.path();
+    let id = ok(hull(r, &["pull", &src]));
+
+    // To another repository of the same registry: the blobs are mounted from `src`.
+    let dst = format!("{}/dst:v2", reg.host());
+    let o = hull(r, &["push", &src, &format!("docker://{dst}")]);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    let digest = pushed_digest(&ok(o));
+    assert!(
+        stderr.contains("0 blobs uploaded, 0 already there, 3 mounted"),
+        "{stderr}"
+    );
+    assert_eq!(skopeo_digest(&dst, &[])?, digest);
+    assert_eq!(
+        skopeo_digest(&src, &[])?,
+        digest,
+        "pushed bytes differ from the source"
+    );
+
+    // skopeo copies what hull pushed; the manifest digest stays.
+    let oci = dir.path().join("copy");
+    run(Command::new("skopeo")
+        .args(["--insecure-policy", "copy", "-q", "--src-tls-verify=false"])
+        .arg(format!("docker://{dst}"))
+        .arg(format!("oci:{}:x", oci.display())))?;
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(oci.join("index.json"))?)?;
+    assert_eq!(
+        index["manifests"][0]["digest"].as_str(),
+        Some(digest.as_str())
+    );
+
+    // A fresh root pulls the same image; a second push finds every blob there (HEAD).
+    let fresh = tempfile::tempdir()?;
+    assert_eq!(ok(hull(fresh.path(), &["pull", &dst])), id);
+    let again = hull(r, &["push", &src, &dst]);
+    let stderr = String::from_utf8_lossy(&again.stderr).into_owned();
+    assert_eq!(pushed_digest(&ok(again)), digest);
+    assert!(
+        stderr.contains("0 blobs uploaded, 3 already there"),
+        "{stderr}"
+    );
+    // The pushed name is recorded as a digest of the image.
+    let v: serde_json::Value = serde_json::from_str(&ok(hull(r, &["image", "inspect", &src])))?;
+    let digests = v[0]["RepoDigests"].to_string();
+    assert!(
+        digests.contains(&format!("{}/dst@{digest}", reg.host())),
+        "{digests}"
+    );
+    Ok(())
+}
+
+#[test]
+fn push_of_a_local_image_uploads_monolithic_and_chunked() -> Result<()> {
+    let reg = Registry::start(None)?;
+    let dir = tempfile::tempdir()?;
+    let root = tempfile::tempdir()?;
+    let r = root.path();
+    let tar = dir.path().join("rootfs.tar");
+    std::fs::write(
+        &tar,
+        Layer::new()
+            .busybox()
+            .dir("srv/")
+            .file("srv/data", &vec![7u8; 300_000])
+            .tar(),
+    )?;
+    let name = format!("{}/local/app:1", reg.host());
+    ok(hull(
+        r,
+        &[
+            "import",
+            tar.to_str().unwrap(),
+            &name,
+            "-c",
+            "CMD [\"/bin/sh\"]",
+        ],
+    ));
+    // Monolithic (one PUT per blob).
+    let o = hull(r, &["push", &name]);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    let digest = pushed_digest(&ok(o));
+    assert!(stderr.contains("2 blobs uploaded"), "{stderr}");
+    assert_eq!(skopeo_digest(&name, &[])?, digest);
+    // Chunked (PATCH per 64 KiB, then PUT) into a repository that has nothing yet.
+    let chunked = format!("{}/chunked:1", reg.host());
+    let o = hull(r, &["push", "--chunk-size", "64K", &name, &chunked]);
+    assert_eq!(pushed_digest(&ok(o)), digest);
+    assert_eq!(skopeo_digest(&chunked, &[])?, digest);
+    let fresh = tempfile::tempdir()?;
+    ok(hull(fresh.path(), &["pull", &chunked]));
+    assert_eq!(image_id(fresh.path(), &chunked), image_id(r, &name));
+    let mnt = ok(hull(fresh.path(), &["image", "mount", &chunked]));
+    let data = std::fs::read(Path::new(mnt.trim()).join("srv/data"))?;
+    assert_eq!(data, vec![7u8; 300_000]);
+    ok(hull(fresh.path(), &["image", "unmount", &chunked]));
+
+    // Bad input names the argument; an unreachable registry says so.
+    let e = err(hull(r, &["push", "nothere:1", &chunked]));
+    assert!(e.contains("nothere"), "{e}");
+    let e = err(hull(r, &["push", "--chunk-size", "0", &name, &chunked]));
+    assert!(e.contains("--chunk-size"), "{e}");
+    let gone = format!("127.0.0.1:{}/x:1", free_port());
+    let e = err(hull(r, &["push", &name, &gone]));
+    assert!(e.contains("cannot reach registry"), "{e}");
+    Ok(())
+}
+
+#[test]
+fn login_then_push_and_pull_through_htpasswd() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let htpasswd = dir.path().join("htpasswd");
+    run(Command::new("htpasswd")
+        .arg("-Bbc")
+        .arg(&htpasswd)
+        .args(["alice", "wonder"]))?;
+    let auth = format!(
+        "  htpasswd:\n    realm: hull-test\n    path: {}\n",
+        htpasswd.display()
+    );
+    let open = Registry::start(None)?;
+    let reg = Registry::start(Some(&auth))?;
+    let layout = two_layer_layout(dir.path(), "v1")?;
+    let src = format!("{}/src:v1", open.host());
+    push(&layout.dir, "v1", &src, false, None)?;
+    let root = tempfile::tempdir()?;
+    let r = root.path();
+    ok(hull(r, &["pull", &src]));
+    let dest = format!("{}/private:v1", reg.host());
+
+    // Unauthorised: the registry's reason comes back.
+    let e = err(hull(r, &["push", &src, &dest]));
+    assert!(e.contains("credentials required"), "{e}");
+    let authfile = dir.path().join("auth.json");
+    let af = authfile.to_str().unwrap();
+    let e = err(hull(
+        r,
+        &[
+            "login",
+            "-u",
+            "alice",
+            "-p",
+            "nope",
+            "--authfile",
+            af,
+            &reg.host(),
+        ],
+    ));
+    assert!(e.contains("401") && e.contains("UNAUTHORIZED"), "{e}");
+    assert!(!authfile.exists(), "a failed login wrote the auth file");
+
+    ok(hull(
+        r,
+        &[
+            "login",
+            "-u",
+            "alice",
+            "-p",
+            "wonder",
+            "--authfile",
+            af,
+            &reg.host(),
+        ],
+    ));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&authfile)?)?;
+    assert!(v["auths"][reg.host()]["auth"].is_string(), "{v}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&authfile)?.permissions().mode() & 0o777,
+        0o600
+    );
+    let digest = pushed_digest(&ok(hull(r, &["push", "--authfile", af, &src, &dest])));
+    // skopeo reads the same file.
+    assert_eq!(skopeo_digest(&dest, &["--authfile", af])?, digest);
+    let fresh = tempfile::tempdir()?;
+    ok(hull(fresh.path(), &["pull", "--authfile", af, &dest]));
+
+    // Without --authfile: login writes, and pull/push read, $REGISTRY_AUTH_FILE.
+    let envfile = dir.path().join("env-auth.json");
+    let env = [("REGISTRY_AUTH_FILE", envfile.as_path())];
+    ok(hull_env(
+        r,
+        &env,
+        &["login", "-u", "alice", "-p", "wonder", &reg.host()],
+    ));
+    let fresh2 = tempfile::tempdir()?;
+    ok(hull_env(fresh2.path(), &env, &["pull", &dest]));
+    ok(hull_env(r, &env, &["logout", &reg.host()]));
+    let e = err(hull_env(fresh2.path(), &env, &["pull", &dest]));
+    assert!(e.contains("credentials required"), "{e}");
+    let e = err(hull_env(r, &env, &["logout", &reg.host()]));
+    assert!(e.contains("not logged in"), "{e}");
+    Ok(())
+}
