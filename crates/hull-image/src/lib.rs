@@ -10,6 +10,7 @@ pub mod archive;
 pub mod auth;
 pub mod digest;
 mod fsutil;
+pub mod layer_write;
 pub mod limits;
 pub mod progress;
 mod pull;
@@ -22,6 +23,7 @@ mod unpack;
 
 pub use auth::Credentials;
 pub use digest::Digest;
+pub use layer_write::{LayerFile, LayerWriteError, LayerWriter, Override, Staging};
 pub use limits::LayerLimits;
 pub use progress::{LayerAction, NoProgress, Progress};
 pub use pull::{pull, PullError, PullOptions, PullReport};

@@ -12,6 +12,7 @@ macro_rules! outln {
 }
 
 mod archive;
+mod build;
 mod cdi;
 mod ctl;
 mod exec;
@@ -56,6 +57,8 @@ enum Command {
     Save(archive::SaveArgs),
     /// Load images from an OCI or docker archive.
     Load(archive::LoadArgs),
+    /// Build an image from a Containerfile/Dockerfile.
+    Build(build::BuildArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(images::ImageCommand),
@@ -197,6 +200,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Save(a) => done(archive::save(r, a)),
         Command::Load(a) => done(archive::load(r, a)),
         Command::Image(c) => done(images::image(r, c)),
+        Command::Build(a) => done(build::run(r, a)),
         Command::Run(a) => run::run(r, a),
         Command::Create(a) => run::create(r, a),
         Command::Start(a) => run::start(r, a),
