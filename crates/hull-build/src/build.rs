@@ -548,6 +548,8 @@ fn write_dir_layer(
                     let mut h = tar::Header::new_gnu();
                     h.set_entry_type(tar::EntryType::Directory);
                     h.set_mode(0o755);
+                    h.set_uid(0);
+                    h.set_gid(0);
                     h.set_size(0);
                     h.set_mtime(
                         std::time::SystemTime::now()
@@ -752,6 +754,20 @@ impl Builder<'_> {
             },
         };
         let exists_dir = |rel: &Path| stat_in_layers(&layers, rel).is_some_and(|(_, m)| m.is_dir());
+        // `--from`: the source image's id keys the step (it names its content), so a hit
+        // needs no mount; sources are read from its root, mounted, on a miss.
+        let from_id = match ins.flag("from") {
+            Some(f) => Some(self.from_image(f)?),
+            None => None,
+        };
+        let from_key = from_id
+            .as_ref()
+            .map(|id| cache::key(&st.key, &ins.text(), &format!("from {id}")));
+        if let Some(k) = &from_key {
+            if self.cached(k) {
+                return Ok(());
+            }
+        }
         // Sources: the context, or a stage's or image's root mounted for the copy.
         let mut mounted: Option<(String, PathBuf)> = None;
         let result = (|| -> Result<(Vec<copy::Item>, String), StepFail> {
@@ -774,7 +790,7 @@ impl Builder<'_> {
             }
             let many = srcs.len() + heredoc_sources.len() > 1
                 || srcs.iter().any(|s| crate::pattern::is_glob(s));
-            let root = match ins.flag("from") {
+            let root = match &from_id {
                 Some(f) => {
                     let (id, path) = self.mount_from(f)?;
                     mounted = Some((id, path.clone()));
@@ -820,8 +836,10 @@ impl Builder<'_> {
             Ok((items, digest))
         })();
         let done = result.and_then(|(items, digest)| {
-            let key = cache::key(&st.key, &ins.text(), &digest);
-            if self.cached(&key) {
+            let key = from_key
+                .clone()
+                .unwrap_or_else(|| cache::key(&st.key, &ins.text(), &digest));
+            if from_key.is_none() && self.cached(&key) {
                 return Ok(());
             }
             let layer = copy::write(self.staging.path(), &items, over, &layers)?;
@@ -835,20 +853,25 @@ impl Builder<'_> {
     }
 
     /// Mounts the root of a stage (by name or number) or an image for `--from`.
-    fn mount_from(&mut self, from: &str) -> Result<(String, PathBuf), StepError> {
+    /// The image (id) a `--from` names: an earlier stage's last image, or a stored one.
+    fn from_image(&mut self, from: &str) -> Result<Digest, StepError> {
         let by_name = self.stages[..self.stages.len() - 1]
             .iter()
             .find(|s| s.name.as_deref() == Some(from))
             .or_else(|| from.parse::<usize>().ok().and_then(|n| self.stages.get(n)))
             .cloned();
-        let image = match by_name {
+        match by_name {
             Some(s) => s
                 .image
                 .clone()
-                .ok_or_else(|| msg(format!("--from={from}: that stage has no files")))?
-                .to_string(),
-            None => self.base_image(from)?.id.to_string(),
-        };
+                .ok_or_else(|| msg(format!("--from={from}: that stage has no files"))),
+            None => Ok(self.base_image(from)?.id),
+        }
+    }
+
+    /// Mounts the root of image `image` for reading `--from` sources.
+    fn mount_from(&mut self, image: &Digest) -> Result<(String, PathBuf), StepError> {
+        let image = image.to_string();
         let id = format!("build-{}-{}", std::process::id(), self.stages.len());
         let _ = self.store.teardown_rootfs(&id);
         let r = self

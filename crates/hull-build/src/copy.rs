@@ -336,6 +336,8 @@ fn parents(
                 let mut h = tar::Header::new_gnu();
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_mode(0o755);
+                h.set_uid(0);
+                h.set_gid(0);
                 h.set_mtime(now());
                 h.set_size(0);
                 w.tar()
