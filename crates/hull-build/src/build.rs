@@ -177,12 +177,12 @@ impl Builder<'_> {
             self.say(&format!("STEP {step}: {}", ins.text()))?;
             if let Err(e) = self.step(ins) {
                 return Err(match e {
-                    StepFail::Build(b) => b,
+                    StepFail::Build(b) => *b,
                     StepFail::Step(StepError::Interrupted) => BuildError::Interrupted,
                     StepFail::Step(source) => BuildError::Step {
                         step,
                         instruction: ins.text(),
-                        source,
+                        source: Box::new(source),
                     },
                     StepFail::Exit(command, code) => BuildError::RunFailed {
                         step,
@@ -205,7 +205,7 @@ impl Builder<'_> {
             .ok_or_else(|| BuildError::Step {
                 step: "commit".into(),
                 instruction: String::new(),
-                source: msg("no stage"),
+                source: Box::new(msg("no stage")),
             })?;
         let key = cache::key(
             &stage.key,
@@ -218,7 +218,7 @@ impl Builder<'_> {
         let fail = |source: StepError| BuildError::Step {
             step: "commit".into(),
             instruction: String::new(),
-            source,
+            source: Box::new(source),
         };
         let img = match hit {
             Some(img) => {
@@ -256,7 +256,7 @@ impl Builder<'_> {
                     .map_err(|e| BuildError::Step {
                         step: "commit".into(),
                         instruction: format!("-t {t}"),
-                        source: msg(e.to_string()),
+                        source: Box::new(msg(e.to_string())),
                     })
             })
             .collect()
@@ -292,26 +292,17 @@ impl Builder<'_> {
         match ins.keyword.as_str() {
             "FROM" => {
                 let args = lx.words(&ins.args).map_err(StepError::from)?;
-                drop(lx);
                 self.from(ins, &args)
             }
             "ARG" => {
                 let pairs = arg_pairs(ins, &lx)?;
-                drop(lx);
                 self.arg(pairs);
                 Ok(())
             }
-            "RUN" => {
-                drop(lx);
-                self.run_step(ins)
-            }
-            "COPY" | "ADD" => {
-                drop(lx);
-                self.copy_step(ins)
-            }
+            "RUN" => self.run_step(ins),
+            "COPY" | "ADD" => self.copy_step(ins),
             "WORKDIR" => {
                 let w = lx.word(ins.args.trim()).map_err(StepError::from)?;
-                drop(lx);
                 self.workdir(ins, &w)
             }
             _ => {
@@ -319,7 +310,6 @@ impl Builder<'_> {
                 let mut config = self.stages[last].config.clone();
                 let mut cmd_set = self.stages[last].cmd_set;
                 instr::apply(&mut config, ins, &lx, &mut cmd_set)?;
-                drop(lx);
                 let st = self.cur();
                 st.config = config;
                 st.cmd_set = cmd_set;
@@ -591,14 +581,14 @@ fn arg_pairs(
 
 /// A failed step: a build error as is, a step error, or a RUN's non-zero exit.
 pub(crate) enum StepFail {
-    Build(BuildError),
+    Build(Box<BuildError>),
     Step(StepError),
     Exit(Vec<String>, u32),
 }
 
 impl From<BuildError> for StepFail {
     fn from(e: BuildError) -> Self {
-        StepFail::Build(e)
+        StepFail::Build(Box::new(e))
     }
 }
 
@@ -716,7 +706,6 @@ impl Builder<'_> {
             Some(v) => v,
             None => lx.words(&ins.args).map_err(StepError::from)?,
         };
-        drop(lx);
         if words.len() < 2 && ins.heredocs.is_empty() {
             return Err(self
                 .bad(
@@ -757,7 +746,7 @@ impl Builder<'_> {
         // `--from`: the source image's id keys the step (it names its content), so a hit
         // needs no mount; sources are read from its root, mounted, on a miss.
         let from_id = match ins.flag("from") {
-            Some(f) => Some(self.from_image(f)?),
+            Some(f) => Some(self.source_image(f)?),
             None => None,
         };
         let from_key = from_id
@@ -854,7 +843,7 @@ impl Builder<'_> {
 
     /// Mounts the root of a stage (by name or number) or an image for `--from`.
     /// The image (id) a `--from` names: an earlier stage's last image, or a stored one.
-    fn from_image(&mut self, from: &str) -> Result<Digest, StepError> {
+    fn source_image(&mut self, from: &str) -> Result<Digest, StepError> {
         let by_name = self.stages[..self.stages.len() - 1]
             .iter()
             .find(|s| s.name.as_deref() == Some(from))

@@ -68,12 +68,10 @@ impl Source<'_> {
         for c in Path::new(src).components() {
             match c {
                 Component::Normal(n) => rel.push(n),
-                Component::ParentDir => {
-                    if !rel.pop() {
-                        return Err(msg(format!(
-                            "{what} source {src:?} is outside the build context"
-                        )));
-                    }
+                Component::ParentDir if !rel.pop() => {
+                    return Err(msg(format!(
+                        "{what} source {src:?} is outside the build context"
+                    )));
                 }
                 _ => {}
             }

@@ -71,7 +71,7 @@ pub enum BuildError {
         step: String,
         instruction: String,
         #[source]
-        source: StepError,
+        source: Box<StepError>,
     },
     #[error("no Containerfile or Dockerfile in {0}")]
     NoFile(PathBuf),
@@ -88,9 +88,9 @@ pub enum BuildError {
     #[error("the build was interrupted")]
     Interrupted,
     #[error(transparent)]
-    Store(#[from] hull_image::StoreError),
+    Store(Box<hull_image::StoreError>),
     #[error(transparent)]
-    Engine(#[from] hull_engine::Error),
+    Engine(Box<hull_engine::Error>),
     #[error("writing {0}")]
     Output(#[source] std::io::Error),
 }
@@ -131,4 +131,16 @@ pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> S
 
 pub(crate) fn msg(s: impl Into<String>) -> StepError {
     StepError::Msg(s.into())
+}
+
+impl From<hull_image::StoreError> for BuildError {
+    fn from(e: hull_image::StoreError) -> Self {
+        BuildError::Store(Box::new(e))
+    }
+}
+
+impl From<hull_engine::Error> for BuildError {
+    fn from(e: hull_engine::Error) -> Self {
+        BuildError::Engine(Box::new(e))
+    }
 }

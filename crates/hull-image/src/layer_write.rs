@@ -213,7 +213,7 @@ fn walk<W: Write>(
     names.sort();
     for name in names {
         let r = rel.join(&name);
-        if opts.skip.iter().any(|s| *s == r) {
+        if opts.skip.contains(&r) {
             continue;
         }
         let p = root.join(&r);
