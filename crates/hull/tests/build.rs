@@ -590,3 +590,62 @@ fn syntax_errors_name_the_line() {
     let (_, err) = text(&hull_build(&e, &ctx, &[]));
     assert!(err.contains("outside the build context"), "{err}");
 }
+
+#[test]
+fn interrupted_build_leaves_nothing_and_keeps_complete_cache_entries() {
+    use std::io::BufRead;
+    let e = Env::new();
+    let base = base_archive(e.work.path());
+    e.ok(&["load", "-i", base.to_str().unwrap()]);
+    let ctx = e.work.path().join("int");
+    std::fs::create_dir_all(&ctx).unwrap();
+    let df = |last: &str| format!("FROM {BASE}\nRUN echo done > /first\n{last}\n");
+    std::fs::write(ctx.join("Dockerfile"), df("RUN echo sleeping; sleep 60")).unwrap();
+    let images = e.ok(&["images", "-q"]);
+    let mut c = e.cmd(&[
+        "build",
+        "--network",
+        "none",
+        "-t",
+        "int:1",
+        ctx.to_str().unwrap(),
+    ]);
+    let mut child = c
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for l in lines.by_ref() {
+        if l.unwrap().contains("sleeping") {
+            break;
+        }
+    }
+    // SAFETY: a signal to the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let t = std::time::Instant::now();
+    let st = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(30),
+        "the build went on"
+    );
+    assert_eq!(st.code(), Some(125), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert_eq!(e.ok(&["ps", "-a", "-q"]), "", "no container left");
+    // The first RUN's image and cache entry are complete: only the unnamed step image is new.
+    let after = e.ok(&["images", "-q"]);
+    assert_eq!(after.lines().count(), images.lines().count() + 1, "{after}");
+    std::fs::write(ctx.join("Dockerfile"), df("RUN true")).unwrap();
+    let o = hull_build(&e, &ctx, &["-t", "int:1"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert_eq!(out.matches("Using cache").count(), 1, "{out}");
+    e.assert_clean();
+}
