@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 pub(crate) use db::NewImage;
 pub use db::{ImageRecord, LayerRecord};
+pub(crate) use stage::Stage;
 
 use crate::digest::Digest;
 use crate::limits::{LayerLimits, LimitError};

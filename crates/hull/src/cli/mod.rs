@@ -14,6 +14,7 @@ macro_rules! outln {
 mod archive;
 mod attach;
 mod autopull;
+mod build;
 mod cdi;
 mod cp;
 mod commit;
@@ -67,6 +68,8 @@ enum Command {
     Save(archive::SaveArgs),
     /// Load images from an OCI or docker archive.
     Load(archive::LoadArgs),
+    /// Build an image from a Containerfile/Dockerfile.
+    Build(build::BuildArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(images::ImageCommand),
@@ -252,6 +255,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Commit(a) => done(commit::commit(r, a)),
         Command::Export(a) => done(commit::export(r, a)),
         Command::Diff(a) => done(commit::diff(r, a)),
+        Command::Build(a) => done(build::run(r, a)),
         Command::Run(a) => run::run(r, a),
         Command::Create(a) => run::create(r, a),
         Command::Start(a) => run::start(r, a),

@@ -1,0 +1,436 @@
+//! Making layers and images out of files (written for `hull build`; `commit` and `import`
+//! need the same): a gzip'd tar written once while both digests are computed (the blob
+//! digest over the compressed bytes, the DiffID over the tar), a directory walked into such
+//! a tar (an overlay upper dir's whiteouts turned back into `.wh.` entries), and an image
+//! committed from a base image's layers plus new layer files.
+//!
+//! The new image goes through the same path as a load ([`crate::pull::install`]): every
+//! layer file is verified against its digest, unpacked into a snapshot in a stage directory
+//! and renamed into place, then the image is committed in one transaction; an interrupted
+//! commit leaves nothing half-written.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::Digest;
+use crate::pull::{install, PullError};
+use crate::spec::{self, Descriptor, Manifest};
+use crate::store::{ImageRecord, LayerRecord, Stage, Store, StoreError};
+
+/// Errors of layer writing and image commits.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerWriteError {
+    #[error("writing layer from {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Install(#[from] PullError),
+    #[error("image config: {0}")]
+    Config(#[source] serde_json::Error),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LayerWriteError + '_ {
+    move |source| LayerWriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A private staging directory in the store's `tmp/`, flocked while it lives and removed
+/// when dropped (what a killed builder leaves goes at the next open of the store).
+pub struct Staging {
+    stage: Stage,
+}
+
+impl Staging {
+    pub fn path(&self) -> &Path {
+        self.stage.path()
+    }
+}
+
+impl Store {
+    /// A fresh [`Staging`] directory for files that become blobs later.
+    pub fn staging(&self) -> Result<Staging, StoreError> {
+        Ok(Staging {
+            stage: self.stage()?,
+        })
+    }
+
+    /// The raw config JSON of a stored image (every field, also those [`crate::ImageConfig`]
+    /// does not model: Healthcheck, Shell, history...).
+    pub fn config_raw(&self, img: &ImageRecord) -> Result<Vec<u8>, StoreError> {
+        self.read_blob(&img.id)
+    }
+}
+
+/// Hashes what passes through to `inner` and counts it.
+pub struct HashWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    count: u64,
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+fn hashing<W>(inner: W) -> HashWriter<W> {
+    HashWriter {
+        inner,
+        hasher: Sha256::new(),
+        count: 0,
+    }
+}
+
+/// Where a layer's tar goes: DiffID hash → gzip → blob hash → file.
+pub type LayerSink = HashWriter<flate2::write::GzEncoder<HashWriter<BufWriter<fs::File>>>>;
+
+/// A layer blob being written.
+pub struct LayerWriter {
+    tar: tar::Builder<LayerSink>,
+    path: PathBuf,
+}
+
+/// A finished layer blob: a `.tar+gzip` file and its digests.
+#[derive(Clone, Debug)]
+pub struct LayerFile {
+    pub path: PathBuf,
+    /// Digest of the compressed blob.
+    pub digest: Digest,
+    pub size: u64,
+    /// Digest of the uncompressed tar.
+    pub diff_id: Digest,
+}
+
+impl LayerWriter {
+    /// Starts a layer file in `dir` (a [`Staging`] directory).
+    pub fn create(dir: &Path) -> Result<LayerWriter, LayerWriteError> {
+        let f = tempfile::Builder::new()
+            .prefix("layer-")
+            .tempfile_in(dir)
+            .map_err(io_err(dir))?;
+        let (file, path) = f.keep().map_err(|e| io_err(dir)(e.error))?;
+        // Level 1: layers are written on every build step, and fast deflate keeps the
+        // compression well below the cost of the step itself.
+        let gz = flate2::write::GzEncoder::new(
+            hashing(BufWriter::new(file)),
+            flate2::Compression::fast(),
+        );
+        let mut tar = tar::Builder::new(hashing(gz));
+        tar.mode(tar::HeaderMode::Complete);
+        tar.follow_symlinks(false);
+        Ok(LayerWriter { tar, path })
+    }
+
+    /// The tar being written.
+    pub fn tar(&mut self) -> &mut tar::Builder<LayerSink> {
+        &mut self.tar
+    }
+
+    /// Ends the tar and the gzip stream; returns the file and its digests.
+    pub fn finish(self) -> Result<LayerFile, LayerWriteError> {
+        let p = self.path;
+        let sink = self.tar.into_inner().map_err(io_err(&p))?;
+        let diff_id = Digest::from_hasher(sink.hasher);
+        let blob = sink.inner.finish().map_err(io_err(&p))?;
+        let digest = Digest::from_hasher(blob.hasher);
+        let size = blob.count;
+        blob.inner
+            .into_inner()
+            .map_err(|e| io_err(&p)(e.into_error()))?
+            .sync_all()
+            .map_err(io_err(&p))?;
+        Ok(LayerFile {
+            path: p,
+            digest,
+            size,
+            diff_id,
+        })
+    }
+}
+
+/// How [`append_tree`] treats what it finds.
+#[derive(Default)]
+pub struct TreeOptions<'a> {
+    /// The directory is an overlayfs upper dir: 0/0 character devices are whiteouts and
+    /// `trusted.overlay.opaque=y` marks an opaque directory (written as `.wh.` entries).
+    pub overlay: bool,
+    /// Paths (relative, no leading `/`) left out with everything below them.
+    pub skip: &'a [PathBuf],
+}
+
+/// Extended attributes a layer carries: overlayfs's own (`trusted.overlay.*`: origin,
+/// impure, opaque) describe the upper dir, not the files, and SELinux labels are the
+/// host's.
+fn keep_xattr(name: &[u8]) -> bool {
+    !name.starts_with(b"trusted.overlay.") && name != b"security.selinux"
+}
+
+/// Appends everything under `dir` to `tar` as entries below `prefix` (relative, may be
+/// empty), in name order, with owners, modes, mtimes, xattrs, hardlinks and devices.
+pub fn append_tree<W: Write>(
+    tar: &mut tar::Builder<W>,
+    dir: &Path,
+    prefix: &Path,
+    opts: &TreeOptions<'_>,
+) -> Result<(), LayerWriteError> {
+    let mut links = HashMap::new();
+    walk(tar, dir, Path::new(""), prefix, opts, &mut links)
+}
+
+fn walk<W: Write>(
+    tar: &mut tar::Builder<W>,
+    root: &Path,
+    rel: &Path,
+    prefix: &Path,
+    opts: &TreeOptions<'_>,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> Result<(), LayerWriteError> {
+    let dir = root.join(rel);
+    let mut names: Vec<_> = fs::read_dir(&dir)
+        .map_err(io_err(&dir))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(io_err(&dir))?;
+    names.sort();
+    for name in names {
+        let r = rel.join(&name);
+        if opts.skip.contains(&r) {
+            continue;
+        }
+        let p = root.join(&r);
+        let m = fs::symlink_metadata(&p).map_err(io_err(&p))?;
+        let dest = prefix.join(&r);
+        if opts.overlay && m.file_type().is_char_device() && m.rdev() == 0 {
+            let wh = dest.with_file_name(format!(".wh.{}", name.to_string_lossy()));
+            let mut h = header(&m, tar::EntryType::Regular);
+            h.set_mode(0);
+            h.set_size(0);
+            tar.append_data(&mut h, &wh, io::empty())
+                .map_err(io_err(&p))?;
+            continue;
+        }
+        append_entry(tar, &p, &dest, &m, links, None)?;
+        if m.is_dir() {
+            let opaque = opts.overlay
+                && crate::fsutil::lxattrs(&p)
+                    .map_err(io_err(&p))?
+                    .iter()
+                    .any(|(k, v)| k == b"trusted.overlay.opaque" && v == b"y");
+            if opaque {
+                let mut h = header(&m, tar::EntryType::Regular);
+                h.set_mode(0);
+                h.set_size(0);
+                tar.append_data(&mut h, dest.join(".wh..wh..opq"), io::empty())
+                    .map_err(io_err(&p))?;
+            }
+            walk(tar, root, &r, prefix, opts, links)?;
+        }
+    }
+    Ok(())
+}
+
+fn header(m: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(m.mode() & 0o7777);
+    h.set_uid(u64::from(m.uid()));
+    h.set_gid(u64::from(m.gid()));
+    h.set_mtime(m.mtime().max(0) as u64);
+    h.set_size(0);
+    h
+}
+
+/// Owner and mode given to every entry (COPY's `--chown`/`--chmod`): `None` keeps the file's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Override {
+    pub owner: Option<(u32, u32)>,
+    pub mode: Option<u32>,
+}
+
+/// One filesystem object `p` as the tar entry `dest` (`links` remembers hardlinked inodes).
+pub fn append_entry<W: Write>(
+    tar: &mut tar::Builder<W>,
+    p: &Path,
+    dest: &Path,
+    m: &fs::Metadata,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+    over: Option<Override>,
+) -> Result<(), LayerWriteError> {
+    let header = |m: &fs::Metadata, kind| {
+        let mut h = header(m, kind);
+        if let Some(o) = over {
+            if let Some((u, g)) = o.owner {
+                h.set_uid(u64::from(u));
+                h.set_gid(u64::from(g));
+            }
+            if let (Some(mode), false) = (o.mode, kind == tar::EntryType::Symlink) {
+                h.set_mode(mode);
+            }
+        }
+        h
+    };
+    let xattrs: Vec<(String, Vec<u8>)> = crate::fsutil::lxattrs(p)
+        .map_err(io_err(p))?
+        .into_iter()
+        .filter(|(k, _)| keep_xattr(k))
+        .map(|(k, v)| (format!("SCHILY.xattr.{}", String::from_utf8_lossy(&k)), v))
+        .collect();
+    if !xattrs.is_empty() {
+        tar.append_pax_extensions(xattrs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(io_err(p))?;
+    }
+    let ft = m.file_type();
+    let err = io_err(p);
+    if ft.is_dir() {
+        let mut h = header(m, tar::EntryType::Directory);
+        return tar.append_data(&mut h, dest, io::empty()).map_err(err);
+    }
+    if ft.is_symlink() {
+        let target = fs::read_link(p).map_err(io_err(p))?;
+        let mut h = header(m, tar::EntryType::Symlink);
+        return tar.append_link(&mut h, dest, target).map_err(err);
+    }
+    if ft.is_file() {
+        if m.nlink() > 1 {
+            let key = (m.dev(), m.ino());
+            if let Some(first) = links.get(&key) {
+                let mut h = header(m, tar::EntryType::Link);
+                return tar.append_link(&mut h, dest, first).map_err(err);
+            }
+            links.insert(key, dest.to_path_buf());
+        }
+        let mut h = header(m, tar::EntryType::Regular);
+        h.set_size(m.len());
+        let f = fs::File::open(p).map_err(io_err(p))?;
+        // A file that changes while it is read would make the header lie: cap it.
+        return tar.append_data(&mut h, dest, f.take(m.len())).map_err(err);
+    }
+    let kind = if ft.is_char_device() {
+        tar::EntryType::Char
+    } else if ft.is_block_device() {
+        tar::EntryType::Block
+    } else if ft.is_fifo() {
+        tar::EntryType::Fifo
+    } else {
+        // Sockets do not go into layers (docker skips them too).
+        return Ok(());
+    };
+    let mut h = header(m, kind);
+    let dev = m.rdev();
+    h.set_device_major(libc::major(dev)).map_err(io_err(p))?;
+    h.set_device_minor(libc::minor(dev)).map_err(io_err(p))?;
+    tar.append_data(&mut h, dest, io::empty()).map_err(err)
+}
+
+/// Commits an image made of `base`'s layers (none for `scratch`) plus `new` layer files,
+/// with `config` (whose `rootfs.diff_ids` this sets) and the given names. Returns the
+/// stored image.
+pub fn commit_image(
+    store: &mut Store,
+    base: &[LayerRecord],
+    new: &[LayerFile],
+    mut config: serde_json::Value,
+    names: Vec<String>,
+) -> Result<ImageRecord, LayerWriteError> {
+    let _lock = store.lock_shared()?;
+    let mut diff_ids: Vec<String> = base.iter().map(|l| l.diff_id.to_string()).collect();
+    diff_ids.extend(new.iter().map(|l| l.diff_id.to_string()));
+    config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": diff_ids});
+    let config_raw = serde_json::to_vec(&config).map_err(LayerWriteError::Config)?;
+    let descriptor = |media_type: &str, digest: &Digest, size: u64| Descriptor {
+        media_type: media_type.to_string(),
+        digest: digest.clone(),
+        size,
+        platform: None,
+        annotations: BTreeMap::new(),
+    };
+    let mut layers: Vec<Descriptor> = base
+        .iter()
+        .map(|l| descriptor(&l.media_type, &l.blob, l.size))
+        .collect();
+    layers.extend(
+        new.iter()
+            .map(|l| descriptor(spec::OCI_LAYER_GZIP, &l.digest, l.size)),
+    );
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(spec::OCI_MANIFEST.to_string()),
+        config: descriptor(
+            spec::OCI_CONFIG,
+            &Digest::of(&config_raw),
+            config_raw.len() as u64,
+        ),
+        layers,
+        annotations: BTreeMap::new(),
+    };
+    let manifest_raw = serde_json::to_vec(&manifest).map_err(LayerWriteError::Config)?;
+    let files: HashMap<&Digest, &Path> =
+        new.iter().map(|l| (&l.digest, l.path.as_path())).collect();
+    let fetch = |d: &Digest| -> Result<Box<dyn Read + Send + Sync>, PullError> {
+        let p = files.get(d).map(|p| p.to_path_buf()).unwrap_or_default();
+        let f = fs::File::open(&p).map_err(|source| PullError::Io { path: p, source })?;
+        Ok(Box::new(io::BufReader::new(f)))
+    };
+    install(
+        store,
+        &manifest,
+        spec::OCI_MANIFEST,
+        &manifest_raw,
+        config_raw,
+        names,
+        &fetch,
+        3,
+        &crate::progress::NoProgress,
+    )?;
+    Ok(store.lookup(&manifest.config.digest.to_string())?)
+}
+
+/// Metadata of `rel` in an image's layer stack (snapshot directories, top layer first), as
+/// the container would see it: `None` when no layer has it or a whiteout or an opaque
+/// directory above hides it. Symlinks on the way are not followed.
+/// Returns the file's path in its snapshot with its metadata.
+pub fn stat_in_layers(tops_first: &[PathBuf], rel: &Path) -> Option<(PathBuf, fs::Metadata)> {
+    for layer in tops_first {
+        let p = layer.join(rel);
+        if let Ok(m) = fs::symlink_metadata(&p) {
+            let whiteout = m.file_type().is_char_device() && m.rdev() == 0;
+            return (!whiteout).then_some((p, m));
+        }
+        // Hidden below: a whiteout of a parent, or a parent made opaque in this layer.
+        let mut cur = layer.to_path_buf();
+        for c in rel.parent().into_iter().flat_map(Path::components) {
+            cur.push(c);
+            let Ok(m) = fs::symlink_metadata(&cur) else {
+                break;
+            };
+            if m.file_type().is_char_device() && m.rdev() == 0 {
+                return None;
+            }
+            let opaque = crate::fsutil::lxattrs(&cur)
+                .is_ok_and(|x| x.iter().any(|(k, _)| k == b"trusted.overlay.opaque"));
+            if opaque {
+                return None;
+            }
+        }
+    }
+    None
+}
