@@ -7,6 +7,8 @@ pub mod binaries;
 mod create;
 pub mod engine;
 pub mod exec;
+pub mod exec_io;
+pub mod inspect;
 pub mod logs;
 pub mod net;
 pub mod opts;

@@ -21,6 +21,7 @@ mod network;
 mod ps;
 mod pull;
 mod run;
+mod service;
 mod table;
 mod tty;
 mod volume;
