@@ -163,6 +163,7 @@ pub(crate) fn start_record(app: &Arc<App>, e: &Engine, r: &Record) -> Result<(),
             let e = &app.engine;
             if let Ok(r) = e.find(&id) {
                 let _ = e.wait(&r);
+                let _removing = app.removing();
                 // The attached client reads the log, which the removal deletes.
                 app.attached.wait_detached(&id, Duration::from_secs(10));
                 let _ = e.remove(&r, true, true);

@@ -176,9 +176,11 @@ fn mounts(o: &mut ContainerOptions, hc: &HostConfig) -> Result<(), ApiError> {
                 }
             }
             "tmpfs" => MountSpec::Tmpfs { target },
-            other => return Err(ApiError::bad(format!(
+            other => {
+                return Err(ApiError::bad(format!(
                 "invalid mount config: mount type {other:?} is not supported (bind, volume, tmpfs)"
-            ))),
+            )))
+            }
         });
     }
     for t in hc.tmpfs.iter().flat_map(|m| m.keys()) {

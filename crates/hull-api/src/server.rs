@@ -70,6 +70,8 @@ pub(crate) struct App {
     /// Clients attached to containers (see `streams::Attached`).
     pub attached: crate::streams::Attached,
     pub execs: crate::exec::Execs,
+    /// `AutoRemove` removals under way: the service waits for them before it exits.
+    removing: AtomicUsize,
     activity: Activity,
 }
 
@@ -108,7 +110,30 @@ impl Activity {
     }
 }
 
+/// Held while an `AutoRemove` removal runs.
+pub(crate) struct Removing(Arc<App>);
+
+impl Drop for Removing {
+    fn drop(&mut self) {
+        self.0.removing.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl App {
+    pub(crate) fn removing(self: &Arc<Self>) -> Removing {
+        self.removing.fetch_add(1, Ordering::SeqCst);
+        Removing(self.clone())
+    }
+
+    /// Waits (at most 30 s) for the removals under way: one cut short leaves a
+    /// half-removed container behind.
+    fn finish_removals(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.removing.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub(crate) fn busy(self: &Arc<Self>) -> Busy {
         self.activity.busy.fetch_add(1, Ordering::SeqCst);
         self.activity.touch();
@@ -129,10 +154,12 @@ pub fn serve(cfg: Config) -> Result<(), Error> {
         root: cfg.root.clone(),
         attached: Default::default(),
         execs: Default::default(),
+        removing: AtomicUsize::new(0),
         activity: Activity::default(),
     });
     app.activity.touch();
-    let res = rt.block_on(run(app, &cfg));
+    let res = rt.block_on(run(app.clone(), &cfg));
+    app.finish_removals();
     // Streams blocked in the engine (a follow, a wait) must not hold the exit up.
     rt.shutdown_timeout(Duration::from_millis(100));
     res

@@ -164,7 +164,8 @@ pub(crate) async fn wait(app: &Arc<App>, id: &str, req: &Req) -> Result<Resp, Ap
             code = e.wait(&cur).unwrap_or(code);
         }
         if cond == "removed" {
-            while e.find(&r.id).is_ok() && !tx.is_closed() {
+            // The directory goes last in a removal: its record may be unreadable before.
+            while e.dir(&r).exists() && !tx.is_closed() {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -198,16 +199,22 @@ pub(crate) async fn logs(app: &Arc<App>, id: &str, req: &Req) -> Result<Resp, Ap
     let (tx, resp) = http::stream(stream_type(&r));
     let e = app.engine.clone();
     let exited = Exited::new().map_err(|x| ApiError::internal(x.to_string()))?;
+    // Dropped when the copy ends: the watch below then lets its sender go too, which
+    // ends the body.
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
     if follow && live {
         watch_exit(e.clone(), r.id.clone(), None, exited.clone());
         // A client that goes away ends the follow.
         let (t, x) = (tx.clone(), exited.clone());
         tokio::spawn(async move {
-            t.closed().await;
-            x.set();
+            tokio::select! {
+                _ = t.closed() => x.set(),
+                _ = finished => {}
+            }
         });
     }
     tokio::task::spawn_blocking(move || {
+        let _done = done;
         let dir = e.dir(&r);
         let (mut o, mut er) = frames(&tx, &r, out, err);
         let mut sink = Sink {

@@ -267,7 +267,7 @@ fn bad_requests_get_dockers_status_and_the_service_goes_on() {
     assert_eq!(code, 404);
     s.ok(&["create", "--name", "dup", IMG]);
     let o = s.run(&["create", "--name", "dup", IMG]);
-    assert_eq!(o.status.code(), Some(125));
+    assert!(!o.status.success(), "{o:?}");
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("is already in use"),
         "{o:?}"
