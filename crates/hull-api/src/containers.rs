@@ -31,7 +31,7 @@ pub(crate) fn filters(req: &Req) -> Result<HashMap<String, Vec<String>>, ApiErro
                 .collect(),
             Value::Object(o) => o
                 .into_iter()
-                .filter(|(_, b)| b == &true)
+                .filter(|(_, b)| b.as_bool() == Some(true))
                 .map(|(k, _)| k)
                 .collect(),
             _ => return Err(ApiError::bad(format!("invalid filter {k:?}"))),
@@ -145,7 +145,6 @@ pub(crate) async fn inspect(app: &Arc<App>, id: &str) -> Result<Resp, ApiError> 
                 hc.extend(extra);
             }
         }
-        v["Name"] = json!(format!("/{}", r.name));
         Ok(v)
     })
     .await?;

@@ -18,6 +18,7 @@ mod routes;
 mod server;
 mod streams;
 mod system;
+mod volumes;
 
 pub use server::{serve, Config, Error, Listen};
 

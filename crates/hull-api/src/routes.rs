@@ -9,7 +9,7 @@ use hyper::{Method, StatusCode};
 use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::server::App;
-use crate::{containers, create, exec, images, streams, system};
+use crate::{containers, create, exec, images, streams, system, volumes};
 
 pub(crate) async fn handle(app: Arc<App>, req: hyper::Request<Incoming>) -> Resp {
     let _busy = app.busy();
@@ -61,6 +61,10 @@ async fn route(app: Arc<App>, mut req: Req) -> Result<Resp, ApiError> {
         ["exec", id, "resize"] if post => exec::resize(&app, id, &req).await,
         ["exec", id, "json"] if get => exec::inspect(&app, id).await,
         ["containers", id] if del => containers::remove(&app, id, &req).await,
+        ["volumes"] if get => volumes::list(&app).await,
+        ["volumes", "create"] if post => volumes::create(&app, &mut req).await,
+        ["volumes", name] if get => volumes::inspect(&app, name).await,
+        ["volumes", name] if del => volumes::remove(&app, name).await,
         ["images", "json"] if get => images::list(&app, &req).await,
         ["images", rest @ .., "json"] if get && !rest.is_empty() => {
             images::inspect(&app, &rest.join("/")).await

@@ -352,3 +352,46 @@ fn docker_exec_plain_stdin_and_terminal() {
     drop(s);
     e.assert_clean();
 }
+
+#[test]
+fn docker_volumes() {
+    let _l = net_lock();
+    let e = env();
+    let s = start(&e, "0");
+    assert_eq!(s.ok(&["volume", "create", "data"]), "data\n");
+    assert!(s.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "data"));
+    s.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "data:/data",
+        IMG,
+        "sh",
+        "-c",
+        "echo kept > /data/f",
+    ]);
+    let mp = s.ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", "data"]);
+    assert_eq!(
+        std::fs::read_to_string(Path::new(mp.trim()).join("f")).unwrap(),
+        "kept\n"
+    );
+    // `hull volume ls` sees the same volume.
+    assert!(e.ok(&["volume", "ls"]).contains("data"));
+    s.ok(&["create", "--name", "user", "-v", "data:/data", IMG]);
+    let o = s.run(&["volume", "rm", "data"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("in use"),
+        "{o:?}"
+    );
+    s.ok(&["rm", "user"]);
+    s.ok(&["volume", "rm", "data"]);
+    let o = s.run(&["volume", "inspect", "data"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("No such volume: data"),
+        "{o:?}"
+    );
+    drop(s);
+    e.assert_clean();
+}
