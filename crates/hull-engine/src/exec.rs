@@ -36,7 +36,7 @@ pub struct ExecOptions {
 /// runc says `executable file not found in $PATH`, `no such file or
 /// directory`, `permission denied`; older hullc `not found in $PATH` and
 /// `Permission denied`. Matched without case, so both work.
-fn start_error(e: shim::Error) -> Error {
+pub(crate) fn start_error(e: shim::Error) -> Error {
     let msg = e.to_string().to_lowercase();
     if [
         "executable file not found",
@@ -63,7 +63,7 @@ fn io_err<'a>(what: &'static str, p: &'a Path) -> impl FnOnce(std::io::Error) ->
 }
 
 /// The container's process spec with the exec's overrides.
-fn process(engine: &Engine, r: &Record, o: &ExecOptions) -> Result<Value, Error> {
+pub(crate) fn process(engine: &Engine, r: &Record, o: &ExecOptions) -> Result<Value, Error> {
     let p = engine.dir(r).join("config.json");
     let data = std::fs::read(&p).map_err(io_err("cannot read", &p))?;
     let config: Value = serde_json::from_slice(&data).map_err(|e| Error::Io {
@@ -120,7 +120,7 @@ pub(crate) fn open_writer(p: &Path) -> Result<File, Error> {
         .map_err(io_err("cannot open", p))
 }
 
-fn set_blocking(f: &File) {
+pub(crate) fn set_blocking(f: &File) {
     // SAFETY: fcntl on a descriptor we own; flags come from F_GETFL.
     unsafe {
         let fl = libc::fcntl(f.as_raw_fd(), libc::F_GETFL);
@@ -158,15 +158,15 @@ fn feed(mut fifo: File, shim: Shim, exec_id: String) {
 /// Our ends of an exec's FIFOs, all opened before the shim is asked for the
 /// exec: none of them waits for a partner, so a process that exits before we
 /// look cannot leave us waiting in open(2).
-struct Ends {
-    stdin: Option<File>,
-    stdout: File,
-    stderr: Option<File>,
-    io: Io,
+pub(crate) struct Ends {
+    pub(crate) stdin: Option<File>,
+    pub(crate) stdout: File,
+    pub(crate) stderr: Option<File>,
+    pub(crate) io: Io,
 }
 
 /// Makes and opens the FIFOs `<exec_id>.{in,out,err}` in `dir`.
-fn open_ends(dir: &Path, exec_id: &str, o: &ExecOptions) -> Result<Ends, Error> {
+pub(crate) fn open_ends(dir: &Path, exec_id: &str, o: &ExecOptions) -> Result<Ends, Error> {
     let path = |s: &str| dir.join(format!("{exec_id}.{s}"));
     let (pin, pout, perr) = (path("in"), path("out"), path("err"));
     let s = |p: &Path| p.to_string_lossy().into_owned();
@@ -200,7 +200,7 @@ fn open_ends(dir: &Path, exec_id: &str, o: &ExecOptions) -> Result<Ends, Error> 
     })
 }
 
-fn remove_fifos(dir: &Path, exec_id: &str) {
+pub(crate) fn remove_fifos(dir: &Path, exec_id: &str) {
     for s in ["in", "out", "err"] {
         let _ = std::fs::remove_file(dir.join(format!("{exec_id}.{s}")));
     }

@@ -11,6 +11,8 @@ pub mod exec;
 pub mod extra;
 pub mod info;
 pub mod image;
+pub mod exec_io;
+pub mod inspect;
 pub mod logs;
 pub mod manage;
 pub mod net;

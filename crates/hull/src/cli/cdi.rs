@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use hull_engine::opts::{self, ContainerOptions};
-use serde_json::{json, Value};
 
 #[derive(Subcommand)]
 pub(crate) enum CdiCommand {
@@ -61,13 +60,6 @@ pub(crate) fn device_flags(
 }
 
 /// `HostConfig.DeviceRequests` as docker 25 shows CDI devices.
-pub(crate) fn device_requests(o: &ContainerOptions) -> Value {
-    if o.cdi_devices.is_empty() {
-        return Value::Null;
-    }
-    json!([{"Driver": "cdi", "Count": 0, "DeviceIDs": o.cdi_devices, "Capabilities": null, "Options": {}}])
-}
-
 pub(crate) fn run(c: CdiCommand) -> Result<()> {
     match c {
         CdiCommand::List => list(),

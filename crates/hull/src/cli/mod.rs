@@ -32,6 +32,7 @@ mod push;
 mod run;
 mod run_extra;
 mod stats;
+mod service;
 mod table;
 mod template;
 mod tty;

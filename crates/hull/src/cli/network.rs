@@ -52,6 +52,8 @@ pub(crate) enum SystemCommand {
         #[arg(short, long)]
         force: bool,
     },
+    /// Serve the Docker Engine API (v1.41) for docker clients (DOCKER_HOST=unix://PATH).
+    Service(super::service::ServiceArgs),
 }
 
 pub(crate) fn run(root: &Path, c: NetworkCommand) -> Result<u8> {
@@ -143,7 +145,10 @@ fn ensure_default(nets: &hull_net::Networks) {
 }
 
 pub(crate) fn system(root: &Path, c: SystemCommand) -> Result<u8> {
-    let SystemCommand::Reset { force } = c;
+    let force = match c {
+        SystemCommand::Reset { force } => force,
+        SystemCommand::Service(a) => return super::service::run(root, a),
+    };
     if !force && !confirm()? {
         anyhow::bail!("reset not confirmed (use -f/--force to skip the question)");
     }

@@ -1,0 +1,226 @@
+//! The HTTP plumbing under the handlers: a body that is either whole or a stream fed
+//! from a channel (logs, wait, events), JSON answers, the request's path and query.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Frame, Incoming};
+use hyper::{Response, StatusCode};
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+
+use crate::error::ApiError;
+
+/// A response body: one buffer, or chunks as a producer sends them (ends when it drops
+/// its sender).
+pub(crate) enum Body {
+    Full(Option<Bytes>),
+    Chan(mpsc::Receiver<Bytes>),
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Body::Chan(rx) => rx.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, Body::Full(None))
+    }
+
+    /// Exact for a whole body, so hyper sends a Content-Length instead of chunks.
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Body::Full(b) => {
+                hyper::body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Body::Chan(_) => hyper::body::SizeHint::default(),
+        }
+    }
+}
+
+pub(crate) type Resp = Response<Body>;
+
+fn build(status: StatusCode, ctype: Option<&str>, body: Body) -> Resp {
+    let mut b = Response::builder()
+        .status(status)
+        .header("Api-Version", crate::API_VERSION)
+        .header("Docker-Experimental", "false")
+        .header("Ostype", "linux")
+        .header("Server", concat!("hull/", env!("CARGO_PKG_VERSION")));
+    if let Some(c) = ctype {
+        b = b.header("Content-Type", c);
+    }
+    // Only our own constant header values go in: the builder cannot fail.
+    b.body(body)
+        .unwrap_or_else(|_| Response::new(Body::Full(None)))
+}
+
+pub(crate) fn json(status: StatusCode, v: &impl serde::Serialize) -> Resp {
+    let mut data = serde_json::to_vec(v).unwrap_or_default();
+    data.push(b'\n');
+    build(
+        status,
+        Some("application/json"),
+        Body::Full(Some(data.into())),
+    )
+}
+
+pub(crate) fn ok_json(v: &impl serde::Serialize) -> Resp {
+    json(StatusCode::OK, v)
+}
+
+pub(crate) fn text(status: StatusCode, s: &'static str) -> Resp {
+    build(
+        status,
+        Some("text/plain; charset=utf-8"),
+        Body::Full(Some(Bytes::from_static(s.as_bytes()))),
+    )
+}
+
+pub(crate) fn empty(status: StatusCode) -> Resp {
+    build(status, None, Body::Full(None))
+}
+
+/// A streamed answer: what the producer sends on the returned channel, in order.
+pub(crate) fn stream(ctype: &str) -> (mpsc::Sender<Bytes>, Resp) {
+    let (tx, rx) = mpsc::channel(64);
+    (tx, build(StatusCode::OK, Some(ctype), Body::Chan(rx)))
+}
+
+/// The parts of a request the handlers use: the path without its `/v1.xx` prefix split
+/// into segments, and the query.
+pub(crate) struct Req {
+    pub method: hyper::Method,
+    pub segs: Vec<String>,
+    pub query: HashMap<String, String>,
+    pub body: Option<Incoming>,
+    /// Kept for the hijacked endpoints (attach, exec start), which take over the connection.
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+impl Req {
+    pub(crate) fn new(mut r: hyper::Request<Incoming>) -> Req {
+        let upgrade = r.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
+        let (parts, body) = r.into_parts();
+        let path = parts.uri.path();
+        let mut segs: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(percent_decode)
+            .collect();
+        // `/v1.41/containers/json` and `/containers/json` are the same endpoint.
+        if segs
+            .first()
+            .is_some_and(|s| s.starts_with('v') && s[1..].parse::<f32>().is_ok())
+        {
+            segs.remove(0);
+        }
+        let query = parts
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => (percent_decode(k), percent_decode(v)),
+                None => (percent_decode(kv), String::new()),
+            })
+            .collect();
+        Req {
+            method: parts.method,
+            segs,
+            query,
+            body: Some(body),
+            upgrade,
+        }
+    }
+
+    pub(crate) fn q(&self, k: &str) -> Option<&str> {
+        self.query.get(k).map(String::as_str)
+    }
+
+    /// A boolean query parameter as docker reads them: `1`, `true`, `True` are true.
+    pub(crate) fn flag(&self, k: &str) -> bool {
+        matches!(self.q(k), Some("1" | "true" | "True" | "TRUE"))
+    }
+
+    pub(crate) fn int(&self, k: &str) -> Result<Option<i64>, ApiError> {
+        match self.q(k) {
+            None | Some("") => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::bad(format!("invalid value {v:?} for query parameter {k}"))),
+        }
+    }
+
+    /// The whole request body.
+    pub(crate) async fn bytes(&mut self) -> Result<Bytes, ApiError> {
+        use http_body_util::BodyExt as _;
+        let Some(b) = self.body.take() else {
+            return Ok(Bytes::new());
+        };
+        b.collect()
+            .await
+            .map(|c| c.to_bytes())
+            .map_err(|e| ApiError::bad(format!("cannot read the request body: {e}")))
+    }
+
+    /// The body as JSON of type `T`; an empty body is `T::default()`.
+    pub(crate) async fn json<T: DeserializeOwned + Default>(&mut self) -> Result<T, ApiError> {
+        let data = self.bytes().await?;
+        if data.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
+        serde_json::from_slice(&data)
+            .map_err(|e| ApiError::bad(format!("invalid JSON in the request body: {e}")))
+    }
+}
+
+/// `%2F` → `/`, `+` stays (docker's router does not turn `+` into a space in paths; in
+/// queries Go does, but docker's clients escape spaces as `%20`).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_escapes() {
+        assert_eq!(percent_decode("a%2Fb%3Ac"), "a/b:c");
+        assert_eq!(
+            percent_decode("%7B%22label%22%3A%5B%5D%7D"),
+            r#"{"label":[]}"#
+        );
+        assert_eq!(percent_decode("50%"), "50%");
+        assert_eq!(percent_decode("x%2"), "x%2");
+    }
+}

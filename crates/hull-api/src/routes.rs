@@ -1,0 +1,96 @@
+//! Method and path → handler. Paths are matched on their segments after the optional
+//! `/v1.xx` prefix; an image name may hold slashes, so image routes join the middle.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Method, StatusCode};
+
+use crate::error::ApiError;
+use crate::http::{Req, Resp};
+use crate::server::App;
+use crate::{containers, create, exec, images, streams, system, volumes};
+
+pub(crate) async fn handle(app: Arc<App>, req: hyper::Request<Incoming>) -> Resp {
+    let _busy = app.busy();
+    let req = Req::new(req);
+    match route(app, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn route(app: Arc<App>, mut req: Req) -> Result<Resp, ApiError> {
+    let segs: Vec<&str> = req.segs.iter().map(String::as_str).collect();
+    let m = req.method.clone();
+    let (get, post, del, head) = (
+        m == Method::GET,
+        m == Method::POST,
+        m == Method::DELETE,
+        m == Method::HEAD,
+    );
+    match segs.as_slice() {
+        ["_ping"] if get || head => Ok(system::ping(head)),
+        ["version"] if get => Ok(system::version()),
+        ["info"] if get => system::info(&app).await,
+        ["containers", "json"] if get => containers::list(&app, &req).await,
+        ["containers", "create"] if post => create::create(&app, &mut req).await,
+        ["containers", id, "json"] if get => containers::inspect(&app, id).await,
+        ["containers", id, "start"] if post => containers::start(&app, id).await,
+        ["containers", id, "stop"] if post => containers::stop(&app, id, &req, false).await,
+        ["containers", id, "restart"] if post => containers::stop(&app, id, &req, true).await,
+        ["containers", id, "kill"] if post => containers::kill(&app, id, &req).await,
+        ["containers", id, "pause"] if post => containers::pause(&app, id, true).await,
+        ["containers", id, "unpause"] if post => containers::pause(&app, id, false).await,
+        ["containers", id, "top"] if get => containers::top(&app, id).await,
+        ["containers", id, "resize"] if post => containers::resize(&app, id, &req).await,
+        ["containers", id, "wait"] if post => streams::wait(&app, id, &req).await,
+        ["containers", id, "logs"] if get => streams::logs(&app, id, &req).await,
+        ["containers", id, "attach"] if post => {
+            let id = id.to_string();
+            streams::attach(&app, &id, &mut req).await
+        }
+        ["containers", id, "exec"] if post => {
+            let id = id.to_string();
+            exec::create(&app, &id, &mut req).await
+        }
+        ["exec", id, "start"] if post => {
+            let id = id.to_string();
+            exec::start(&app, &id, &mut req).await
+        }
+        ["exec", id, "resize"] if post => exec::resize(&app, id, &req).await,
+        ["exec", id, "json"] if get => exec::inspect(&app, id).await,
+        ["containers", id] if del => containers::remove(&app, id, &req).await,
+        ["volumes"] if get => volumes::list(&app).await,
+        ["volumes", "create"] if post => volumes::create(&app, &mut req).await,
+        ["volumes", name] if get => volumes::inspect(&app, name).await,
+        ["volumes", name] if del => volumes::remove(&app, name).await,
+        ["images", "json"] if get => images::list(&app, &req).await,
+        ["images", rest @ .., "json"] if get && !rest.is_empty() => {
+            images::inspect(&app, &rest.join("/")).await
+        }
+        _ => Err(unknown(&m, &req.segs)),
+    }
+}
+
+fn unknown(m: &Method, segs: &[String]) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "page not found: {m} /{} is not an endpoint of hull's API",
+            segs.join("/")
+        ),
+    )
+}
+
+/// Runs `f` on the blocking pool with the engine (it does file and socket I/O).
+pub(crate) async fn blocking<T, F>(app: &Arc<App>, f: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: FnOnce(&hull_engine::Engine) -> Result<T, ApiError> + Send + 'static,
+{
+    let engine = app.engine.clone();
+    tokio::task::spawn_blocking(move || f(&engine))
+        .await
+        .map_err(|e| ApiError::internal(format!("handler failed: {e}")))?
+}
