@@ -14,6 +14,7 @@ pkgs=(
   podman conmon    # hullc under podman (crates/hullc/tests/podman.rs)
   uidmap           # newuidmap/newgidmap: rootless multi-range mappings (crates/hullc/tests/rootless.rs)
   docker.io        # Docker Engine 20.10 drives hullc (crates/hullc/tests/engines.rs)
+  containernetworking-plugins golang-go gcc jq curl  # CRI tests: CNI, cri-tools build, pause image
 )
 missing=()
 for p in "${pkgs[@]}"; do
