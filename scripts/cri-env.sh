@@ -65,9 +65,15 @@ build_images() {
   mkdir -p "$bb/bin" "$bb/etc" "$pa"
   cp /bin/busybox "$bb/bin/busybox"
   local a
+  # Hard links, as the busybox images on Docker Hub have them: a path masked by a bind mount
+  # (CRI MaskedPaths: /bin/ls) must not take the shell with it, which a symlink would.
   for a in $(/bin/busybox --list); do
-    [[ $a == busybox ]] || ln -sf busybox "$bb/bin/$a"
+    [[ $a == busybox ]] || ln -f "$bb/bin/busybox" "$bb/bin/$a"
   done
+  # Applets Debian's busybox-static lacks and critest runs (pgrep, ipcs -m), as small scripts.
+  printf '#!/bin/sh\nr=1\nfor p in /proc/[0-9]*; do\n  c=$(cat $p/comm 2>/dev/null) || continue\n  echo "$c" | grep -q -- "$1" && { echo ${p#/proc/}; r=0; }\ndone\nexit $r\n' >"$bb/bin/pgrep"
+  printf '#!/bin/sh\n[ "$1" = -m ] || { echo "ipcs: only -m" >&2; exit 1; }\necho "------ Shared Memory Segments --------"\nawk '"'"'NR > 1 { print $1, $2, $8, $3, $4, $7 }'"'"' /proc/sysvipc/shm\n' >"$bb/bin/ipcs"
+  chmod 755 "$bb/bin/pgrep" "$bb/bin/ipcs"
   mkdir -p "$bb"/{proc,sys,dev,tmp,root,var/www}
   printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$bb/etc/passwd"
   printf 'root:x:0:\nnogroup:x:65534:\n' >"$bb/etc/group"
@@ -96,16 +102,28 @@ critest_images() {
     mkimage "test-image-$n" "$u" '["sh"]' "${users[$n]}"
     push "test-image-$n" "k8s-staging-cri-tools/test-image-$n:latest"
   done
+  # Image specs only pull, list and remove: one distinct file each (images/image-test's ADD),
+  # the three test-image-tags share one image.
   for n in test-image-latest:latest test-image-tag:test test-image-tag:all \
-    test-image-1:latest test-image-2:latest test-image-3:latest \
-    test-image-tags:1 test-image-tags:2 test-image-tags:3; do
-    push busybox "k8s-staging-cri-tools/$n"
+    test-image-1:latest test-image-2:latest test-image-3:latest test-image-tags:1; do
+    mkdir -p "$D/rootfs/$n"
+    echo "$n" >"$D/rootfs/$n/TEST"
+    mkimage "$n" "$D/rootfs/$n" '["/TEST"]'
+    push "$n" "k8s-staging-cri-tools/$n"
   done
+  push test-image-tags:1 k8s-staging-cri-tools/test-image-tags:2
+  push test-image-tags:1 k8s-staging-cri-tools/test-image-tags:3
+  # "nginx": a script (so its comm is nginx, as `pidof nginx` wants) that writes
+  # /var/run/nginx.pid and serves / with busybox httpd.
   echo '<html>hull critest</html>' >"$bb/var/www/index.html"
-  mkimage web "$bb" '["httpd","-f","-p","80","-h","/var/www"]'
-  push web e2e-test-images/nginx:1.14-2
-  mkimage hostnet-web "$bb" '["httpd","-f","-p","12003","-h","/var/www"]'
-  push hostnet-web k8s-staging-cri-tools/hostnet-nginx-amd64:latest
+  mkdir -p "$bb/usr/sbin" "$bb/var/run"
+  for n in 80 12003; do
+    printf '#!/bin/sh\necho $$ >/var/run/nginx.pid\ntrap "exit 0" TERM INT\nhttpd -f -p %s -h /var/www &\nwait\n' "$n" >"$bb/usr/sbin/nginx"
+    chmod 755 "$bb/usr/sbin/nginx"
+    mkimage "web-$n" "$bb" '["/usr/sbin/nginx"]'
+  done
+  push web-80 e2e-test-images/nginx:1.14-2
+  push web-12003 k8s-staging-cri-tools/hostnet-nginx-amd64:latest
   mkimage apache "$bb" '["sh","-c","echo \"Command line: httpd -D FOREGROUND\" >&2; exec httpd -f -p 80 -h /var/www"]'
   push apache e2e-test-images/httpd:2.4.39-4
 }
@@ -187,7 +205,10 @@ EOF
 
 start_containerd() {
   mkdir -p /run/containerd /run/netns
-  PATH="${HULL_BIN_DIR:+$HULL_BIN_DIR:}$PATH" unshare -m --propagation private -- sh -c '
+  # A slave of the host's mounts that is shared within itself: nothing propagates back to the
+  # host, and CRI's rshared/rslave mounts (critest's propagation specs) find "/" shared.
+  PATH="${HULL_BIN_DIR:+$HULL_BIN_DIR:}$PATH" unshare -m --propagation slave -- sh -c '
+    mount --make-rshared / &&
     mount -t tmpfs -o mode=0711 hull-cri /run/containerd &&
     mount -t tmpfs -o mode=0755 hull-cri /run/netns &&
     exec containerd --config "$1"' sh "$D/config.toml" >"$D/containerd.log" 2>&1 &

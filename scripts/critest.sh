@@ -40,7 +40,9 @@ for h in "${handlers[@]}"; do
   echo "critest: handler $h on $endpoint" >&2
   mkdir -p "$results/$h"
   set +e
-  (cd "$work" && "$tools/critest" --runtime-endpoint "$endpoint" --image-endpoint "$endpoint" \
+  # critest runs in containerd's mount namespace: its mount propagation specs mount on "the
+  # host" and look for the mount in the container, and back.
+  (cd "$work" && nsenter -t "$(cat "$env_dir/containerd.pid")" -m -- "$tools/critest" --runtime-endpoint "$endpoint" --image-endpoint "$endpoint" \
     --runtime-handler "$h" --ginkgo.no-color --ginkgo.v \
     --ginkgo.junit-report "$results/$h/junit.xml" >"$results/$h/critest.log" 2>&1)
   set -e
