@@ -106,13 +106,14 @@ critest_images() {
   # the three test-image-tags share one image.
   for n in test-image-latest:latest test-image-tag:test test-image-tag:all \
     test-image-1:latest test-image-2:latest test-image-3:latest test-image-tags:1; do
-    mkdir -p "$D/rootfs/$n"
-    echo "$n" >"$D/rootfs/$n/TEST"
-    mkimage "$n" "$D/rootfs/$n" '["/TEST"]'
-    push "$n" "k8s-staging-cri-tools/$n"
+    local l=${n/:/-}
+    mkdir -p "$D/rootfs/$l"
+    echo "$n" >"$D/rootfs/$l/TEST"
+    mkimage "$l" "$D/rootfs/$l" '["/TEST"]'
+    push "$l" "k8s-staging-cri-tools/$n"
   done
-  push test-image-tags:1 k8s-staging-cri-tools/test-image-tags:2
-  push test-image-tags:1 k8s-staging-cri-tools/test-image-tags:3
+  push test-image-tags-1 k8s-staging-cri-tools/test-image-tags:2
+  push test-image-tags-1 k8s-staging-cri-tools/test-image-tags:3
   # "nginx": a script (so its comm is nginx, as `pidof nginx` wants) that writes
   # /var/run/nginx.pid and serves / with busybox httpd.
   echo '<html>hull critest</html>' >"$bb/var/www/index.html"

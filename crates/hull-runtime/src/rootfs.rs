@@ -66,6 +66,31 @@ pub(crate) struct RootfsOpts<'a> {
     pub(crate) await_cgroup: &'a dyn Fn(bool) -> Result<(), ProtocolError>,
 }
 
+/// Makes private the mount that holds `path`: the rootfs's own mount when it
+/// is a mount point (containerd's overlay), else the nearest one above it, as
+/// runc's rootfsParentMountPrivate. Under rootfsPropagation "shared"/"rshared"
+/// that mount is shared, and so would be the rootfs bind made on it, which
+/// pivot_root(2) refuses with EINVAL (critest's rshared propagation spec through
+/// containerd's CRI). EINVAL from mount(2) means "not a mount point": go up.
+fn mount_containing_private(path: &Path) -> Result<(), RootfsError> {
+    let mut p = path;
+    loop {
+        match mount(
+            None::<&str>,
+            p,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(nix::Error::EINVAL) if p != Path::new("/") => {
+                p = p.parent().unwrap_or(Path::new("/"));
+            }
+            Err(e) => return Err(sys("make the rootfs's mount private", p)(e)),
+        }
+    }
+}
+
 /// Everything before pivot_root.
 pub(crate) fn prepare(o: &RootfsOpts) -> Result<(), RootfsError> {
     let linux = o.spec.linux().as_ref();
@@ -80,17 +105,9 @@ pub(crate) fn prepare(o: &RootfsOpts) -> Result<(), RootfsError> {
     };
     mount(None::<&str>, "/", None::<&str>, root_flags, None::<&str>)
         .map_err(sys("make / private", Path::new("/")))?;
-    // pivot_root(2) refuses a new root whose parent mount is shared.
+    // pivot_root(2) refuses a new root whose mount or parent mount is shared.
     if root_flags.contains(MsFlags::MS_SHARED) {
-        let parent = o.rootfs.parent().unwrap_or(Path::new("/"));
-        mount(
-            None::<&str>,
-            parent,
-            None::<&str>,
-            MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .ok();
+        mount_containing_private(o.rootfs)?;
     }
     mount(
         Some(o.rootfs),

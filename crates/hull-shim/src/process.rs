@@ -1,6 +1,5 @@
 //! One container process (init or exec) as the shim tracks it.
 
-
 use crate::reaper::Exit;
 use crate::stdio::{ProcessIo, StdioPaths};
 

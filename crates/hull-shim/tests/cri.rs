@@ -66,7 +66,10 @@ fn pod_lifecycle(handler: &str, shim: &str) {
             "linux": {"cgroup_parent": cri.cgroup_parent},
         }),
     );
-    let pod_id = cri.ok(&["runp", "--runtime", handler, &pod]).trim().to_string();
+    let pod_id = cri
+        .ok(&["runp", "--runtime", handler, &pod])
+        .trim()
+        .to_string();
     let pods = cri.json(&["pods", "-o", "json", "--id", &pod_id]);
     assert_eq!(pods["items"][0]["state"], "SANDBOX_READY", "{pods}");
     assert_eq!(pods["items"][0]["runtimeHandler"], handler, "{pods}");
@@ -95,7 +98,10 @@ fn pod_lifecycle(handler: &str, shim: &str) {
             json!({}),
         ),
     );
-    let c = cri.file("c", &container("c", &["sh", "-c", "echo bye; exit 7"], json!({})));
+    let c = cri.file(
+        "c",
+        &container("c", &["sh", "-c", "echo bye; exit 7"], json!({})),
+    );
     let ids: Vec<String> = [&a, &b, &c]
         .iter()
         .map(|f| cri.ok(&["create", &pod_id, f, &pod]).trim().to_string())
@@ -145,9 +151,21 @@ fn pod_lifecycle(handler: &str, shim: &str) {
     assert!(err.contains("exited with 4"), "{o:?}");
 
     // Limits, seen inside a's cgroup (exec -s prints a newline after each stream).
-    let mem = cri.ok(&["exec", "-s", a_id, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]);
+    let mem = cri.ok(&[
+        "exec",
+        "-s",
+        a_id,
+        "cat",
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
     assert_eq!(mem.trim(), (64u64 << 20).to_string());
-    let quota = cri.ok(&["exec", "-s", a_id, "cat", "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"]);
+    let quota = cri.ok(&[
+        "exec",
+        "-s",
+        a_id,
+        "cat",
+        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+    ]);
     assert_eq!(quota.trim(), "50000");
     let shares = cri.ok(&["exec", "-s", a_id, "cat", "/sys/fs/cgroup/cpu/cpu.shares"]);
     assert_eq!(shares.trim(), "512");
@@ -167,7 +185,8 @@ fn pod_lifecycle(handler: &str, shim: &str) {
     assert!(ws > 0, "a's working set: {a_stats}");
     let statsp = cri.json(&["statsp", "-o", "json", "--id", &pod_id]);
     assert_eq!(
-        statsp["stats"][0]["attributes"]["id"], pod_id.as_str(),
+        statsp["stats"][0]["attributes"]["id"],
+        pod_id.as_str(),
         "{statsp}"
     );
 

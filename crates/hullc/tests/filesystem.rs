@@ -82,6 +82,47 @@ fn root_is_the_bundle_rootfs() {
     );
 }
 
+/// Unmounts the rootfs's own mount when the test ends, also after a failure.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// rootfsPropagation "rshared" with the rootfs a shared mount point of its own, as containerd's
+/// overlay is under CRI when a container has a bidirectional mount (critest's rshared
+/// propagation spec): hullc makes the rootfs's mount private before binding it for pivot_root,
+/// as runc does (pivot_root(2) refuses shared mounts with EINVAL, which hullc used to report),
+/// and `/` is rshared again inside.
+#[test]
+fn rshared_rootfs_on_its_own_shared_mount() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    let r = b.rootfs().to_path_buf();
+    let sh = |c: &str| {
+        let st = std::process::Command::new("sh")
+            .args(["-c", c])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{c}");
+    };
+    sh(&format!("mount --bind {0} {0}", r.display()));
+    let _umount = Unmount(r.clone());
+    sh(&format!("mount --make-shared {}", r.display()));
+    b.config["linux"]["rootfsPropagation"] = json!("rshared");
+    let mi = mountinfo(&h, &mut b);
+    let root = mi
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .unwrap();
+    assert!(root.contains(" shared:"), "/ is not shared inside: {mi}");
+}
+
 #[test]
 fn no_pivot_runs_in_the_rootfs() {
     let h = Hullc::new();

@@ -74,7 +74,9 @@ pub fn usable() -> Option<PathBuf> {
         }
     }
     if !Path::new("/usr/lib/cni/bridge").exists() {
-        eprintln!("SKIPPED: CRI tests need /usr/lib/cni (apt-get install containernetworking-plugins)");
+        eprintln!(
+            "SKIPPED: CRI tests need /usr/lib/cni (apt-get install containernetworking-plugins)"
+        );
         return None;
     }
     let c = crictl();
@@ -150,7 +152,14 @@ impl Cri {
 
     pub fn crictl(&self, args: &[&str]) -> Output {
         Command::new(&self.crictl)
-            .args(["--timeout", "60s", "-r", &self.endpoint, "-i", &self.endpoint])
+            .args([
+                "--timeout",
+                "60s",
+                "-r",
+                &self.endpoint,
+                "-i",
+                &self.endpoint,
+            ])
             .args(args)
             .stdin(Stdio::null())
             .output()
