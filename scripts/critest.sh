@@ -20,7 +20,7 @@ for f in "$tools/crictl" "$tools/critest" "$bins/containerd-shim-hull-v2" "$bins
   [[ -x $f ]] || { echo "critest.sh: $f missing (scripts/cri-tools.sh; cargo build -p hull-shim -p hullc)" >&2; exit 2; }
 done
 work=$(mktemp -d /tmp/hull-critest.XXXXXX)
-results=${results:-$root/target/critest-results}
+results=$(realpath -m "${results:-$root/target/critest-results}")
 mkdir -p "$results"
 env_dir=
 cleanup() {

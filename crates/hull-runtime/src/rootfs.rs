@@ -171,10 +171,22 @@ pub(crate) fn switch_root(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsErr
         .map_err(sys("move rootfs to /", rootfs))?;
         nix::unistd::chroot(".").map_err(sys("chroot", rootfs))?;
     } else {
-        // pivot_root(".", ".") stacks the old root under the new one at the
-        // same point; unmounting "." then drops the old root without needing
-        // a directory for it inside the container (runc's trick).
+        // pivot_root(".", ".") stacks the old root on the new one at the
+        // same point; unmounting it then drops the old root without needing
+        // a directory for it inside the container (runc's trick). Our cwd
+        // stays on the new root (a lookup of "." does not cross the mount
+        // stacked on it), so step onto the old root through an fd taken
+        // before: a recursive change of "." would otherwise hit the new root
+        // and every container mount, turning an rshared volume into a slave
+        // whose mounts never reach the host (critest's rshared spec).
+        let old_root = File::open("/").map_err(|e| RootfsError::Sys {
+            op: "open the old root",
+            path: PathBuf::from("/"),
+            source: e,
+        })?;
         nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root", rootfs))?;
+        nix::unistd::fchdir(&old_root).map_err(sys("fchdir to the old root", rootfs))?;
+        drop(old_root);
         // The old root may be shared with the host: detach quietly.
         mount(
             None::<&str>,

@@ -115,12 +115,38 @@ fn rshared_rootfs_on_its_own_shared_mount() {
     let _umount = Unmount(r.clone());
     sh(&format!("mount --make-shared {}", r.display()));
     b.config["linux"]["rootfsPropagation"] = json!("rshared");
-    let mi = mountinfo(&h, &mut b);
+    // A volume with bidirectional propagation (CRI's Bidirectional): what the container mounts
+    // in it reaches the host, so it must stay a peer of the host's mount through the pivot.
+    let vol = h.scratch().join("vol");
+    fs::create_dir_all(vol.join("sub")).unwrap();
+    sh(&format!("mount --bind {0} {0}", vol.display()));
+    let _umount_vol = Unmount(vol.clone());
+    sh(&format!("mount --make-rshared {}", vol.display()));
+    fs::create_dir_all(b.rootfs().join("vol")).unwrap();
+    b.add_mount(json!({
+        "destination": "/vol", "type": "bind", "source": vol, "options": ["rbind", "rshared"]
+    }));
+    for set in ["bounding", "effective", "permitted"] {
+        if let Some(a) = b.config["process"]["capabilities"][set].as_array_mut() {
+            a.push(json!("CAP_SYS_ADMIN"));
+        }
+    }
+    let mi = h.sh(
+        &mut b,
+        "mount -t tmpfs hull-prop /vol/sub && cat /proc/self/mountinfo",
+    );
     let root = mi
         .lines()
         .find(|l| l.split(' ').nth(4) == Some("/"))
         .unwrap();
     assert!(root.contains(" shared:"), "/ is not shared inside: {mi}");
+    let host = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let sub = format!("{}/sub", vol.display());
+    assert!(
+        host.lines()
+            .any(|l| l.split(' ').nth(4) == Some(sub.as_str()) && l.contains("hull-prop")),
+        "the container's mount in the rshared volume did not reach the host"
+    );
 }
 
 #[test]
