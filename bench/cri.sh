@@ -22,14 +22,14 @@ fi
 CRICTL=$tools/crictl
 work=$(mktemp -d /tmp/hull-bench-cri.XXXXXX)
 env_dir=$work/env
+cg=/hull-bench-cri-$$
 cleanup() {
-  CRICTL=$CRICTL "$root/scripts/cri-env.sh" down "$env_dir" >/dev/null 2>&1 || true
+  CRICTL=$CRICTL CRI_CGROUP_PARENT=$cg "$root/scripts/cri-env.sh" down "$env_dir" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 exec 9>/tmp/hull-net-tests.lock
 flock 9
-cg=/hull-bench-cri-$$
 ep=$(CRICTL=$CRICTL HULL_BIN_DIR=$bins CRI_CGROUP_PARENT=$cg "$root/scripts/cri-env.sh" up "$env_dir")
 c() { "$CRICTL" --timeout 60s -r "$ep" -i "$ep" "$@"; }
 c pull docker.io/library/busybox:latest >/dev/null
