@@ -15,6 +15,7 @@ pkgs=(
   uidmap           # newuidmap/newgidmap: rootless multi-range mappings (crates/hullc/tests/rootless.rs)
   docker.io        # Docker Engine 20.10 drives hullc (crates/hullc/tests/engines.rs)
   tini             # hull run --init: /usr/bin/tini-static as PID 1 (crates/hull/tests/run_flags.rs)
+  containernetworking-plugins golang-go gcc jq curl  # CRI tests: CNI, cri-tools build, pause image
 )
 missing=()
 for p in "${pkgs[@]}"; do

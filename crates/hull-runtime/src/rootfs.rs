@@ -70,6 +70,31 @@ pub(crate) struct RootfsOpts<'a> {
     pub(crate) bind_fds: &'a HashMap<usize, OwnedFd>,
 }
 
+/// Makes private the mount that holds `path`: the rootfs's own mount when it
+/// is a mount point (containerd's overlay), else the nearest one above it, as
+/// runc's rootfsParentMountPrivate. Under rootfsPropagation "shared"/"rshared"
+/// that mount is shared, and so would be the rootfs bind made on it, which
+/// pivot_root(2) refuses with EINVAL (critest's rshared propagation spec through
+/// containerd's CRI). EINVAL from mount(2) means "not a mount point": go up.
+fn mount_containing_private(path: &Path) -> Result<(), RootfsError> {
+    let mut p = path;
+    loop {
+        match mount(
+            None::<&str>,
+            p,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ) {
+            Ok(()) => return Ok(()),
+            Err(nix::Error::EINVAL) if p != Path::new("/") => {
+                p = p.parent().unwrap_or(Path::new("/"));
+            }
+            Err(e) => return Err(sys("make the rootfs's mount private", p)(e)),
+        }
+    }
+}
+
 /// Everything before pivot_root.
 pub(crate) fn prepare(o: &RootfsOpts) -> Result<(), RootfsError> {
     let linux = o.spec.linux().as_ref();
@@ -84,17 +109,9 @@ pub(crate) fn prepare(o: &RootfsOpts) -> Result<(), RootfsError> {
     };
     mount(None::<&str>, "/", None::<&str>, root_flags, None::<&str>)
         .map_err(sys("make / private", Path::new("/")))?;
-    // pivot_root(2) refuses a new root whose parent mount is shared.
+    // pivot_root(2) refuses a new root whose mount or parent mount is shared.
     if root_flags.contains(MsFlags::MS_SHARED) {
-        let parent = o.rootfs.parent().unwrap_or(Path::new("/"));
-        mount(
-            None::<&str>,
-            parent,
-            None::<&str>,
-            MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .ok();
+        mount_containing_private(o.rootfs)?;
     }
     mount(
         Some(o.rootfs),
@@ -160,10 +177,22 @@ pub(crate) fn switch_root(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsErr
         .map_err(sys("move rootfs to /", rootfs))?;
         nix::unistd::chroot(".").map_err(sys("chroot", rootfs))?;
     } else {
-        // pivot_root(".", ".") stacks the old root under the new one at the
-        // same point; unmounting "." then drops the old root without needing
-        // a directory for it inside the container (runc's trick).
+        // pivot_root(".", ".") stacks the old root on the new one at the
+        // same point; unmounting it then drops the old root without needing
+        // a directory for it inside the container (runc's trick). Our cwd
+        // stays on the new root (a lookup of "." does not cross the mount
+        // stacked on it), so step onto the old root through an fd taken
+        // before: a recursive change of "." would otherwise hit the new root
+        // and every container mount, turning an rshared volume into a slave
+        // whose mounts never reach the host (critest's rshared spec).
+        let old_root = File::open("/").map_err(|e| RootfsError::Sys {
+            op: "open the old root",
+            path: PathBuf::from("/"),
+            source: e,
+        })?;
         nix::unistd::pivot_root(".", ".").map_err(sys("pivot_root", rootfs))?;
+        nix::unistd::fchdir(&old_root).map_err(sys("fchdir to the old root", rootfs))?;
+        drop(old_root);
         // The old root may be shared with the host: detach quietly.
         mount(
             None::<&str>,

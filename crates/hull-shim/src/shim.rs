@@ -2,6 +2,7 @@
 //! shim, print its address), `delete` (clean up after a dead shim) and the
 //! serving process itself.
 
+use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -22,6 +23,27 @@ pub const RUNTIME_ID: &str = "io.containerd.hull.v2";
 /// Directory for the shim's socket instead of `/run/containerd/s` (for
 /// `hull`, which runs the shim without containerd).
 pub const SOCKET_DIR_ENV: &str = "HULL_SHIM_SOCKET_DIR";
+
+/// The annotation containerd's CRI puts on a pod's sandbox and containers
+/// (the sandbox's own id on the sandbox).
+pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+
+/// The pod a bundle's container belongs to, from its `config.json`
+/// annotations; `None` outside CRI or when the config cannot be read (the
+/// Create that follows reports that).
+pub fn sandbox_id(config: &Path) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        #[serde(default)]
+        annotations: std::collections::HashMap<String, String>,
+    }
+    let data = std::fs::read(config).ok()?;
+    let spec: Spec = serde_json::from_slice(&data).ok()?;
+    spec.annotations
+        .get(SANDBOX_ID_ANNOTATION)
+        .filter(|s| !s.is_empty())
+        .cloned()
+}
 
 pub struct HullShim {
     namespace: String,
@@ -72,8 +94,20 @@ impl containerd_shim::Shim for HullShim {
     }
 
     fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
-        // One shim per container: the grouping is the container id.
-        let grouping = opts.id.clone();
+        // One shim per pod under CRI (as containerd-shim-runc-v2): the
+        // grouping is the sandbox id, and a container whose pod's shim
+        // already serves joins it. Anything else (hull's, ctr's containers)
+        // gets its own shim.
+        let grouping = sandbox_id(Path::new("config.json")).unwrap_or_else(|| opts.id.clone());
+        let address = opts.socket_address(&grouping);
+        let path = address.strip_prefix("unix://").unwrap_or(&address);
+        if grouping != opts.id && UnixStream::connect(path).is_ok() {
+            containerd_shim::util::write_address(&address)?;
+            return Ok(address);
+        }
+        // Nobody answers there: a socket file left by a shim that died would
+        // make the new shim's bind fail.
+        let _ = std::fs::remove_file(path);
         let (_pid, address) = containerd_shim::spawn(opts, &grouping, Vec::new())?;
         containerd_shim::util::write_address(&address)?;
         Ok(address)
@@ -128,5 +162,26 @@ impl containerd_shim::Shim for HullShim {
 impl HullShim {
     pub fn exit_signal(&self) -> Arc<ExitSignal> {
         Arc::clone(&self.exit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn sandbox_id_from_annotations() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("config.json");
+        assert_eq!(sandbox_id(&cfg), None, "no config");
+        std::fs::write(&cfg, r#"{"ociVersion":"1.0.2"}"#).unwrap();
+        assert_eq!(sandbox_id(&cfg), None, "no annotations");
+        std::fs::write(
+            &cfg,
+            r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"abc","x":"y"}}"#,
+        )
+        .unwrap();
+        assert_eq!(sandbox_id(&cfg).as_deref(), Some("abc"));
     }
 }

@@ -82,6 +82,73 @@ fn root_is_the_bundle_rootfs() {
     );
 }
 
+/// Unmounts the rootfs's own mount when the test ends, also after a failure.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// rootfsPropagation "rshared" with the rootfs a shared mount point of its own, as containerd's
+/// overlay is under CRI when a container has a bidirectional mount (critest's rshared
+/// propagation spec): hullc makes the rootfs's mount private before binding it for pivot_root,
+/// as runc does (pivot_root(2) refuses shared mounts with EINVAL, which hullc used to report),
+/// and `/` is rshared again inside.
+#[test]
+fn rshared_rootfs_on_its_own_shared_mount() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    let r = b.rootfs().to_path_buf();
+    let sh = |c: &str| {
+        let st = std::process::Command::new("sh")
+            .args(["-c", c])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{c}");
+    };
+    sh(&format!("mount --bind {0} {0}", r.display()));
+    let _umount = Unmount(r.clone());
+    sh(&format!("mount --make-shared {}", r.display()));
+    b.config["linux"]["rootfsPropagation"] = json!("rshared");
+    // A volume with bidirectional propagation (CRI's Bidirectional): what the container mounts
+    // in it reaches the host, so it must stay a peer of the host's mount through the pivot.
+    let vol = h.scratch().join("vol");
+    fs::create_dir_all(vol.join("sub")).unwrap();
+    sh(&format!("mount --bind {0} {0}", vol.display()));
+    let _umount_vol = Unmount(vol.clone());
+    sh(&format!("mount --make-rshared {}", vol.display()));
+    fs::create_dir_all(b.rootfs().join("vol")).unwrap();
+    b.add_mount(json!({
+        "destination": "/vol", "type": "bind", "source": vol, "options": ["rbind", "rshared"]
+    }));
+    for set in ["bounding", "effective", "permitted"] {
+        if let Some(a) = b.config["process"]["capabilities"][set].as_array_mut() {
+            a.push(json!("CAP_SYS_ADMIN"));
+        }
+    }
+    let mi = h.sh(
+        &mut b,
+        "mount -t tmpfs hull-prop /vol/sub && cat /proc/self/mountinfo",
+    );
+    let root = mi
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .unwrap();
+    assert!(root.contains(" shared:"), "/ is not shared inside: {mi}");
+    let host = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let sub = format!("{}/sub", vol.display());
+    assert!(
+        host.lines()
+            .any(|l| l.split(' ').nth(4) == Some(sub.as_str()) && l.contains("hull-prop")),
+        "the container's mount in the rshared volume did not reach the host"
+    );
+}
+
 #[test]
 fn no_pivot_runs_in_the_rootfs() {
     let h = Hullc::new();
