@@ -100,7 +100,7 @@ debian_mirror() {
 	echo "${uri:-http://deb.debian.org/debian}"
 }
 
-# The guest's root: what the suite calls (bats, jq, gawk, iproute2, procps, util-linux's losetup/lsblk/script,
+# The guest's root: what the suite calls (bats, jq, gawk, xz-utils for its images, iproute2, procps, util-linux's losetup/lsblk/script,
 # gcc and libc6-dev for the static helpers dev.bats and seccomp.bats compile), libseccomp for runc and the
 # seccomp agent. Built once per suite and cached. Sets droot.
 make_root() {
@@ -110,7 +110,7 @@ make_root() {
 	[[ -e "$droot.done" ]] && return
 	say "debootstrap --variant=minbase $suite into $droot (once; takes minutes)"
 	rm -rf "$droot"
-	debootstrap --variant=minbase --include=bats,jq,gawk,iproute2,procps,mount,kmod,libseccomp2,gcc,libc6-dev \
+	debootstrap --variant=minbase --include=bats,jq,gawk,xz-utils,iproute2,procps,mount,kmod,libseccomp2,gcc,libc6-dev \
 		"$suite" "$droot" "$(debian_mirror)" >"$results/debootstrap.log" 2>&1 ||
 		{ say "debootstrap failed (see $results/debootstrap.log)"; exit 1; }
 	rm -rf "$droot"/var/cache/apt/archives/*.deb

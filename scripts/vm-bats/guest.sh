@@ -25,6 +25,11 @@ hostname vm
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
 	echo "+$c" >/sys/fs/cgroup/cgroup.subtree_control || echo "VM-BATS-NOTE cannot enable $c"
 done
+# And what systemd does: no process stays in the root cgroup. The suite runs in a child, as in a
+# distro's session or service scope; its helpers look for a `cgroup.freeze` file below /sys/fs/cgroup
+# (the root has none) to decide whether the freezer cases (pause.bats...) can run at all.
+mkdir /sys/fs/cgroup/init.scope
+echo $$ >/sys/fs/cgroup/init.scope/cgroup.procs
 echo "VM-BATS-KERNEL $(uname -r), cgroup2 only ($(grep -c ' cgroup ' /proc/mounts) v1 mounts), controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
 
 . /vm-bats/env
