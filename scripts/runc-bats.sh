@@ -122,8 +122,9 @@ debian_suite() { . /etc/os-release && echo "${VERSION_CODENAME:-bookworm}"; }
 
 debian_mirror() {
 	local uri
-	uri=$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null |
-		awk '{print $2}' | grep -v security | head -1)
+	# Only the files apt reads (*.list, *.sources): a renamed, disabled source is not a mirror.
+	uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
+		grep -oE '^(URIs:|deb) +https?://[^ ]+' | awk '{print $2}' | grep -E '/debian/?$' | head -n 1 || true)
 	echo "${uri:-http://deb.debian.org/debian}"
 }
 
