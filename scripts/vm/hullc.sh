@@ -58,6 +58,17 @@ expect "cgroup.procs lists the init" "$pid" cgfile life cgroup.procs
 check "hullc start" hullc start life
 expect "hullc state: running" running status life
 expect "cgroup namespace: /proc/self/cgroup inside" "0::/" hullc exec life cat /proc/self/cgroup
+# runc's cgroups.bats 6: init moved to a sub-cgroup and a domain controller enabled in the
+# container's cgroup; the kernel then refuses new members there (EBUSY, no internal
+# processes) and an exec is born in init's cgroup instead.
+mkdir "$CG/life/foo"
+echo "$pid" > "$CG/life/foo/cgroup.procs"
+echo +memory > "$CG/life/cgroup.subtree_control"
+expect "exec joins init's sub-cgroup once the container's is busy" "0::/foo" \
+    hullc exec life cat /proc/self/cgroup
+echo -memory > "$CG/life/cgroup.subtree_control"
+echo "$pid" > "$CG/life/cgroup.procs"
+rmdir "$CG/life/foo"
 check "cgroup2 mounted inside the container" sh -c \
     'hullc exec life cat /proc/self/mountinfo | grep -q " /sys/fs/cgroup .* - cgroup2 "'
 check "hullc kill KILL" hullc kill life KILL

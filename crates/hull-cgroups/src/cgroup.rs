@@ -170,6 +170,29 @@ impl Cgroup {
             .ok()
     }
 
+    /// On pure v2: an O_DIRECTORY fd of the cgroup `pid` is in now, when that is this
+    /// cgroup or one below it. A container may move its init into a sub-cgroup and then
+    /// enable a domain controller in its own cgroup; from then on the kernel refuses new
+    /// processes there (EBUSY: no internal processes), and an exec joins init's cgroup
+    /// instead, as runc's setnsProcess does (runc issue 2356).
+    pub fn v2_dir_of(&self, pid: i32) -> Option<fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let u = self.unified.as_ref().filter(|_| self.mode == Mode::V2)?;
+        let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        let rel = own.lines().find_map(|l| l.strip_prefix("0::"))?;
+        let dir = u.mount.join(rel.trim_start_matches('/'));
+        // Only inside the container's own cgroup: never a directory the container
+        // could not have made itself (`..` cannot appear in the kernel's paths).
+        if dir == u.path || !dir.starts_with(&u.path) {
+            return None;
+        }
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&dir)
+            .ok()
+    }
+
     /// Move `pid` (all its threads) into the cgroup in every hierarchy.
     pub fn add_process(&self, pid: i32) -> Result<(), Error> {
         for p in self.paths() {

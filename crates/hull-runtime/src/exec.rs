@@ -289,7 +289,8 @@ fn exec_blocked(
     let cg_fd = cg
         .filter(|_| target.sub_dirs.is_none())
         .and_then(|c| c.clone_fd());
-    let (pid, pidfd) = match clone3(0, cg_fd.as_ref().map(|f| f.as_raw_fd()))? {
+    let (clone, cg_fd) = clone_into(cg_fd, cg, saved.pid);
+    let (pid, pidfd) = match clone? {
         None => {
             // No host directory fd may reach the container (CVE-2024-21626).
             drop((parent, cg_fd));
@@ -314,10 +315,13 @@ fn exec_blocked(
     };
     drop((child, console_theirs, nss, seccomp));
     let setup = (|| {
-        match (target.sub_dirs, cg) {
-            (Some(dirs), _) => exec_cgroup::enter(dirs, pid)?,
-            (None, Some(cg)) => cg.enter(pid).map_err(CreateError::from)?,
-            (None, None) => {}
+        match (target.sub_dirs, cg, &cg_fd) {
+            (Some(dirs), _, _) => exec_cgroup::enter(dirs, pid)?,
+            // Born in its cgroup (CLONE_INTO_CGROUP): nothing to write, and the
+            // container's own cgroup may refuse a write (EBUSY) if it fell back.
+            (None, Some(_), Some(_)) => {}
+            (None, Some(cg), None) => cg.enter(pid).map_err(CreateError::from)?,
+            (None, None, _) => {}
         }
         parent.send(&Msg::Proceed)?;
         match parent.expect(Msg::Ready, "exec") {
@@ -336,6 +340,27 @@ fn exec_blocked(
         crate::parent::write_pid_file(p, pid)?;
     }
     finish(o, pidfd, console_ours, set)
+}
+
+/// clone3 for an exec, born in the container's cgroup on pure v2. When the kernel
+/// refuses that cgroup (EBUSY: the container enabled a domain controller in it after
+/// moving its init below), the process is born in init's current cgroup instead, as
+/// runc's exec joins `/proc/<init>/cgroup` then. Returns the cgroup fd actually used.
+fn clone_into(
+    cg_fd: Option<File>,
+    cg: Option<&Cgroups>,
+    init: i32,
+) -> (Result<Option<(i32, OwnedFd)>, CreateError>, Option<File>) {
+    let first = clone3(0, cg_fd.as_ref().map(|f| f.as_raw_fd()));
+    let busy = matches!(&first, Err(CreateError::Sys { source, .. })
+        if source.raw_os_error() == Some(libc::EBUSY));
+    let fallback = cg
+        .filter(|_| busy && cg_fd.is_some())
+        .and_then(|c| c.cgroup().v2_dir_of(init));
+    match fallback {
+        Some(fd) => (clone3(0, Some(fd.as_raw_fd())), Some(fd)),
+        None => (first, cg_fd),
+    }
 }
 
 /// The trampoline's report of a failed execve, as the error the child
