@@ -9,7 +9,8 @@
 #   sudo bench/cri.sh [REPS]       # default 10
 #
 # Binaries: HULL_BIN_DIR (containerd-shim-hull-v2 + hullc; default target/release, built with
-# scripts/release.sh when missing); crictl from target/cri-tools (scripts/cri-tools.sh).
+# scripts/release.sh when missing); crictl in HULL_CRI_TOOLS (default target/cri-tools; built by the
+# developer from cri-tools v1.26.1, hull carries no recipe for it).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 reps=${1:-10}
@@ -18,7 +19,7 @@ bins=${HULL_BIN_DIR:-$root/target/release}
 if [[ ! -x $bins/containerd-shim-hull-v2 || ! -x $bins/hullc ]]; then
   "$root/scripts/release.sh" >&2
 fi
-[[ -x $tools/crictl ]] || "$root/scripts/cri-tools.sh" >&2
+[[ -x $tools/crictl ]] || { echo "bench/cri.sh: $tools/crictl missing (cri-tools v1.26.1; HULL_CRI_TOOLS)" >&2; exit 2; }
 CRICTL=$tools/crictl
 work=$(mktemp -d /tmp/hull-bench-cri.XXXXXX)
 env_dir=$work/env

@@ -6,7 +6,8 @@
 #
 #   sudo scripts/critest.sh [--results DIR] [HANDLER...]     # default handlers: runc hull
 #
-# Needs target/cri-tools/{crictl,critest} (scripts/cri-tools.sh) and the debug binaries
+# Needs crictl and critest of cri-tools v1.26.1 in HULL_CRI_TOOLS (default target/cri-tools/; hull
+# carries no recipe for building them: a developer builds them from a cri-tools checkout) and the debug binaries
 # (cargo build -p hull-shim -p hullc), or HULL_BIN_DIR with containerd-shim-hull-v2 and hullc.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,7 +18,7 @@ handlers=("$@")
 tools=${HULL_CRI_TOOLS:-$root/target/cri-tools}
 bins=${HULL_BIN_DIR:-${CARGO_TARGET_DIR:-$root/target}/debug}
 for f in "$tools/crictl" "$tools/critest" "$bins/containerd-shim-hull-v2" "$bins/hullc"; do
-  [[ -x $f ]] || { echo "critest.sh: $f missing (scripts/cri-tools.sh; cargo build -p hull-shim -p hullc)" >&2; exit 2; }
+  [[ -x $f ]] || { echo "critest.sh: $f missing (crictl/critest of cri-tools v1.26.1 in $tools; cargo build -p hull-shim -p hullc)" >&2; exit 2; }
 done
 work=$(mktemp -d /tmp/hull-critest.XXXXXX)
 results=$(realpath -m "${results:-$root/target/critest-results}")

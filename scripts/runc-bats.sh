@@ -4,8 +4,8 @@
 #   scripts/runc-bats.sh [--results DIR] [--debootstrap] RUNC_SRC_DIR RUNTIME_BINARY [FILE.bats...]
 #
 # RUNC_SRC_DIR is a runc source tree (tag v1.1.15 is what the README's figures come from); nothing here
-# downloads it. The script builds the suite's Go helpers (recvtty, sd-helper, seccompagent) from the tree's
-# vendor/ with GOPROXY=off, builds testdata/busybox-<arch>.tar.xz from the host's busybox-static when it is
+# downloads or builds it: the suite's Go helpers (contrib/cmd/{recvtty,sd-helper,seccompagent}) must already
+# be built in the tree. It makes testdata/busybox-<arch>.tar.xz from the host's busybox-static when that is
 # missing, runs each .bats file with RUNC=RUNTIME_BINARY, writes FILE.tap per file plus summary.tsv to the
 # results dir and prints pass/fail/skip per file and a total.
 #
@@ -13,7 +13,7 @@
 # otherwise try to download it whenever a file loads; --debootstrap builds it with debootstrap from the apt
 # mirror this host is configured with (the one download this script can make, and only when asked).
 #
-# Needs: root, bats, jq, gawk, go (Debian's golang-go >= 1.19), gcc, libseccomp-dev, busybox-static.
+# Needs: root, bats, jq, gawk, go (the suite asks `go env GOARCH`), busybox-static.
 # For sessions and developers, not CI: the suite runs for tens of minutes and writes to the host's cgroups
 # (it creates /sys/fs/cgroup/*/runc-cgroups-integration-test while it runs, and removes it).
 set -euo pipefail
@@ -40,26 +40,22 @@ integ="$src/tests/integration"
 [[ -f "$integ/helpers.bash" ]] || { echo "runc-bats: $integ/helpers.bash not found: is $src a runc checkout?" >&2; exit 2; }
 [[ -x "$runtime" ]] || { echo "runc-bats: runtime $runtime is not an executable file" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "runc-bats: run as root (the suite's root cases need it)" >&2; exit 2; }
-for tool in bats jq gawk go gcc busybox; do
-	command -v "$tool" >/dev/null || { echo "runc-bats: $tool not found (apt-get install bats jq gawk golang-go gcc busybox-static libseccomp-dev)" >&2; exit 2; }
+for tool in bats jq gawk go busybox; do
+	command -v "$tool" >/dev/null || { echo "runc-bats: $tool not found (apt-get install bats jq gawk golang-go busybox-static; the suite asks `go env GOARCH`)" >&2; exit 2; }
 done
 : "${results:=/tmp/runc-bats-$(basename "$runtime")-$(date +%Y%m%d-%H%M%S)}"
 mkdir -p "$results/tmp"
 results=$(readlink -f "$results")
 
-# The suite's helpers, built from the checkout's vendor/ only: GOPROXY=off makes a missing module an error
-# instead of a download.
-build_helpers() {
-	local cmd out tags
+# The suite's Go helpers (contrib/cmd/{recvtty,sd-helper,seccompagent}/ in the checkout) must be built
+# there already: hull ships no recipe for building a fetched program.
+check_helpers() {
+	local cmd
 	for cmd in recvtty sd-helper seccompagent; do
-		out="$src/contrib/cmd/$cmd/$cmd"
-		[[ -x "$out" ]] && continue
-		tags=""
-		# Without the seccomp tag seccompagent builds as a stub that exits at once.
-		[[ "$cmd" == seccompagent ]] && tags="-tags seccomp"
-		echo "runc-bats: building $cmd"
-		# shellcheck disable=SC2086
-		(cd "$src" && GOFLAGS=-mod=vendor GOPROXY=off CGO_ENABLED=1 go build $tags -o "$out" "./contrib/cmd/$cmd")
+		[[ -x "$src/contrib/cmd/$cmd/$cmd" ]] || {
+			echo "runc-bats: $src/contrib/cmd/$cmd/$cmd missing: build the suite's helpers in the checkout first" >&2
+			exit 2
+		}
 	done
 }
 
@@ -180,7 +176,7 @@ run_files() {
 	echo "runc-bats: TAP output in $results"
 }
 
-build_helpers
+check_helpers
 prepare_images
 files=("$@")
 if [[ ${#files[@]} -eq 0 ]]; then

@@ -3,10 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
-# crictl/critest for crates/hull-shim/tests/cri.rs (cri-tools v1.26.1 from its vendor dir; the
-# source comes from CRI_TOOLS_SRC, the fetch mirror or GitHub). Without them the CRI tests skip
-# with a loud message rather than fail the suite.
-scripts/cri-tools.sh || echo "WARNING: cri-tools not built: the CRI tests (hull-shim cri.rs) will SKIP" >&2
 cargo build --workspace --all-targets
 cargo nextest run --workspace --no-fail-fast "$@"
 # The README's demo command on this clone, as a newcomer runs it (issue 25): its release build

@@ -12,7 +12,7 @@
 # it into FILE.tap per file plus summary.tsv in the results dir and prints pass/fail/skip per file and a total.
 #
 # Without FILE arguments it runs the cgroup-relevant files (TCG makes the whole suite take hours). The runtime
-# binary and the suite's helpers (scripts/runc-bats.sh builds them, with testdata/busybox-amd64.tar.xz) are
+# binary and the suite's helpers (built in the checkout beforehand; testdata/busybox-amd64.tar.xz from runc-bats.sh) are
 # copied with any library the Debian root lacks. Needs root, qemu-system-x86, debootstrap, e2fsprogs,
 # busybox-static; downloads the kernel package and the Debian root from this host's apt mirror once.
 # VM_BATS_TIMEOUT: whole-boot limit in seconds (default 5400); VM_BATS_FILE_TIMEOUT: per file (default 1800);

@@ -4,7 +4,7 @@
 //! reference: every assertion holds for both.
 //!
 //! Needs root, containerd, docker-registry, skopeo, containernetworking-plugins, gcc, jq and
-//! crictl (`scripts/cri-tools.sh`); skips loudly without them (see tests/common/cri.rs).
+//! crictl (cri-tools v1.26.1, see tests/common/cri.rs); skips loudly without them (see tests/common/cri.rs).
 
 #![allow(clippy::unwrap_used)]
 

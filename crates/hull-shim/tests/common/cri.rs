@@ -3,8 +3,8 @@
 //! `scripts/cri-env.sh` builds the stack (local registry as the mirror, locally built busybox and
 //! pause images, CNI bridge, containerd in a private mount namespace); this side holds
 //! `/tmp/hull-net-tests.lock` while it exists and tears it down on drop, also after a failed
-//! assertion. crictl comes from `HULL_CRI_TOOLS` (a dir), `target/cri-tools/` (built by
-//! `scripts/cri-tools.sh`) or PATH.
+//! assertion. crictl (cri-tools v1.26.1, which hull does not build) comes from `HULL_CRI_TOOLS`
+//! (a dir), `target/cri-tools/` or PATH.
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::os::fd::AsRawFd;
@@ -82,8 +82,8 @@ pub fn usable() -> Option<PathBuf> {
     let c = crictl();
     if c.is_none() {
         eprintln!(
-            "\n*** SKIPPED: crictl not found (HULL_CRI_TOOLS, target/cri-tools, PATH). Build it \
-             with scripts/cri-tools.sh (cri-tools v1.26.1, offline from a fetched source). ***\n"
+            "\n*** SKIPPED: crictl not found (HULL_CRI_TOOLS, target/cri-tools, PATH): put \
+             cri-tools v1.26.1's crictl there to run the CRI tests. ***\n"
         );
     }
     c
