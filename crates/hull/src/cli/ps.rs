@@ -5,8 +5,8 @@ use std::path::Path;
 use anyhow::Result;
 use clap::Args;
 use hull_engine::inspect::{self, labels, network_name, status_text};
-use hull_engine::time::ago;
-use hull_engine::{net, record, Record, State};
+use hull_engine::time::{ago, rfc3339};
+use hull_engine::{net, record, Engine, Record, State};
 use serde_json::{json, Value};
 
 use super::images::Format;
