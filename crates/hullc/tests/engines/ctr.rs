@@ -342,7 +342,9 @@ fn oom(c: &Ctr) -> Result<()> {
     let o = c.ctr_run(
         &["--rm", "--memory-limit", "8388608"],
         "oom",
-        &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+        // The shim registers its OOM watch after the task starts: an allocation at once can
+        // beat it on a loaded host, and then no event comes (for runc's shim alike).
+        &["sh", "-c", "sleep 1; dd if=/dev/zero of=/dev/null bs=64M count=1"],
     );
     let seen = wait_for("/tasks/oom", Duration::from_secs(10), || {
         std::fs::read_to_string(&events).is_ok_and(|e| {
