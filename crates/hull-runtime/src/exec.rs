@@ -342,6 +342,9 @@ fn exec_blocked(
     finish(o, pidfd, console_ours, set)
 }
 
+/// clone3's result: the child's pid and pidfd in the parent, `None` in the child.
+type Cloned = Option<(i32, OwnedFd)>;
+
 /// clone3 for an exec, born in the container's cgroup on pure v2. When the kernel
 /// refuses that cgroup (EBUSY: the container enabled a domain controller in it after
 /// moving its init below), the process is born in init's current cgroup instead, as
@@ -350,7 +353,7 @@ fn clone_into(
     cg_fd: Option<File>,
     cg: Option<&Cgroups>,
     init: i32,
-) -> (Result<Option<(i32, OwnedFd)>, CreateError>, Option<File>) {
+) -> (Result<Cloned, CreateError>, Option<File>) {
     let first = clone3(0, cg_fd.as_ref().map(|f| f.as_raw_fd()));
     let busy = matches!(&first, Err(CreateError::Sys { source, .. })
         if source.raw_os_error() == Some(libc::EBUSY));

@@ -344,7 +344,11 @@ fn oom(c: &Ctr) -> Result<()> {
         "oom",
         // The shim registers its OOM watch after the task starts: an allocation at once can
         // beat it on a loaded host, and then no event comes (for runc's shim alike).
-        &["sh", "-c", "sleep 1; dd if=/dev/zero of=/dev/null bs=64M count=1"],
+        &[
+            "sh",
+            "-c",
+            "sleep 1; dd if=/dev/zero of=/dev/null bs=64M count=1",
+        ],
     );
     let seen = wait_for("/tasks/oom", Duration::from_secs(10), || {
         std::fs::read_to_string(&events).is_ok_and(|e| {
