@@ -192,7 +192,13 @@ impl Containers {
             if name.starts_with('.') || !e.path().join("container.json").exists() {
                 continue;
             }
-            out.push(self.load(&name)?);
+            match self.load(&name) {
+                Ok(r) => out.push(r),
+                // Removed between the directory read and ours (another `rm`, an
+                // AutoRemove of the API service): gone, as if listed a moment later.
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
         out.sort_by_key(|r| r.created_ns);
         Ok(out)
