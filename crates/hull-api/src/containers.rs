@@ -165,7 +165,17 @@ pub(crate) fn start_record(app: &Arc<App>, e: &Engine, r: &Record) -> Result<(),
                 let _removing = app.removing();
                 // The attached client reads the log, which the removal deletes.
                 app.attached.wait_detached(&id, Duration::from_secs(10));
-                let _ = e.remove(&r, true, true);
+                // A removal that fails is tried again: a `wait?condition=removed` client
+                // waits for it, and a failure is said on the service's stderr.
+                for attempt in 1..=5 {
+                    match e.remove(&r, true, true) {
+                        Ok(()) => break,
+                        Err(err) if attempt == 5 => {
+                            eprintln!("hull system service: auto-remove of {id}: {err}");
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(200 * attempt)),
+                    }
+                }
             }
         });
     }

@@ -163,13 +163,21 @@ pub(crate) async fn wait(app: &Arc<App>, id: &str, req: &Req) -> Result<Resp, Ap
         if let Ok(cur) = e.find(&r.id) {
             code = e.wait(&cur).unwrap_or(code);
         }
+        let mut error = serde_json::Value::Null;
         if cond == "removed" {
             // The directory goes last in a removal: its record may be unreadable before.
+            // Bounded: a removal that failed must not hold the client forever (dockerd
+            // answers with the removal's error then).
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
             while e.dir(&r).exists() && !tx.is_closed() {
+                if std::time::Instant::now() > deadline {
+                    error = serde_json::json!({"Message": "the container was not removed"});
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        let body = serde_json::json!({"StatusCode": code, "Error": null});
+        let body = serde_json::json!({"StatusCode": code, "Error": error});
         let _ = tx.blocking_send(Bytes::from(format!("{body}\n")));
     });
     Ok(resp)

@@ -165,8 +165,13 @@ impl Containers {
     }
 
     pub fn save(&self, r: &Record) -> Result<(), Error> {
+        // A temporary name of this writer's own: two saves of one record at once (the
+        // API service's start and its wait, or two hull processes) would otherwise share
+        // one file, and the second rename would find it gone (ENOENT).
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = self.dir_of(&r.id);
-        let tmp = dir.join("container.json.tmp");
+        let tmp = dir.join(format!(".container.json.{}.{n}", std::process::id()));
         let data = serde_json::to_vec_pretty(r).map_err(|source| Error::Corrupt {
             path: tmp.clone(),
             source,
