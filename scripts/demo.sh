@@ -13,7 +13,8 @@ scripts/release.sh --quiet &
 build=$!
 tick=0
 while kill -0 "$build" 2>/dev/null; do
-    n=$(find "$deps" -maxdepth 1 -name '*.rlib' 2>/dev/null | wc -l)
+    # Before cargo makes the deps dir, find fails: with pipefail that would end the demo.
+    n=$({ find "$deps" -maxdepth 1 -name '*.rlib' 2>/dev/null || true; } | wc -l)
     line="  $n crates built, $(($(date +%s) - start)) s"
     # A terminal gets one line rewritten in place, a log a line a minute.
     if [ -t 1 ]; then
