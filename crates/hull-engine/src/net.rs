@@ -198,8 +198,7 @@ impl Engine {
     /// hull-net does not write): appended to the one `create` wrote; `host-gateway` is the
     /// default bridge's gateway, as docker's is docker0's.
     pub(crate) fn write_add_hosts(&self, dir: &Path, o: &ContainerOptions) -> Result<(), Error> {
-        if o.net_opts.add_hosts.is_empty() || matches!(o.network_mode(), NetworkMode::Network(_))
-        {
+        if o.net_opts.add_hosts.is_empty() || matches!(o.network_mode(), NetworkMode::Network(_)) {
             return Ok(());
         }
         let gateway = match self.networks().map(|n| n.inspect(DEFAULT_NETWORK)) {

@@ -22,12 +22,11 @@ pub enum Error {
     Alias(String),
     /// docker: "user specified IP address is supported on user defined networks only".
     #[error("{flag} is supported on user-defined networks only, not --network {network}")]
-    UserNetworkOnly {
-        flag: &'static str,
-        network: String,
-    },
+    UserNetworkOnly { flag: &'static str, network: String },
     /// docker: "conflicting options: custom host-to-IP mapping and the network mode".
-    #[error("--add-host cannot be combined with --network {0}: its hosts file is the other container's")]
+    #[error(
+        "--add-host cannot be combined with --network {0}: its hosts file is the other container's"
+    )]
     AddHostShared(String),
     #[error("--ip {ip}: not an assignable address of network {network} ({subnet})")]
     IpOutside {
@@ -148,12 +147,27 @@ mod tests {
     #[test]
     fn parses_and_refuses() {
         let h = parse_add_host("db.local:192.0.2.9").unwrap();
-        assert_eq!((h.name.as_str(), h.ip), ("db.local", Some("192.0.2.9".parse().unwrap())));
-        assert_eq!(parse_add_host("v6:::1").unwrap().ip, Some("::1".parse().unwrap()));
+        assert_eq!(
+            (h.name.as_str(), h.ip),
+            ("db.local", Some("192.0.2.9".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_add_host("v6:::1").unwrap().ip,
+            Some("::1".parse().unwrap())
+        );
         assert_eq!(parse_add_host("gw:host-gateway").unwrap().ip, None);
-        assert!(matches!(parse_add_host("nocolon"), Err(Error::AddHostSyntax(_))));
-        assert!(matches!(parse_add_host("a b:1.2.3.4"), Err(Error::AddHostName(..))));
-        assert!(matches!(parse_add_host("a:1.2.3"), Err(Error::AddHostIp(..))));
+        assert!(matches!(
+            parse_add_host("nocolon"),
+            Err(Error::AddHostSyntax(_))
+        ));
+        assert!(matches!(
+            parse_add_host("a b:1.2.3.4"),
+            Err(Error::AddHostName(..))
+        ));
+        assert!(matches!(
+            parse_add_host("a:1.2.3"),
+            Err(Error::AddHostIp(..))
+        ));
         assert_eq!(parse_ip("10.89.0.7").unwrap(), Ipv4Addr::new(10, 89, 0, 7));
         assert!(parse_ip("10.89.0.300").is_err() && parse_ip("::1").is_err());
         assert!(parse_alias("web-1").is_ok() && parse_alias("-x").is_err());

@@ -134,7 +134,11 @@ fn two_roots_share_one_ipam_and_reset_only_their_own() {
                 let (e, root) = (&e, root.clone());
                 s.spawn(move || {
                     let name = format!("c{i}{j}");
-                    let o = cmd_at(e, &root, &["run", "-d", "--name", &name, IMG, "sleep", "1000"]);
+                    let o = cmd_at(
+                        e,
+                        &root,
+                        &["run", "-d", "--name", &name, IMG, "sleep", "1000"],
+                    );
                     ok(&o);
                 });
             }
@@ -153,10 +157,22 @@ fn two_roots_share_one_ipam_and_reset_only_their_own() {
     assert_eq!(e.leases().len(), 8);
 
     // Definitions are host-wide: a network made from one root is the other's too.
-    e.ok(&["network", "create", "--subnet", &e.net.subnet(195), "shared"]);
+    e.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &e.net.subnet(195),
+        "shared",
+    ]);
     let ls = b.ok(&["network", "ls"]);
-    assert!(ls.contains("shared") && ls.contains(&e.net.subnet(195)), "{ls}");
-    assert_eq!(b.ok(&["network", "ls", "-q"]), e.ok(&["network", "ls", "-q"]));
+    assert!(
+        ls.contains("shared") && ls.contains(&e.net.subnet(195)),
+        "{ls}"
+    );
+    assert_eq!(
+        b.ok(&["network", "ls", "-q"]),
+        e.ok(&["network", "ls", "-q"])
+    );
 
     // B serves on the bridge (a published port) and on the shared network.
     let port = free_port();
@@ -167,7 +183,17 @@ fn two_roots_share_one_ipam_and_reset_only_their_own() {
     let mut args = vec!["run", "-d", "--name", "web2", "--network", "shared", IMG];
     args.extend_from_slice(HTTPD);
     b.ok(&args);
-    e.ok(&["run", "-d", "--name", "a2", "--network", "shared", IMG, "sleep", "1000"]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a2",
+        "--network",
+        "shared",
+        IMG,
+        "sleep",
+        "1000",
+    ]);
     assert!(http_get(port, "/from-image").ends_with("image data\n"));
     let b_veths = e.links().len();
 
@@ -180,16 +206,35 @@ fn two_roots_share_one_ipam_and_reset_only_their_own() {
     assert!(http_get(port, "/from-image").ends_with("image data\n"));
     let web = ip_of(&e, b.path(), "web");
     let got = b.ok(&[
-        "run", "--rm", IMG, "busybox", "wget", "-q", "-O", "-",
+        "run",
+        "--rm",
+        IMG,
+        "busybox",
+        "wget",
+        "-q",
+        "-O",
+        "-",
         &format!("http://{web}/from-image"),
     ]);
     assert_eq!(got, "image data\n");
     let got = b.ok(&[
-        "run", "--rm", "--network", "shared", IMG, "busybox", "wget", "-q", "-O", "-",
+        "run",
+        "--rm",
+        "--network",
+        "shared",
+        IMG,
+        "busybox",
+        "wget",
+        "-q",
+        "-O",
+        "-",
         "http://web2/from-image",
     ]);
     assert_eq!(got, "image data\n");
-    assert!(b.ok(&["network", "ls"]).contains("shared"), "in use by B: kept");
+    assert!(
+        b.ok(&["network", "ls"]).contains("shared"),
+        "in use by B: kept"
+    );
 
     // B's reset: nothing of hull's is left on the host.
     b.ok(&["system", "reset", "--force"]);
@@ -217,10 +262,27 @@ fn ip_alias_add_host_and_dns_flags() {
     e.ok(&["network", "create", "--subnet", &e.net.subnet(195), "tnet"]);
     let fixed = format!("10.195.{n}.50");
     let mut args = vec![
-        "run", "-d", "--name", "a", "--network", "tnet", "--ip", &fixed,
-        "--network-alias", "db", "--network-alias", "db.internal",
-        "--add-host", "foo.example:192.0.2.7", "--add-host", "gw:host-gateway",
-        "--dns-search", "corp.example", "--dns-option", "ndots:2", IMG,
+        "run",
+        "-d",
+        "--name",
+        "a",
+        "--network",
+        "tnet",
+        "--ip",
+        &fixed,
+        "--network-alias",
+        "db",
+        "--network-alias",
+        "db.internal",
+        "--add-host",
+        "foo.example:192.0.2.7",
+        "--add-host",
+        "gw:host-gateway",
+        "--dns-search",
+        "corp.example",
+        "--dns-option",
+        "ndots:2",
+        IMG,
     ];
     args.extend_from_slice(HTTPD);
     e.ok(&args);
@@ -232,24 +294,55 @@ fn ip_alias_add_host_and_dns_flags() {
     // Another container on the network reaches it by its aliases.
     for alias in ["db", "db.internal"] {
         let got = e.ok(&[
-            "run", "--rm", "--network", "tnet", IMG, "busybox", "wget", "-q", "-O", "-",
+            "run",
+            "--rm",
+            "--network",
+            "tnet",
+            IMG,
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
             &format!("http://{alias}/from-image"),
         ]);
         assert_eq!(got, "image data\n", "{alias}");
     }
     // The --add-host entries survive the rewrites as containers come and go.
-    e.ok(&["run", "-d", "--name", "c", "--network", "tnet", IMG, "sleep", "1000"]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "--network",
+        "tnet",
+        IMG,
+        "sleep",
+        "1000",
+    ]);
     let hosts = e.ok(&["exec", "a", "cat", "/etc/hosts"]);
     assert!(hosts.contains("192.0.2.7\tfoo.example\n"), "{hosts}");
     assert!(hosts.contains(&format!("10.195.{n}.1\tgw\n")), "{hosts}");
     assert!(hosts.contains("\tc "), "{hosts}");
     let from_c = e.ok(&["exec", "c", "cat", "/etc/hosts"]);
     assert!(from_c.contains(&format!("{fixed}\ta ")), "{from_c}");
-    assert!(!from_c.contains("foo.example"), "a's --add-host is a's: {from_c}");
+    assert!(
+        !from_c.contains("foo.example"),
+        "a's --add-host is a's: {from_c}"
+    );
     // Without a network of hull's: host-gateway is the default bridge's gateway.
     let hosts = e.ok(&[
-        "run", "--rm", "--network", "none", "--add-host", "gw:host-gateway",
-        "--add-host", "v6:::1", IMG, "cat", "/etc/hosts",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--add-host",
+        "gw:host-gateway",
+        "--add-host",
+        "v6:::1",
+        IMG,
+        "cat",
+        "/etc/hosts",
     ]);
     assert!(hosts.contains(&format!("10.199.{n}.1\tgw\n")), "{hosts}");
     assert!(hosts.contains("::1\tv6\n"), "{hosts}");
@@ -259,18 +352,54 @@ fn ip_alias_add_host_and_dns_flags() {
     let leases = e.leases().len();
     let outside = format!("10.195.{n}.255");
     let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
-        (vec!["--network", "tnet", "--ip", &fixed], vec!["--ip", "already in use", "a"]),
-        (vec!["--network", "tnet", "--ip", "10.1.2.3"], vec!["--ip", "not an assignable"]),
-        (vec!["--network", "tnet", "--ip", &outside], vec!["--ip", "not an assignable"]),
-        (vec!["--ip", &fixed], vec!["--ip", "user-defined networks", "bridge"]),
-        (vec!["--network-alias", "x"], vec!["--network-alias", "user-defined"]),
-        (vec!["--network", "tnet", "--ip", "10.0.0.300"], vec!["invalid --ip"]),
-        (vec!["--add-host", "nocolon"], vec!["invalid --add-host", "HOST:IP"]),
-        (vec!["--add-host", "h:not-an-ip"], vec!["invalid --add-host", "not-an-ip"]),
-        (vec!["--add-host", "bad name:1.2.3.4"], vec!["invalid --add-host", "host name"]),
-        (vec!["--network", "tnet", "--network-alias", "-x"], vec!["invalid --network-alias"]),
-        (vec!["--dns", "not-an-ip"], vec!["invalid --dns", "not-an-ip"]),
-        (vec!["--network", "container:a", "--add-host", "h:1.2.3.4"], vec!["--add-host"]),
+        (
+            vec!["--network", "tnet", "--ip", &fixed],
+            vec!["--ip", "already in use", "a"],
+        ),
+        (
+            vec!["--network", "tnet", "--ip", "10.1.2.3"],
+            vec!["--ip", "not an assignable"],
+        ),
+        (
+            vec!["--network", "tnet", "--ip", &outside],
+            vec!["--ip", "not an assignable"],
+        ),
+        (
+            vec!["--ip", &fixed],
+            vec!["--ip", "user-defined networks", "bridge"],
+        ),
+        (
+            vec!["--network-alias", "x"],
+            vec!["--network-alias", "user-defined"],
+        ),
+        (
+            vec!["--network", "tnet", "--ip", "10.0.0.300"],
+            vec!["invalid --ip"],
+        ),
+        (
+            vec!["--add-host", "nocolon"],
+            vec!["invalid --add-host", "HOST:IP"],
+        ),
+        (
+            vec!["--add-host", "h:not-an-ip"],
+            vec!["invalid --add-host", "not-an-ip"],
+        ),
+        (
+            vec!["--add-host", "bad name:1.2.3.4"],
+            vec!["invalid --add-host", "host name"],
+        ),
+        (
+            vec!["--network", "tnet", "--network-alias", "bad/alias"],
+            vec!["invalid --network-alias"],
+        ),
+        (
+            vec!["--dns", "not-an-ip"],
+            vec!["invalid --dns", "not-an-ip"],
+        ),
+        (
+            vec!["--network", "container:a", "--add-host", "h:1.2.3.4"],
+            vec!["--add-host"],
+        ),
     ];
     for (flags, needles) in cases {
         let mut args = vec!["run", "--rm"];
