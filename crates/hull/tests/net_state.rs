@@ -412,3 +412,70 @@ fn ip_alias_add_host_and_dns_flags() {
     e.ok(&["rm", "-f", "a", "c"]);
     e.assert_clean();
 }
+
+#[test]
+fn a_lease_whose_container_directory_is_gone_is_reclaimed() {
+    let _l = net_lock();
+    let e = Env::new();
+    e.load(IMG, config());
+    let b = Root2::new(&e);
+    e.ok(&["network", "create", "--subnet", &e.net.subnet(195), "tnet"]);
+    let fixed = format!("10.195.{}.60", e.net.n);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "old",
+        "--network",
+        "tnet",
+        "--ip",
+        &fixed,
+        IMG,
+        "sleep",
+        "1000",
+    ]);
+    fails_with(
+        &e,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "tnet",
+            "--ip",
+            &fixed,
+            IMG,
+            "true",
+        ],
+        &["--ip", "already in use"],
+    );
+    // As if B's root had been deleted with its container running: the lease's holder (the
+    // container's directory) is gone, so the address is free for the next container.
+    let v: Value = serde_json::from_str(&b.ok(&["inspect", "old"])).unwrap();
+    let id = v[0]["Id"].as_str().unwrap().to_string();
+    let dir = b.path().join("ctr").join(&id);
+    let moved = b.path().join("ctr").join(format!(".moved-{id}"));
+    std::fs::rename(&dir, &moved).unwrap();
+    let o = e.hull(&[
+        "run",
+        "-d",
+        "--name",
+        "new",
+        "--network",
+        "tnet",
+        "--ip",
+        &fixed,
+        IMG,
+        "sleep",
+        "1000",
+    ]);
+    std::fs::rename(&moved, &dir).unwrap();
+    ok(&o);
+    assert_eq!(
+        ip_of(&e, e.root.path(), "new"),
+        fixed.parse::<Ipv4Addr>().unwrap()
+    );
+    assert_eq!(e.leases().len(), 1, "{:?}", e.leases());
+    b.ok(&["rm", "-f", "old"]);
+    e.ok(&["rm", "-f", "new"]);
+    e.assert_clean();
+}
