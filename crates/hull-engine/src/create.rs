@@ -164,6 +164,7 @@ impl Engine {
         let o = &rec.options;
         let mounts = self.resolve_mounts(rec)?;
         write_etc(dir, &rec.hostname, &plan.netns)?;
+        self.write_add_hosts(dir, o)?;
         let mut config = spec::build(
             &Inputs {
                 id: &rec.id,

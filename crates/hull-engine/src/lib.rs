@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod logs;
 pub mod manage;
 pub mod net;
+pub mod net_opts;
 pub mod opts;
 pub mod record;
 pub mod shim;

@@ -31,6 +31,7 @@ mod pull;
 mod push;
 mod run;
 mod run_extra;
+mod run_net;
 mod service;
 mod stats;
 mod table;
