@@ -1,0 +1,98 @@
+//! `hull build` beyond the main Dockerfile (root): HEALTHCHECK seen through `hull inspect`
+//! and a registry round trip, ONBUILD triggers, COPY through symlinks of the image (against
+//! podman build), and the step cache against `hull image prune`.
+#![allow(clippy::unwrap_used)]
+
+mod bld;
+#[path = "../../hull-image/tests/common/mod.rs"]
+mod common;
+mod ctr;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bld::hull_build;
+use ctr::{text, Env};
+
+fn write_ctx(dir: &Path, name: &str, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
+    let c = dir.join(name);
+    for (p, data) in files {
+        let f = c.join(p);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(&f, data).unwrap();
+    }
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(c.join("Dockerfile"), dockerfile).unwrap();
+    c
+}
+
+fn build_ok(e: &Env, ctx: &Path, extra: &[&str]) -> String {
+    let o = hull_build(e, ctx, extra);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "hull build failed:\n{out}{err}");
+    out
+}
+
+fn inspect(e: &Env, name: &str) -> serde_json::Value {
+    serde_json::from_str(&e.ok(&["inspect", name])).unwrap()
+}
+
+/// docker's `Config.Healthcheck`: durations in nanoseconds.
+fn expected_healthcheck() -> serde_json::Value {
+    serde_json::json!({
+        "Test": ["CMD", "/bin/check", "x"],
+        "Interval": 5_000_000_000_i64,
+        "Timeout": 3_000_000_000_i64,
+        "StartPeriod": 2_000_000_000_i64,
+        "Retries": 4,
+    })
+}
+
+#[test]
+fn healthcheck_in_inspect_and_through_a_registry() {
+    let e = Env::new();
+    let ctx = write_ctx(
+        e.work.path(),
+        "hc",
+        "FROM scratch\nCOPY a.txt /a.txt\n\
+         HEALTHCHECK --interval=5s --timeout=3s --start-period=2s --retries=4 \
+         CMD [\"/bin/check\", \"x\"]\n",
+        &[("a.txt", "a\n")],
+    );
+    build_ok(&e, &ctx, &["-t", "hull.test/hc:1"]);
+    // `hull inspect` falls back to images as docker's does; both show the field.
+    let v = inspect(&e, "hull.test/hc:1");
+    assert_eq!(v[0]["Config"]["Healthcheck"], expected_healthcheck(), "{v}");
+    let v: serde_json::Value =
+        serde_json::from_str(&e.ok(&["image", "inspect", "hull.test/hc:1"])).unwrap();
+    assert_eq!(v[0]["Config"]["Healthcheck"], expected_healthcheck(), "{v}");
+
+    let reg = common::Registry::start(None).unwrap();
+    let dest = format!("{}/hc:1", reg.host());
+    e.ok(&["push", "--tls-verify=false", "hull.test/hc:1", &dest]);
+    // `--raw`: skopeo's parsed view of an OCI config has only the OCI fields, and OCI's
+    // config has no Healthcheck (docker's schema 2 and buildah's `--format docker` do).
+    let out = common::run(Command::new("skopeo").args([
+        "inspect",
+        "--config",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{dest}"),
+    ]))
+    .unwrap();
+    let cfg: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        cfg["config"]["Healthcheck"],
+        expected_healthcheck(),
+        "{cfg}"
+    );
+
+    let fresh = Env::new();
+    fresh.ok(&["pull", "--tls-verify=false", &dest]);
+    let v = inspect(&fresh, &dest);
+    assert_eq!(v[0]["Config"]["Healthcheck"], expected_healthcheck(), "{v}");
+    // A name that is neither a container nor an image is still an error.
+    let o = e.hull(&["inspect", "nothing-here"]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    e.assert_clean();
+}
