@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hull_engine::Engine;
-use hull_image::layer_write::{commit_image, stat_in_layers};
+use hull_image::layer_write::{commit_image, resolve_in_layers, stat_in_layers};
 use hull_image::store::LayerRecord;
 use hull_image::{Digest, ImageRecord, Reference, Store};
 use serde_json::{json, Value};
@@ -494,6 +494,9 @@ impl Builder<'_> {
         let key = cache::key(&st.key, &format!("WORKDIR {abs}"), "");
         let cur_layers = self.cur().layers.clone();
         let layers = self.snapshots(&cur_layers);
+        // The directory is made where the path leads inside the image (symlinks followed
+        // there, as a RUN's `mkdir -p` would); the config keeps the path as written.
+        let rel = resolve_in_layers(&layers, &rel).map_err(crate::io_err(&rel))?;
         if rel.as_os_str().is_empty() || stat_in_layers(&layers, &rel).is_some() {
             self.cur().key = key;
             return Ok(());

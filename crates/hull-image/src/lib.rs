@@ -17,6 +17,7 @@ pub mod container;
 pub mod create;
 pub mod digest;
 mod fsutil;
+mod layer_stack;
 pub mod layer_write;
 pub mod limits;
 pub mod progress;

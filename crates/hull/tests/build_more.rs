@@ -96,3 +96,108 @@ fn healthcheck_in_inspect_and_through_a_registry() {
     assert_eq!(o.status.code(), Some(125), "{o:?}");
     e.assert_clean();
 }
+
+/// The flattened trees of `name` built by hull and by podman (`--format docker`) from `ctx`,
+/// with the paths where they differ.
+fn against_podman(e: &Env, ctx: &Path, name: &str) -> Vec<String> {
+    let base = bld::base_archive(e.work.path());
+    let file = name.replace(['/', ':'], "_");
+    let ours = e.work.path().join(format!("{file}-ours.tar"));
+    e.ok(&["save", "-o", ours.to_str().unwrap(), name]);
+    let p = bld::Podman::new();
+    p.ok(&["load", "-i", base.to_str().unwrap()]);
+    p.ok(&[
+        "build",
+        "--format",
+        "docker",
+        "--network",
+        "none",
+        "-t",
+        name,
+        ctx.to_str().unwrap(),
+    ]);
+    let theirs = e.work.path().join(format!("{file}-theirs.tar"));
+    p.ok(&[
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        theirs.to_str().unwrap(),
+        name,
+    ]);
+    let (t1, _) = bld::flatten(&ours);
+    let (t2, _) = bld::flatten(&theirs);
+    let (t1, t2) = (bld::normalise(&t1), bld::normalise(&t2));
+    let keys: std::collections::BTreeSet<&String> = t1.keys().chain(t2.keys()).collect();
+    keys.into_iter()
+        .filter(|k| t1.get(*k) != t2.get(*k))
+        .map(|k| format!("{k}:\n  hull:   {:?}\n  podman: {:?}", t1.get(k), t2.get(k)))
+        .collect()
+}
+
+#[test]
+fn copy_through_symlinks_stays_in_the_image() {
+    let e = Env::new();
+    let base = bld::base_archive(e.work.path());
+    e.ok(&["load", "-i", base.to_str().unwrap()]);
+    // Unique names: a COPY that followed a symlink on the host would leave them in /etc.
+    let tag = format!("hull-symlink-{}", std::process::id());
+    let df = format!(
+        "FROM {}\nCOPY links/ /data/\nCOPY {tag} /data/etclink/\nCOPY f2 /data/up/{tag}-escaped\n\
+         COPY f3 /data/rel/\nCOPY dir/ /data/abs/sub/\nCOPY f4 /data/abs\n\
+         WORKDIR /data/etclink/{tag}-wd\nCOPY f5 ./\n",
+        bld::BASE
+    );
+    let ctx = write_ctx(
+        e.work.path(),
+        "links",
+        &df,
+        &[
+            (&tag, "one\n"),
+            ("f2", "two\n"),
+            ("f3", "three\n"),
+            ("f4", "four\n"),
+            ("f5", "five\n"),
+            ("dir/x", "x\n"),
+            ("links/real/.keep", ""),
+        ],
+    );
+    let l = ctx.join("links");
+    std::os::unix::fs::symlink("/etc", l.join("etclink")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../..", l.join("up")).unwrap();
+    std::os::unix::fs::symlink("real", l.join("rel")).unwrap();
+    std::os::unix::fs::symlink("/data/real", l.join("abs")).unwrap();
+    build_ok(&e, &ctx, &["-t", "hull.test/links:1"]);
+    let v = inspect(&e, "hull.test/links:1");
+    assert_eq!(
+        v[0]["Config"]["WorkingDir"],
+        format!("/data/etclink/{tag}-wd")
+    );
+    let ls = |p: &str| {
+        e.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "hull.test/links:1",
+            "cat",
+            p,
+        ])
+    };
+    assert_eq!(ls(&format!("/etc/{tag}")), "one\n");
+    assert_eq!(ls(&format!("/{tag}-escaped")), "two\n");
+    assert_eq!(ls("/data/real/f3"), "three\n");
+    assert_eq!(ls("/data/real/sub/x"), "x\n");
+    assert_eq!(ls("/data/real/f4"), "four\n");
+    assert_eq!(ls(&format!("/etc/{tag}-wd/f5")), "five\n");
+    for host in [
+        format!("/etc/{tag}"),
+        format!("/etc/{tag}-wd"),
+        format!("/{tag}-escaped"),
+    ] {
+        assert!(!Path::new(&host).exists(), "{host} written on the host");
+    }
+    let diffs = against_podman(&e, &ctx, "hull.test/links:1");
+    assert!(diffs.is_empty(), "trees differ:\n{}", diffs.join("\n"));
+    e.assert_clean();
+}

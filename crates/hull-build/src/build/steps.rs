@@ -2,14 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-use hull_image::layer_write::stat_in_layers;
+use hull_image::layer_write::{resolve_in_layers, stat_in_layers};
 use hull_image::{Digest, Override};
 
 use super::{Builder, StepFail};
 use crate::copy::{self, Source};
 use crate::lex::Lexer;
 use crate::parser::Instruction;
-use crate::{cache, instr, msg, run, StepError};
+use crate::{cache, instr, io_err, msg, run, StepError};
 
 impl Builder<'_> {
     pub(super) fn run_step(&mut self, ins: &Instruction) -> Result<(), StepFail> {
@@ -136,6 +136,14 @@ impl Builder<'_> {
             d
         };
         let layers = self.snapshots(&st.layers);
+        // Symlinks of the image on the destination's way are followed inside the image,
+        // never on the host (docker resolves the destination in the container's root).
+        let dest = {
+            let rel = copy::container_rel(&dest);
+            let res = resolve_in_layers(&layers, &rel).map_err(io_err(&rel))?;
+            let slash = if dest.ends_with('/') { "/" } else { "" };
+            format!("/{}{slash}", res.display())
+        };
         let over = Override {
             owner: match ins.flag("chown") {
                 Some(c) => Some(copy::owner(c, &layers)?),
