@@ -9,7 +9,7 @@ use std::sync::Arc;
 use hull_engine::Engine;
 use hull_image::layer_write::{commit_image, resolve_in_layers, stat_in_layers};
 use hull_image::store::LayerRecord;
-use hull_image::{Digest, ImageRecord, Reference, Store};
+use hull_image::{Digest, Reference, Store};
 use serde_json::{json, Value};
 
 use crate::copy;
@@ -18,6 +18,8 @@ use crate::parser::{self, Instruction};
 use crate::pattern::Ignore;
 use crate::{cache, instr, msg, run, BuildError, BuildOptions, StepError};
 
+mod from;
+pub(crate) use from::parse_trigger;
 mod steps;
 
 /// The state of a stage as the build goes.
@@ -341,87 +343,6 @@ impl Builder<'_> {
                     self.global_args.insert(k, value);
                 }
             }
-        }
-    }
-
-    fn from(&mut self, ins: &Instruction, args: &[String]) -> Result<(), StepFail> {
-        let (image, name) = match args {
-            [i] => (i.clone(), None),
-            [i, as_, n] if as_.eq_ignore_ascii_case("as") => (i.clone(), Some(n.clone())),
-            _ => return Err(self.bad(ins, "expected FROM image [AS name]").into()),
-        };
-        if let Some(p) = ins.flag("platform") {
-            let host = hull_image::spec::host_platform();
-            let ok = p
-                .parse::<hull_image::Platform>()
-                .is_ok_and(|w| w.architecture == host.architecture);
-            if !ok {
-                return Err(self
-                    .bad(
-                        ins,
-                        format!("--platform={p}: only the host's platform can be built"),
-                    )
-                    .into());
-            }
-        }
-        let earlier = self
-            .stages
-            .iter()
-            .find(|s| s.name.as_deref() == Some(image.as_str()))
-            .cloned();
-        let mut st = match earlier {
-            Some(s) => s,
-            None if image == "scratch" => Stage {
-                name: None,
-                config: json!({"architecture": hull_image::spec::host_platform().architecture,
-                               "os": "linux", "config": {}}),
-                layers: vec![],
-                image: None,
-                key: Digest::of(b"scratch"),
-                args: BTreeMap::new(),
-                cmd_set: false,
-            },
-            None => {
-                let img = self.base_image(&image)?;
-                let raw = self.store.config_raw(&img).map_err(StepError::from)?;
-                let mut config: Value = serde_json::from_slice(&raw)
-                    .map_err(|e| msg(format!("config of {image}: {e}")))?;
-                if let Some(o) = config.as_object_mut() {
-                    o.remove("history");
-                    o.remove("created");
-                }
-                Stage {
-                    name: None,
-                    config,
-                    layers: img.layers.clone(),
-                    image: Some(img.id.clone()),
-                    key: Digest::of(format!("from {}", img.id).as_bytes()),
-                    args: BTreeMap::new(),
-                    cmd_set: false,
-                }
-            }
-        };
-        st.name = name;
-        st.args.clear();
-        st.cmd_set = false;
-        self.stages.push(st);
-        Ok(())
-    }
-
-    fn base_image(&mut self, image: &str) -> Result<ImageRecord, StepError> {
-        match self.store.lookup(image) {
-            Ok(i) => Ok(i),
-            Err(hull_image::StoreError::NotFound(_)) => {
-                let _ = writeln!(self.out, "pulling {image}");
-                hull_image::pull(
-                    &mut self.store,
-                    image,
-                    &hull_image::PullOptions::default(),
-                    &hull_image::NoProgress,
-                )?;
-                Ok(self.store.lookup(image)?)
-            }
-            Err(e) => Err(e.into()),
         }
     }
 

@@ -97,25 +97,32 @@ fn healthcheck_in_inspect_and_through_a_registry() {
     e.assert_clean();
 }
 
-/// The flattened trees of `name` built by hull and by podman (`--format docker`) from `ctx`,
-/// with the paths where they differ.
-fn against_podman(e: &Env, ctx: &Path, name: &str) -> Vec<String> {
+/// Builds `builds` (context, tag) in order with podman (`--format docker`) from the same base
+/// image; the paths where the last one's tree differs from hull's image of the same tag, and
+/// both configs.
+fn against_podman(
+    e: &Env,
+    builds: &[(&Path, &str)],
+) -> (Vec<String>, serde_json::Value, serde_json::Value) {
     let base = bld::base_archive(e.work.path());
+    let name = builds.last().unwrap().1;
     let file = name.replace(['/', ':'], "_");
     let ours = e.work.path().join(format!("{file}-ours.tar"));
     e.ok(&["save", "-o", ours.to_str().unwrap(), name]);
     let p = bld::Podman::new();
     p.ok(&["load", "-i", base.to_str().unwrap()]);
-    p.ok(&[
-        "build",
-        "--format",
-        "docker",
-        "--network",
-        "none",
-        "-t",
-        name,
-        ctx.to_str().unwrap(),
-    ]);
+    for (ctx, tag) in builds {
+        p.ok(&[
+            "build",
+            "--format",
+            "docker",
+            "--network",
+            "none",
+            "-t",
+            tag,
+            ctx.to_str().unwrap(),
+        ]);
+    }
     let theirs = e.work.path().join(format!("{file}-theirs.tar"));
     p.ok(&[
         "save",
@@ -125,14 +132,16 @@ fn against_podman(e: &Env, ctx: &Path, name: &str) -> Vec<String> {
         theirs.to_str().unwrap(),
         name,
     ]);
-    let (t1, _) = bld::flatten(&ours);
-    let (t2, _) = bld::flatten(&theirs);
+    let (t1, c1) = bld::flatten(&ours);
+    let (t2, c2) = bld::flatten(&theirs);
     let (t1, t2) = (bld::normalise(&t1), bld::normalise(&t2));
     let keys: std::collections::BTreeSet<&String> = t1.keys().chain(t2.keys()).collect();
-    keys.into_iter()
+    let diffs = keys
+        .into_iter()
         .filter(|k| t1.get(*k) != t2.get(*k))
         .map(|k| format!("{k}:\n  hull:   {:?}\n  podman: {:?}", t1.get(k), t2.get(k)))
-        .collect()
+        .collect();
+    (diffs, c1, c2)
 }
 
 #[test]
@@ -197,7 +206,131 @@ fn copy_through_symlinks_stays_in_the_image() {
     ] {
         assert!(!Path::new(&host).exists(), "{host} written on the host");
     }
-    let diffs = against_podman(&e, &ctx, "hull.test/links:1");
+    let (diffs, _, _) = against_podman(&e, &[(&ctx, "hull.test/links:1")]);
     assert!(diffs.is_empty(), "trees differ:\n{}", diffs.join("\n"));
+    e.assert_clean();
+}
+
+#[test]
+fn onbuild_triggers_run_in_the_child_build() {
+    let e = Env::new();
+    let base = bld::base_archive(e.work.path());
+    e.ok(&["load", "-i", base.to_str().unwrap()]);
+    let parent = write_ctx(
+        e.work.path(),
+        "onparent",
+        &format!(
+            "FROM {}\nONBUILD COPY trig.txt /from-trigger.txt\n\
+             ONBUILD RUN echo ran > /onbuild-ran\nonbuild env TRIG=yes\nLABEL p=1\n",
+            bld::BASE
+        ),
+        &[("trig.txt", "parent's context\n")],
+    );
+    build_ok(&e, &parent, &["-t", "hull.test/onparent:1"]);
+    let v = inspect(&e, "hull.test/onparent:1");
+    assert_eq!(
+        v[0]["Config"]["OnBuild"],
+        serde_json::json!([
+            "COPY trig.txt /from-trigger.txt",
+            "RUN echo ran > /onbuild-ran",
+            "env TRIG=yes"
+        ])
+    );
+    // The parent itself ran none of them.
+    let o = e.hull(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "hull.test/onparent:1",
+        "ls",
+        "/onbuild-ran",
+    ]);
+    assert!(!o.status.success(), "{o:?}");
+
+    // The child's context has its own trig.txt: a trigger's COPY reads the child's context.
+    let child = write_ctx(
+        e.work.path(),
+        "onchild",
+        "FROM hull.test/onparent:1\nRUN cat /onbuild-ran /from-trigger.txt > /seen && echo $TRIG >> /seen\n",
+        &[("trig.txt", "child's context\n")],
+    );
+    let out = build_ok(&e, &child, &["-t", "hull.test/onchild:1"]);
+    assert!(
+        out.contains("--> ONBUILD RUN echo ran > /onbuild-ran"),
+        "{out}"
+    );
+    let seen = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "hull.test/onchild:1",
+        "cat",
+        "/seen",
+    ]);
+    assert_eq!(seen, "ran\nchild's context\nyes\n");
+    let v = inspect(&e, "hull.test/onchild:1");
+    assert!(v[0]["Config"]["OnBuild"].is_null(), "{v}");
+    // Not inherited: a grandchild runs nothing.
+    let grand = write_ctx(
+        e.work.path(),
+        "ongrand",
+        "FROM hull.test/onchild:1\nLABEL g=1\n",
+        &[],
+    );
+    let out = build_ok(&e, &grand, &["-t", "hull.test/ongrand:1"]);
+    assert!(!out.contains("ONBUILD"), "{out}");
+    // The cached rebuild of the child runs the triggers from the cache.
+    let out = build_ok(&e, &child, &["-t", "hull.test/onchild:1"]);
+    assert_eq!(out.matches("Using cache").count(), 3, "{out}");
+
+    let (diffs, c1, c2) = against_podman(
+        &e,
+        &[
+            (&parent, "hull.test/onparent:1"),
+            (&child, "hull.test/onchild:1"),
+        ],
+    );
+    // buildah 1.28 leaves the mount points of its RUN containers in the layer (an empty
+    // /etc/hostname, /run); docker keeps them in an init layer that is not committed, as hull
+    // leaves them out.
+    let diffs: Vec<&String> = diffs
+        .iter()
+        .filter(|d| {
+            !d.starts_with("etc/hostname:\n  hull:   None")
+                && !d.starts_with("run:\n  hull:   None")
+        })
+        .collect();
+    assert!(diffs.is_empty(), "trees differ:\n{diffs:?}");
+    for f in ["Env", "OnBuild", "Labels"] {
+        let mut b = c2["config"][f].clone();
+        if f == "Labels" {
+            b.as_object_mut().unwrap().remove("io.buildah.version");
+        }
+        // Spent triggers: buildah writes [], docker null (hull leaves the field out).
+        if f == "OnBuild" && b == serde_json::json!([]) {
+            b = serde_json::Value::Null;
+        }
+        assert_eq!(c1["config"][f], b, "config field {f}");
+    }
+
+    // Bad triggers are refused where they are declared.
+    for (bad, want) in [
+        ("ONBUILD ONBUILD RUN true", "ONBUILD ONBUILD"),
+        ("ONBUILD FROM scratch", "FROM isn't allowed"),
+        ("ONBUILD RUNN x", "unknown instruction"),
+    ] {
+        let ctx = write_ctx(
+            e.work.path(),
+            "onbad",
+            &format!("FROM scratch\n{bad}\n"),
+            &[],
+        );
+        let o = hull_build(&e, &ctx, &[]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(125), "{bad}: {err}");
+        assert!(err.contains(want), "{bad}: {err}");
+    }
     e.assert_clean();
 }
