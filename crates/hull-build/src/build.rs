@@ -237,7 +237,7 @@ impl Builder<'_> {
                 config["created"] = json!(now_rfc3339());
                 let img = commit_image(&mut self.store, &stage.layers, &[], config, names)
                     .map_err(|e| fail(e.into()))?;
-                cache::put(&self.store, &key, &img.id).map_err(fail)?;
+                cache::put(&self.store, &key, &img.id, cache::Kind::Result).map_err(fail)?;
                 img
             }
         };
@@ -390,7 +390,7 @@ impl Builder<'_> {
             st.config.clone(),
             vec![],
         )?;
-        cache::put(&self.store, &key, &img.id)?;
+        cache::put(&self.store, &key, &img.id, cache::Kind::Step)?;
         let cur = self.cur();
         cur.layers = img.layers.clone();
         cur.image = Some(img.id.clone());

@@ -17,7 +17,7 @@ pub mod parser;
 pub mod pattern;
 
 mod build;
-mod cache;
+pub mod cache;
 mod copy;
 mod instr;
 mod run;

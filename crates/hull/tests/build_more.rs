@@ -334,3 +334,73 @@ fn onbuild_triggers_run_in_the_child_build() {
     }
     e.assert_clean();
 }
+
+fn cache_entries(e: &Env) -> usize {
+    std::fs::read_dir(e.root.path().join("build-cache"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn image_prune_keeps_the_build_cache() {
+    let e = Env::new();
+    let base = bld::base_archive(e.work.path());
+    e.ok(&["load", "-i", base.to_str().unwrap()]);
+    let ctx = write_ctx(
+        e.work.path(),
+        "prune",
+        &format!(
+            "FROM {}\nRUN echo ran > /a\nCOPY f /f\nCMD [\"cat\", \"/a\", \"/f\"]\n",
+            bld::BASE
+        ),
+        &[("f", "file\n")],
+    );
+    let id = build_ok(&e, &ctx, &["-t", "hull.test/pruned:1"]);
+    let id = id.lines().last().unwrap().to_string();
+    // The intermediate images are untagged, yet `image prune` keeps them: they are the cache.
+    let images = e.ok(&["images", "-q"]);
+    e.ok(&["image", "prune"]);
+    assert_eq!(e.ok(&["images", "-q"]), images);
+    let out = build_ok(&e, &ctx, &["-t", "hull.test/pruned:1"]);
+    assert_eq!(out.matches("Using cache").count(), 2, "{out}");
+    assert!(out.trim_end().ends_with(&id), "{out}");
+
+    // A build's result whose name moved to a newer build is dangling and goes.
+    e.ok(&["tag", "hull.test/pruned:1", "hull.test/other:1"]);
+    let ctx2 = write_ctx(
+        e.work.path(),
+        "prune2",
+        "FROM hull.test/other:1\nLABEL x=1\n",
+        &[],
+    );
+    build_ok(&e, &ctx2, &["-t", "hull.test/lab:1"]);
+    std::fs::write(ctx2.join("Dockerfile"), "FROM hull.test/other:1\nLABEL x=2\n").unwrap();
+    build_ok(&e, &ctx2, &["-t", "hull.test/lab:1"]);
+    let before = e.ok(&["images", "-q"]).lines().count();
+    let out = e.ok(&["image", "prune"]);
+    assert!(out.contains("deleted: sha256:"), "{out}");
+    assert_eq!(e.ok(&["images", "-q"]).lines().count(), before - 1);
+
+    // `builder prune`: the entries and the images only they kept; named images stay.
+    let out = e.ok(&["builder", "prune", "-f"]);
+    assert!(out.contains("Deleted build cache entries:"), "{out}");
+    assert_eq!(cache_entries(&e), 0);
+    e.ok(&["image", "inspect", "hull.test/pruned:1"]);
+    let out = build_ok(&e, &ctx, &["-t", "hull.test/pruned:1"]);
+    assert_eq!(out.matches("Using cache").count(), 0, "{out}");
+
+    // `image prune -a`: every unused image, the cache's too, and then their entries; the
+    // next build makes them again and is right.
+    assert!(cache_entries(&e) > 0);
+    e.ok(&["image", "prune", "-a"]);
+    assert_eq!(e.ok(&["images", "-q"]), "");
+    assert_eq!(cache_entries(&e), 0);
+    e.ok(&["load", "-i", base.to_str().unwrap()]);
+    let out = build_ok(&e, &ctx, &["-t", "hull.test/pruned:1"]);
+    assert_eq!(out.matches("Using cache").count(), 0, "{out}");
+    assert_eq!(
+        e.ok(&["run", "--rm", "--network", "none", "hull.test/pruned:1"]),
+        "ran\nfile\n"
+    );
+    e.assert_clean();
+}
