@@ -15,6 +15,7 @@ pub mod auth;
 pub mod changes;
 pub mod container;
 pub mod create;
+mod cred_helper;
 pub mod digest;
 mod fsutil;
 mod layer_stack;

@@ -374,7 +374,11 @@ fn image_prune_keeps_the_build_cache() {
         &[],
     );
     build_ok(&e, &ctx2, &["-t", "hull.test/lab:1"]);
-    std::fs::write(ctx2.join("Dockerfile"), "FROM hull.test/other:1\nLABEL x=2\n").unwrap();
+    std::fs::write(
+        ctx2.join("Dockerfile"),
+        "FROM hull.test/other:1\nLABEL x=2\n",
+    )
+    .unwrap();
     build_ok(&e, &ctx2, &["-t", "hull.test/lab:1"]);
     let before = e.ok(&["images", "-q"]).lines().count();
     let out = e.ok(&["image", "prune"]);

@@ -288,3 +288,102 @@ fn login_then_push_and_pull_through_htpasswd() -> Result<()> {
     assert!(e.contains("not logged in"), "{e}");
     Ok(())
 }
+
+/// Writes an executable `docker-credential-NAME` into `bin` that logs its argument and
+/// stdin to `bin/log` and knows alice's password for `host` only.
+fn fake_helper(bin: &Path, name: &str, host: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(bin).unwrap();
+    let p = bin.join(format!("docker-credential-{name}"));
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\nserver=$(cat)\necho \"$1 $server\" >> {log}\n\
+             if [ \"$1 $server\" = \"get {host}\" ]; then\n\
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"wonder\"}}' \"$server\"\n\
+             else echo 'credentials not found in native keychain'; exit 1; fi\n",
+            log = bin.join("log").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn credential_helpers_for_push_and_pull() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let htpasswd = dir.path().join("htpasswd");
+    run(Command::new("htpasswd")
+        .arg("-Bbc")
+        .arg(&htpasswd)
+        .args(["alice", "wonder"]))?;
+    let auth = format!(
+        "  htpasswd:\n    realm: hull-test\n    path: {}\n",
+        htpasswd.display()
+    );
+    let open = Registry::start(None)?;
+    let reg = Registry::start(Some(&auth))?;
+    let layout = two_layer_layout(dir.path(), "v1")?;
+    let src = format!("{}/src:v1", open.host());
+    push(&layout.dir, "v1", &src, false, None)?;
+    let root = tempfile::tempdir()?;
+    let r = root.path();
+    ok(hull(r, &["pull", &src]));
+    let dest = format!("{}/helped:v1", reg.host());
+
+    let bin = dir.path().join("bin");
+    fake_helper(&bin, "hulltest", &reg.host());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let docker = dir.path().join("docker");
+    std::fs::create_dir_all(&docker)?;
+    let config = docker.join("config.json");
+    let env = [
+        ("PATH", Path::new(&path)),
+        ("DOCKER_CONFIG", docker.as_path()),
+    ];
+    // credHelpers: the registry's own helper.
+    std::fs::write(
+        &config,
+        serde_json::json!({"credHelpers": {reg.host(): "hulltest"}}).to_string(),
+    )?;
+    let digest = pushed_digest(&ok(hull_env(r, &env, &["push", &src, &dest])));
+    let log = std::fs::read_to_string(bin.join("log"))?;
+    assert!(log.contains(&format!("get {}", reg.host())), "{log}");
+    let fresh = tempfile::tempdir()?;
+    ok(hull_env(fresh.path(), &env, &["pull", &dest]));
+    assert_eq!(image_id(fresh.path(), &dest), image_id(r, &src));
+
+    // credsStore: the helper for all, behind the empty entry docker leaves in `auths`.
+    std::fs::write(
+        &config,
+        serde_json::json!({"auths": {reg.host(): {}}, "credsStore": "hulltest"}).to_string(),
+    )?;
+    let fresh = tempfile::tempdir()?;
+    ok(hull_env(fresh.path(), &env, &["pull", &dest]));
+    assert_eq!(skopeo_digest(&dest, &["--creds", "alice:wonder"])?, digest);
+
+    // A helper without credentials for the registry: the registry's refusal.
+    fake_helper(&bin, "other", "elsewhere:1");
+    std::fs::write(
+        &config,
+        serde_json::json!({"credHelpers": {reg.host(): "other"}}).to_string(),
+    )?;
+    let e = err(hull_env(r, &env, &["push", &src, &dest]));
+    assert!(e.contains("credentials required"), "{e}");
+    // A helper that is not installed, in a file named with --authfile: an error naming it.
+    std::fs::write(
+        &config,
+        serde_json::json!({"credHelpers": {reg.host(): "absent"}}).to_string(),
+    )?;
+    let e = err(hull_env(
+        r,
+        &env,
+        &["push", "--authfile", config.to_str().unwrap(), &src, &dest],
+    ));
+    assert!(e.contains("docker-credential-absent"), "{e}");
+    Ok(())
+}
