@@ -77,13 +77,8 @@ pub fn build(root: &Path, opts: &BuildOptions, out: &mut dyn Write) -> Result<Di
     })?;
     let df = parser::parse(&file, &text)?;
     if let Some(p) = &opts.platform {
-        let host = hull_image::spec::host_platform();
-        let want: Result<hull_image::Platform, _> = p.parse();
-        let ok = want.is_ok_and(|w| w.os == host.os && w.architecture == host.architecture);
-        if !ok {
-            let h = format!("{}/{}", host.os, host.architecture);
-            return Err(BuildError::Platform(p.clone(), h));
-        }
+        p.parse::<hull_image::Platform>()
+            .map_err(|e| BuildError::Platform(p.clone(), e))?;
     }
     let ignore_path = opts.context.join(".dockerignore");
     let ignore = std::fs::read_to_string(&ignore_path)

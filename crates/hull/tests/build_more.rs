@@ -408,3 +408,109 @@ fn image_prune_keeps_the_build_cache() {
     );
     e.assert_clean();
 }
+
+#[test]
+fn platform_picks_the_index_entry_and_run_needs_the_host() {
+    let e = Env::new();
+    let reg = common::Registry::start(None).unwrap();
+    let dir = e.work.path().join("multi");
+    let mut layout = common::Layout::new(&dir);
+    let host = std::process::Command::new("uname")
+        .arg("-m")
+        .output()
+        .unwrap();
+    let host = match String::from_utf8_lossy(&host.stdout).trim() {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    };
+    let other = if host == "amd64" { "arm64" } else { "amd64" };
+    let mine = layout.image(
+        vec![(
+            common::Comp::Gzip,
+            common::Layer::new()
+                .busybox()
+                .file("arch", format!("{host}\n").as_bytes())
+                .tar(),
+        )],
+        host,
+    );
+    let theirs = layout.image(
+        vec![(
+            common::Comp::Gzip,
+            common::Layer::new()
+                .file("arch", format!("{other}\n").as_bytes())
+                .tar(),
+        )],
+        other,
+    );
+    layout.finish(vec![mine, theirs], "v1").unwrap();
+    let src = format!("{}/multi:v1", reg.host());
+    common::push(&dir, "v1", &src, true, None).unwrap();
+
+    // A COPY-only stage of the other platform feeds a stage of the host's.
+    let ctx = write_ctx(
+        e.work.path(),
+        "plat",
+        &format!(
+            "FROM {src} AS native\nFROM --platform=linux/{other} {src} AS foreign\n\
+             FROM native\nCOPY --from=foreign /arch /foreign-arch\n"
+        ),
+        &[],
+    );
+    let out = build_ok(&e, &ctx, &["-t", "hull.test/plat:1"]);
+    assert!(out.contains(&format!("for linux/{other}")), "{out}");
+    assert_eq!(
+        e.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "hull.test/plat:1",
+            "cat",
+            "/arch",
+            "/foreign-arch"
+        ]),
+        format!("{host}\n{other}\n")
+    );
+    assert_eq!(inspect(&e, "hull.test/plat:1")[0]["Architecture"], host);
+
+    // The build's --platform applies to every FROM; COPY-only works, the result is tagged
+    // with that platform.
+    let ctx = write_ctx(
+        e.work.path(),
+        "plat2",
+        &format!("FROM {src}\nCOPY f /f\nFROM scratch\nCOPY f /g\n"),
+        &[("f", "f\n")],
+    );
+    build_ok(
+        &e,
+        &ctx,
+        &[
+            "--platform",
+            &format!("linux/{other}"),
+            "-t",
+            "hull.test/plat:2",
+        ],
+    );
+    assert_eq!(inspect(&e, "hull.test/plat:2")[0]["Architecture"], other);
+
+    // RUN in such a stage: a clear error, nothing left behind.
+    let ctx = write_ctx(
+        e.work.path(),
+        "plat3",
+        &format!("FROM --platform=linux/{other} {src}\nRUN true\n"),
+        &[],
+    );
+    let o = hull_build(&e, &ctx, &[]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(
+        err.contains(&format!("linux/{other}")) && err.contains("does not emulate"),
+        "{err}"
+    );
+    let o = hull_build(&e, &ctx, &["--platform", "linux"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(125), "{err}");
+    assert!(err.contains("--platform linux"), "{err}");
+    e.assert_clean();
+}

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use hull_image::{Digest, ImageRecord};
+use hull_image::{Digest, ImageRecord, Platform};
 use serde_json::{json, Value};
 
 use super::{Builder, Stage, StepFail};
@@ -18,20 +18,15 @@ impl Builder<'_> {
             [i, as_, n] if as_.eq_ignore_ascii_case("as") => (i.clone(), Some(n.clone())),
             _ => return Err(self.bad(ins, "expected FROM image [AS name]").into()),
         };
-        if let Some(p) = ins.flag("platform") {
-            let host = hull_image::spec::host_platform();
-            let ok = p
-                .parse::<hull_image::Platform>()
-                .is_ok_and(|w| w.architecture == host.architecture);
-            if !ok {
-                return Err(self
-                    .bad(
-                        ins,
-                        format!("--platform={p}: only the host's platform can be built"),
-                    )
-                    .into());
-            }
-        }
+        // `--platform` of the FROM, else of the build: which image of an index to use. Only
+        // RUN needs the host's architecture (see `run_step`).
+        let platform = match ins.flag("platform").or(self.opts.platform.as_deref()) {
+            Some(p) => Some(
+                p.parse::<Platform>()
+                    .map_err(|e| self.bad(ins, format!("--platform: {e}")))?,
+            ),
+            None => None,
+        };
         let earlier = self
             .stages
             .iter()
@@ -41,16 +36,18 @@ impl Builder<'_> {
             Some(s) => s,
             None if image == "scratch" => Stage {
                 name: None,
-                config: json!({"architecture": hull_image::spec::host_platform().architecture,
-                               "os": "linux", "config": {}}),
+                config: scratch_config(platform.as_ref()),
                 layers: vec![],
                 image: None,
-                key: Digest::of(b"scratch"),
+                key: match &platform {
+                    Some(p) => Digest::of(format!("scratch {p}").as_bytes()),
+                    None => Digest::of(b"scratch"),
+                },
                 args: BTreeMap::new(),
                 cmd_set: false,
             },
             None => {
-                let img = self.base_image(&image)?;
+                let img = self.base_image(&image, platform.as_ref())?;
                 let raw = self.store.config_raw(&img).map_err(StepError::from)?;
                 let mut config: Value = serde_json::from_slice(&raw)
                     .map_err(|e| msg(format!("config of {image}: {e}")))?;
@@ -93,22 +90,55 @@ impl Builder<'_> {
         self.step(&ins)
     }
 
-    pub(super) fn base_image(&mut self, image: &str) -> Result<ImageRecord, StepError> {
+    /// The stored image `image`, pulled when missing or (with `platform`) of another
+    /// platform: a pull then takes the index's entry for `platform`, as docker's does.
+    pub(super) fn base_image(
+        &mut self,
+        image: &str,
+        platform: Option<&Platform>,
+    ) -> Result<ImageRecord, StepError> {
         match self.store.lookup(image) {
-            Ok(i) => Ok(i),
-            Err(hull_image::StoreError::NotFound(_)) => {
-                let _ = writeln!(self.out, "pulling {image}");
-                hull_image::pull(
-                    &mut self.store,
-                    image,
-                    &hull_image::PullOptions::default(),
-                    &hull_image::NoProgress,
-                )?;
-                Ok(self.store.lookup(image)?)
+            Ok(i) if platform.is_none_or(|p| is_platform(&i, p)) => Ok(i),
+            Ok(_) | Err(hull_image::StoreError::NotFound(_)) => {
+                let for_p = platform.map(|p| format!(" for {p}")).unwrap_or_default();
+                let _ = writeln!(self.out, "pulling {image}{for_p}");
+                let opts = hull_image::PullOptions {
+                    platform: platform.cloned(),
+                    ..Default::default()
+                };
+                hull_image::pull(&mut self.store, image, &opts, &hull_image::NoProgress)?;
+                let img = self.store.lookup(image)?;
+                match platform {
+                    Some(p) if !is_platform(&img, p) => Err(msg(format!(
+                        "{image}: no image for {p} (it is {}/{})",
+                        img.config.os, img.config.architecture
+                    ))),
+                    _ => Ok(img),
+                }
             }
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Whether `img` is for `p` (a variant missing on either side matches).
+fn is_platform(img: &ImageRecord, p: &Platform) -> bool {
+    let c = &img.config;
+    c.os == p.os
+        && c.architecture == p.architecture
+        && (p.variant.is_none() || c.variant.is_none() || c.variant == p.variant)
+}
+
+/// The config of a `scratch` stage: the platform asked for, else the host's.
+fn scratch_config(platform: Option<&Platform>) -> Value {
+    let p = platform
+        .cloned()
+        .unwrap_or_else(hull_image::spec::host_platform);
+    let mut c = json!({"architecture": p.architecture, "os": p.os, "config": {}});
+    if let Some(v) = p.variant.filter(|_| platform.is_some()) {
+        c["variant"] = json!(v);
+    }
+    c
 }
 
 /// Takes the ONBUILD triggers out of a base's config: they run once, in the image built

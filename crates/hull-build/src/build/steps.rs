@@ -61,6 +61,19 @@ impl Builder<'_> {
         if self.cached(&key) {
             return Ok(());
         }
+        // No emulation: a RUN executes the stage's binaries on this host's CPU.
+        let host = hull_image::spec::host_platform();
+        let arch = st.config["architecture"].as_str().unwrap_or_default();
+        let os = st.config["os"].as_str().unwrap_or("linux");
+        if arch != host.architecture || os != host.os {
+            return Err(StepError::Msg(format!(
+                "RUN in a stage for {os}/{arch}: this host runs {}/{} and hull does not emulate \
+                 other platforms (no qemu-user); only COPY, ADD and config instructions can \
+                 build such a stage",
+                host.os, host.architecture
+            ))
+            .into());
+        }
         let image = st
             .image
             .clone()
@@ -269,7 +282,7 @@ impl Builder<'_> {
                 .image
                 .clone()
                 .ok_or_else(|| msg(format!("--from={from}: that stage has no files"))),
-            None => Ok(self.base_image(from)?.id),
+            None => Ok(self.base_image(from, None)?.id),
         }
     }
 
