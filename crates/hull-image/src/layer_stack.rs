@@ -124,6 +124,7 @@ fn push_front(todo: &mut VecDeque<OsString>, p: &Path) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
