@@ -358,9 +358,16 @@ fn image_prune_keeps_the_build_cache() {
     let id = build_ok(&e, &ctx, &["-t", "hull.test/pruned:1"]);
     let id = id.lines().last().unwrap().to_string();
     // The intermediate images are untagged, yet `image prune` keeps them: they are the cache.
-    let images = e.ok(&["images", "-q"]);
+    // `hull images` hides them as docker does; `-a` shows them.
+    assert_eq!(
+        e.ok(&["images", "-q"]).lines().count(),
+        2,
+        "the base and the result"
+    );
+    let images = e.ok(&["images", "-a", "-q"]);
+    assert_eq!(images.lines().count(), 4, "and the RUN's and COPY's images");
     e.ok(&["image", "prune"]);
-    assert_eq!(e.ok(&["images", "-q"]), images);
+    assert_eq!(e.ok(&["images", "-a", "-q"]), images);
     let out = build_ok(&e, &ctx, &["-t", "hull.test/pruned:1"]);
     assert_eq!(out.matches("Using cache").count(), 2, "{out}");
     assert!(out.trim_end().ends_with(&id), "{out}");
@@ -380,10 +387,10 @@ fn image_prune_keeps_the_build_cache() {
     )
     .unwrap();
     build_ok(&e, &ctx2, &["-t", "hull.test/lab:1"]);
-    let before = e.ok(&["images", "-q"]).lines().count();
+    let before = e.ok(&["images", "-a", "-q"]).lines().count();
     let out = e.ok(&["image", "prune"]);
     assert!(out.contains("deleted: sha256:"), "{out}");
-    assert_eq!(e.ok(&["images", "-q"]).lines().count(), before - 1);
+    assert_eq!(e.ok(&["images", "-a", "-q"]).lines().count(), before - 1);
 
     // `builder prune`: the entries and the images only they kept; named images stay.
     let out = e.ok(&["builder", "prune", "-f"]);
@@ -397,7 +404,7 @@ fn image_prune_keeps_the_build_cache() {
     // next build makes them again and is right.
     assert!(cache_entries(&e) > 0);
     e.ok(&["image", "prune", "-a"]);
-    assert_eq!(e.ok(&["images", "-q"]), "");
+    assert_eq!(e.ok(&["images", "-a", "-q"]), "");
     assert_eq!(cache_entries(&e), 0);
     e.ok(&["load", "-i", base.to_str().unwrap()]);
     let out = build_ok(&e, &ctx, &["-t", "hull.test/pruned:1"]);

@@ -21,6 +21,9 @@ pub(crate) struct ImagesArgs {
     /// Only print image ids.
     #[arg(short, long)]
     quiet: bool,
+    /// Show the build cache's intermediate images too (docker's `images -a`).
+    #[arg(short, long)]
+    all: bool,
 }
 
 #[derive(Args)]
@@ -80,7 +83,13 @@ pub(crate) fn human(size: u64) -> String {
 
 pub(crate) fn list(root: &Path, a: ImagesArgs) -> anyhow::Result<()> {
     let store = super::open_store(root)?;
-    let images = store.images()?;
+    let mut images = store.images()?;
+    if !a.all {
+        // As docker hides the intermediate images of its builds: the unnamed images of
+        // `hull build`'s step cache (`image prune` keeps them; `builder prune` removes them).
+        let cache = hull_build::cache::images(root).context("reading the build cache")?;
+        images.retain(|i| i.tags().next().is_some() || !cache.contains(&i.id));
+    }
     if a.quiet {
         for img in &images {
             outln!("{}", short_id(img))?;
