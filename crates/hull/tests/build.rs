@@ -201,7 +201,10 @@ fn rebuild_uses_the_cache() {
     let first = hull_build(&e, &ctx, &["-q", "-t", "c:1"]);
     let id1 = ctr::ok(&first);
     let root = e.root.path();
-    let (snaps, images) = (count(&root.join("snapshots")), e.ok(&["images", "-q"]));
+    let (snaps, images) = (
+        count(&root.join("snapshots")),
+        e.ok(&["images", "-a", "-q"]),
+    );
     let containers_mtime = std::fs::metadata(root.join("containers"))
         .unwrap()
         .modified()
@@ -217,7 +220,7 @@ fn rebuild_uses_the_cache() {
         "{out} vs {id1}"
     );
     assert_eq!(count(&root.join("snapshots")), snaps, "no new layer");
-    assert_eq!(e.ok(&["images", "-q"]), images, "no new image");
+    assert_eq!(e.ok(&["images", "-a", "-q"]), images, "no new image");
     let after = std::fs::metadata(root.join("containers"))
         .unwrap()
         .modified()
@@ -247,7 +250,7 @@ fn failing_run_reports_step_and_exit_code() {
         format!("FROM {BASE}\nENV X=1\nRUN echo visible-output; exit 3\nRUN echo never\n"),
     )
     .unwrap();
-    let images = e.ok(&["images", "-q"]);
+    let images = e.ok(&["images", "-a", "-q"]);
     let o = hull_build(&e, &ctx, &["-t", "fail:1"]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(125), "{out}{err}");
@@ -258,7 +261,7 @@ fn failing_run_reports_step_and_exit_code() {
         "{err}"
     );
     assert!(err.contains("returned a non-zero code: 3"), "{err}");
-    assert_eq!(e.ok(&["images", "-q"]), images, "no image made");
+    assert_eq!(e.ok(&["images", "-a", "-q"]), images, "no image made");
     assert_eq!(e.ok(&["ps", "-a", "-q"]), "", "no container left");
     e.assert_clean();
 }
@@ -301,7 +304,7 @@ fn interrupted_build_leaves_nothing_and_keeps_complete_cache_entries() {
     std::fs::create_dir_all(&ctx).unwrap();
     let df = |last: &str| format!("FROM {BASE}\nRUN echo done > /first\n{last}\n");
     std::fs::write(ctx.join("Dockerfile"), df("RUN echo sleeping; sleep 60")).unwrap();
-    let images = e.ok(&["images", "-q"]);
+    let images = e.ok(&["images", "-a", "-q"]);
     let mut c = e.cmd(&[
         "build",
         "--network",
@@ -340,7 +343,7 @@ fn interrupted_build_leaves_nothing_and_keeps_complete_cache_entries() {
     assert!(err.contains("interrupted"), "{err}");
     assert_eq!(e.ok(&["ps", "-a", "-q"]), "", "no container left");
     // The first RUN's image and cache entry are complete: only the unnamed step image is new.
-    let after = e.ok(&["images", "-q"]);
+    let after = e.ok(&["images", "-a", "-q"]);
     assert_eq!(after.lines().count(), images.lines().count() + 1, "{after}");
     std::fs::write(ctx.join("Dockerfile"), df("RUN true")).unwrap();
     let o = hull_build(&e, &ctx, &["-t", "int:1"]);
