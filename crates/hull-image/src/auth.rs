@@ -121,7 +121,11 @@ pub fn from_authfile(path: &Path, registry: &str) -> Result<Option<Credentials>,
     })?;
     // docker's order: the registry's own helper, then the file's entry, then the helper
     // for all (whose logins leave empty `auths` entries behind).
-    if let Some((_, h)) = file.cred_helpers.iter().find(|(k, _)| key_host(k) == registry) {
+    if let Some((_, h)) = file
+        .cred_helpers
+        .iter()
+        .find(|(k, _)| key_host(k) == registry)
+    {
         return crate::cred_helper::get(h, registry);
     }
     let Some(entry) = file
