@@ -205,7 +205,8 @@ impl Engine {
         let out = if rec.options.extra.no_log() {
             "/dev/null".to_string()
         } else {
-            logs::shim_path(dir)
+            let x = &rec.options.extra;
+            logs::shim_path(dir, x.log_max_size, x.log_max_file)
         };
         let io = Io {
             stdin: if rec.options.stdin {

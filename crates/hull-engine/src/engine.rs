@@ -280,8 +280,38 @@ impl Engine {
         // Asked while the process lives: hull learns of an exit only after it is gone.
         r.oom_counter = hull_cgroups::oom_counter_file(pid);
         self.containers.save(&r)?;
+        self.emit_mounts(&r);
         self.emit(&r, "start", &[]);
         Ok(pid)
+    }
+
+    /// docker's volume `mount` events, one per volume of a starting container.
+    fn emit_mounts(&self, r: &Record) {
+        let named = r.options.mounts.iter().filter_map(|m| match m {
+            MountSpec::Volume {
+                name,
+                target,
+                readonly,
+            } => Some((name.as_str(), target.as_str(), !readonly)),
+            _ => None,
+        });
+        let anon = r
+            .anon_volumes
+            .iter()
+            .map(|v| (v.name.as_str(), v.target.as_str(), true));
+        for (name, target, rw) in named.chain(anon) {
+            let rw = if rw { "true" } else { "false" };
+            self.volumes.emit(
+                "mount",
+                name,
+                &[
+                    ("container", &r.id),
+                    ("destination", target),
+                    ("read/write", rw),
+                    ("propagation", ""),
+                ],
+            );
+        }
     }
 
     /// `restart`: [`Engine::stop`] when it runs, then [`Engine::start`].
@@ -445,8 +475,17 @@ impl Engine {
         // so does the directory, so that `rm` can be tried again and finish the job.
         // `system reset` goes on to hullc, the rootfs and the networks itself.
         if task_gone {
-            if let Err(e) = self.release_network(&r.id) {
-                first.get_or_insert(e.into());
+            // The saved record: `r` may be older than the release at its exit.
+            let held = self.containers.find(&r.id).ok().and_then(|r| r.net);
+            match self.release_network(&r.id) {
+                Err(e) => {
+                    first.get_or_insert(e.into());
+                }
+                Ok(()) => {
+                    if let Some(n) = held {
+                        self.emit_network("disconnect", &n.network, &[("container", &r.id)]);
+                    }
+                }
             }
             let torn =
                 Store::open(&self.root)

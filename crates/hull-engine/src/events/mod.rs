@@ -167,6 +167,12 @@ impl Journal {
         let _ = self.append(&Event::new(kind, action, id, attributes));
     }
 
+    /// An image event: `id` is the reference (pull, push) or the image's id, `name` the
+    /// reference it concerns, as docker's.
+    pub fn emit_image(&self, action: &str, id: &str, name: &str) {
+        self.emit("image", action, id, attrs([("name", name)]));
+    }
+
     /// The journal's generations, oldest first.
     pub(crate) fn files(&self) -> [PathBuf; 2] {
         [suffixed(&self.path, ".1"), self.path.clone()]
