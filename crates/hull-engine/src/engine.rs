@@ -274,14 +274,16 @@ impl Engine {
             }
             State::Dead => return Err(Error::Dead(r.name.clone())),
         };
+        // Journaled before the start: a container that exits at once has its `die` journaled
+        // by its shim as it happens, which may well be before the start call returns here.
+        self.emit_mounts(&r);
+        self.emit(&r, "start", &[]);
         let pid = self.shim(&r)?.start("")?;
         let mut r = r.clone();
         r.started_ns = Some(record::now_ns());
         // Asked while the process lives: hull learns of an exit only after it is gone.
         r.oom_counter = hull_cgroups::oom_counter_file(pid);
         self.containers.save(&r)?;
-        self.emit_mounts(&r);
-        self.emit(&r, "start", &[]);
         Ok(pid)
     }
 
