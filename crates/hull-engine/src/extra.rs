@@ -75,12 +75,10 @@ pub struct Extra {
     /// `--log-driver`: "" / "json-file" (the shim's json-file log) or "none" (output dropped).
     #[serde(default)]
     pub log_driver: String,
-    /// `--log-opt max-size=` in bytes: the shim rotates the log past it.
+    /// `--log-opt`s as given, checked by [`crate::logs::parse_opts`] (`max-size=`,
+    /// `max-file=`: the shim rotates the log).
     #[serde(default)]
-    pub log_max_size: Option<u64>,
-    /// `--log-opt max-file=`: files kept, the current one included (docker's default 1).
-    #[serde(default)]
-    pub log_max_file: Option<u32>,
+    pub log_opts: Vec<String>,
 }
 
 impl Extra {

@@ -171,10 +171,18 @@ fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, Error> {
         path: path.into(),
         source,
     };
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(err(e)),
+    match File::open(path) {
+        Ok(f) => read_file(f, path, offset),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// The whole lines of `f` (at `path`) from `offset` on.
+fn read_file(mut f: File, path: &Path, offset: u64) -> Result<Vec<u8>, Error> {
+    let err = |source| Error::Read {
+        path: path.into(),
+        source,
     };
     f.seek(SeekFrom::Start(offset)).map_err(err)?;
     let mut buf = Vec::new();
@@ -352,25 +360,49 @@ impl Follower {
 
     /// Copies new entries; returns whether there were any.
     pub fn pump(&mut self, sink: &mut Sink<'_>) -> Result<bool, Error> {
-        let now = inode(&self.path);
+        // The current file and its inode from one open: a rotation between a stat and a read
+        // would have us read the new file from the old one's offset.
+        let cur = match File::open(&self.path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(Error::Read {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        let now = cur.as_ref().and_then(|f| f.metadata().ok()).map(|m| {
+            use std::os::unix::fs::MetadataExt as _;
+            m.ino()
+        });
         let mut data = Vec::new();
         if self.ino.is_some() && now != self.ino {
-            // Rotated: first the rest of the file we were reading, now `container.log.1`
-            // (unless rotated again since, when that part is lost, as with docker).
-            let old = numbered(&self.path, 1);
-            if inode(&old) == self.ino {
-                data = read_from(&old, self.offset)?;
+            // Rotated: the rest of the file we were reading, now `container.log.N` (N > 1
+            // when it rotated more than once since), then the newer ones whole. A file
+            // rotated out of `max-file` before we got to it is lost.
+            let rotated: Vec<PathBuf> = (1..)
+                .map(|n| numbered(&self.path, n))
+                .take_while(|p| p.exists())
+                .collect();
+            if let Some(at) = rotated.iter().position(|p| inode(p) == self.ino) {
+                data = read_from(&rotated[at], self.offset)?;
+                for p in rotated[..at].iter().rev() {
+                    data.extend_from_slice(&read_from(p, 0)?);
+                }
             }
             self.offset = 0;
         }
         self.ino = now;
-        // `max-file=1` empties the file in place.
-        if std::fs::metadata(&self.path).is_ok_and(|m| m.len() < self.offset) {
-            self.offset = 0;
+        if let Some(f) = cur {
+            // `max-file=1` empties the file in place.
+            if f.metadata().is_ok_and(|m| m.len() < self.offset) {
+                self.offset = 0;
+            }
+            let new = read_file(f, &self.path, self.offset)?;
+            self.offset += new.len() as u64;
+            data.extend_from_slice(&new);
         }
-        let cur = read_from(&self.path, self.offset)?;
-        self.offset += cur.len() as u64;
-        data.extend_from_slice(&cur);
         if data.is_empty() {
             return Ok(false);
         }

@@ -54,7 +54,7 @@ pub(crate) struct ExtraArgs {
 impl ExtraArgs {
     /// The checked [`Extra`] for options `o` (its network and hostname already set).
     pub(crate) fn to_extra(&self, o: &ContainerOptions) -> Result<Extra> {
-        let (log_max_size, log_max_file) = hull_engine::logs::parse_opts(&self.log_opt)?;
+        hull_engine::logs::parse_opts(&self.log_opt)?;
         if self.log_driver.as_deref() == Some("none") {
             if let Some(o) = self.log_opt.first() {
                 anyhow::bail!("invalid --log-opt {o:?}: --log-driver none keeps no log");
@@ -82,8 +82,7 @@ impl ExtraArgs {
             dns_search: self.dns_search.clone(),
             dns_option: self.dns_option.clone(),
             log_driver: self.log_driver.clone().unwrap_or_default(),
-            log_max_size,
-            log_max_file,
+            log_opts: self.log_opt.clone(),
         };
         x.check(o.network == "host", o.hostname.is_some())?;
         Ok(x)
