@@ -507,7 +507,7 @@ mod tests {
         std::fs::write(&log, line("a")).unwrap();
         let mut f = Follower::from(d.path(), 0);
         let mut out = Vec::new();
-        let mut pump = |f: &mut Follower, out: &mut Vec<u8>| {
+        let pump = |f: &mut Follower, out: &mut Vec<u8>| {
             f.pump(&mut Sink {
                 out,
                 err: &mut Vec::new(),
