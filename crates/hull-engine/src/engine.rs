@@ -442,7 +442,9 @@ impl Engine {
                 if matches!(st, State::Paused { .. }) {
                     let _ = s.resume();
                 }
-                let _ = s.kill("", libc::SIGKILL as u32, true);
+                if s.kill("", libc::SIGKILL as u32, true).is_ok() {
+                    self.emit(r, "kill", &[("signal", libc::SIGKILL.to_string())]);
+                }
                 let _ = s.wait("", Some(Duration::from_secs(10)));
             }
         }

@@ -198,6 +198,48 @@ fn since_until_and_filters() {
         actions(&past(&e, &["image=hull.test/events:2"])),
         ["tag", "untag"]
     );
+    // Volumes (create, mount at start, destroy) and execs.
+    e.ok(&["volume", "create", "v1"]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "x",
+        "-v",
+        "v1:/data",
+        IMG,
+        "sleep",
+        "100",
+    ]);
+    e.ok(&["exec", "x", "true"]);
+    e.ok(&["rm", "-f", "x"]);
+    e.ok(&["volume", "rm", "v1"]);
+    let vols = past(&e, &["type=volume"]);
+    assert_eq!(actions(&vols), ["create", "mount", "destroy"], "{vols:#?}");
+    assert_eq!(vols[1]["Actor"]["ID"], "v1");
+    assert_eq!(vols[1]["Actor"]["Attributes"]["destination"], "/data");
+    let execs = past(
+        &e,
+        &[
+            "container=x",
+            "event=exec_create",
+            "event=exec_start",
+            "event=exec_die",
+        ],
+    );
+    assert_eq!(
+        actions(&execs),
+        ["exec_create: true", "exec_start: true", "exec_die"]
+    );
+    assert_eq!(execs[2]["Actor"]["Attributes"]["exitCode"], "0");
+    let x = actions(&past(&e, &["container=x"]));
+    assert_eq!(x.last().map(String::as_str), Some("destroy"), "{x:?}");
+    assert!(
+        x.contains(&"kill".to_string()) && x.contains(&"die".to_string()),
+        "{x:?}"
+    );
     // Bad input: exit 125, naming what is wrong.
     for (args, names) in [
         (vec!["events", "--filter", "colour=red"], "colour"),
