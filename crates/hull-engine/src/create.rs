@@ -206,7 +206,9 @@ impl Engine {
         let out = if rec.options.extra.no_log() {
             "/dev/null".to_string()
         } else {
-            logs::shim_path(dir)
+            // Checked when the options were made.
+            let (size, files) = logs::parse_opts(&rec.options.extra.log_opts).unwrap_or_default();
+            logs::shim_path(dir, size, files)
         };
         let io = Io {
             stdin: if rec.options.stdin {

@@ -274,14 +274,46 @@ impl Engine {
             }
             State::Dead => return Err(Error::Dead(r.name.clone())),
         };
+        // Journaled before the start: a container that exits at once has its `die` journaled
+        // by its shim as it happens, which may well be before the start call returns here.
+        self.emit_mounts(&r);
+        self.emit(&r, "start", &[]);
         let pid = self.shim(&r)?.start("")?;
         let mut r = r.clone();
         r.started_ns = Some(record::now_ns());
         // Asked while the process lives: hull learns of an exit only after it is gone.
         r.oom_counter = hull_cgroups::oom_counter_file(pid);
         self.containers.save(&r)?;
-        self.emit(&r, "start", &[]);
         Ok(pid)
+    }
+
+    /// docker's volume `mount` events, one per volume of a starting container.
+    fn emit_mounts(&self, r: &Record) {
+        let named = r.options.mounts.iter().filter_map(|m| match m {
+            MountSpec::Volume {
+                name,
+                target,
+                readonly,
+            } => Some((name.as_str(), target.as_str(), !readonly)),
+            _ => None,
+        });
+        let anon = r
+            .anon_volumes
+            .iter()
+            .map(|v| (v.name.as_str(), v.target.as_str(), true));
+        for (name, target, rw) in named.chain(anon) {
+            let rw = if rw { "true" } else { "false" };
+            self.volumes.emit(
+                "mount",
+                name,
+                &[
+                    ("container", &r.id),
+                    ("destination", target),
+                    ("read/write", rw),
+                    ("propagation", ""),
+                ],
+            );
+        }
     }
 
     /// `restart`: [`Engine::stop`] when it runs, then [`Engine::start`].
@@ -410,7 +442,9 @@ impl Engine {
                 if matches!(st, State::Paused { .. }) {
                     let _ = s.resume();
                 }
-                let _ = s.kill("", libc::SIGKILL as u32, true);
+                if s.kill("", libc::SIGKILL as u32, true).is_ok() {
+                    self.emit(r, "kill", &[("signal", libc::SIGKILL.to_string())]);
+                }
                 let _ = s.wait("", Some(Duration::from_secs(10)));
             }
         }
@@ -445,8 +479,17 @@ impl Engine {
         // so does the directory, so that `rm` can be tried again and finish the job.
         // `system reset` goes on to hullc, the rootfs and the networks itself.
         if task_gone {
-            if let Err(e) = self.release_network(&r.id) {
-                first.get_or_insert(e.into());
+            // The saved record: `r` may be older than the release at its exit.
+            let held = self.containers.find(&r.id).ok().and_then(|r| r.net);
+            match self.release_network(&r.id) {
+                Err(e) => {
+                    first.get_or_insert(e.into());
+                }
+                Ok(()) => {
+                    if let Some(n) = held {
+                        self.emit_network("disconnect", &n.network, &[("container", &r.id)]);
+                    }
+                }
             }
             let torn =
                 Store::open(&self.root)

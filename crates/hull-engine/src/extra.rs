@@ -78,6 +78,10 @@ pub struct Extra {
     /// `--log-driver`: "" / "json-file" (the shim's json-file log) or "none" (output dropped).
     #[serde(default)]
     pub log_driver: String,
+    /// `--log-opt`s as given, checked by [`crate::logs::parse_opts`] (`max-size=`,
+    /// `max-file=`: the shim rotates the log).
+    #[serde(default)]
+    pub log_opts: Vec<String>,
 }
 
 impl Extra {

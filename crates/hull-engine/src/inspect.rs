@@ -130,6 +130,7 @@ pub fn inspect(e: &Engine, r: &Record) -> Value {
             "PidsLimit": r.options.pids_limit,
             "CapAdd": r.options.cap_add, "CapDrop": r.options.cap_drop,
             "DeviceRequests": device_requests(&r.options),
+            "LogConfig": log_config(&r.options.extra),
         },
         "Mounts": mounts,
         "NetworkSettings": net::settings_json(r.net.as_ref(),
@@ -150,4 +151,16 @@ pub fn device_requests(o: &ContainerOptions) -> Value {
         return Value::Null;
     }
     json!([{"Driver": "cdi", "Count": 0, "DeviceIDs": o.cdi_devices, "Capabilities": null, "Options": {}}])
+}
+
+/// docker's `HostConfig.LogConfig`: the driver and its options as given.
+fn log_config(x: &crate::extra::Extra) -> serde_json::Value {
+    let driver = if x.no_log() { "none" } else { "json-file" };
+    let config: serde_json::Map<String, serde_json::Value> = x
+        .log_opts
+        .iter()
+        .filter_map(|o| o.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.into()))
+        .collect();
+    serde_json::json!({"Type": driver, "Config": config})
 }

@@ -271,6 +271,7 @@ impl Engine {
             }
             e => Error::Network(net.clone(), e),
         })?;
+        self.emit_network("connect", &att.network, &[("container", &rec.id)]);
         Ok(Some(NetSettings {
             network: att.network,
             ip: att.ip,
@@ -295,9 +296,11 @@ impl Engine {
     /// After the container exited: release its network (docker does on stop) and forget the
     /// settings. Failures are kept for `rm`, which tries again.
     pub(crate) fn release_after_exit(&self, r: &Record) {
-        if r.net.is_none() || self.release_network(&r.id).is_err() {
+        let Some(net) = &r.net else { return };
+        if self.release_network(&r.id).is_err() {
             return;
         }
+        self.emit_network("disconnect", &net.network, &[("container", &r.id)]);
         if let Ok(mut r) = self.containers.find(&r.id) {
             r.net = None;
             let _ = self.containers.save(&r);
@@ -330,7 +333,15 @@ impl Engine {
             return Err(Error::InUse(name.into(), names.join(", ")).into());
         }
         nets.remove(name, false).map_err(Error::Net)?;
+        self.emit_network("destroy", name, &[]);
         Ok(())
+    }
+
+    /// A network event; the actor is the network's name (hull's networks have no other id).
+    pub fn emit_network(&self, action: &str, name: &str, extra: &[(&str, &str)]) {
+        let a = [("name", name), ("type", "bridge")];
+        let a = crate::events::attrs(a.into_iter().chain(extra.iter().copied()));
+        self.journal().emit("network", action, name, a);
     }
 }
 

@@ -165,6 +165,7 @@ pub(crate) fn died(bundle: &Path, id: &str, code: u32) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

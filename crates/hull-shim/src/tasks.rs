@@ -494,6 +494,7 @@ impl Tasks {
         let mut io = None;
         let mut owner = None;
         let mut bundle = PathBuf::new();
+        let mut started = false;
         {
             let mut st = self.lock();
             'find: for (id, c) in st.iter_mut() {
@@ -504,6 +505,7 @@ impl Tasks {
                         io = p.io.take();
                         owner = Some((id.clone(), exec_id));
                         bundle = c.bundle.clone();
+                        started = p.status != Status::Created;
                         break 'find;
                     }
                 }
@@ -518,8 +520,9 @@ impl Tasks {
         drop(io);
         // Journaled by the shim, as no `hull` need be running when a container exits; and
         // before the exit is recorded, so that `die` precedes whatever a waiter does next
-        // (`run --rm`'s `destroy`).
-        if exec_id.is_empty() {
+        // (`run --rm`'s `destroy`). A never-started init killed by a delete did not `die`
+        // (docker's `rm` of a created container journals only `destroy`).
+        if exec_id.is_empty() && started {
             crate::journal::died(&bundle, &id, exit.status);
         }
         if let Ok(()) = self.with_proc(&id, &exec_id, |p| {

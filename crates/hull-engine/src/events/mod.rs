@@ -167,6 +167,12 @@ impl Journal {
         let _ = self.append(&Event::new(kind, action, id, attributes));
     }
 
+    /// An image event: `id` is the reference (pull, push) or the image's id, `name` the
+    /// reference it concerns, as docker's.
+    pub fn emit_image(&self, action: &str, id: &str, name: &str) {
+        self.emit("image", action, id, attrs([("name", name)]));
+    }
+
     /// The journal's generations, oldest first.
     pub(crate) fn files(&self) -> [PathBuf; 2] {
         [suffixed(&self.path, ".1"), self.path.clone()]
@@ -225,7 +231,9 @@ pub fn container_attrs(r: &crate::Record) -> BTreeMap<String, String> {
 pub(crate) fn annotate(config: &mut serde_json::Value, j: &Journal, r: &crate::Record) {
     let attrs = serde_json::to_string(&container_attrs(r)).unwrap_or_default();
     let ann = &mut config["annotations"];
-    ann[LOG_ANNOTATION] = j.path.to_string_lossy().into_owned().into();
+    // Absolute: the shim runs in the bundle, and `--root` may have been given relative.
+    let path = std::path::absolute(&j.path).unwrap_or_else(|_| j.path.clone());
+    ann[LOG_ANNOTATION] = path.to_string_lossy().into_owned().into();
     ann[ATTRS_ANNOTATION] = attrs.into();
 }
 

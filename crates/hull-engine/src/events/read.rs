@@ -15,7 +15,7 @@ const POLL: Duration = Duration::from_millis(200);
 /// What [`Events::poll`] found.
 #[derive(Debug)]
 pub enum Next {
-    Event(Event),
+    Event(Box<Event>),
     /// Nothing new within the wait; the stream goes on.
     Idle,
     /// The stream is over: past `until`.
@@ -81,7 +81,7 @@ impl Events {
                 // Writers' clocks are read before their appends, so lines are only nearly in
                 // time order: one past `until` is skipped, not taken as the end.
                 if self.query.matches(&e) {
-                    return Ok(Next::Event(e));
+                    return Ok(Next::Event(Box::new(e)));
                 }
                 continue;
             }
@@ -189,7 +189,7 @@ impl Iterator for Events {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             match self.poll(Duration::from_secs(3600)) {
-                Ok(Next::Event(e)) => return Some(Ok(e)),
+                Ok(Next::Event(e)) => return Some(Ok(*e)),
                 Ok(Next::Idle) => continue,
                 Ok(Next::End) => return None,
                 Err(e) => return Some(Err(e)),

@@ -59,6 +59,11 @@ pub(crate) fn tag(root: &Path, a: TagArgs) -> anyhow::Result<()> {
     store
         .tag(&a.source, &a.target)
         .with_context(|| format!("tagging {} as {}", a.source, a.target))?;
+    let id = store
+        .lookup(&a.target)
+        .map(|i| i.id.to_string())
+        .unwrap_or_default();
+    hull_engine::events::Journal::open(root).emit_image("tag", &id, &a.target);
     Ok(())
 }
 
@@ -145,6 +150,8 @@ pub(crate) fn import(root: &Path, a: ImportArgs) -> anyhow::Result<()> {
     );
     let names: Vec<String> = a.name.iter().cloned().collect();
     let img = store.commit_draft(draft, &names).with_context(what)?;
+    let name = a.name.as_deref().unwrap_or_default();
+    hull_engine::events::Journal::open(root).emit_image("import", &img.id.to_string(), name);
     outln!("{}", img.id)?;
     Ok(())
 }

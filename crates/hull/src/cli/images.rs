@@ -148,14 +148,21 @@ pub(crate) fn list(root: &Path, a: ImagesArgs) -> anyhow::Result<()> {
 
 pub(crate) fn rmi(root: &Path, a: RmiArgs) -> anyhow::Result<()> {
     let mut store = super::open_store(root)?;
+    let journal = hull_engine::events::Journal::open(root);
     for name in &a.images {
+        let id = store
+            .lookup(name)
+            .map(|i| i.id.to_string())
+            .unwrap_or_default();
         let r = store
             .remove_image(name, a.force)
             .with_context(|| format!("removing {name}"))?;
         for n in r.untagged.iter().filter(|n| !n.contains('@')) {
+            journal.emit_image("untag", &id, n);
             outln!("Untagged: {n}")?;
         }
         if let Some(id) = r.deleted {
+            journal.emit_image("delete", &id, name);
             outln!("Deleted: {id}")?;
         }
     }

@@ -19,6 +19,7 @@ mod cdi;
 mod commit;
 mod cp;
 mod ctl;
+mod events;
 mod exec;
 mod image_ops;
 mod images;
@@ -126,6 +127,8 @@ enum Command {
     Unpause(ctl::NamesArgs),
     /// Show containers' resource usage (CPU, memory, network, block I/O, PIDs).
     Stats(stats::StatsArgs),
+    /// Stream the root's events (containers, images, networks, volumes) until Ctrl-C.
+    Events(events::EventsArgs),
     /// Copy files between a container and the host (CONTAINER:PATH on one side).
     Cp(cp::CpArgs),
     /// Rename a container.
@@ -277,6 +280,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Pause(a) => ctl::pause(r, a, true),
         Command::Unpause(a) => ctl::pause(r, a, false),
         Command::Stats(a) => stats::run(r, a),
+        Command::Events(a) => events::run(r, a),
         Command::Cp(a) => cp::run(r, a),
         Command::Rename(a) => manage::rename(r, a),
         Command::Update(a) => manage::update(r, a),

@@ -78,6 +78,7 @@ pub(crate) fn run(root: &Path, c: NetworkCommand) -> Result<u8> {
                 Some(s) => format!("network create --subnet {s} {name}"),
                 None => format!("network create {name}"),
             })?;
+            e.emit_network("create", &name, &[]);
             outln!("{name}")?;
         }
         NetworkCommand::Ls { quiet, format } => {

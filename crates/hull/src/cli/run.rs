@@ -296,6 +296,8 @@ fn attach_and_start(e: &Engine, r: &Record, from_start: bool) -> Result<u8> {
     // Before start: a signal that arrives as soon as the program runs must
     // be forwarded, not kill hull with its default action.
     tty::forward_signals(shim.clone(), r.options.tty)?;
+    // docker's attached `run`/`start -a` journal `attach` before `start`.
+    e.emit(r, "attach", &[]);
     let started = e.start(r);
     if let Err(err) = started {
         if !from_start {
