@@ -18,6 +18,7 @@ pub mod manage;
 pub mod net;
 pub mod opts;
 pub mod record;
+pub mod rootless;
 pub mod shim;
 pub mod signal;
 pub mod spec;
