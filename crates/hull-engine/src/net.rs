@@ -40,6 +40,8 @@ pub enum Error {
     Predefined(String),
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error(transparent)]
+    Rootless(#[from] crate::rootless::net::Error),
 }
 
 /// A container's place on its network, as `inspect` shows it.
@@ -115,6 +117,9 @@ fn check_host_ports(ports: &[PortMapping]) -> Result<(), Error> {
 impl Engine {
     /// hull's networks under this root.
     pub fn networks(&self) -> Result<Networks, Error> {
+        if crate::rootless::active() {
+            return Err(crate::rootless::net::Error::Networks.into());
+        }
         Ok(Networks::open(options(&self.root)?)?)
     }
 
@@ -122,6 +127,17 @@ impl Engine {
     /// ports are free, a `container:` target runs) and says how the netns is set up.
     pub(crate) fn plan_network(&self, o: &ContainerOptions) -> Result<NetPlan, crate::Error> {
         let mode = o.network_mode();
+        if crate::rootless::active() {
+            if let Some(netns) =
+                crate::rootless::net::plan(&mode, &o.publish).map_err(Error::from)?
+            {
+                check_host_ports(&o.publish)?;
+                return Ok(NetPlan {
+                    netns,
+                    shared_etc: None,
+                });
+            }
+        }
         if let NetworkMode::Network(n) = &mode {
             if n != DEFAULT_NETWORK {
                 match self.networks()?.inspect(n) {
@@ -158,6 +174,14 @@ impl Engine {
         let NetworkMode::Network(net) = rec.options.network_mode() else {
             return Ok(None);
         };
+        if crate::rootless::active() {
+            let ports = &rec.options.publish;
+            return Ok(Some(crate::rootless::net::attach(
+                &self.dir(rec),
+                pid,
+                ports,
+            )?));
+        }
         let mut names = vec![rec.name.clone()];
         if rec.hostname != rec.name {
             names.push(rec.hostname.clone());
@@ -207,6 +231,10 @@ impl Engine {
     /// Releases whatever container `id` holds on any network (veth, port rules, lease).
     /// Idempotent; cheap when this root never had a network.
     pub(crate) fn release_network(&self, id: &str) -> Result<(), Error> {
+        if crate::rootless::active() {
+            crate::rootless::net::release(&self.containers.dir_of(id));
+            return Ok(());
+        }
         if !self.root.join("networks").is_dir() {
             return Ok(());
         }

@@ -12,6 +12,7 @@
 //! watcher) inherit the namespaces and learn the dirs from [`ENV_RUN`] / [`ENV_DATA`].
 
 mod idmap;
+pub(crate) mod net;
 mod pause;
 pub(crate) mod spec;
 
@@ -88,11 +89,14 @@ pub fn user_dirs(uid: u32) -> Result<Dirs, Error> {
         Some(d) => d.join("hull"),
         None => {
             let d = PathBuf::from(format!("/tmp/hull-{uid}"));
-            eprintln!(
+            // Said once, when the dir is made (and after each reset), not on every command.
+            if !d.exists() {
+                eprintln!(
                 "WARN: XDG_RUNTIME_DIR is not set (or not yours): keeping hull's run state in {} \
                  (it does not go away at logout)",
                 d.display()
             );
+            }
             d
         }
     };
