@@ -186,9 +186,49 @@ pub fn uid_map() -> String {
     std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default()
 }
 
+/// `hull info`'s rootless entries (`None` for root): that it is rootless, the id map, the
+/// network and whether cgroup limits apply (podman shows the same facts).
+pub fn info() -> Option<serde_json::Map<String, serde_json::Value>> {
+    let dirs = inherited()?;
+    let map: Vec<String> = uid_map()
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut m = serde_json::Map::new();
+    m.insert("Rootless".into(), true.into());
+    m.insert("Run Dir".into(), dirs.run.display().to_string().into());
+    m.insert("ID Mappings".into(), map.join(", ").into());
+    m.insert("Network".into(), "pasta (user mode)".into());
+    m.insert(
+        "Cgroup Limits".into(),
+        "no: rootless without a delegated cgroup v2 subtree (--memory, --cpus, --pids-limit are refused)"
+            .into(),
+    );
+    Some(m)
+}
+
+/// `system reset`'s rootless part, after the engine's: the user's whole storage (when `root`
+/// is the per-user default; images and volumes too, as podman's reset), the run dir and
+/// the pause process. Nothing outside the user's own dirs is touched. No-op for root.
+pub fn reset_user(root: &Path) -> Result<(), Error> {
+    let Some(dirs) = inherited() else {
+        return Ok(());
+    };
+    if root == dirs.data {
+        match std::fs::remove_dir_all(root) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("removing", root)(e))
+            }
+            _ => {}
+        }
+    }
+    reset_run_dir(&dirs)
+}
+
 /// Ends the user's pause process (its namespaces go when the last hull process leaves them)
-/// and removes the run dir: `system reset`.
-pub fn reset_run_dir(dirs: &Dirs) -> Result<(), Error> {
+/// and removes the run dir.
+fn reset_run_dir(dirs: &Dirs) -> Result<(), Error> {
     pause::stop(&dirs.run);
     match std::fs::remove_dir_all(&dirs.run) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing", &dirs.run)(e)),
