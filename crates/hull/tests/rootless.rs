@@ -375,6 +375,26 @@ fn ordinary_user_pulls_runs_and_resets() {
     u.ok(&["stop", "-t", "1", "c1"]);
     u.ok(&["rm", "c1"]);
     assert!(!u.ok(&["ps", "-a"]).contains("c1"));
+    // run -d --rm: the watcher hull (started inside the namespace) removes it.
+    u.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "gone",
+        "--network",
+        "none",
+        &img,
+        "true",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while u.ok(&["ps", "-a"]).contains("gone") {
+        assert!(
+            Instant::now() < deadline,
+            "run -d --rm container not removed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // Everything under the user's own dirs, nothing of root's.
     let info = u.ok(&["info"]);
