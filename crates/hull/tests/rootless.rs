@@ -375,6 +375,33 @@ fn ordinary_user_pulls_runs_and_resets() {
     u.ok(&["stop", "-t", "1", "c1"]);
     u.ok(&["rm", "c1"]);
     assert!(!u.ok(&["ps", "-a"]).contains("c1"));
+    // commit: the container's opaque directory (user.overlay.opaque in its upper dir)
+    // becomes an OCI opaque whiteout; the old entries stay hidden in the new image.
+    let script = "rm -rf /keep; mkdir /keep; echo n > /keep/n";
+    u.ok(&[
+        "run",
+        "--name",
+        "cm",
+        "--network",
+        "none",
+        &img,
+        "sh",
+        "-c",
+        script,
+    ]);
+    u.ok(&["commit", "cm", "committed:1"]);
+    let out = u.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "committed:1",
+        "ls",
+        "/keep",
+    ]);
+    assert_eq!(out, "n\n");
+    u.ok(&["rm", "cm"]);
+
     // run -d --rm: the watcher hull (started inside the namespace) removes it.
     u.ok(&[
         "run",
