@@ -628,6 +628,21 @@ fn users_cannot_reach_each_others_or_roots_state() {
     b.fails(&["--root", a_root, "images"]);
     cannot_see(&b, a_root, &["volume", "ls"], "secret");
 
+    // The Docker API service listens in the user's run dir by default.
+    let mut svc = a.cmd(&["system", "service", "-t", "2"]).spawn().unwrap();
+    let sock = a.run.join("hull/docker.sock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "no socket at {}", sock.display());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    s.write_all(b"GET /_ping HTTP/1.0\r\n\r\n").unwrap();
+    let mut pong = String::new();
+    s.read_to_string(&mut pong).unwrap();
+    assert!(pong.ends_with("OK"), "{pong}");
+    assert!(svc.wait().unwrap().success());
+
     // Root's store: made 0700 by hull, under a directory everyone may enter.
     let top = tempfile::tempdir().unwrap();
     std::fs::set_permissions(top.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

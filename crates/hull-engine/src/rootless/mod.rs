@@ -163,6 +163,11 @@ fn export(dirs: &Dirs) {
     }
 }
 
+/// The user's run dir when this process runs rootless.
+pub fn run_dir() -> Option<PathBuf> {
+    inherited().map(|d| d.run)
+}
+
 /// Whether this process runs rootless (inside a user's namespace that hull set up).
 pub fn active() -> bool {
     inherited().is_some()
