@@ -608,6 +608,30 @@ fn user_without_subordinate_ids_gets_a_single_id_map() {
         "/nob",
     ]);
     assert_eq!(out, "0 /home/u\n0 /nob\n");
+
+    // The pause process killed under a running container: the next command starts a new
+    // one (a killed, unreaped pause is not taken for alive) and still stops and removes it.
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "k",
+        "--network",
+        "none",
+        &img,
+        "sleep",
+        "1000",
+    ]);
+    let pid: i32 = std::fs::read_to_string(u.run.join("hull/pause.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: kill touches no memory; the pid is this test user's pause process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    assert!(u.ok(&["ps"]).contains(" k\n"));
+    u.ok(&["stop", "-t", "1", "k"]);
+    u.ok(&["rm", "k"]);
     u.ok(&["system", "reset", "-f"]);
     assert_eq!(u.processes_after_exit(), vec![]);
 }

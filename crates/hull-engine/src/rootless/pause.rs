@@ -74,7 +74,10 @@ fn running(pid_file: &Path, uid: u32) -> Option<i32> {
     let proc = PathBuf::from(format!("/proc/{pid}"));
     let comm = std::fs::read_to_string(proc.join("comm")).ok()?;
     let owner = std::fs::metadata(&proc).ok()?.uid();
-    (comm.trim_end() == COMM && owner == uid).then_some(pid)
+    // A killed pause process not reaped yet (a zombie) still has its comm but no
+    // namespaces: it is gone for us.
+    let alive = std::fs::metadata(proc.join("ns/mnt")).is_ok();
+    (comm.trim_end() == COMM && owner == uid && alive).then_some(pid)
 }
 
 /// Ends the pause process named by `<run>/pause.pid`, if it is still ours.
