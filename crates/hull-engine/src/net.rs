@@ -2,7 +2,10 @@
 //! after `hullc create` (the container's netns exists, its process has not started), the
 //! release when it exits or is removed, and `hull network` / `system reset`.
 //!
-//! The network state lives under `<root>/networks`. Link prefix, nft table and subnets can be
+//! The network state is host-wide, shared by every `--root` (the links, bridges and nft table
+//! it describes are host-wide too): definitions in `/var/lib/hull/networks`, leases and locks
+//! in `/run/hull/net`, each lease naming its root and container directory. `HULL_NET_STATE=DIR`
+//! moves both (to `DIR/networks` and `DIR/run`). Link prefix, nft table and subnets can be
 //! changed with `HULL_NET_PREFIX`, `HULL_NET_TABLE`, `HULL_NET_SUBNET` (the default network's)
 //! and `HULL_NET_POOL` (where user networks without `--subnet` get theirs): the tests use them
 //! to stay clear of a real `hull0` and of each other.
@@ -17,6 +20,7 @@ use hull_net::{
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, State};
+use crate::net_opts;
 use crate::opts::ContainerOptions;
 use crate::record::Record;
 
@@ -40,6 +44,10 @@ pub enum Error {
     Predefined(String),
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error(transparent)]
+    Opts(#[from] net_opts::Error),
+    #[error("cannot write {0}")]
+    Hosts(PathBuf, #[source] std::io::Error),
     #[error(transparent)]
     Rootless(#[from] crate::rootless::net::Error),
 }
@@ -66,12 +74,24 @@ fn env(var: &'static str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.is_empty())
 }
 
-/// hull-net's options for a `--root`: state in `<root>/networks`, the rest from the environment.
+/// An absolute form of `p` (it is recorded in the host-wide leases and compared there).
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p)
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// hull-net's options for a `--root`: the host-wide state (or `HULL_NET_STATE`), acting for
+/// `root`; the rest from the environment.
 pub fn options(root: &Path) -> Result<Options, Error> {
     let mut o = Options {
-        state_dir: root.join("networks"),
+        owner: Some(absolute(root)),
         ..Options::default()
     };
+    if let Some(d) = env("HULL_NET_STATE") {
+        o.state_dir = Path::new(&d).join("networks");
+        o.run_dir = Path::new(&d).join("run");
+    }
     if let Some(p) = env("HULL_NET_PREFIX") {
         o.link_prefix = p;
     }
@@ -115,7 +135,7 @@ fn check_host_ports(ports: &[PortMapping]) -> Result<(), Error> {
 }
 
 impl Engine {
-    /// hull's networks under this root.
+    /// hull's networks (host-wide), acting for this root.
     pub fn networks(&self) -> Result<Networks, Error> {
         if crate::rootless::active() {
             return Err(crate::rootless::net::Error::Networks.into());
@@ -127,6 +147,7 @@ impl Engine {
     /// ports are free, a `container:` target runs) and says how the netns is set up.
     pub(crate) fn plan_network(&self, o: &ContainerOptions) -> Result<NetPlan, crate::Error> {
         let mode = o.network_mode();
+        o.net_opts.check(&o.network).map_err(Error::from)?;
         if crate::rootless::active() {
             if let Some(netns) =
                 crate::rootless::net::plan(&mode, &o.publish).map_err(Error::from)?
@@ -140,9 +161,12 @@ impl Engine {
         }
         if let NetworkMode::Network(n) = &mode {
             if n != DEFAULT_NETWORK {
-                match self.networks()?.inspect(n) {
+                let info = match self.networks()?.inspect(n) {
                     Err(NetError::NotFound(_)) => return Err(Error::NoNetwork(n.clone()).into()),
-                    r => drop(r.map_err(|e| Error::Network(n.clone(), e))?),
+                    r => r.map_err(|e| Error::Network(n.clone(), e))?,
+                };
+                if let Some(ip) = o.net_opts.ip {
+                    self.check_fixed_ip(ip, &info)?;
                 }
             }
             check_host_ports(&o.publish)?;
@@ -161,10 +185,53 @@ impl Engine {
         Ok(NetPlan { netns, shared_etc })
     }
 
+    /// `--ip`: an assignable address of the network that no live container holds (attach
+    /// checks again under the network's lock; this is for a clear error before anything is
+    /// made).
+    fn check_fixed_ip(&self, ip: Ipv4Addr, info: &hull_net::NetworkInfo) -> Result<(), Error> {
+        let network = info.config.name.clone();
+        if !info.config.subnet.is_assignable(ip) {
+            return Err(net_opts::Error::IpOutside {
+                ip,
+                network,
+                subnet: info.config.subnet.to_string(),
+            }
+            .into());
+        }
+        if let Some(l) = info.containers.iter().find(|l| l.ip == ip && !l.is_stale()) {
+            let holder = self.name_of(&l.container_id);
+            return Err(net_opts::Error::IpTaken {
+                ip,
+                network,
+                holder,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// `--add-host` lines for a container without a network of hull's (whose hosts file
+    /// hull-net does not write): appended to the one `create` wrote; `host-gateway` is the
+    /// default bridge's gateway, as docker's is docker0's.
+    pub(crate) fn write_add_hosts(&self, dir: &Path, o: &ContainerOptions) -> Result<(), Error> {
+        if o.net_opts.add_hosts.is_empty() || matches!(o.network_mode(), NetworkMode::Network(_)) {
+            return Ok(());
+        }
+        let gateway = match self.networks().map(|n| n.inspect(DEFAULT_NETWORK)) {
+            Ok(Ok(info)) => info.config.gateway,
+            _ => options(&self.root)?.default_subnet.gateway(),
+        };
+        let p = dir.join("hosts");
+        let old = std::fs::read_to_string(&p).unwrap_or_default();
+        let text = format!("{old}{}", o.net_opts.hosts_lines(gateway));
+        std::fs::write(&p, text).map_err(|e| Error::Hosts(p, e))
+    }
+
     /// Connects a created container (init `pid`, not started yet) to its network; its hosts
     /// file is written by hull-net and kept current as others come and go.
     ///
     /// `ip`: the address to ask for (a restart's old one); when it is taken, the lowest free.
+    /// A `--ip` is asked for instead, and never given up.
     pub(crate) fn attach(
         &self,
         rec: &Record,
@@ -186,18 +253,28 @@ impl Engine {
         if rec.hostname != rec.name {
             names.push(rec.hostname.clone());
         }
+        let no = &rec.options.net_opts;
+        for a in &no.aliases {
+            if !names.contains(a) {
+                names.push(a.clone());
+            }
+        }
+        let dir = absolute(&self.dir(rec));
         let req = AttachRequest {
             container_id: rec.id.clone(),
             names,
             netns: PathBuf::from(format!("/proc/{pid}/ns/net")),
             ports: rec.options.publish.clone(),
-            hosts_file: Some(self.dir(rec).join("hosts")),
-            ip,
+            hosts_file: Some(dir.join("hosts")),
+            ip: no.ip.or(ip),
+            // The lease is stale once the container's directory is gone (see hull-net).
+            holder: Some(dir),
+            extra_hosts: no.add_hosts.clone(),
             ..AttachRequest::default()
         };
         let nets = self.networks()?;
         let mut att = nets.attach(&net, &req);
-        if att.is_err() && req.ip.is_some() {
+        if att.is_err() && req.ip.is_some() && no.ip.is_none() {
             att = nets.attach(&net, &AttachRequest { ip: None, ..req });
         }
         let att = att.map_err(|e| match e {
@@ -235,10 +312,11 @@ impl Engine {
             crate::rootless::net::release(&self.containers.dir_of(id));
             return Ok(());
         }
-        if !self.root.join("networks").is_dir() {
+        let o = options(&self.root)?;
+        if !o.run_dir.is_dir() {
             return Ok(());
         }
-        self.networks()?.detach_all(id)?;
+        Networks::open(o)?.detach_all(id)?;
         Ok(())
     }
 

@@ -142,6 +142,9 @@ pub struct ContainerOptions {
     /// `--init`, `--sysctl`, `--pid`, `--dns`... (see [`crate::extra`]).
     #[serde(default)]
     pub extra: crate::extra::Extra,
+    /// `--ip`, `--network-alias`, `--add-host` (see [`crate::net_opts`]).
+    #[serde(default)]
+    pub net_opts: crate::net_opts::NetOptions,
 }
 
 impl ContainerOptions {

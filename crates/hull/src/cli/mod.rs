@@ -32,6 +32,7 @@ mod push;
 mod rootless;
 mod run;
 mod run_extra;
+mod run_net;
 mod service;
 mod stats;
 mod table;

@@ -92,6 +92,8 @@ pub(crate) struct CreateArgs {
     publish: Vec<String>,
     #[command(flatten)]
     extra: super::run_extra::ExtraArgs,
+    #[command(flatten)]
+    net: super::run_net::NetArgs,
     /// Pull the image first: missing (default), always, never.
     #[arg(long, value_enum, default_value = "missing")]
     pull: super::autopull::PullPolicy,
@@ -168,6 +170,7 @@ fn options(a: &CreateArgs) -> Result<ContainerOptions> {
     }
     opts::check_publish(&o)?;
     o.extra = a.extra.to_extra(&o)?;
+    o.net_opts = a.net.to_net_opts(&o.network)?;
     Ok(o)
 }
 
