@@ -28,15 +28,22 @@ fn summary(i: &ImageRecord) -> Value {
     })
 }
 
-fn inspect_json(i: &ImageRecord) -> Value {
+/// docker's image inspect; `Config` is the stored config's object as it is (Healthcheck,
+/// OnBuild, Shell... that hull's typed config does not model), `Author` and `Comment` too.
+fn inspect_json(i: &ImageRecord, raw: &Value) -> Value {
+    let config = match raw.get("config") {
+        Some(c) if !c.is_null() => c.clone(),
+        _ => json!(i.config.config),
+    };
+    let text = |k: &str| raw.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     json!({
         "Id": i.id,
         "RepoTags": i.tags().collect::<Vec<_>>(),
         "RepoDigests": i.names.iter().filter(|n| n.contains('@')).collect::<Vec<_>>(),
-        "Parent": "", "Comment": "",
+        "Parent": "", "Comment": text("comment"),
         "Created": i.config.created.clone().unwrap_or_else(|| "1970-01-01T00:00:00Z".into()),
-        "Container": "", "DockerVersion": "", "Author": "",
-        "Config": i.config.config,
+        "Container": "", "DockerVersion": "", "Author": text("author"),
+        "Config": config,
         "Architecture": i.config.architecture, "Os": i.config.os, "Variant": i.config.variant,
         "Size": i.size, "VirtualSize": i.size,
         "GraphDriver": {"Name": "overlay", "Data": {}},
@@ -65,7 +72,11 @@ pub(crate) async fn inspect(app: &Arc<App>, name: &str) -> Result<Resp, ApiError
     let name = name.to_string();
     let v = blocking(app, move |_| {
         let store = Store::open(&root).map_err(store_err)?;
-        Ok(inspect_json(&store.lookup(&name).map_err(store_err)?))
+        let img = store.lookup(&name).map_err(store_err)?;
+        let raw = store.config_raw(&img).map_err(store_err)?;
+        let raw: Value = serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::internal(format!("config of {name}: {e}")))?;
+        Ok(inspect_json(&img, &raw))
     })
     .await?;
     Ok(http::ok_json(&v))

@@ -22,6 +22,8 @@ use crate::pull::{install, PullError};
 use crate::spec::{self, Descriptor, Manifest};
 use crate::store::{ImageRecord, LayerRecord, Stage, Store, StoreError};
 
+pub use crate::layer_stack::{resolve_in_layers, stat_in_layers};
+
 /// Errors of layer writing and image commits.
 #[derive(Debug, thiserror::Error)]
 pub enum LayerWriteError {
@@ -403,35 +405,4 @@ pub fn commit_image(
         &crate::progress::NoProgress,
     )?;
     Ok(store.lookup(&manifest.config.digest.to_string())?)
-}
-
-/// Metadata of `rel` in an image's layer stack (snapshot directories, top layer first), as
-/// the container would see it: `None` when no layer has it or a whiteout or an opaque
-/// directory above hides it. Symlinks on the way are not followed.
-/// Returns the file's path in its snapshot with its metadata.
-pub fn stat_in_layers(tops_first: &[PathBuf], rel: &Path) -> Option<(PathBuf, fs::Metadata)> {
-    for layer in tops_first {
-        let p = layer.join(rel);
-        if let Ok(m) = fs::symlink_metadata(&p) {
-            let whiteout = m.file_type().is_char_device() && m.rdev() == 0;
-            return (!whiteout).then_some((p, m));
-        }
-        // Hidden below: a whiteout of a parent, or a parent made opaque in this layer.
-        let mut cur = layer.to_path_buf();
-        for c in rel.parent().into_iter().flat_map(Path::components) {
-            cur.push(c);
-            let Ok(m) = fs::symlink_metadata(&cur) else {
-                break;
-            };
-            if m.file_type().is_char_device() && m.rdev() == 0 {
-                return None;
-            }
-            let opaque = crate::fsutil::lxattrs(&cur)
-                .is_ok_and(|x| x.iter().any(|(k, _)| crate::userns::is_opaque_xattr(k)));
-            if opaque {
-                return None;
-            }
-        }
-    }
-    None
 }

@@ -395,3 +395,32 @@ fn docker_volumes() {
     drop(s);
     e.assert_clean();
 }
+
+#[test]
+fn docker_image_inspect_shows_the_whole_config() {
+    let e = Env::new();
+    let ctx = e.work.path().join("hc");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("a"), "a\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY a /a\nMAINTAINER someone\nONBUILD RUN true\n\
+         HEALTHCHECK --interval=5s --retries=4 CMD [\"/bin/check\"]\n",
+    )
+    .unwrap();
+    e.ok(&["build", "-q", "-t", "hull.test/hc:1", ctx.to_str().unwrap()]);
+    let s = start(&e, "0");
+    let hc = s.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Healthcheck}} {{json .Config.OnBuild}} {{.Author}}",
+        "hull.test/hc:1",
+    ]);
+    assert_eq!(
+        hc.trim(),
+        r#"{"Test":["CMD","/bin/check"],"Interval":5000000000,"Retries":4} ["RUN true"] someone"#
+    );
+    drop(s);
+    e.assert_clean();
+}

@@ -152,7 +152,13 @@ pub(crate) fn import(root: &Path, a: ImportArgs) -> anyhow::Result<()> {
 pub(crate) fn prune(root: &Path, a: PruneArgs) -> anyhow::Result<()> {
     let _ = a.force;
     let mut store = super::open_store(root)?;
-    let r = store.prune_images(a.all).context("pruning images")?;
+    // The build cache's images are not dangling (docker's `image prune` leaves the build
+    // cache too); `-a` deletes them as any unused image, then their entries.
+    let keep = hull_build::cache::images(root).context("reading the build cache")?;
+    let r = store
+        .prune_images_keeping(a.all, &keep)
+        .context("pruning images")?;
+    hull_build::cache::forget(&store, false).context("removing build cache entries")?;
     if !r.deleted.is_empty() {
         outln!("Deleted Images:")?;
     }

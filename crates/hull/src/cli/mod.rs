@@ -74,6 +74,9 @@ enum Command {
     Load(archive::LoadArgs),
     /// Build an image from a Containerfile/Dockerfile.
     Build(build::BuildArgs),
+    /// Manage the build cache.
+    #[command(subcommand)]
+    Builder(build::BuilderCommand),
     /// Manage images.
     #[command(subcommand)]
     Image(images::ImageCommand),
@@ -267,6 +270,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Export(a) => done(commit::export(r, a)),
         Command::Diff(a) => done(commit::diff(r, a)),
         Command::Build(a) => done(build::run(r, a)),
+        Command::Builder(c) => done(build::builder(r, c)),
         Command::Run(a) => run::run(r, a),
         Command::Create(a) => run::create(r, a),
         Command::Start(a) => run::start(r, a),

@@ -201,8 +201,21 @@ const CMD_WIDTH: usize = 22;
 pub(crate) fn inspect(root: &Path, a: InspectArgs) -> Result<u8> {
     let e = engine(root)?;
     let mut out = Vec::new();
+    let mut store = None;
     for c in &a.containers {
-        out.push(inspect::inspect(&e, &e.find(c)?));
+        match e.find(c) {
+            Ok(r) => out.push(inspect::inspect(&e, &r)),
+            // As docker's `inspect`: a name no container has may be an image's.
+            Err(not_container) => {
+                if store.is_none() {
+                    store = Some(super::open_store(root)?);
+                }
+                match store.as_ref().map(|s| super::images::inspect_image(s, c)) {
+                    Some(Ok(v)) => out.push(v),
+                    _ => return Err(not_container.into()),
+                }
+            }
+        }
     }
     outln!("{}", serde_json::to_string_pretty(&out)?)?;
     Ok(0)
