@@ -12,7 +12,8 @@ pkgs=(
   iproute2 procps  # ip netns, ps (hullc ps)
   nftables         # hull-net: NAT and published ports
   podman conmon    # hullc under podman (crates/hullc/tests/podman.rs)
-  uidmap           # newuidmap/newgidmap: rootless multi-range mappings (crates/hullc/tests/rootless.rs)
+  uidmap           # newuidmap/newgidmap: rootless multi-range mappings (crates/hullc/tests/rootless.rs, rootless hull)
+  passt            # pasta: rootless hull's user-mode network and published ports (crates/hull/tests/rootless.rs)
   docker.io        # Docker Engine 20.10 drives hullc (crates/hullc/tests/engines.rs)
   tini             # hull run --init: /usr/bin/tini-static as PID 1 (crates/hull/tests/run_flags.rs)
   containernetworking-plugins golang-go gcc jq curl  # CRI tests: CNI, cri-tools build, pause image

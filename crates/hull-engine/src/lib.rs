@@ -20,6 +20,7 @@ pub mod net;
 pub mod net_opts;
 pub mod opts;
 pub mod record;
+pub mod rootless;
 pub mod shim;
 pub mod signal;
 pub mod spec;

@@ -48,6 +48,8 @@ pub enum Error {
     Opts(#[from] net_opts::Error),
     #[error("cannot write {0}")]
     Hosts(PathBuf, #[source] std::io::Error),
+    #[error(transparent)]
+    Rootless(#[from] crate::rootless::net::Error),
 }
 
 /// A container's place on its network, as `inspect` shows it.
@@ -135,6 +137,9 @@ fn check_host_ports(ports: &[PortMapping]) -> Result<(), Error> {
 impl Engine {
     /// hull's networks (host-wide), acting for this root.
     pub fn networks(&self) -> Result<Networks, Error> {
+        if crate::rootless::active() {
+            return Err(crate::rootless::net::Error::Networks.into());
+        }
         Ok(Networks::open(options(&self.root)?)?)
     }
 
@@ -143,6 +148,17 @@ impl Engine {
     pub(crate) fn plan_network(&self, o: &ContainerOptions) -> Result<NetPlan, crate::Error> {
         let mode = o.network_mode();
         o.net_opts.check(&o.network).map_err(Error::from)?;
+        if crate::rootless::active() {
+            if let Some(netns) =
+                crate::rootless::net::plan(&mode, &o.publish).map_err(Error::from)?
+            {
+                check_host_ports(&o.publish)?;
+                return Ok(NetPlan {
+                    netns,
+                    shared_etc: None,
+                });
+            }
+        }
         if let NetworkMode::Network(n) = &mode {
             if n != DEFAULT_NETWORK {
                 let info = match self.networks()?.inspect(n) {
@@ -225,6 +241,14 @@ impl Engine {
         let NetworkMode::Network(net) = rec.options.network_mode() else {
             return Ok(None);
         };
+        if crate::rootless::active() {
+            let ports = &rec.options.publish;
+            return Ok(Some(crate::rootless::net::attach(
+                &self.dir(rec),
+                pid,
+                ports,
+            )?));
+        }
         let mut names = vec![rec.name.clone()];
         if rec.hostname != rec.name {
             names.push(rec.hostname.clone());
@@ -285,6 +309,10 @@ impl Engine {
     /// Releases whatever container `id` holds on any network (veth, port rules, lease).
     /// Idempotent; cheap when this root never had a network.
     pub(crate) fn release_network(&self, id: &str) -> Result<(), Error> {
+        if crate::rootless::active() {
+            crate::rootless::net::release(&self.containers.dir_of(id));
+            return Ok(());
+        }
         let o = options(&self.root)?;
         if !o.run_dir.is_dir() {
             return Ok(());

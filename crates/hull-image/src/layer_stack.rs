@@ -24,7 +24,8 @@ fn is_whiteout(m: &fs::Metadata) -> bool {
 }
 
 fn is_opaque(p: &Path) -> bool {
-    crate::fsutil::lxattrs(p).is_ok_and(|x| x.iter().any(|(k, _)| k == b"trusted.overlay.opaque"))
+    crate::fsutil::lxattrs(p)
+        .is_ok_and(|x| x.iter().any(|(k, _)| crate::userns::is_opaque_xattr(k)))
 }
 
 /// Metadata of `rel` in an image's layer stack (snapshot directories, top layer first), as

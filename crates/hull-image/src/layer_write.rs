@@ -173,17 +173,18 @@ impl LayerWriter {
 #[derive(Default)]
 pub struct TreeOptions<'a> {
     /// The directory is an overlayfs upper dir: 0/0 character devices are whiteouts and
-    /// `trusted.overlay.opaque=y` marks an opaque directory (written as `.wh.` entries).
+    /// `trusted.overlay.opaque=y` (`user.overlay.opaque` rootless) marks an opaque directory
+    /// (written as `.wh.` entries).
     pub overlay: bool,
     /// Paths (relative, no leading `/`) left out with everything below them.
     pub skip: &'a [PathBuf],
 }
 
-/// Extended attributes a layer carries: overlayfs's own (`trusted.overlay.*`: origin,
-/// impure, opaque) describe the upper dir, not the files, and SELinux labels are the
-/// host's.
+/// Extended attributes a layer carries: overlayfs's own (`trusted.overlay.*`, rootless
+/// `user.overlay.*`: origin, impure, opaque) describe the upper dir, not the files, and
+/// SELinux labels are the host's.
 fn keep_xattr(name: &[u8]) -> bool {
-    !name.starts_with(b"trusted.overlay.") && name != b"security.selinux"
+    !crate::userns::is_overlay_xattr(name) && name != b"security.selinux"
 }
 
 /// Appends everything under `dir` to `tar` as entries below `prefix` (relative, may be
@@ -236,7 +237,7 @@ fn walk<W: Write>(
                 && crate::fsutil::lxattrs(&p)
                     .map_err(io_err(&p))?
                     .iter()
-                    .any(|(k, v)| k == b"trusted.overlay.opaque" && v == b"y");
+                    .any(|(k, v)| crate::userns::is_opaque_xattr(k) && v == b"y");
             if opaque {
                 let mut h = header(&m, tar::EntryType::Regular);
                 h.set_mode(0);

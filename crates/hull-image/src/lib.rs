@@ -31,6 +31,7 @@ pub mod spec;
 pub mod store;
 pub mod tarball;
 mod unpack;
+mod userns;
 
 pub use auth::Credentials;
 pub use create::{CreateError, History, ImageDraft, MediaTypes};

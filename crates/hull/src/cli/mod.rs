@@ -30,6 +30,7 @@ mod network;
 mod ps;
 mod pull;
 mod push;
+mod rootless;
 mod run;
 mod run_extra;
 mod run_net;
@@ -49,9 +50,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "hull", version, about = "Daemonless container tool")]
 struct Cli {
-    /// Storage root for images, snapshots and containers.
-    #[arg(long, global = true, default_value = "/var/lib/hull")]
-    root: PathBuf,
+    /// Storage root for images, snapshots and containers [default: /var/lib/hull; for an
+    /// ordinary user $XDG_DATA_HOME/hull, i.e. ~/.local/share/hull (docs/rootless.md)].
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// CDI spec directory (repeatable; later ones take precedence). Default: /etc/cdi, /var/run/cdi.
     #[arg(long, global = true)]
     cdi_spec_dir: Vec<PathBuf>,
@@ -240,12 +242,19 @@ fn parse() -> Result<Cli, ExitCode> {
 /// Runs the CLI; errors print as `Error: cause: cause...` with exit code 125
 /// (podman's code for errors of the tool itself).
 pub(crate) fn main() -> ExitCode {
-    let cli = match parse() {
+    let mut cli = match parse() {
         Ok(c) => c,
         Err(code) => return code,
     };
     cdi::set_spec_dirs(&cli.cdi_spec_dir);
-    let r = &cli.root;
+    let root = match rootless::storage_root(cli.root.take()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            return ExitCode::from(125);
+        }
+    };
+    let r = &root;
     let done = |res: anyhow::Result<()>| res.map(|()| 0u8);
     let result = match cli.command {
         Command::Pull(a) => done(pull::run(r, a)),

@@ -156,6 +156,7 @@ pub(crate) fn system(root: &Path, c: SystemCommand) -> Result<u8> {
     }
     let e = engine(root)?;
     e.reset()?;
+    hull_engine::rootless::reset_user(root)?;
     Ok(0)
 }
 
