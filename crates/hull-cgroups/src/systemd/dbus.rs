@@ -33,7 +33,11 @@ pub struct Manager {
 
 fn call(call: &'static str, unit: &str) -> impl FnOnce(zbus::Error) -> Error {
     let unit = unit.to_string();
-    move |source| Error::Call { call, unit, source }
+    move |source| Error::Call {
+        call,
+        unit,
+        source: Box::new(source),
+    }
 }
 
 fn to_dbus(v: &Value) -> zvariant::Value<'_> {
@@ -59,7 +63,7 @@ impl Manager {
         zbus::block_on(async {
             let err = |source| Error::Connect {
                 address: address.clone(),
-                source,
+                source: Box::new(source),
             };
             let conn = zbus::connection::Builder::address(address.as_str())
                 .map_err(err)?

@@ -28,18 +28,19 @@ pub enum Error {
     Slice(String),
     #[error("invalid unit name {0:?}: {1}")]
     UnitName(String, &'static str),
+    /// zbus's errors are large (a whole reply message): boxed.
     #[error("connecting to the system bus at {address}")]
     Connect {
         address: String,
         #[source]
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     #[error("systemd: {call} {unit}")]
     Call {
         call: &'static str,
         unit: String,
         #[source]
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     #[error("systemd: job for {unit} ended with result {result:?}")]
     Job { unit: String, result: String },

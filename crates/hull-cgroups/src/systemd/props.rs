@@ -110,7 +110,7 @@ fn cpu_quota(p: &mut Vec<Property>, quota: i64, period: u64) {
     if quota > 0 {
         let period = if period == 0 { DEFAULT_PERIOD } else { period };
         per_sec = (quota as u64).saturating_mul(1_000_000) / period;
-        if per_sec % 10_000 != 0 {
+        if !per_sec.is_multiple_of(10_000) {
             per_sec = (per_sec / 10_000 + 1) * 10_000;
         }
     }
