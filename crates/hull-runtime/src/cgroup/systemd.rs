@@ -91,3 +91,31 @@ impl Cgroups {
         connect()?.stop(&unit.name).map_err(CgroupError::Systemd)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn the_state_keeps_the_unit() {
+        let mi = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        let h = Hierarchy::from_proc(mi, "0::/user.slice/session-1.scope\n").unwrap();
+        let cg = resolve(&h, Some("machine-a.slice:hull:t"), "t", false).unwrap();
+        let want = "/sys/fs/cgroup/machine.slice/machine-a.slice/hull-t.scope";
+        assert_eq!(cg.cg.unified_path(), Some(Path::new(want)));
+        // systemd moves init in: no CLONE_INTO_CGROUP before the unit exists.
+        assert!(cg.clone_fd().is_none());
+        let back = Cgroups::from_json(Some(&cg.to_json())).unwrap();
+        assert_eq!(back.unit, cg.unit);
+        assert_eq!(back.cg, cg.cg);
+        // A state written without the driver (or before it existed): no unit.
+        let plain = serde_json::to_value(&cg.cg).unwrap();
+        assert!(Cgroups::from_json(Some(&plain)).unwrap().unit.is_none());
+        assert!(matches!(
+            resolve(&h, Some("/plain/path"), "t", false),
+            Err(CgroupError::SystemdPath(_))
+        ));
+    }
+}
