@@ -96,6 +96,12 @@ pub fn default_hullc() -> PathBuf {
     PathBuf::from("hullc")
 }
 
+/// containerd's `SystemdCgroup` runtime option (runc's `options.SystemdCgroup`,
+/// kubeadm's default on systemd hosts): hullc then runs with `--systemd-cgroup`.
+pub fn systemd_cgroup_from_options(o: Option<&Options>) -> bool {
+    o.is_some_and(|o| o.systemd_cgroup)
+}
+
 /// hullc binary and root from the runc-style runtime options, if any.
 pub fn runtime_from_options(o: Option<&Options>, namespace: &str) -> (PathBuf, PathBuf) {
     let bin = o
@@ -145,7 +151,8 @@ impl Service {
             return Ok(t);
         }
         let (bin, root) = runtime_from_options(options, &self.namespace);
-        let hullc = Hullc::new(bin, root, Arc::clone(&self.reaper));
+        let hullc = Hullc::new(bin, root, Arc::clone(&self.reaper))
+            .with_systemd_cgroup(systemd_cgroup_from_options(options));
         let (publisher, ns) = (Arc::clone(&self.publisher), self.namespace.clone());
         let sink = Box::new(move |ev: Event| match ev {
             Event::Exit { id, exec_id, exit } => publisher.publish(
