@@ -89,3 +89,19 @@ pub(crate) async fn remove(app: &Arc<App>, name: &str) -> Result<Resp, ApiError>
     .await?;
     Ok(http::empty(StatusCode::NO_CONTENT))
 }
+
+/// `POST /volumes/prune`: every volume no container (running or not) uses.
+pub(crate) async fn prune(app: &Arc<App>) -> Result<Resp, ApiError> {
+    let v = blocking(app, |e| {
+        let mut gone = Vec::new();
+        for name in e.volumes.list().map_err(vol_err)? {
+            let users = e.volume_users(&name)?;
+            if users.is_empty() && e.volumes.remove(&name, &users).is_ok() {
+                gone.push(name);
+            }
+        }
+        Ok(json!({"VolumesDeleted": gone, "SpaceReclaimed": 0}))
+    })
+    .await?;
+    Ok(http::ok_json(&v))
+}

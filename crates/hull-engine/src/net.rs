@@ -162,6 +162,11 @@ impl Engine {
         if rec.hostname != rec.name {
             names.push(rec.hostname.clone());
         }
+        for a in &rec.options.network_aliases {
+            if !names.contains(a) {
+                names.push(a.clone());
+            }
+        }
         let req = AttachRequest {
             container_id: rec.id.clone(),
             names,

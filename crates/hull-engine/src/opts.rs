@@ -132,6 +132,10 @@ pub struct ContainerOptions {
     /// `--network` as given (checked by [`parse_network`]); empty means the default, `bridge`.
     #[serde(default)]
     pub network: String,
+    /// More names others on the network resolve the container by (`--network-alias`,
+    /// compose's service names).
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
     /// `-p/--publish`.
     #[serde(default)]
     pub publish: Vec<PortMapping>,
