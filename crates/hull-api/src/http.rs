@@ -169,8 +169,8 @@ impl Req {
             .split('&')
             .filter(|kv| !kv.is_empty())
             .map(|kv| match kv.split_once('=') {
-                Some((k, v)) => (percent_decode(k), percent_decode(v)),
-                None => (percent_decode(kv), String::new()),
+                Some((k, v)) => (query_decode(k), query_decode(v)),
+                None => (query_decode(kv), String::new()),
             })
             .collect();
         Req {
@@ -229,8 +229,13 @@ impl Req {
     }
 }
 
-/// `%2F` → `/`, `+` stays (docker's router does not turn `+` into a space in paths; in
-/// queries Go does, but docker's clients escape spaces as `%20`).
+/// A query key or value as Go's `url.ParseQuery` reads it: `+` is a space (docker-py,
+/// hence docker-compose, sends `filters={"label":+[...]}`), then `%XX` escapes.
+fn query_decode(s: &str) -> String {
+    percent_decode(&s.replace('+', " "))
+}
+
+/// `%2F` → `/`; `+` stays (docker's router does not turn `+` into a space in paths).
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -263,5 +268,6 @@ mod tests {
         );
         assert_eq!(percent_decode("50%"), "50%");
         assert_eq!(percent_decode("x%2"), "x%2");
+        assert_eq!(super::query_decode("a+b%2B"), "a b+");
     }
 }
