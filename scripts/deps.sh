@@ -16,6 +16,7 @@ pkgs=(
   docker.io        # Docker Engine 20.10 drives hullc (crates/hullc/tests/engines.rs)
   tini             # hull run --init: /usr/bin/tini-static as PID 1 (crates/hull/tests/run_flags.rs)
   containernetworking-plugins golang-go gcc jq curl  # CRI tests: CNI, cri-tools build, pause image
+  protobuf-compiler  # protoc for k8s-cri's build script: the CRI tests' gRPC client (crates/hull-shim/tests/cri.rs)
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -33,9 +33,15 @@ JSON
 
 # create ID: `hullc create` with the container's stdio on a file: the init inherits it and
 # holds it open, so a pipe (a `$(...)` capture) would never see EOF.
+# A create that does not return in 120 s is a failure, reported with where each hullc
+# process waits (a hang must fail the lane, not stall it).
 create() {
-    hullc create -b "/b/$1" "$1" < /dev/null > "/tmp/$1.out" 2>&1 || {
+    timeout 120 hullc create -b "/b/$1" "$1" < /dev/null > "/tmp/$1.out" 2>&1 || {
         cat "/tmp/$1.out"
+        for p in $(pgrep -f hullc); do
+            echo "pid $p: $(tr '\0' ' ' < "/proc/$p/cmdline") wchan=$(cat "/proc/$p/wchan")"
+            cat "/proc/$p/stack" 2>/dev/null
+        done
         return 1
     }
 }

@@ -104,6 +104,7 @@ impl Engine {
             let _ = self.cleanup(&rec, true);
             return Err(e.into());
         }
+        self.emit(&rec, "create", &[]);
         Ok(rec)
     }
 
@@ -179,6 +180,7 @@ impl Engine {
         // CDI devices (`--device vendor.com/class=name`, `--gpus`): their edits on top.
         hull_cdi::apply(&mut config, &o.cdi_devices, &hull_cdi::spec_dirs())?;
         self.apply_extra(&mut config, &o.extra, &rec.rootfs, dir)?;
+        crate::events::annotate(&mut config, &self.journal(), rec);
         let p = dir.join("config.json");
         let data = serde_json::to_vec_pretty(&config).unwrap_or_default();
         std::fs::write(&p, data).map_err(io("cannot write", &p))?;

@@ -8,6 +8,7 @@
 
 pub mod events;
 pub mod hullc;
+pub(crate) mod journal;
 pub mod metrics;
 pub mod mount;
 pub mod process;
