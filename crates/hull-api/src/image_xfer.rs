@@ -163,6 +163,7 @@ pub(crate) async fn pull(app: &Arc<App>, req: &Req) -> Result<Resp, ApiError> {
                     "Downloaded newer image for"
                 };
                 lines.out.status(&format!("Status: {what} {name}"));
+                crate::events::emit(&a, "image", "pull", &name, &[("name", &name)]);
             }
             Err(e) => lines.out.error(&e.message),
         }
@@ -216,6 +217,8 @@ pub(crate) async fn push(app: &Arc<App>, name: &str, req: &Req) -> Result<Resp, 
                 lines
                     .out
                     .status(&format!("{tag}: digest: {} size: {}", rep.digest, rep.size));
+                let pushed = rep.reference.to_string();
+                crate::events::emit(&a, "image", "push", &pushed, &[("name", &pushed)]);
                 lines.out.send(&json!({"progressDetail": {}, "aux":
                     {"Tag": tag, "Digest": rep.digest, "Size": rep.size}}));
             }

@@ -158,6 +158,11 @@ pub(crate) async fn tag(app: &Arc<App>, name: &str, req: &Req) -> Result<Resp, A
     blocking(app, move |_| {
         let mut store = open(&a)?;
         store.tag(&name, &target).map_err(create_err)?;
+        let id = store
+            .lookup(&target)
+            .map(|i| i.id.to_string())
+            .unwrap_or_default();
+        crate::events::emit(&a, "image", "tag", &id, &[("name", &target)]);
         Ok(())
     })
     .await?;
@@ -191,6 +196,13 @@ pub(crate) async fn remove(app: &Arc<App>, name: &str, req: &Req) -> Result<Resp
             }
         }
         let r = store.remove_image(&name, force).map_err(store_err)?;
+        let id = img.id.to_string();
+        for t in &r.untagged {
+            crate::events::emit(&a, "image", "untag", &id, &[("name", t)]);
+        }
+        if r.deleted.is_some() {
+            crate::events::emit(&a, "image", "delete", &id, &[("name", &name)]);
+        }
         let mut out: Vec<Value> = r.untagged.iter().map(|t| json!({"Untagged": t})).collect();
         out.extend(r.deleted.iter().map(|d| json!({"Deleted": d})));
         Ok(out)

@@ -13,6 +13,7 @@ mod containers;
 mod create;
 mod ctr_more;
 mod error;
+mod events;
 mod exec;
 mod http;
 mod image_xfer;

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::error::{chain, ApiError};
+use crate::events;
 use crate::http::{self, Req, Resp};
 use crate::routes::blocking;
 use crate::server::App;
@@ -241,6 +242,7 @@ pub(crate) async fn create(app: &Arc<App>, req: &mut Req) -> Result<Resp, ApiErr
         None => None,
     };
     let _ = b.check_duplicate; // hull's names are unique: a duplicate is always refused.
+    let a = app.clone();
     let v = blocking(app, move |e| {
         let spec = NetworkSpec {
             name: b.name.clone(),
@@ -263,20 +265,37 @@ pub(crate) async fn create(app: &Arc<App>, req: &mut Req) -> Result<Resp, ApiErr
                 )));
             }
         }
-        Ok(json!({"Id": net_id(&b.name), "Warning": ""}))
+        let id = net_id(&b.name);
+        events::emit(
+            &a,
+            "network",
+            "create",
+            &id,
+            &[("name", &b.name), ("type", "bridge")],
+        );
+        Ok(json!({"Id": id, "Warning": ""}))
     })
     .await?;
     Ok(http::json(StatusCode::CREATED, &v))
 }
 
-fn remove_one(e: &Engine, name: &str) -> Result<(), ApiError> {
+fn remove_one(app: &App, e: &Engine, name: &str) -> Result<(), ApiError> {
     e.remove_network(name)?;
     let _ = std::fs::remove_file(labels_path(e, name));
+    let id = net_id(name);
+    events::emit(
+        app,
+        "network",
+        "destroy",
+        &id,
+        &[("name", name), ("type", "bridge")],
+    );
     Ok(())
 }
 
 pub(crate) async fn remove(app: &Arc<App>, key: &str) -> Result<Resp, ApiError> {
     let key = key.to_string();
+    let a = app.clone();
     blocking(app, move |e| {
         let v = find(e, &key)?;
         let name = v["Name"].as_str().unwrap_or("").to_string();
@@ -286,7 +305,7 @@ pub(crate) async fn remove(app: &Arc<App>, key: &str) -> Result<Resp, ApiError> 
                 format!("{name} is a pre-defined network and cannot be removed"),
             ));
         }
-        remove_one(e, &name)
+        remove_one(&a, e, &name)
     })
     .await?;
     Ok(http::empty(StatusCode::NO_CONTENT))
@@ -295,6 +314,7 @@ pub(crate) async fn remove(app: &Arc<App>, key: &str) -> Result<Resp, ApiError> 
 /// `POST /networks/prune`: every user network without containers.
 pub(crate) async fn prune(app: &Arc<App>, req: &Req) -> Result<Resp, ApiError> {
     let f = crate::containers::filters(req)?;
+    let a = app.clone();
     let v = blocking(app, move |e| {
         let mut gone = Vec::new();
         for v in all(e)? {
@@ -304,7 +324,7 @@ pub(crate) async fn prune(app: &Arc<App>, req: &Req) -> Result<Resp, ApiError> {
             {
                 continue;
             }
-            if remove_one(e, &name).is_ok() {
+            if remove_one(&a, e, &name).is_ok() {
                 gone.push(name);
             }
         }
@@ -325,6 +345,7 @@ pub(crate) async fn connect(
 ) -> Result<Resp, ApiError> {
     let b: ConnectBody = req.json().await?;
     let key = key.to_string();
+    let a = app.clone();
     blocking(app, move |e| {
         let net = find(e, &key)?;
         let net = net["Name"].as_str().unwrap_or("").to_string();
@@ -372,6 +393,16 @@ pub(crate) async fn connect(
             _ => Vec::new(),
         };
         e.containers.save(&r)?;
+        let action = if on { "connect" } else { "disconnect" };
+        let name = hull_engine::inspect::network_name(&r);
+        let net = if on { name } else { current };
+        events::emit(
+            &a,
+            "network",
+            action,
+            &net_id(&net),
+            &[("container", &r.id), ("name", &net), ("type", "bridge")],
+        );
         Ok(())
     })
     .await?;

@@ -10,7 +10,8 @@ use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::server::App;
 use crate::{
-    containers, create, ctr_more, exec, image_xfer, images, networks, streams, system, volumes,
+    containers, create, ctr_more, events, exec, image_xfer, images, networks, streams, system,
+    volumes,
 };
 
 pub(crate) async fn handle(app: Arc<App>, req: hyper::Request<Incoming>) -> Resp {
@@ -35,6 +36,7 @@ async fn route(app: Arc<App>, mut req: Req) -> Result<Resp, ApiError> {
         ["_ping"] if get || head => Ok(system::ping(head)),
         ["version"] if get => Ok(system::version()),
         ["info"] if get => system::info(&app).await,
+        ["events"] if get => events::events(&app, &req).await,
         ["containers", "json"] if get => containers::list(&app, &req).await,
         ["containers", "create"] if post => create::create(&app, &mut req).await,
         ["containers", id, "json"] if get => containers::inspect(&app, id).await,

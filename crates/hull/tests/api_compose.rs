@@ -90,7 +90,10 @@ fn http_get(port: u16) -> Option<String> {
 
 #[test]
 fn compose_up_ps_logs_exec_down() {
-    assert!(Path::new(COMPOSE).exists(), "apt-get install docker-compose");
+    assert!(
+        Path::new(COMPOSE).exists(),
+        "apt-get install docker-compose"
+    );
     let _l = net_lock();
     let e = env();
     let s = start(&e, "0");
@@ -106,7 +109,10 @@ fn compose_up_ps_logs_exec_down() {
     ok(&s, &dir, &["up", "-d"]);
     let ps = ok(&s, &dir, &["ps"]);
     for c in ["hullt_web_1", "hullt_client_1", "hullt_worker_1"] {
-        assert!(ps.lines().any(|l| l.starts_with(c) && l.contains("Up")), "{c}: {ps}");
+        assert!(
+            ps.lines().any(|l| l.starts_with(c) && l.contains("Up")),
+            "{c}: {ps}"
+        );
     }
     let page = eventually("web from the host", || http_get(port));
     assert!(page.contains("hello-from-web"), "{page}");
@@ -116,9 +122,18 @@ fn compose_up_ps_logs_exec_down() {
         l.contains("hello-from-web").then_some(l)
     });
     assert!(logs.contains("client_1"), "{logs}");
-    let out = ok(&s, &dir, &["exec", "-T", "web", "sh", "-c", "echo $GREETING"]);
+    let out = ok(
+        &s,
+        &dir,
+        &["exec", "-T", "web", "sh", "-c", "echo $GREETING"],
+    );
     assert_eq!(out.trim(), "hello-from-web");
-    let policy = s.ok(&["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", "hullt_worker_1"]);
+    let policy = s.ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.RestartPolicy.Name}}",
+        "hullt_worker_1",
+    ]);
     assert_eq!(policy.trim(), "on-failure");
     // hull and docker see the same containers.
     assert!(e.ok(&["ps"]).contains("hullt_client_1"));

@@ -214,3 +214,95 @@ fn bad_requests_name_the_cause() {
     drop(s);
     e.assert_clean();
 }
+
+#[test]
+fn docker_events_past_and_followed() {
+    use std::io::BufRead as _;
+    let _l = net_lock();
+    let e = env();
+    let s = start(&e, "0");
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    // A follower sees what happens after it started (`--since`: also if the client comes
+    // up only after the network is made, as it may on a busy machine).
+    let mut follow = s
+        .docker(&[
+            "events",
+            "--since",
+            &since,
+            "--filter",
+            "type=network",
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    s.ok(&["network", "create", "evnet"]);
+    let mut line = String::new();
+    std::io::BufReader::new(follow.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // SAFETY: kills the docker client this test started, by its pid.
+    unsafe { libc::kill(follow.id() as i32, libc::SIGTERM) };
+    let _ = follow.wait();
+    assert_eq!(line, "create evnet\n");
+    s.ok(&["run", "--rm", "--name", "evbox", IMG, "true"]);
+    s.ok(&["volume", "create", "evvol"]);
+    s.ok(&["volume", "rm", "evvol"]);
+    s.ok(&["network", "rm", "evnet"]);
+    // `until` in the future would follow until then: the past only.
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let past = s.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--format",
+        "{{.Type}} {{.Action}}",
+    ]);
+    for want in [
+        "network create",
+        "container create",
+        "container start",
+        "container die",
+        "container destroy",
+        "volume create",
+        "volume destroy",
+        "network destroy",
+    ] {
+        assert!(past.lines().any(|l| l == want), "{want}: {past}");
+    }
+    let only = s.ok(&[
+        "events",
+        "--since",
+        &since,
+        "--until",
+        &until,
+        "--filter",
+        "container=evbox",
+        "--filter",
+        "event=die",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]);
+    assert_eq!(only, "evbox\n");
+    let (c, b) = http(
+        &s.sock,
+        "GET",
+        "/events?filters=%7B%22nope%22%3A%5B%22x%22%5D%7D",
+        "",
+    );
+    assert_eq!(c, 400, "{b}");
+    drop(s);
+    e.assert_clean();
+}
