@@ -1,7 +1,7 @@
 //! docker-compose 1.29 (Debian) against `hull system service`: a three-service project
 //! with a published port reached from the host, a client finding the server by service
 //! name on the project network, a named volume that outlives `down` but not `down -v`,
-//! depends_on, environment and a restart policy.
+//! depends_on, environment and a restart policy; and the Python docker SDK as a third client.
 #![allow(clippy::unwrap_used)]
 
 mod apisvc;
@@ -154,6 +154,32 @@ fn compose_up_ps_logs_exec_down() {
     assert!(!s.ok(&["network", "ls"]).contains("hullt"));
     assert!(!s.ok(&["volume", "ls", "-q"]).contains("hullt"));
     assert!(http_get(port).is_none());
+    drop(s);
+    e.assert_clean();
+}
+
+/// The Python docker SDK (scripts/deps.sh pins it) runs docker_sdk.py against the service.
+#[test]
+fn python_docker_sdk() {
+    let _l = net_lock();
+    let e = env();
+    let s = start(&e, "0");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/docker_sdk.py");
+    let o = Command::new("python3")
+        .arg(&script)
+        .arg(format!("unix://{}", s.sock.display()))
+        .arg(IMG)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "sdk ok\n");
+    assert_eq!(s.ok(&["ps", "-aq"]), "");
     drop(s);
     e.assert_clean();
 }
