@@ -137,8 +137,12 @@ fn docker_cp_stats_top_pause_restart_rename() {
     assert!(e.ok(&["ps"]).contains("crate"));
     s.ok(&["stop", "-t", "1", "crate"]);
     s.ok(&["create", "--name", "idle", IMG]);
+    let ids = s.ok(&["ps", "-aq", "--no-trunc"]);
+    assert_eq!(ids.lines().count(), 2, "{ids}");
     let out = s.ok(&["container", "prune", "-f"]);
-    assert_eq!(out.matches("\n").count() >= 2, true, "{out}");
+    for id in ids.lines() {
+        assert!(out.contains(id), "{id}: {out}");
+    }
     assert_eq!(s.ok(&["ps", "-aq"]), "");
     drop(s);
     e.assert_clean();
