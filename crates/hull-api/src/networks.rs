@@ -349,7 +349,7 @@ pub(crate) async fn connect(
     blocking(app, move |e| {
         let net = find(e, &key)?;
         let net = net["Name"].as_str().unwrap_or("").to_string();
-        let mut r = e.find(&b.container)?;
+        let r = e.find(&b.container)?;
         let current = hull_engine::inspect::network_name(&r);
         let live = e.state(&r).is_live();
         if on && current == net && live {
@@ -387,15 +387,18 @@ pub(crate) async fn connect(
                 ),
             ));
         }
-        r.options.network = if on { net } else { "none".into() };
-        r.options.network_aliases = match (on, b.endpoint_config) {
+        let aliases = match (on, b.endpoint_config) {
             (true, Some(c)) => c.aliases.unwrap_or_default(),
             _ => Vec::new(),
         };
-        e.containers.save(&r)?;
+        let target = if on { net.clone() } else { "none".into() };
+        let r = e.reconnect(&r, &target, aliases)?;
         let action = if on { "connect" } else { "disconnect" };
-        let name = hull_engine::inspect::network_name(&r);
-        let net = if on { name } else { current };
+        let net = if on {
+            hull_engine::inspect::network_name(&r)
+        } else {
+            current
+        };
         events::emit(
             &a,
             "network",

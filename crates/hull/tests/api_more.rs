@@ -57,7 +57,33 @@ fn docker_networks_and_names_between_containers() {
     assert_eq!(insp.trim(), "srv");
     let o = s.run(&["network", "rm", "apinet"]);
     assert!(!o.status.success(), "{o:?}");
-    s.ok(&["rm", "-f", "srv"]);
+    // A created container changes networks (with an alias); a running one is refused.
+    s.ok(&[
+        "create",
+        "--name",
+        "late",
+        "--network",
+        "none",
+        IMG,
+        "sleep",
+        "60",
+    ]);
+    s.ok(&["network", "connect", "--alias", "cache", "apinet", "late"]);
+    s.ok(&["start", "late"]);
+    let hosts = s.ok(&["exec", "srv", "cat", "/etc/hosts"]);
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.contains("late") && l.contains("cache")),
+        "{hosts}"
+    );
+    let o = s.run(&["network", "disconnect", "apinet", "late"]);
+    assert!(!o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("running container"),
+        "{o:?}"
+    );
+    s.ok(&["rm", "-f", "srv", "late"]);
     s.ok(&["network", "rm", "apinet"]);
     s.ok(&["network", "create", "gone"]);
     let out = s.ok(&["network", "prune", "-f"]);
