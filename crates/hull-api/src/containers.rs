@@ -153,6 +153,16 @@ pub(crate) async fn inspect(app: &Arc<App>, id: &str) -> Result<Resp, ApiError> 
             hc.entry("LogConfig")
                 .or_insert_with(|| json!({"Type": driver, "Config": {}}));
         }
+        // docker lists an endpoint's aliases with the container's short id on user-defined
+        // networks; compose reconnects (disconnect + connect) a container without it.
+        let net = inspect::network_name(&r);
+        if net != hull_net::DEFAULT_NETWORK {
+            if let Some(ep) = v["NetworkSettings"]["Networks"].get_mut(&net) {
+                let mut aliases = r.options.network_aliases.clone();
+                aliases.push(r.id.chars().take(12).collect());
+                ep["Aliases"] = json!(aliases);
+            }
+        }
         Ok(v)
     })
     .await?;
