@@ -281,6 +281,15 @@ fn docker_volumes() {
         String::from_utf8_lossy(&o.stderr).contains("No such volume: data"),
         "{o:?}"
     );
+    // prune takes the unused volumes only.
+    s.ok(&["volume", "create", "spare"]);
+    s.ok(&["volume", "create", "kept"]);
+    s.ok(&["create", "--name", "keeper", "-v", "kept:/k", IMG]);
+    let out = s.ok(&["volume", "prune", "-f"]);
+    assert!(out.contains("spare") && !out.contains("kept"), "{out}");
+    assert_eq!(s.ok(&["volume", "ls", "-q"]), "kept\n");
+    s.ok(&["rm", "-v", "keeper"]);
+    s.ok(&["volume", "rm", "kept"]);
     drop(s);
     e.assert_clean();
 }
