@@ -203,6 +203,22 @@ fn network(b: &CreateBody, hc: &HostConfig) -> Result<String, ApiError> {
     opts::parse_network(&mode).map_err(bad)
 }
 
+/// The `Aliases` of the endpoint for `net` (compose gives each container its service name).
+fn aliases(b: &CreateBody, net: &str) -> Vec<String> {
+    b.networking_config
+        .as_ref()
+        .and_then(|n| n.endpoints_config.as_ref())
+        .and_then(|e| e.get(net))
+        .and_then(|e| e.get("Aliases"))
+        .and_then(|a| a.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub(crate) fn options(
     mut b: CreateBody,
     name: Option<String>,
@@ -243,6 +259,10 @@ pub(crate) fn options(
         privileged: hc.privileged,
         labels: b.labels.take().unwrap_or_default().into_iter().collect(),
         network: network(&b, &hc)?,
+        net_opts: hull_engine::net_opts::NetOptions {
+            aliases: aliases(&b, &network(&b, &hc)?),
+            ..Default::default()
+        },
         auto_remove: hc.auto_remove,
         ..Default::default()
     };

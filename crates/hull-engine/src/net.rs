@@ -306,6 +306,41 @@ impl Engine {
         }))
     }
 
+    /// Moves a created (or exited) container to `network` (`none`: no network) with
+    /// `aliases` — docker's `network connect`/`disconnect`, which docker-compose sends
+    /// between create and start. A container's network is attached when its init is
+    /// created, so the old attachment is released and the new one made on the same init.
+    pub fn reconnect(
+        &self,
+        r: &Record,
+        network: &str,
+        aliases: Vec<String>,
+    ) -> Result<Record, crate::Error> {
+        let mut rec = self.containers.find(&r.id)?;
+        let created = match self.state(&rec) {
+            State::Created => true,
+            // Released at the exit; the next start attaches from the options.
+            State::Exited(_) => false,
+            _ => return Err(crate::Error::Running(rec.name)),
+        };
+        let mut o = rec.options.clone();
+        o.network = network.into();
+        o.net_opts.aliases = aliases;
+        if !created {
+            rec.options = o;
+            self.containers.save(&rec)?;
+            return Ok(rec);
+        }
+        self.plan_network(&o)?;
+        let pid = self.shim(&rec)?.state("")?.pid;
+        self.release_network(&rec.id)?;
+        rec.options = o;
+        rec.net = self.attach(&rec, pid, None)?;
+        rec.last_ip = rec.net.as_ref().map(|n| n.ip);
+        self.containers.save(&rec)?;
+        Ok(rec)
+    }
+
     /// Releases whatever container `id` holds on any network (veth, port rules, lease).
     /// Idempotent; cheap when this root never had a network.
     pub(crate) fn release_network(&self, id: &str) -> Result<(), Error> {
