@@ -35,6 +35,8 @@ pub enum Error {
     Net(#[from] net::Error),
     #[error(transparent)]
     Opts(#[from] crate::opts::Error),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::Error),
     #[error("bind source path does not exist: {0}")]
     BindSource(PathBuf),
     #[error("{0}")]
@@ -265,8 +267,21 @@ impl Engine {
 
     /// Starts a created container, or an exited one again (its task made anew, see
     /// [`Engine::recreate`]).
+    ///
+    /// A user's start: it clears the stop mark and the `RestartCount` (docker resets both).
     pub fn start(&self, r: &Record) -> Result<u32, Error> {
-        let r = match self.state(r) {
+        let dir = self.dir(r);
+        crate::policy::set_manual_stop(&dir, false);
+        let _ = std::fs::remove_file(dir.join(crate::policy::RESTART_STATE));
+        self.start_task(r)
+    }
+
+    /// [`Engine::start`] without touching the policy's state; a container whose shim is gone
+    /// (killed, or the host rebooted) is made anew under a new shim.
+    pub(crate) fn start_task(&self, r: &Record) -> Result<u32, Error> {
+        let st = self.state(r);
+        let r = match st {
+            _ if self.orphaned(r, &st) => self.recreate(r)?,
             State::Created => r.clone(),
             State::Exited(_) => self.recreate(r)?,
             State::Running { .. } | State::Paused { .. } => {
@@ -292,6 +307,8 @@ impl Engine {
     pub fn kill(&self, r: &Record, signal: u32) -> Result<(), Error> {
         match self.state(r) {
             State::Running { .. } | State::Paused { .. } => {
+                // Before the signal: the shim must see the mark when the container exits.
+                crate::policy::set_manual_stop(&self.dir(r), true);
                 Ok(self.shim(r)?.kill("", signal, false)?)
             }
             _ => Err(Error::NotRunning(r.name.clone())),
@@ -330,6 +347,7 @@ impl Engine {
             return Ok(());
         }
         let s = self.shim(r)?;
+        crate::policy::set_manual_stop(&self.dir(r), true);
         if matches!(st, State::Paused { .. }) {
             s.resume()?;
         }
@@ -390,6 +408,7 @@ impl Engine {
             if !force {
                 return Err(Error::Running(r.name.clone()));
             }
+            crate::policy::set_manual_stop(&self.dir(r), true);
             if let Ok(s) = self.shim(r) {
                 if matches!(st, State::Paused { .. }) {
                     let _ = s.resume();

@@ -142,6 +142,12 @@ pub struct ContainerOptions {
     /// `--init`, `--sysctl`, `--pid`, `--dns`... (see [`crate::extra`]).
     #[serde(default)]
     pub extra: crate::extra::Extra,
+    /// `--restart` (applied by the shim).
+    #[serde(default)]
+    pub restart: crate::policy::RestartPolicy,
+    /// `--health-*`, `--no-healthcheck` (over the image's `Healthcheck`).
+    #[serde(default)]
+    pub health: crate::policy::HealthFlags,
 }
 
 impl ContainerOptions {

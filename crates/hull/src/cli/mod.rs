@@ -31,6 +31,7 @@ mod pull;
 mod push;
 mod run;
 mod run_extra;
+mod run_policy;
 mod service;
 mod stats;
 mod table;
@@ -153,6 +154,9 @@ enum Command {
     /// Container Device Interface: list devices, generate a spec for NVIDIA GPUs.
     #[command(subcommand)]
     Cdi(cdi::CdiCommand),
+    /// Run a container's healthcheck.
+    #[command(subcommand)]
+    Healthcheck(run_policy::HealthcheckCommand),
     /// Internal: the watcher of `run -d --rm`.
     #[command(hide = true)]
     AutoRemove { id: String },
@@ -286,6 +290,7 @@ pub(crate) fn main() -> ExitCode {
         Command::System(c) => network::system(r, c),
         Command::Cdi(c) => done(cdi::run(c)),
         Command::AutoRemove { id } => run::auto_remove(r, &id),
+        Command::Healthcheck(c) => run_policy::healthcheck(r, c),
     };
     match result {
         Ok(code) => ExitCode::from(code),
