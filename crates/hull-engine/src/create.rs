@@ -108,6 +108,7 @@ impl Engine {
             let _ = self.cleanup(&rec, true);
             return Err(e.into());
         }
+        self.emit(&rec, "create", &[]);
         Ok(rec)
     }
 
@@ -184,6 +185,7 @@ impl Engine {
         hull_cdi::apply(&mut config, &o.cdi_devices, &hull_cdi::spec_dirs())?;
         self.apply_extra(&mut config, &o.extra, &rec.rootfs, dir)?;
         self.write_policy(rec, cfg.healthcheck.as_ref(), dir)?;
+        crate::events::annotate(&mut config, &self.journal(), rec);
         let p = dir.join("config.json");
         let data = serde_json::to_vec_pretty(&config).unwrap_or_default();
         std::fs::write(&p, data).map_err(io("cannot write", &p))?;

@@ -295,13 +295,16 @@ impl Engine {
         // Asked while the process lives: hull learns of an exit only after it is gone.
         r.oom_counter = hull_cgroups::oom_counter_file(pid);
         self.containers.save(&r)?;
+        self.emit(&r, "start", &[]);
         Ok(pid)
     }
 
     /// `restart`: [`Engine::stop`] when it runs, then [`Engine::start`].
     pub fn restart(&self, r: &Record, timeout: Duration) -> Result<u32, Error> {
         self.stop(r, timeout)?;
-        self.start(&self.containers.find(&r.id)?)
+        let pid = self.start(&self.containers.find(&r.id)?)?;
+        self.emit(r, "restart", &[]);
+        Ok(pid)
     }
 
     pub fn kill(&self, r: &Record, signal: u32) -> Result<(), Error> {
@@ -309,7 +312,9 @@ impl Engine {
             State::Running { .. } | State::Paused { .. } => {
                 // Before the signal: the shim must see the mark when the container exits.
                 crate::policy::set_manual_stop(&self.dir(r), true);
-                Ok(self.shim(r)?.kill("", signal, false)?)
+                self.shim(r)?.kill("", signal, false)?;
+                self.emit(r, "kill", &[("signal", signal.to_string())]);
+                Ok(())
             }
             _ => Err(Error::NotRunning(r.name.clone())),
         }
@@ -357,25 +362,32 @@ impl Engine {
             .and_then(crate::signal::parse)
             .unwrap_or(libc::SIGTERM as u32);
         s.kill("", sig, false)?;
+        // docker's order: `kill` (the stop signal, then SIGKILL after the timeout), the
+        // shim's `die`, `stop`.
+        self.emit(r, "kill", &[("signal", sig.to_string())]);
         let done = s.wait("", Some(timeout))?;
         let (code, at) = match done {
             Some(d) => d,
             None => {
                 s.kill("", libc::SIGKILL as u32, true)?;
+                self.emit(r, "kill", &[("signal", libc::SIGKILL.to_string())]);
                 s.wait("", None)?.unwrap_or((137, record::now_ns()))
             }
         };
         self.remember_exit(r, code, at);
+        self.emit(r, "stop", &[]);
         Ok(())
     }
 
     pub fn pause(&self, r: &Record, pause: bool) -> Result<(), Error> {
         match (self.state(r), pause) {
-            (State::Running { .. }, true) => Ok(self.shim(r)?.pause()?),
-            (State::Paused { .. }, false) => Ok(self.shim(r)?.resume()?),
-            (State::Paused { .. }, true) => Err(Error::Paused(r.name.clone())),
-            _ => Err(Error::NotRunning(r.name.clone())),
+            (State::Running { .. }, true) => self.shim(r)?.pause()?,
+            (State::Paused { .. }, false) => self.shim(r)?.resume()?,
+            (State::Paused { .. }, true) => return Err(Error::Paused(r.name.clone())),
+            _ => return Err(Error::NotRunning(r.name.clone())),
         }
+        self.emit(r, if pause { "pause" } else { "unpause" }, &[]);
+        Ok(())
     }
 
     /// Removes a container; a live one only with `force` (killed first); with `volumes`,
@@ -383,7 +395,9 @@ impl Engine {
     pub fn remove(&self, r: &Record, force: bool, volumes: bool) -> Result<(), Error> {
         self.kill_for_remove(r, force)?;
         let _lock = self.containers.lock()?;
-        self.cleanup(r, volumes)
+        self.cleanup(r, volumes)?;
+        self.emit(r, "destroy", &[]);
+        Ok(())
     }
 
     /// [`Engine::remove`] for a caller that already holds the store lock (`system reset`):
@@ -397,7 +411,9 @@ impl Engine {
         _held: &StoreLock,
     ) -> Result<(), Error> {
         self.kill_for_remove(r, force)?;
-        self.cleanup(r, volumes)
+        self.cleanup(r, volumes)?;
+        self.emit(r, "destroy", &[]);
+        Ok(())
     }
 
     /// The part of a remove done before the store lock: a live container is refused, or with

@@ -7,6 +7,7 @@ pub mod binaries;
 pub mod cp;
 mod create;
 pub mod engine;
+pub mod events;
 pub mod exec;
 pub mod exec_io;
 pub mod extra;

@@ -137,7 +137,12 @@ fn check_loop(p: &Probe, check: &Healthcheck, run: &AtomicU64, gen: u64) {
         }
         supervise::write_json(&p.bundle, HEALTH_STATE, &h);
         if before != h.status {
-            log::info!("health_status: {}", h.status);
+            // docker's event for a change of status (`hull events`).
+            let action = format!("health_status: {}", h.status);
+            log::info!("{action}");
+            if let Some(t) = crate::journal::target(&p.bundle) {
+                t.emit(&p.id, &action, &[]);
+            }
         }
     }
 }

@@ -9,6 +9,7 @@
 pub mod events;
 pub mod health;
 pub mod hullc;
+pub(crate) mod journal;
 pub mod metrics;
 pub mod mount;
 pub mod process;
