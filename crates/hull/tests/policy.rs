@@ -62,6 +62,17 @@ fn shim_of(e: &Env, name: &str) -> i32 {
         .unwrap()
 }
 
+/// The actions journaled for container `name` (`<root>/events.jsonl`, what `hull events`
+/// reads), oldest first.
+fn actions(e: &Env, name: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(e.root.path().join("events.jsonl")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["Actor"]["Attributes"]["name"] == name)
+        .filter_map(|v| v["Action"].as_str().map(str::to_string))
+        .collect()
+}
+
 fn shim_pid(e: &Env) -> i32 {
     let pids = ctr::shims_under(e.root.path());
     assert_eq!(pids.len(), 1, "one shim: {pids:?}");
@@ -94,6 +105,11 @@ fn on_failure_restarts_n_times() {
     let i = inspect(&e, "fail");
     assert_eq!(i["RestartCount"], 3);
     assert_eq!(i["State"]["ExitCode"], 1);
+    // As docker journals a policy's restart: a die and a start each time (the shim's die
+    // of a run that exits at once can land before hull's start of it: no strict order).
+    let acts = actions(&e, "fail");
+    let count = |a: &str| acts.iter().filter(|x| *x == a).count();
+    assert_eq!((count("start"), count("die")), (4, 4), "{acts:?}");
     assert_eq!(i["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
     assert_eq!(i["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 3);
     // A user's start resets the count (docker does), and the policy applies again.
@@ -349,6 +365,21 @@ fn health_follows_a_file_in_the_container() {
         let h = health(&e, "h");
         h["Status"] == "healthy" && h["FailingStreak"] == 0
     });
+    let acts = actions(&e, "h");
+    let health: Vec<&str> = acts
+        .iter()
+        .map(String::as_str)
+        .filter(|a| a.starts_with("health_status"))
+        .collect();
+    assert_eq!(
+        health,
+        [
+            "health_status: healthy",
+            "health_status: unhealthy",
+            "health_status: healthy"
+        ],
+        "{acts:?}"
+    );
     e.ok(&["rm", "-f", "h"]);
     e.assert_clean();
 }
