@@ -19,6 +19,9 @@ pub enum Skipped {
     Running,
 }
 
+/// What `start --all --restart-policy` did: per container tried, its name and the outcome.
+pub type PolicyStarts = Vec<(String, Result<u32, Error>)>;
+
 impl Engine {
     /// Writes the bundle's policy file for `rec`; `image_health` is the image's
     /// `Healthcheck`. The restart command is this `hull` with the same root.
@@ -76,8 +79,8 @@ impl Engine {
 
     /// `start --all --restart-policy` (run at boot by a service manager): every container
     /// whose policy is `always`, or `unless-stopped` and not stopped by the user, that does
-    /// not run under a live shim. Its name and the outcome, per container tried.
-    pub fn start_all_by_policy(&self) -> Result<Vec<(String, Result<u32, Error>)>, Error> {
+    /// not run under a live shim.
+    pub fn start_all_by_policy(&self) -> Result<PolicyStarts, Error> {
         let mut out = Vec::new();
         for r in self.containers.list()? {
             let dir = self.dir(&r);
