@@ -208,8 +208,10 @@ impl Engine {
     /// `rm` or `system reset` instead.
     pub fn state(&self, r: &Record) -> State {
         let st = self.task_state(r);
-        if matches!(st, State::Exited(_)) {
-            self.release_after_exit(r);
+        if let State::Exited(e) = st {
+            if r.exit != Some(e) || r.net.is_some() {
+                self.settle_exit(&r.id, e);
+            }
         }
         st
     }
@@ -224,15 +226,7 @@ impl Engine {
                 TaskStatus::Created => State::Created,
                 TaskStatus::Running => State::Running { pid: t.pid },
                 TaskStatus::Paused => State::Paused { pid: t.pid },
-                TaskStatus::Stopped { code, at_ns } => {
-                    let e = ExitInfo::of(r, code, at_ns);
-                    if r.exit != Some(e) {
-                        let mut r = r.clone();
-                        r.exit = Some(e);
-                        let _ = self.containers.save(&r);
-                    }
-                    State::Exited(e)
-                }
+                TaskStatus::Stopped { code, at_ns } => State::Exited(ExitInfo::of(r, code, at_ns)),
                 TaskStatus::Unknown => State::Dead,
             },
             Err(_) => r
@@ -279,6 +273,7 @@ impl Engine {
     /// [`Engine::start`] without touching the policy's state; a container whose shim is gone
     /// (killed, or the host rebooted) is made anew under a new shim.
     pub(crate) fn start_task(&self, r: &Record) -> Result<u32, Error> {
+        let _run = self.run_lock(&r.id, true);
         let st = self.state(r);
         let r = match st {
             _ if self.orphaned(r, &st) => self.recreate(r)?,
@@ -337,10 +332,8 @@ impl Engine {
 
     /// Saves an exit learnt from the shim's Wait and releases the network.
     pub fn remember_exit(&self, r: &Record, code: u32, at_ns: i128) {
-        if let Ok(mut r) = self.containers.find(&r.id) {
-            r.exit = Some(ExitInfo::of(&r, code, at_ns));
-            let _ = self.containers.save(&r);
-            self.release_after_exit(&r);
+        if let Ok(r) = self.containers.find(&r.id) {
+            self.settle_exit(&r.id, ExitInfo::of(&r, code, at_ns));
         }
     }
 

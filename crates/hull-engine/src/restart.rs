@@ -2,13 +2,23 @@
 //! policy file in the bundle, the start the shim asks for (`start --by-policy`), the
 //! boot-time `start --all --restart-policy`, and `update --restart`.
 
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use serde_json::Value;
 
 use crate::engine::{Engine, Error, State};
 use crate::policy::{self, PolicyFile, RestartPolicy};
-use crate::record::Record;
+use crate::record::{ExitInfo, Record};
+use crate::shim::TaskStatus;
+
+/// A container's run lock (`ROOT/ctr/ID/.run.lock`, an flock): a start holds it while it
+/// makes the task anew and starts it. Recording an exit takes it without waiting and gives
+/// up when a start holds it: with restart policies a start comes unasked (from the shim), and
+/// an exit recorded (network released) from a stale look at the task would otherwise tear
+/// down the network the restart just set up, or save an old record over the new one.
+pub(crate) struct RunLock(#[allow(dead_code)] File);
 
 /// Why `start --by-policy` did not start a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +122,47 @@ impl Engine {
         f.restart_policy = p.clone();
         policy::write_policy(&dir, &f)?;
         Ok(self.containers.save(&r)?)
+    }
+
+    pub(crate) fn run_lock(&self, id: &str, wait: bool) -> Option<RunLock> {
+        let p = self.containers.dir_of(id).join(".run.lock");
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(p)
+            .ok()?;
+        let op = if wait {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_EX | libc::LOCK_NB
+        };
+        // SAFETY: flock on a descriptor we own; closing it (drop) releases the lock.
+        (unsafe { libc::flock(f.as_raw_fd(), op) } == 0).then_some(RunLock(f))
+    }
+
+    /// Records exit `e` of container `id` and releases its network, if it is still the
+    /// container's state: no start under way (see [`RunLock`]) and the shim still reports
+    /// that exit (or is gone, so nothing can start it behind our back).
+    pub(crate) fn settle_exit(&self, id: &str, e: ExitInfo) {
+        let Some(_run) = self.run_lock(id, false) else {
+            return;
+        };
+        let current = match self.shim_for(id).and_then(|s| Ok(s.state("")?)) {
+            Ok(t) => matches!(t.status, TaskStatus::Stopped { at_ns, .. } if at_ns == e.at_ns),
+            Err(_) => true,
+        };
+        let Ok(mut r) = self.containers.find(id) else {
+            return;
+        };
+        if !current {
+            return;
+        }
+        if r.exit != Some(e) {
+            r.exit = Some(e);
+            let _ = self.containers.save(&r);
+        }
+        self.release_after_exit(&r);
     }
 
     /// Whether a `start` must make the task anew under a new shim: the old shim is gone
