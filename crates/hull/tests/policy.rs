@@ -239,6 +239,10 @@ fn always_survives_kill_9_of_its_shim() {
         runs(&e, "web") == 3 && status(&e, "web") == "running"
     });
     assert_eq!(restarts(&e, "web"), 1);
+    // The restarted container's interface is there and up (a stale release would remove it).
+    std::thread::sleep(Duration::from_secs(1));
+    let link = e.ok(&["exec", "web", "cat", "/sys/class/net/eth0/operstate"]);
+    assert_eq!(link.trim(), "up");
     let ip = inspect(&e, "web")["NetworkSettings"]["IPAddress"].clone();
     assert!(
         ip.as_str().is_some_and(|s| !s.is_empty()),
