@@ -272,7 +272,8 @@ pub(crate) async fn create(app: &Arc<App>, req: &mut Req) -> Result<Resp, ApiErr
             .unwrap_or_default(),
         cpu_shares: body.host_config.as_ref().map_or(0, |h| h.cpu_shares),
     };
-    let o = options(body, req.q("name").map(String::from))?;
+    let mut o = options(body, req.q("name").map(String::from))?;
+    o.restart = restart_policy(&stored.restart_policy)?;
     let id = blocking(app, move |e| {
         let r = e.create(&image, &o)?;
         let p = e.dir(&r).join(STORED);
@@ -290,6 +291,15 @@ pub(crate) async fn create(app: &Arc<App>, req: &mut Req) -> Result<Resp, ApiErr
         StatusCode::CREATED,
         &json!({"Id": id, "Warnings": []}),
     ))
+}
+
+/// `HostConfig.RestartPolicy` for the engine (which has the container's shim apply it).
+fn restart_policy(p: &RestartPolicy) -> Result<hull_engine::policy::RestartPolicy, ApiError> {
+    let spec = match (p.name.as_str(), p.maximum_retry_count) {
+        ("on-failure", n) if n > 0 => format!("on-failure:{n}"),
+        (name, _) => name.to_string(),
+    };
+    hull_engine::policy::parse_restart(&spec).map_err(|e| ApiError::bad(e.to_string()))
 }
 
 /// The `HostConfig` fields kept in `api.json`, for inspect.
