@@ -49,6 +49,7 @@ pub(crate) struct CreateBody {
     pub hostname: String,
     pub host_config: Option<HostConfig>,
     pub networking_config: Option<NetworkingConfig>,
+    pub healthcheck: Option<hull_engine::policy::Healthcheck>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -272,8 +273,12 @@ pub(crate) async fn create(app: &Arc<App>, req: &mut Req) -> Result<Resp, ApiErr
             .unwrap_or_default(),
         cpu_shares: body.host_config.as_ref().map_or(0, |h| h.cpu_shares),
     };
+    let health = body.healthcheck.clone();
     let mut o = options(body, req.q("name").map(String::from))?;
     o.restart = restart_policy(&stored.restart_policy)?;
+    if let Some(h) = &health {
+        o.health = hull_engine::policy::HealthFlags::from_api(h);
+    }
     let id = blocking(app, move |e| {
         let r = e.create(&image, &o)?;
         let p = e.dir(&r).join(STORED);

@@ -93,6 +93,9 @@ pub fn parse_restart(s: &str) -> Result<RestartPolicy, Error> {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthFlags {
     pub cmd: Option<String>,
+    /// A whole docker `Test` (the API's `Config.Healthcheck`); `cmd` wins over it.
+    #[serde(default)]
+    pub test: Option<Vec<String>>,
     pub interval_ns: Option<i64>,
     pub timeout_ns: Option<i64>,
     pub start_period_ns: Option<i64>,
@@ -175,6 +178,20 @@ pub fn parse_health_duration(flag: &'static str, s: &str) -> Result<i64, Error> 
 }
 
 impl HealthFlags {
+    /// The flags an API client's `Config.Healthcheck` stands for (0: keep the image's).
+    pub fn from_api(h: &Healthcheck) -> HealthFlags {
+        let set = |v: i64| (v > 0).then_some(v);
+        HealthFlags {
+            none: h.test.first().is_some_and(|t| t == "NONE"),
+            test: (!h.test.is_empty() && h.test[0] != "NONE").then(|| h.test.clone()),
+            interval_ns: set(h.interval),
+            timeout_ns: set(h.timeout),
+            start_period_ns: set(h.start_period),
+            retries: (h.retries > 0).then_some(h.retries),
+            cmd: None,
+        }
+    }
+
     /// Refuses `--no-healthcheck` together with another health flag (docker does too).
     pub fn check(&self) -> Result<(), Error> {
         if !self.none {
@@ -202,6 +219,9 @@ impl HealthFlags {
         let mut h: Healthcheck = image
             .and_then(|v| serde_json::from_value(v.clone()).ok())
             .unwrap_or_default();
+        if let Some(t) = &self.test {
+            h.test = t.clone();
+        }
         if let Some(c) = &self.cmd {
             h.test = vec!["CMD-SHELL".into(), c.clone()];
         }

@@ -397,7 +397,7 @@ fn docker_volumes() {
 }
 
 #[test]
-fn docker_restart_policy_is_applied() {
+fn docker_restart_policy_and_healthcheck() {
     let _l = net_lock();
     let e = env();
     let s = start(&e, "0");
@@ -426,6 +426,29 @@ fn docker_restart_policy_is_applied() {
     }
     assert_eq!(s.ok(&["logs", "r"]), "run\nrun\nrun\n");
     s.ok(&["rm", "r"]);
+    // docker's --health-* become Config.Healthcheck, which the shim runs.
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "h",
+        "--network",
+        "none",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "200ms",
+        IMG,
+        "sh",
+        "-c",
+        "touch /tmp/ok; exec sleep 1000",
+    ]);
+    while s.ok(&["inspect", "-f", "{{.State.Health.Status}}", "h"]) != "healthy\n" {
+        assert!(std::time::Instant::now() < deadline, "never healthy");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(s.ok(&["ps"]).contains("(healthy)"));
+    s.ok(&["rm", "-f", "h"]);
     drop(s);
     e.assert_clean();
 }

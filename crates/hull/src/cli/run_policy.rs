@@ -71,6 +71,7 @@ impl PolicyArgs {
             start_period_ns: dur("--health-start-period", &self.health_start_period)?,
             retries,
             none: self.no_healthcheck,
+            test: None,
         };
         health.check()?;
         Ok((restart, health))
