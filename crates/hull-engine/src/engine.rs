@@ -340,12 +340,14 @@ impl Engine {
     /// The stop signal (the image's `StopSignal`, else SIGTERM), then
     /// SIGKILL to every process after `timeout`.
     pub fn stop(&self, r: &Record, timeout: Duration) -> Result<(), Error> {
+        // Also when it does not run: its shim may be waiting out a restart's back-off, which
+        // a stop cancels (docker's stop of a `restarting` container).
+        crate::policy::set_manual_stop(&self.dir(r), true);
         let st = self.state(r);
         if !st.is_live() {
             return Ok(());
         }
         let s = self.shim(r)?;
-        crate::policy::set_manual_stop(&self.dir(r), true);
         if matches!(st, State::Paused { .. }) {
             s.resume()?;
         }

@@ -186,6 +186,35 @@ fn user_stop_and_kill_are_not_restarted() {
     e.assert_clean();
 }
 
+#[test]
+fn stop_cancels_a_pending_restart() {
+    let e = env();
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "loop",
+        "--network",
+        "none",
+        "--restart",
+        "always",
+        IMG,
+        "sh",
+        "-c",
+        "echo run; exit 1",
+    ]);
+    // Six quick runs: the back-off is 3.2 s by then (100 ms doubling).
+    until(30, "six runs", || runs(&e, "loop") >= 6);
+    until(10, "between two runs", || status(&e, "loop") == "exited");
+    e.ok(&["stop", "loop"]);
+    let n = runs(&e, "loop");
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(runs(&e, "loop"), n, "no run after the stop");
+    assert_eq!(status(&e, "loop"), "exited");
+    e.ok(&["rm", "loop"]);
+    e.assert_clean();
+}
+
 /// Serialises the tests that give containers networks with the other helpers' tests.
 fn net_lock() -> std::fs::File {
     use std::os::fd::AsRawFd;
