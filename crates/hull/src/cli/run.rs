@@ -118,8 +118,8 @@ pub(crate) struct StartArgs {
     /// Attach to the container's output and return its exit status.
     #[arg(short, long)]
     attach: bool,
-    /// Start every container that does not run (with --restart-policy: those whose policy
-    /// is always, or unless-stopped and not stopped by the user; what a boot service runs).
+    /// With --restart-policy: start every container whose restart policy is always, or
+    /// unless-stopped and not stopped by the user, and that does not run (for boot services).
     #[arg(long, requires = "restart_policy", conflicts_with_all = ["containers", "attach"])]
     all: bool,
     /// With --all: only the containers whose restart policy brings them back at boot.
