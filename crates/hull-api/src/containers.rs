@@ -101,7 +101,7 @@ fn summary(e: &Engine, r: &Record, st: &State, now: i128) -> Value {
         "Ports": ports,
         "Labels": inspect::labels(r),
         "State": st.name(),
-        "Status": inspect::status_text(st, r, now),
+        "Status": inspect::status_with_health(e, st, r, now),
         "HostConfig": {"NetworkMode": inspect::network_name(r)},
         "NetworkSettings": {"Networks": settings["Networks"]},
         "Mounts": inspect::mounts_json(e, r),

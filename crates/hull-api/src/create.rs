@@ -49,6 +49,7 @@ pub(crate) struct CreateBody {
     pub hostname: String,
     pub host_config: Option<HostConfig>,
     pub networking_config: Option<NetworkingConfig>,
+    pub healthcheck: Option<hull_engine::policy::Healthcheck>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -292,7 +293,12 @@ pub(crate) async fn create(app: &Arc<App>, req: &mut Req) -> Result<Resp, ApiErr
             .unwrap_or_default(),
         cpu_shares: body.host_config.as_ref().map_or(0, |h| h.cpu_shares),
     };
-    let o = options(body, req.q("name").map(String::from))?;
+    let health = body.healthcheck.clone();
+    let mut o = options(body, req.q("name").map(String::from))?;
+    o.restart = restart_policy(&stored.restart_policy)?;
+    if let Some(h) = &health {
+        o.health = hull_engine::policy::HealthFlags::from_api(h);
+    }
     let id = blocking(app, move |e| {
         let r = e.create(&image, &o)?;
         let p = e.dir(&r).join(STORED);
@@ -310,6 +316,15 @@ pub(crate) async fn create(app: &Arc<App>, req: &mut Req) -> Result<Resp, ApiErr
         StatusCode::CREATED,
         &json!({"Id": id, "Warnings": []}),
     ))
+}
+
+/// `HostConfig.RestartPolicy` for the engine (which has the container's shim apply it).
+fn restart_policy(p: &RestartPolicy) -> Result<hull_engine::policy::RestartPolicy, ApiError> {
+    let spec = match (p.name.as_str(), p.maximum_retry_count) {
+        ("on-failure", n) if n > 0 => format!("on-failure:{n}"),
+        (name, _) => name.to_string(),
+    };
+    hull_engine::policy::parse_restart(&spec).map_err(|e| ApiError::bad(e.to_string()))
 }
 
 /// The `HostConfig` fields kept in `api.json`, for inspect.

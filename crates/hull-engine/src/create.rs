@@ -33,6 +33,10 @@ impl Engine {
             self.containers.check_name(n)?;
         }
         crate::opts::check_publish(o)?;
+        if o.auto_remove && !o.restart.is_none() {
+            return Err(crate::policy::Error::AutoRemove(o.restart.name.clone()).into());
+        }
+        o.health.check()?;
         let plan = self.plan_network(o)?;
         let id = record::new_id()?;
         let name = match &o.name {
@@ -181,6 +185,7 @@ impl Engine {
         // CDI devices (`--device vendor.com/class=name`, `--gpus`): their edits on top.
         hull_cdi::apply(&mut config, &o.cdi_devices, &hull_cdi::spec_dirs())?;
         self.apply_extra(&mut config, &o.extra, &rec.rootfs, dir)?;
+        self.write_policy(rec, cfg.healthcheck.as_ref(), dir)?;
         crate::events::annotate(&mut config, &self.journal(), rec);
         let p = dir.join("config.json");
         let data = serde_json::to_vec_pretty(&config).unwrap_or_default();

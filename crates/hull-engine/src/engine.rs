@@ -35,6 +35,8 @@ pub enum Error {
     Net(#[from] net::Error),
     #[error(transparent)]
     Opts(#[from] crate::opts::Error),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::Error),
     #[error("bind source path does not exist: {0}")]
     BindSource(PathBuf),
     #[error("{0}")]
@@ -206,8 +208,10 @@ impl Engine {
     /// `rm` or `system reset` instead.
     pub fn state(&self, r: &Record) -> State {
         let st = self.task_state(r);
-        if matches!(st, State::Exited(_)) {
-            self.release_after_exit(r);
+        if let State::Exited(e) = st {
+            if r.exit != Some(e) || r.net.is_some() {
+                self.settle_exit(&r.id, e);
+            }
         }
         st
     }
@@ -222,15 +226,7 @@ impl Engine {
                 TaskStatus::Created => State::Created,
                 TaskStatus::Running => State::Running { pid: t.pid },
                 TaskStatus::Paused => State::Paused { pid: t.pid },
-                TaskStatus::Stopped { code, at_ns } => {
-                    let e = ExitInfo::of(r, code, at_ns);
-                    if r.exit != Some(e) {
-                        let mut r = r.clone();
-                        r.exit = Some(e);
-                        let _ = self.containers.save(&r);
-                    }
-                    State::Exited(e)
-                }
+                TaskStatus::Stopped { code, at_ns } => State::Exited(ExitInfo::of(r, code, at_ns)),
                 TaskStatus::Unknown => State::Dead,
             },
             Err(_) => r
@@ -265,8 +261,22 @@ impl Engine {
 
     /// Starts a created container, or an exited one again (its task made anew, see
     /// [`Engine::recreate`]).
+    ///
+    /// A user's start: it clears the stop mark and the `RestartCount` (docker resets both).
     pub fn start(&self, r: &Record) -> Result<u32, Error> {
-        let r = match self.state(r) {
+        let dir = self.dir(r);
+        crate::policy::set_manual_stop(&dir, false);
+        let _ = std::fs::remove_file(dir.join(crate::policy::RESTART_STATE));
+        self.start_task(r)
+    }
+
+    /// [`Engine::start`] without touching the policy's state; a container whose shim is gone
+    /// (killed, or the host rebooted) is made anew under a new shim.
+    pub(crate) fn start_task(&self, r: &Record) -> Result<u32, Error> {
+        let _run = self.run_lock(&r.id, true);
+        let st = self.state(r);
+        let r = match st {
+            _ if self.orphaned(r, &st) => self.recreate(r)?,
             State::Created => r.clone(),
             State::Exited(_) => self.recreate(r)?,
             State::Running { .. } | State::Paused { .. } => {
@@ -327,6 +337,8 @@ impl Engine {
     pub fn kill(&self, r: &Record, signal: u32) -> Result<(), Error> {
         match self.state(r) {
             State::Running { .. } | State::Paused { .. } => {
+                // Before the signal: the shim must see the mark when the container exits.
+                crate::policy::set_manual_stop(&self.dir(r), true);
                 self.shim(r)?.kill("", signal, false)?;
                 self.emit(r, "kill", &[("signal", signal.to_string())]);
                 Ok(())
@@ -352,16 +364,17 @@ impl Engine {
 
     /// Saves an exit learnt from the shim's Wait and releases the network.
     pub fn remember_exit(&self, r: &Record, code: u32, at_ns: i128) {
-        if let Ok(mut r) = self.containers.find(&r.id) {
-            r.exit = Some(ExitInfo::of(&r, code, at_ns));
-            let _ = self.containers.save(&r);
-            self.release_after_exit(&r);
+        if let Ok(r) = self.containers.find(&r.id) {
+            self.settle_exit(&r.id, ExitInfo::of(&r, code, at_ns));
         }
     }
 
     /// The stop signal (the image's `StopSignal`, else SIGTERM), then
     /// SIGKILL to every process after `timeout`.
     pub fn stop(&self, r: &Record, timeout: Duration) -> Result<(), Error> {
+        // Also when it does not run: its shim may be waiting out a restart's back-off, which
+        // a stop cancels (docker's stop of a `restarting` container).
+        crate::policy::set_manual_stop(&self.dir(r), true);
         let st = self.state(r);
         if !st.is_live() {
             return Ok(());
@@ -438,6 +451,7 @@ impl Engine {
             if !force {
                 return Err(Error::Running(r.name.clone()));
             }
+            crate::policy::set_manual_stop(&self.dir(r), true);
             if let Ok(s) = self.shim(r) {
                 if matches!(st, State::Paused { .. }) {
                     let _ = s.resume();

@@ -145,6 +145,12 @@ pub struct ContainerOptions {
     /// `--ip`, `--network-alias`, `--add-host` (see [`crate::net_opts`]).
     #[serde(default)]
     pub net_opts: crate::net_opts::NetOptions,
+    /// `--restart` (applied by the shim).
+    #[serde(default)]
+    pub restart: crate::policy::RestartPolicy,
+    /// `--health-*`, `--no-healthcheck` (over the image's `Healthcheck`).
+    #[serde(default)]
+    pub health: crate::policy::HealthFlags,
 }
 
 impl ContainerOptions {

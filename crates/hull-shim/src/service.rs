@@ -1,7 +1,7 @@
 //! ttrpc glue: containerd's Task service on top of [`crate::tasks::Tasks`],
 //! and the events containerd expects.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -26,6 +26,7 @@ use crate::mount::Mount;
 use crate::process::Status;
 use crate::reaper::Reaper;
 use crate::stdio::StdioPaths;
+use crate::supervise::Supervisor;
 use crate::tasks::{self, CreateOpts, Event, Tasks};
 
 /// Where hullc keeps state when containerd passes no `Root` option
@@ -38,6 +39,8 @@ pub struct Service {
     reaper: Arc<Reaper>,
     exit: Arc<ExitSignal>,
     tasks: OnceLock<Arc<Tasks>>,
+    /// Restart policies and healthchecks of hull's containers.
+    supervisor: Arc<Supervisor>,
 }
 
 pub fn timestamp(t: SystemTime) -> Timestamp {
@@ -125,6 +128,7 @@ impl Service {
         Service {
             namespace,
             publisher: Arc::new(publisher),
+            supervisor: Arc::new(Supervisor::new(Arc::clone(&reaper))),
             reaper,
             exit,
             tasks: OnceLock::new(),
@@ -154,18 +158,24 @@ impl Service {
         let hullc = Hullc::new(bin, root, Arc::clone(&self.reaper))
             .with_systemd_cgroup(systemd_cgroup_from_options(options));
         let (publisher, ns) = (Arc::clone(&self.publisher), self.namespace.clone());
+        let supervisor = Arc::clone(&self.supervisor);
         let sink = Box::new(move |ev: Event| match ev {
-            Event::Exit { id, exec_id, exit } => publisher.publish(
-                &ns,
-                TaskExit {
-                    container_id: id.clone(),
-                    id: if exec_id.is_empty() { id } else { exec_id },
-                    pid: exit.pid as u32,
-                    exit_status: exit.status,
-                    exited_at: MessageField::some(timestamp(exit.at)),
-                    ..Default::default()
-                },
-            ),
+            Event::Exit { id, exec_id, exit } => {
+                if exec_id.is_empty() {
+                    supervisor.exited(&id, exit.status);
+                }
+                publisher.publish(
+                    &ns,
+                    TaskExit {
+                        container_id: id.clone(),
+                        id: if exec_id.is_empty() { id } else { exec_id },
+                        pid: exit.pid as u32,
+                        exit_status: exit.status,
+                        exited_at: MessageField::some(timestamp(exit.at)),
+                        ..Default::default()
+                    },
+                )
+            }
             Event::Oom { id } => publisher.publish(
                 &ns,
                 TaskOOM {
@@ -221,6 +231,7 @@ impl containerd_shim::Task for Service {
                 stdio,
             })
             .map_err(to_rpc)?;
+        self.supervisor.created(&req.id, Path::new(&req.bundle));
         self.emit(TaskCreate {
             container_id: req.id.clone(),
             bundle: req.bundle.clone(),
@@ -246,8 +257,10 @@ impl containerd_shim::Task for Service {
         _ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
-        let pid = self.tasks()?.start(&req.id, &req.exec_id).map_err(to_rpc)?;
+        let tasks = self.tasks()?;
+        let pid = tasks.start(&req.id, &req.exec_id).map_err(to_rpc)?;
         if req.exec_id.is_empty() {
+            self.supervisor.started(&req.id, tasks);
             self.emit(TaskStart {
                 container_id: req.id.clone(),
                 pid: pid as u32,

@@ -322,3 +322,60 @@ fn docker_image_inspect_shows_the_whole_config() {
     drop(s);
     e.assert_clean();
 }
+
+#[test]
+fn docker_restart_policy_and_healthcheck() {
+    let _l = net_lock();
+    let e = env();
+    let s = start(&e, "0");
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "r",
+        "--network",
+        "none",
+        "--restart",
+        "on-failure:2",
+        IMG,
+        "sh",
+        "-c",
+        "echo run; exit 3",
+    ]);
+    // The shim restarts it twice (docker's RestartCount), then it stays exited.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let done = "2 exited on-failure 2\n";
+    let f = "{{.RestartCount}} {{.State.Status}} {{.HostConfig.RestartPolicy.Name}} \
+             {{.HostConfig.RestartPolicy.MaximumRetryCount}}";
+    while s.ok(&["inspect", "-f", f, "r"]) != done {
+        assert!(std::time::Instant::now() < deadline, "no {done:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(s.ok(&["logs", "r"]), "run\nrun\nrun\n");
+    s.ok(&["rm", "r"]);
+    // docker's --health-* become Config.Healthcheck, which the shim runs.
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "h",
+        "--network",
+        "none",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "200ms",
+        IMG,
+        "sh",
+        "-c",
+        "touch /tmp/ok; exec sleep 1000",
+    ]);
+    while s.ok(&["inspect", "-f", "{{.State.Health.Status}}", "h"]) != "healthy\n" {
+        assert!(std::time::Instant::now() < deadline, "never healthy");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(s.ok(&["ps"]).contains("(healthy)"));
+    s.ok(&["rm", "-f", "h"]);
+    drop(s);
+    e.assert_clean();
+}

@@ -34,6 +34,7 @@ mod rootless;
 mod run;
 mod run_extra;
 mod run_net;
+mod run_policy;
 mod service;
 mod stats;
 mod table;
@@ -162,6 +163,9 @@ enum Command {
     /// Container Device Interface: list devices, generate a spec for NVIDIA GPUs.
     #[command(subcommand)]
     Cdi(cdi::CdiCommand),
+    /// Run a container's healthcheck.
+    #[command(subcommand)]
+    Healthcheck(run_policy::HealthcheckCommand),
     /// Internal: the watcher of `run -d --rm`.
     #[command(hide = true)]
     AutoRemove { id: String },
@@ -304,6 +308,7 @@ pub(crate) fn main() -> ExitCode {
         Command::System(c) => network::system(r, c),
         Command::Cdi(c) => done(cdi::run(c)),
         Command::AutoRemove { id } => run::auto_remove(r, &id),
+        Command::Healthcheck(c) => run_policy::healthcheck(r, c),
     };
     match result {
         Ok(code) => ExitCode::from(code),
