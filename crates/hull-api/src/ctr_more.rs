@@ -107,7 +107,7 @@ fn reading(e: &Engine, r: &Record) -> Result<(Sample, u64), ApiError> {
 pub(crate) async fn stats(app: &Arc<App>, id: &str, req: &Req) -> Result<Resp, ApiError> {
     let stream = req
         .q("stream")
-        .map_or(true, |s| matches!(s, "1" | "true" | "True"));
+        .is_none_or(|s| matches!(s, "1" | "true" | "True"));
     let one_shot = req.flag("one-shot");
     let id = id.to_string();
     let r = blocking(app, move |e| Ok(e.find(&id)?)).await?;

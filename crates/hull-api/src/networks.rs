@@ -319,7 +319,7 @@ pub(crate) async fn prune(app: &Arc<App>, req: &Req) -> Result<Resp, ApiError> {
         let mut gone = Vec::new();
         for v in all(e)? {
             let name = v["Name"].as_str().unwrap_or("").to_string();
-            let empty = v["Containers"].as_object().map_or(true, |c| c.is_empty());
+            let empty = v["Containers"].as_object().is_none_or(|c| c.is_empty());
             if matches!(name.as_str(), "host" | "none" | DEFAULT_NETWORK) || !empty || !keep(&v, &f)
             {
                 continue;
