@@ -1,0 +1,189 @@
+//! Reads clap's help output (`hull ... -h`) and the docs' mentions of `hull` commands.
+
+use std::path::Path;
+use std::process::Command;
+
+/// One entry of a help section: a command, an option or an argument, with its help text.
+#[derive(Debug)]
+pub struct Entry {
+    /// The command's name, an option's long flag (`--name`; the short one when it has no
+    /// long one) or an argument's placeholder (`<IMAGE>`).
+    pub name: String,
+    pub help: String,
+}
+
+/// `hull ARGS... -h` (the one-line form; `--help` adds long texts), which must succeed.
+pub fn help(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hull"))
+        .args(args)
+        .arg("-h")
+        .output()
+        .expect("run hull");
+    assert!(
+        out.status.success(),
+        "hull {args:?} -h: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("help is UTF-8")
+}
+
+/// The entries of a section (`Commands:`, `Options:`, `Arguments:`) of clap's help. An entry
+/// starts at a line indented by at most 6 columns; its help follows after two spaces on
+/// that line or on the lines below, indented further (clap's two layouts).
+pub fn section(help: &str, title: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut inside = false;
+    for line in help.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            inside = line.trim_end() == title;
+            continue;
+        }
+        let text = line.trim();
+        if !inside || text.is_empty() {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        if indent <= 6 {
+            let (spec, rest) = text.split_once("  ").unwrap_or((text, ""));
+            out.push((spec.to_string(), rest.trim().to_string()));
+        } else if let Some(last) = out.last_mut() {
+            last.1 = format!("{} {text}", last.1).trim().to_string();
+        }
+    }
+    out
+}
+
+/// The subcommands listed in a help text, without clap's own `help`.
+pub fn commands(help: &str) -> Vec<Entry> {
+    section(help, "Commands:")
+        .into_iter()
+        .map(|(spec, help)| Entry {
+            name: spec.split_whitespace().next().unwrap_or("").to_string(),
+            help,
+        })
+        .filter(|e| e.name != "help")
+        .collect()
+}
+
+/// The options of a help text: each one's flags (`-q`, `--quiet`), named by the long one.
+pub fn options(help: &str) -> Vec<(Entry, Vec<String>)> {
+    section(help, "Options:")
+        .into_iter()
+        .map(|(spec, help)| {
+            let flags: Vec<String> = spec
+                .split([' ', ',', '='])
+                .filter(|t| t.starts_with('-'))
+                .map(str::to_string)
+                .collect();
+            let name = flags
+                .iter()
+                .find(|f| f.starts_with("--"))
+                .or(flags.first())
+                .cloned()
+                .unwrap_or_default();
+            (Entry { name, help }, flags)
+        })
+        .collect()
+}
+
+/// The words of the `hull` commands written in `text`: for each `hull` in a line, the words
+/// up to the next `hull`, split at spaces, parentheses and backticks, leaving out global
+/// options (`hull [--root DIR] pull` names `pull`). A word may hold alternatives
+/// (`pause|unpause`).
+pub fn invocations(text: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line
+            .split(|c: char| c.is_whitespace() || matches!(c, '`' | '(' | ')'))
+            .filter(|w| !w.is_empty())
+            .collect();
+        let mut current: Option<Vec<String>> = None;
+        for w in words {
+            if w == "hull" {
+                out.extend(current.take());
+                current = Some(Vec::new());
+            } else if let Some(c) = current.as_mut() {
+                if c.is_empty() && (w.starts_with('[') || w.ends_with(']') || w.starts_with('-')) {
+                    continue;
+                }
+                c.push(w.trim_matches([',', '.', ';', ':']).to_string());
+            }
+        }
+        out.extend(current);
+    }
+    out
+}
+
+/// Whether `text` shows `hull PATH[0] ...` with the rest of `path` (a subcommand) among the
+/// words that follow.
+pub fn mentions(text: &str, path: &[&str]) -> bool {
+    let is = |word: &str, name: &str| word.split('|').any(|alt| alt == name);
+    invocations(text).iter().any(|words| {
+        words.first().is_some_and(|w| is(w, path[0]))
+            && path[1..]
+                .iter()
+                .all(|p| words[1..].iter().any(|w| is(w, p)))
+    })
+}
+
+/// Whether `text` holds the flag `flag` (`--name`, `-n`) as a whole word: `--network` is not
+/// `--network-alias`, `-t` not `set-top`.
+pub fn has_flag(text: &str, flag: &str) -> bool {
+    text.match_indices(flag).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let after = text[i + flag.len()..].chars().next();
+        let word = |c: char| c.is_alphanumeric() || c == '-' || c == '_';
+        !before.is_some_and(word) && !after.is_some_and(word)
+    })
+}
+
+/// A page's sections: each heading (outside code blocks) with the text up to the next one.
+pub fn sections(text: &str) -> Vec<(String, String)> {
+    let starts: Vec<(usize, &str)> = super::links::prose_lines(text)
+        .into_iter()
+        .filter(|(_, l)| l.starts_with('#'))
+        .collect();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = vec![("".to_string(), String::new())];
+    for (n, line) in lines.iter().enumerate() {
+        if starts.iter().any(|(s, _)| *s == n + 1) {
+            out.push((
+                line.trim_start_matches('#').trim().to_string(),
+                String::new(),
+            ));
+        }
+        let last = out.last_mut().expect("one section at least");
+        last.1.push_str(line);
+        last.1.push('\n');
+    }
+    out
+}
+
+/// Whether a section documents the command `path`: it shows `hull PATH...`, or its heading
+/// names the command (`## run / create: init, namespaces`).
+pub fn covers(section: &(String, String), path: &[&str]) -> bool {
+    let words: Vec<&str> = section.0.split(|c: char| !c.is_alphanumeric()).collect();
+    mentions(&section.1, path) || path.iter().all(|p| words.contains(p))
+}
+
+/// The docs pages that document commands: `docs/cli.md` and every page of `docs/` it links
+/// to, with their text.
+pub fn reference_pages(repo: &Path) -> Vec<(String, String)> {
+    let cli = std::fs::read_to_string(repo.join("docs/cli.md")).expect("read docs/cli.md");
+    let mut names = vec!["cli.md".to_string()];
+    for (_, line) in super::links::prose_lines(&cli) {
+        for t in super::links::link_targets(line) {
+            let file = t.split('#').next().unwrap_or("");
+            if file.ends_with(".md") && !file.contains('/') && !names.iter().any(|n| n == file) {
+                names.push(file.to_string());
+            }
+        }
+    }
+    names
+        .into_iter()
+        .filter_map(|n| {
+            let text = std::fs::read_to_string(repo.join("docs").join(&n)).ok()?;
+            Some((format!("docs/{n}"), text))
+        })
+        .collect()
+}
