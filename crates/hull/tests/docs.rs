@@ -152,6 +152,45 @@ fn every_flag_is_documented() {
     );
 }
 
+/// Every flag the docs show with a `hull` command exists in that command's help (a renamed or
+/// dropped flag is not left in the docs).
+#[test]
+fn every_documented_flag_exists() {
+    let repo = repo();
+    let paths = command_paths();
+    let mut flags_of = std::collections::HashMap::new();
+    for path in &paths {
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        let flags: Vec<String> = help::options(&help::help(&p))
+            .into_iter()
+            .flat_map(|(_, f)| f)
+            .collect();
+        flags_of.insert(path.clone(), flags);
+    }
+    let mut unknown = Vec::new();
+    for file in links::markdown_files(&repo) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            for words in help::invocations(line) {
+                let Some(path) = paths.iter().find(|p| help::names(&words, p)) else {
+                    continue;
+                };
+                for flag in help::long_flags(&words) {
+                    if !flags_of[path].contains(&flag) && !GLOBAL.contains(&flag.as_str()) {
+                        let f = file.strip_prefix(&repo).unwrap_or(&file).display();
+                        unknown.push(format!("{f}:{}: hull {} {flag}", n + 1, path.join(" ")));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "flags hull does not have:\n{}",
+        unknown.join("\n")
+    );
+}
+
 /// Every command and option has a help text. Positional arguments need none: the usage line
 /// names them (`<CONTAINERS>...`), as docker's help does.
 #[test]

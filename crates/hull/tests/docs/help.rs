@@ -86,17 +86,17 @@ pub fn options(help: &str) -> Vec<(Entry, Vec<String>)> {
         .collect()
 }
 
-/// The words of the `hull` commands written in `text`: for each `hull` in a line, the words
-/// up to the next `hull`, split at spaces, parentheses and backticks, leaving out global
+/// The words of the `hull` commands written in `text`: for each `hull`, the words up to the
+/// next `hull`, the end of the line or a backtick (a code span ends the command: `` `hull run`
+/// against `podman --runtime runc` ``), split at spaces and parentheses, leaving out global
 /// options (`hull [--root DIR] pull` names `pull`). A word may hold alternatives
 /// (`pause|unpause`).
 pub fn invocations(text: &str) -> Vec<Vec<String>> {
     let mut out = Vec::new();
-    for line in text.lines() {
-        let words: Vec<&str> = line
-            .split(|c: char| c.is_whitespace() || matches!(c, '`' | '(' | ')'))
-            .filter(|w| !w.is_empty())
-            .collect();
+    for segment in text.lines().flat_map(|l| l.split('`')) {
+        let words = segment
+            .split(|c: char| c.is_whitespace() || matches!(c, '(' | ')'))
+            .filter(|w| !w.is_empty());
         let mut current: Option<Vec<String>> = None;
         for w in words {
             if w == "hull" {
@@ -124,6 +124,32 @@ pub fn mentions(text: &str, path: &[&str]) -> bool {
                 .iter()
                 .all(|p| words[1..].iter().any(|w| is(w, p)))
     })
+}
+
+/// Whether the words of one invocation (from [`invocations`]) name the command `path`:
+/// its first word, then a group's subcommand as the next word that is no option.
+pub fn names(words: &[String], path: &[String]) -> bool {
+    let mut plain = words
+        .iter()
+        .filter(|w| !w.starts_with('-') && !w.starts_with('['));
+    path.iter().all(|p| plain.next().is_some_and(|w| w == p))
+}
+
+/// The long flags (`--name`) among an invocation's words, up to a shell comment.
+pub fn long_flags(words: &[String]) -> Vec<String> {
+    words
+        .iter()
+        .take_while(|w| !w.starts_with('#'))
+        .filter_map(|w| {
+            let at = w.find("--")?;
+            let name: String = w[at + 2..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            (!name.is_empty() && (at == 0 || w[..at].chars().all(|c| c == '[')))
+                .then(|| format!("--{name}"))
+        })
+        .collect()
 }
 
 /// Whether `text` holds the flag `flag` (`--name`, `-n`) as a whole word: `--network` is not
