@@ -26,6 +26,31 @@ fn markdown_links_resolve() {
     assert!(errors.is_empty(), "broken links:\n{}", errors.join("\n"));
 }
 
+/// README's documentation list links every page of docs/, so a new page is found.
+#[test]
+fn readme_lists_every_docs_page() {
+    let repo = repo();
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let linked: Vec<String> = links::prose_lines(&readme)
+        .into_iter()
+        .flat_map(|(_, l)| links::link_targets(l))
+        .collect();
+    let mut unlisted = Vec::new();
+    for page in links::markdown_in(&repo.join("docs")) {
+        let name = format!("docs/{}", page.file_name().unwrap().to_string_lossy());
+        if !linked
+            .iter()
+            .any(|t| t.split('#').next() == Some(name.as_str()))
+        {
+            unlisted.push(name);
+        }
+    }
+    assert!(
+        unlisted.is_empty(),
+        "not linked from README.md's Documentation list: {unlisted:?}"
+    );
+}
+
 /// The checker itself: it must fail on each kind of broken link, naming file and line, and
 /// accept what GitHub resolves.
 #[test]

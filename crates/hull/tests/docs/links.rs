@@ -7,18 +7,21 @@ use std::path::{Path, PathBuf};
 
 /// The Markdown files the checker reads: the repository root's, `docs/`'s and `bench/`'s.
 pub fn markdown_files(repo: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for dir in [repo.to_path_buf(), repo.join("docs"), repo.join("bench")] {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "md") && p.is_file() {
-                files.push(p);
-            }
-        }
-    }
+    [repo.to_path_buf(), repo.join("docs"), repo.join("bench")]
+        .iter()
+        .flat_map(|d| markdown_in(d))
+        .collect()
+}
+
+/// The `*.md` files directly in `dir`, sorted.
+pub fn markdown_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md") && p.is_file())
+        .collect();
     files.sort();
     files
 }
