@@ -3,12 +3,24 @@
 //! each with a help text). No root needed.
 #![allow(clippy::unwrap_used)]
 
+#[path = "docs/checks.rs"]
+mod checks;
 #[path = "docs/help.rs"]
 mod help;
 #[path = "docs/links.rs"]
 mod links;
 
 use std::path::{Path, PathBuf};
+
+use help::Program;
+
+const HULL: Program = Program {
+    name: "hull",
+    bin: env!("CARGO_BIN_EXE_hull"),
+};
+
+/// Options every command takes from `hull` itself.
+const GLOBAL: [&str; 4] = ["--root", "--cdi-spec-dir", "--help", "--version"];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -112,64 +124,28 @@ fn slugs_follow_github() {
 /// shown as `hull CMD` in docs/cli.md or a page it links to.
 #[test]
 fn every_command_is_documented() {
-    let pages = help::reference_pages(&repo());
-    let all: String = pages.iter().map(|(_, t)| t.as_str()).collect();
-    let mut missing = Vec::new();
-    for path in command_paths() {
-        let p: Vec<&str> = path.iter().map(String::as_str).collect();
-        if !help::mentions(&all, &p) {
-            missing.push(format!("hull {}", p.join(" ")));
-        }
-    }
+    let pages = help::reference_pages(&repo(), "cli.md");
+    assert!(HULL.command_paths().len() > 40);
+    let missing = checks::undocumented_commands(HULL, &pages);
+    let names: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
     assert!(
         missing.is_empty(),
-        "not shown in docs/cli.md or the pages it links to ({}):\n{}",
-        pages
-            .iter()
-            .map(|(n, _)| n.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
+        "not shown in docs/cli.md or the pages it links to ({names:?}):\n{}",
         missing.join("\n")
     );
 }
 
 /// Every option of every command appears (long or short) in a section of the docs that
-/// documents that command, and the global options in docs/cli.md.
+/// documents that command, and hull's own options in docs/cli.md.
 #[test]
 fn every_flag_is_documented() {
-    let pages = help::reference_pages(&repo());
-    let sections: Vec<(String, (String, String))> = pages
-        .iter()
-        .flat_map(|(n, t)| help::sections(t).into_iter().map(move |s| (n.clone(), s)))
-        .collect();
-    let mut missing = Vec::new();
-    for path in command_paths() {
-        let p: Vec<&str> = path.iter().map(String::as_str).collect();
-        let shown: Vec<&(String, (String, String))> = sections
-            .iter()
-            .filter(|(_, s)| help::covers(s, &p))
-            .collect();
-        for (opt, flags) in help::options(&help::help(&p)) {
-            if GLOBAL.contains(&opt.name.as_str()) {
-                continue;
-            }
-            let documented = |t: &str| flags.iter().any(|f| help::has_flag(t, f));
-            if !shown.iter().any(|(_, (_, t))| documented(t)) {
-                let on: Vec<String> = shown.iter().map(|(n, (h, _))| format!("{n} {h}")).collect();
-                missing.push(format!(
-                    "hull {} {} (sections: {on:?})",
-                    p.join(" "),
-                    opt.name
-                ));
-            }
-        }
-    }
-    let cli = &pages[0].1;
-    for g in ["--root", "--cdi-spec-dir"] {
-        if !help::has_flag(cli, g) {
-            missing.push(format!("hull {g} (docs/cli.md)"));
-        }
-    }
+    let pages = help::reference_pages(&repo(), "cli.md");
+    let mut missing = checks::undocumented_options(HULL, &pages, &GLOBAL);
+    missing.extend(checks::undocumented_globals(
+        HULL,
+        &pages[0].1,
+        &["--help", "--version"],
+    ));
     assert!(
         missing.is_empty(),
         "flags not documented:\n{}",
@@ -181,34 +157,7 @@ fn every_flag_is_documented() {
 /// dropped flag is not left in the docs).
 #[test]
 fn every_documented_flag_exists() {
-    let repo = repo();
-    let paths = command_paths();
-    let mut flags_of = std::collections::HashMap::new();
-    for path in &paths {
-        let p: Vec<&str> = path.iter().map(String::as_str).collect();
-        let flags: Vec<String> = help::options(&help::help(&p))
-            .into_iter()
-            .flat_map(|(_, f)| f)
-            .collect();
-        flags_of.insert(path.clone(), flags);
-    }
-    let mut unknown = Vec::new();
-    for file in links::markdown_files(&repo) {
-        let text = std::fs::read_to_string(&file).unwrap();
-        for (n, line) in text.lines().enumerate() {
-            for words in help::invocations(line) {
-                let Some(path) = paths.iter().find(|p| help::names(&words, p)) else {
-                    continue;
-                };
-                for flag in help::long_flags(&words) {
-                    if !flags_of[path].contains(&flag) && !GLOBAL.contains(&flag.as_str()) {
-                        let f = file.strip_prefix(&repo).unwrap_or(&file).display();
-                        unknown.push(format!("{f}:{}: hull {} {flag}", n + 1, path.join(" ")));
-                    }
-                }
-            }
-        }
-    }
+    let unknown = checks::unknown_flags(HULL, &repo(), &GLOBAL);
     assert!(
         unknown.is_empty(),
         "flags hull does not have:\n{}",
@@ -216,45 +165,9 @@ fn every_documented_flag_exists() {
     );
 }
 
-/// Every command and option has a help text. Positional arguments need none: the usage line
-/// names them (`<CONTAINERS>...`), as docker's help does.
+/// Every command and option has a help text.
 #[test]
 fn every_help_entry_has_a_text() {
-    let mut bare = Vec::new();
-    let mut paths = vec![vec![]];
-    paths.extend(command_paths());
-    for path in paths {
-        let p: Vec<&str> = path.iter().map(String::as_str).collect();
-        let text = help::help(&p);
-        let entries = help::commands(&text)
-            .into_iter()
-            .chain(help::options(&text).into_iter().map(|(e, _)| e));
-        for e in entries {
-            if e.help.is_empty() {
-                bare.push(format!("hull {} {}", p.join(" "), e.name));
-            }
-        }
-    }
+    let bare = checks::bare_help_entries(HULL);
     assert!(bare.is_empty(), "no help text:\n{}", bare.join("\n"));
-}
-
-/// Options every command takes from `hull` itself.
-const GLOBAL: [&str; 4] = ["--root", "--cdi-spec-dir", "--help", "--version"];
-
-/// `[cmd]` for each command of `hull --help`, and `[group, sub]` for each subcommand of a
-/// group instead of the group itself.
-fn command_paths() -> Vec<Vec<String>> {
-    let mut out = Vec::new();
-    let top = help::commands(&help::help(&[]));
-    assert!(top.len() > 30, "hull --help lists {top:?}");
-    for c in top {
-        let subs = help::commands(&help::help(&[&c.name]));
-        if subs.is_empty() {
-            out.push(vec![c.name.clone()]);
-        }
-        for s in subs {
-            out.push(vec![c.name.clone(), s.name]);
-        }
-    }
-    out
 }

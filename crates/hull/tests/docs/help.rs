@@ -1,7 +1,17 @@
-//! Reads clap's help output (`hull ... -h`) and the docs' mentions of `hull` commands.
+//! Reads clap's help output (`hull ... -h`, `hullc ... -h`) and the docs' mentions of a
+//! program's commands. Shared by hull's and hullc's docs tests.
 
 use std::path::Path;
 use std::process::Command;
+
+/// A program whose help is checked against the docs.
+#[derive(Clone, Copy)]
+pub struct Program {
+    /// The name the docs write (`hull`).
+    pub name: &'static str,
+    /// Its binary (`env!("CARGO_BIN_EXE_hull")`).
+    pub bin: &'static str,
+}
 
 /// One entry of a help section: a command, an option or an argument, with its help text.
 #[derive(Debug)]
@@ -12,19 +22,38 @@ pub struct Entry {
     pub help: String,
 }
 
-/// `hull ARGS... -h` (the one-line form; `--help` adds long texts), which must succeed.
-pub fn help(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_hull"))
-        .args(args)
-        .arg("-h")
-        .output()
-        .expect("run hull");
-    assert!(
-        out.status.success(),
-        "hull {args:?} -h: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("help is UTF-8")
+impl Program {
+    /// `PROGRAM ARGS... -h` (the one-line form; `--help` adds long texts), which must succeed.
+    pub fn help(&self, args: &[&str]) -> String {
+        let out = Command::new(self.bin)
+            .args(args)
+            .arg("-h")
+            .output()
+            .expect("run the program");
+        assert!(
+            out.status.success(),
+            "{} {args:?} -h: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("help is UTF-8")
+    }
+
+    /// `[cmd]` for each command of the program's help, and `[group, sub]` for each
+    /// subcommand of a group instead of the group itself.
+    pub fn command_paths(&self) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        for c in commands(&self.help(&[])) {
+            let subs = commands(&self.help(&[&c.name]));
+            if subs.is_empty() {
+                out.push(vec![c.name.clone()]);
+            }
+            for s in subs {
+                out.push(vec![c.name.clone(), s.name]);
+            }
+        }
+        out
+    }
 }
 
 /// The entries of a section (`Commands:`, `Options:`, `Arguments:`) of clap's help. An entry
@@ -71,7 +100,7 @@ pub fn options(help: &str) -> Vec<(Entry, Vec<String>)> {
         .into_iter()
         .map(|(spec, help)| {
             let flags: Vec<String> = spec
-                .split([' ', ',', '='])
+                .split([' ', ',', '=', '['])
                 .filter(|t| t.starts_with('-'))
                 .map(str::to_string)
                 .collect();
@@ -86,12 +115,12 @@ pub fn options(help: &str) -> Vec<(Entry, Vec<String>)> {
         .collect()
 }
 
-/// The words of the `hull` commands written in `text`: for each `hull`, the words up to the
-/// next `hull`, the end of the line or a backtick (a code span ends the command: `` `hull run`
+/// The words of the `PROG` commands written in `text`: for each `PROG` (`hull`), the words up
+/// to the next one, the end of the line or a backtick (a code span ends the command: `` `hull run`
 /// against `podman --runtime runc` ``), split at spaces and parentheses, leaving out global
 /// options (`hull [--root DIR] pull` names `pull`). A word may hold alternatives
 /// (`pause|unpause`).
-pub fn invocations(text: &str) -> Vec<Vec<String>> {
+pub fn invocations(text: &str, prog: &str) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for segment in text.lines().flat_map(|l| l.split('`')) {
         let words = segment
@@ -99,7 +128,7 @@ pub fn invocations(text: &str) -> Vec<Vec<String>> {
             .filter(|w| !w.is_empty());
         let mut current: Option<Vec<String>> = None;
         for w in words {
-            if w == "hull" {
+            if w == prog {
                 out.extend(current.take());
                 current = Some(Vec::new());
             } else if let Some(c) = current.as_mut() {
@@ -114,11 +143,11 @@ pub fn invocations(text: &str) -> Vec<Vec<String>> {
     out
 }
 
-/// Whether `text` shows `hull PATH[0] ...` with the rest of `path` (a subcommand) among the
+/// Whether `text` shows `PROG PATH[0] ...` with the rest of `path` (a subcommand) among the
 /// words that follow.
-pub fn mentions(text: &str, path: &[&str]) -> bool {
+pub fn mentions(text: &str, prog: &str, path: &[&str]) -> bool {
     let is = |word: &str, name: &str| word.split('|').any(|alt| alt == name);
-    invocations(text).iter().any(|words| {
+    invocations(text, prog).iter().any(|words| {
         words.first().is_some_and(|w| is(w, path[0]))
             && path[1..]
                 .iter()
@@ -185,19 +214,19 @@ pub fn sections(text: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Whether a section documents the command `path`: it shows `hull PATH...`, or its heading
+/// Whether a section documents the command `path`: it shows `PROG PATH...`, or its heading
 /// names the command (`## run / create: init, namespaces`).
-pub fn covers(section: &(String, String), path: &[&str]) -> bool {
+pub fn covers(section: &(String, String), prog: &str, path: &[&str]) -> bool {
     let words: Vec<&str> = section.0.split(|c: char| !c.is_alphanumeric()).collect();
-    mentions(&section.1, path) || path.iter().all(|p| words.contains(p))
+    mentions(&section.1, prog, path) || path.iter().all(|p| words.contains(p))
 }
 
-/// The docs pages that document commands: `docs/cli.md` and every page of `docs/` it links
-/// to, with their text.
-pub fn reference_pages(repo: &Path) -> Vec<(String, String)> {
-    let cli = std::fs::read_to_string(repo.join("docs/cli.md")).expect("read docs/cli.md");
-    let mut names = vec!["cli.md".to_string()];
-    for (_, line) in super::links::prose_lines(&cli) {
+/// A reference page of `docs/` and every page of `docs/` it links to, with their text
+/// (`docs/cli.md` links the pages of images, networks, devices ...).
+pub fn reference_pages(repo: &Path, page: &str) -> Vec<(String, String)> {
+    let main = std::fs::read_to_string(repo.join("docs").join(page)).expect("read the page");
+    let mut names = vec![page.to_string()];
+    for (_, line) in super::links::prose_lines(&main) {
         for t in super::links::link_targets(line) {
             let file = t.split('#').next().unwrap_or("");
             if file.ends_with(".md") && !file.contains('/') && !names.iter().any(|n| n == file) {
