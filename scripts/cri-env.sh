@@ -8,7 +8,8 @@
 #   scripts/cri-env.sh down DIR   # removes everything `up` made, also after a failure
 #
 # Env for `up`: HULL_BIN_DIR (containerd-shim-hull-v2 and hullc; put first on containerd's PATH),
-# CRI_CGROUP_PARENT (removed by `down`). Runtime handlers: `hull` (io.containerd.hull.v2) and
+# CRI_CGROUP_PARENT (removed by `down`), CRICTL (optional: without it the caller removes its pods
+# through its own CRI client before `down`). Runtime handlers: `hull` (io.containerd.hull.v2) and
 # `runc` (io.containerd.runc.v2, Debian's runc), the default.
 #
 # What keeps it off the host's own containerd: root, state and sockets under DIR; containerd runs
@@ -216,7 +217,7 @@ start_containerd() {
   local pid=$!
   echo "$pid" >"$D/containerd.pid"
   for _ in $(seq 200); do
-    if [[ -S $D/c.sock ]] && crictl_ info >/dev/null 2>&1; then
+    if [[ -S $D/c.sock ]] && ready; then
       readlink "/proc/$pid/ns/mnt" >"$D/mntns"
       return 0
     fi
@@ -228,6 +229,15 @@ start_containerd() {
 }
 
 crictl_() { "$CRICTL" --timeout 30s -r "unix://$D/c.sock" -i "unix://$D/c.sock" "$@"; }
+# CRI answers (crictl info) when crictl is there; else containerd's own API answers (ctr, which
+# the containerd package ships), and the caller's CRI client retries until the plugin is up.
+ready() {
+  if command -v "$CRICTL" >/dev/null 2>&1; then
+    crictl_ info >/dev/null 2>&1
+  else
+    ctr --address "$D/c.sock" version >/dev/null 2>&1
+  fi
+}
 
 # Processes (shims, their containers' leftovers) in containerd's private mount namespace.
 ns_pids() {
@@ -270,8 +280,10 @@ up() {
 
 down() {
   CRICTL=${CRICTL:-crictl}
-  if [[ -S $D/c.sock ]] && [[ -n $(cat "$D/containerd.pid" 2>/dev/null) ]]; then
-    # Gracefully first: CRI stops and removes pods (CNI DEL, shims exit).
+  if [[ -S $D/c.sock ]] && [[ -n $(cat "$D/containerd.pid" 2>/dev/null) ]] &&
+    command -v "$CRICTL" >/dev/null 2>&1; then
+    # Gracefully first: CRI stops and removes pods (CNI DEL, shims exit). Without crictl the
+    # caller did it through its own CRI client.
     crictl_ rmp -af >/dev/null 2>&1 || true
   fi
   kill_pidfile "$D/containerd.pid"

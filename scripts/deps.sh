@@ -12,10 +12,13 @@ pkgs=(
   iproute2 procps  # ip netns, ps (hullc ps)
   nftables         # hull-net: NAT and published ports
   podman conmon    # hullc under podman (crates/hullc/tests/podman.rs)
-  uidmap           # newuidmap/newgidmap: rootless multi-range mappings (crates/hullc/tests/rootless.rs)
+  uidmap           # newuidmap/newgidmap: rootless multi-range mappings (crates/hullc/tests/rootless.rs, rootless hull)
+  passt            # pasta: rootless hull's user-mode network and published ports (crates/hull/tests/rootless.rs)
   docker.io        # Docker Engine 20.10 drives hullc (crates/hullc/tests/engines.rs)
   tini             # hull run --init: /usr/bin/tini-static as PID 1 (crates/hull/tests/run_flags.rs)
+  docker-compose   # compose 1.29 against `hull system service` (crates/hull/tests/api_compose.rs)
   containernetworking-plugins golang-go gcc jq curl  # CRI tests: CNI, cri-tools build, pause image
+  protobuf-compiler  # protoc for k8s-cri's build script: the CRI tests' gRPC client (crates/hull-shim/tests/cri.rs)
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -31,6 +34,11 @@ if ((${#missing[@]})); then
   fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Python docker SDK, a third client of `hull system service` (crates/hull/tests/api_compose.rs).
+if ! python3 -c 'import docker, sys; sys.exit(docker.__version__ != "7.1.0")' 2>/dev/null; then
+  python3 -m pip install -q 'docker==7.1.0' ||
+    python3 -m pip install -q --break-system-packages 'docker==7.1.0'
 fi
 if ! command -v cargo-nextest >/dev/null && ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest

@@ -11,3 +11,6 @@ scripts/demo-test.sh
 # The pure cgroup v2 lane: hullc and hull in a QEMU guest (docs/testing.md), with the release
 # binaries the demo just built (hullc static, as shipped).
 scripts/vm-test.sh
+# The systemd lane: hullc --systemd-cgroup under systemd as init, in a QEMU guest booted from a
+# Debian root (scripts/vm-systemd.sh; 77 s here with the release hullc, under TCG).
+scripts/vm-systemd.sh

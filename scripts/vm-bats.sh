@@ -66,89 +66,20 @@ done
 mkdir -p "$results"
 results=$(readlink -f "$results")
 
-# Debian's current kernel package, as scripts/vm-test.sh unpacks it (the same cache directory, so a
-# kernel one script fetched serves the other). Sets kver and kdir.
-fetch_kernel() {
-	local pkg
-	pkg=$(apt-cache depends linux-image-amd64 2>/dev/null |
-		sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n 1)
-	if [[ -z "$pkg" ]]; then
-		apt-get -o DPkg::Lock::Timeout=600 update -qq
-		pkg=$(apt-cache depends linux-image-amd64 |
-			sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-amd64\)$/\1/p' | head -n 1)
-	fi
-	kver=${pkg#linux-image-}
-	kdir=$cache/$pkg
-	[[ -e "$kdir/done" ]] && return
-	say "fetching $pkg"
-	rm -rf "$kdir"
-	mkdir -p "$kdir/dl"
-	(cd "$kdir/dl" && apt-get download -q "$pkg" >/dev/null)
-	dpkg-deb -x "$kdir"/dl/*.deb "$kdir/x"
-	rm -rf "$kdir/dl"
-	busybox depmod -b "$kdir/x" "$kver"
-	touch "$kdir/done"
-}
-
-# The host's Debian mirror: the first apt source whose path ends in /debian (not -security, not a vendor's
-# repository such as nodesource's), else deb.debian.org.
-debian_mirror() {
-	local uri
-	# Only the files apt reads (*.list, *.sources): a renamed, disabled source is not a mirror.
-	uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
-		grep -oE '^(URIs:|deb) +https?://[^ ]+' | awk '{print $2}' | grep -E '/debian/?$' | head -n 1 || true)
-	echo "${uri:-http://deb.debian.org/debian}"
-}
+# fetch_kernel, debian_mirror, make_root, copy_with_libs, make_initramfs.
+. scripts/vm/disk.sh
 
 # The guest's root: what the suite calls (bats, jq, gawk, xz-utils for its images, iproute2, procps, util-linux's losetup/lsblk/script,
 # gcc and libc6-dev for the static helpers dev.bats and seccomp.bats compile), libseccomp for runc and the
 # seccomp agent. Built once per suite and cached. Sets droot.
-make_root() {
-	local suite
-	suite=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
-	droot=$cache/bats-root-$suite
-	[[ -e "$droot.done" ]] && return
-	say "debootstrap --variant=minbase $suite into $droot (once; takes minutes)"
-	rm -rf "$droot"
-	debootstrap --variant=minbase --include=bats,jq,gawk,xz-utils,iproute2,procps,mount,kmod,libseccomp2,gcc,libc6-dev \
-		"$suite" "$droot" "$(debian_mirror)" >"$results/debootstrap.log" 2>&1 ||
-		{ say "debootstrap failed (see $results/debootstrap.log)"; exit 1; }
-	rm -rf "$droot"/var/cache/apt/archives/*.deb
-	touch "$droot.done"
-}
-
-# copy_with_libs FILE DEST: FILE at DEST in the image tree $img, and every library it loads that the Debian
-# root does not have (a runtime built elsewhere; a debug build is stripped of its debug info).
-copy_with_libs() {
-	local lib
-	install -D -m 0755 "$1" "$img$2"
-	strip --strip-debug "$img$2" 2>/dev/null || true
-	ldd "$1" >/dev/null 2>&1 || return 0
-	for lib in $(ldd "$1" | grep -o '/[^ ]*'); do
-		[[ -e "$img$lib" ]] || install -D -m 0755 "$(readlink -f "$lib")" "$img$lib"
-	done
+make_root_bats() {
+	make_root bats-root bats,jq,gawk,xz-utils,iproute2,procps,mount,kmod,libseccomp2,gcc,libc6-dev "$results/debootstrap.log"
 }
 
 # The modules the initramfs loads, in this order, with what modules.dep says they need: virtio-pci and
 # virtio-blk for the disk, ext4 for its file system (crc32c for its checksums), loop for cgroups.bats'
 # io device case (loaded before switch_root: the Debian root has no module tree).
 initrd_modules=(crc32c_generic virtio_pci virtio_blk ext4 loop)
-make_initramfs() {
-	local ir=$work/initrd m f src=$kdir/x/lib/modules/$kver want=()
-	mkdir -p "$ir"/{bin,dev,proc,sys,newroot,lib/modules/$kver}
-	cp "$(command -v busybox)" "$ir/bin/busybox"
-	for m in "${initrd_modules[@]}"; do
-		want+=("$(grep -E "/$m\.ko(\.[a-z]+)?:" "$src/modules.dep")") ||
-			{ say "module $m is not in $kver's modules.dep"; exit 1; }
-	done
-	for f in $(printf '%s\n' "${want[@]}" | tr -d ':' | tr ' ' '\n' | sort -u); do
-		install -D -m 0644 "$src/$f" "$ir/lib/modules/$kver/$f"
-	done
-	cp "$src"/modules.{dep,alias,symbols,builtin,order} "$ir/lib/modules/$kver/"
-	printf '%s\n' "${initrd_modules[@]}" >"$ir/modules"
-	install -m 0755 scripts/vm-bats/init "$ir/init"
-	(cd "$ir" && find . | cpio -o -H newc --quiet) >"$work/initrd.cpio"
-}
 
 # The disk: the cached Debian root plus the runtime (at its own name in /usr/local/bin), the suite and its
 # helpers at their paths in a runc tree (/runc), busybox (poweroff) and the guest script.
@@ -265,12 +196,12 @@ report() {
 main() {
 	local start=$SECONDS status=0
 	fetch_kernel
-	make_root
+	make_root_bats
 	mkdir -p "$cache"
 	# Under the cache, not /tmp: the disk image is gigabytes; removed on exit either way.
 	work=$(mktemp -d "$cache/vm-bats.XXXXXX")
 	log=$work/console.log
-	make_initramfs
+	make_initramfs /vm-bats/guest.sh
 	make_image
 	say "booting $kver for ${#files[@]} files with $(basename "$runtime") (timeout ${timeout_s}s)"
 	boot || status=1

@@ -5,37 +5,17 @@ R=/ctr/rootfs
 CG=/sys/fs/cgroup/hulltest
 mkdir -p /b
 
-# Docker's default capabilities (CAP_MKNOD among them: the mknod checks need it).
-CAPS='["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FSETID","CAP_FOWNER","CAP_MKNOD","CAP_NET_RAW",
-"CAP_SETGID","CAP_SETUID","CAP_SETFCAP","CAP_SETPCAP","CAP_NET_BIND_SERVICE","CAP_SYS_CHROOT",
-"CAP_KILL","CAP_AUDIT_WRITE"]'
-
-# bundle ID ARGS_JSON [RESOURCES_JSON]: /b/ID/config.json.
-bundle() {
-    res=${3:-"{}"}
-    mkdir -p "/b/$1"
-    cat > "/b/$1/config.json" <<JSON
-{"ociVersion": "1.1.0", "root": {"path": "$R", "readonly": true}, "hostname": "c",
- "process": {"args": $2, "env": ["PATH=/bin"], "cwd": "/", "user": {"uid": 0, "gid": 0},
-  "capabilities": {"bounding": $CAPS, "effective": $CAPS, "permitted": $CAPS}},
- "mounts": [
-  {"destination": "/proc", "type": "proc", "source": "proc"},
-  {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
-  {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-  {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-   "options": ["nosuid", "noexec", "nodev", "ro"]},
-  {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]}],
- "linux": {"cgroupsPath": "/hulltest/$1", "resources": $res,
-  "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"},
-   {"type": "network"}, {"type": "cgroup"}]}}
-JSON
-}
-
 # create ID: `hullc create` with the container's stdio on a file: the init inherits it and
 # holds it open, so a pipe (a `$(...)` capture) would never see EOF.
+# A create that does not return in 120 s is a failure, reported with where each hullc
+# process waits (a hang must fail the lane, not stall it).
 create() {
-    hullc create -b "/b/$1" "$1" < /dev/null > "/tmp/$1.out" 2>&1 || {
+    timeout 120 hullc create -b "/b/$1" "$1" < /dev/null > "/tmp/$1.out" 2>&1 || {
         cat "/tmp/$1.out"
+        for p in $(pgrep -f hullc); do
+            echo "pid $p: $(tr '\0' ' ' < "/proc/$p/cmdline") wchan=$(cat "/proc/$p/wchan")"
+            cat "/proc/$p/stack" 2>/dev/null
+        done
         return 1
     }
 }

@@ -1,4 +1,4 @@
-# Helpers of the guest checks (sourced by guest.sh; busybox sh).
+# Helpers of the guest checks (sourced by guest.sh and systemd.sh; busybox sh, dash).
 npass=0
 nfail=0
 
@@ -80,4 +80,31 @@ wait_for_output() {
         [ $n -gt 0 ] || return 1
         sleep 0.2
     done
+}
+
+# Docker's default capabilities (CAP_MKNOD among them: the mknod checks need it).
+CAPS='["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FSETID","CAP_FOWNER","CAP_MKNOD","CAP_NET_RAW",
+"CAP_SETGID","CAP_SETUID","CAP_SETFCAP","CAP_SETPCAP","CAP_NET_BIND_SERVICE","CAP_SYS_CHROOT",
+"CAP_KILL","CAP_AUDIT_WRITE"]'
+
+# bundle ID ARGS_JSON [RESOURCES_JSON] [CGROUPS_PATH]: /b/ID/config.json, a container of the
+# busybox rootfs $R in cgroup /hulltest/ID unless CGROUPS_PATH (may be empty) says otherwise.
+bundle() {
+    res=${3:-"{}"}
+    mkdir -p "/b/$1"
+    cat > "/b/$1/config.json" <<JSON
+{"ociVersion": "1.1.0", "root": {"path": "$R", "readonly": true}, "hostname": "c",
+ "process": {"args": $2, "env": ["PATH=/bin"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+  "capabilities": {"bounding": $CAPS, "effective": $CAPS, "permitted": $CAPS}},
+ "mounts": [
+  {"destination": "/proc", "type": "proc", "source": "proc"},
+  {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "mode=755"]},
+  {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+  {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+   "options": ["nosuid", "noexec", "nodev", "ro"]},
+  {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid"]}],
+ "linux": {"cgroupsPath": "${4-/hulltest/$1}", "resources": $res,
+  "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"},
+   {"type": "network"}, {"type": "cgroup"}]}}
+JSON
 }

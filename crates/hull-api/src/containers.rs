@@ -101,7 +101,7 @@ fn summary(e: &Engine, r: &Record, st: &State, now: i128) -> Value {
         "Ports": ports,
         "Labels": inspect::labels(r),
         "State": st.name(),
-        "Status": inspect::status_text(st, r, now),
+        "Status": inspect::status_with_health(e, st, r, now),
         "HostConfig": {"NetworkMode": inspect::network_name(r)},
         "NetworkSettings": {"Networks": settings["Networks"]},
         "Mounts": inspect::mounts_json(e, r),
@@ -140,9 +140,27 @@ pub(crate) async fn inspect(app: &Arc<App>, id: &str) -> Result<Resp, ApiError> 
         let r = e.find(&id)?;
         let mut v = inspect::inspect(e, &r);
         // docker's HostConfig also carries what the API was given to store.
-        if let Some(extra) = crate::create::stored_host_config(e, &r) {
-            if let Some(hc) = v["HostConfig"].as_object_mut() {
+        if let Some(hc) = v["HostConfig"].as_object_mut() {
+            if let Some(extra) = crate::create::stored_host_config(e, &r) {
                 hc.extend(extra);
+            }
+            // docker-compose only shows the logs of containers with a log driver.
+            let driver = if r.options.extra.no_log() {
+                "none"
+            } else {
+                "json-file"
+            };
+            hc.entry("LogConfig")
+                .or_insert_with(|| json!({"Type": driver, "Config": {}}));
+        }
+        // docker lists an endpoint's aliases with the container's short id on user-defined
+        // networks; compose reconnects (disconnect + connect) a container without it.
+        let net = inspect::network_name(&r);
+        if net != hull_net::DEFAULT_NETWORK {
+            if let Some(ep) = v["NetworkSettings"]["Networks"].get_mut(&net) {
+                let mut aliases = r.options.net_opts.aliases.clone();
+                aliases.push(r.id.chars().take(12).collect());
+                ep["Aliases"] = json!(aliases);
             }
         }
         Ok(v)

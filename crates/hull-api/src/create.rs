@@ -49,6 +49,7 @@ pub(crate) struct CreateBody {
     pub hostname: String,
     pub host_config: Option<HostConfig>,
     pub networking_config: Option<NetworkingConfig>,
+    pub healthcheck: Option<hull_engine::policy::Healthcheck>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -203,6 +204,22 @@ fn network(b: &CreateBody, hc: &HostConfig) -> Result<String, ApiError> {
     opts::parse_network(&mode).map_err(bad)
 }
 
+/// The `Aliases` of the endpoint for `net` (compose gives each container its service name).
+fn aliases(b: &CreateBody, net: &str) -> Vec<String> {
+    b.networking_config
+        .as_ref()
+        .and_then(|n| n.endpoints_config.as_ref())
+        .and_then(|e| e.get(net))
+        .and_then(|e| e.get("Aliases"))
+        .and_then(|a| a.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub(crate) fn options(
     mut b: CreateBody,
     name: Option<String>,
@@ -243,6 +260,10 @@ pub(crate) fn options(
         privileged: hc.privileged,
         labels: b.labels.take().unwrap_or_default().into_iter().collect(),
         network: network(&b, &hc)?,
+        net_opts: hull_engine::net_opts::NetOptions {
+            aliases: aliases(&b, &network(&b, &hc)?),
+            ..Default::default()
+        },
         auto_remove: hc.auto_remove,
         ..Default::default()
     };
@@ -272,7 +293,12 @@ pub(crate) async fn create(app: &Arc<App>, req: &mut Req) -> Result<Resp, ApiErr
             .unwrap_or_default(),
         cpu_shares: body.host_config.as_ref().map_or(0, |h| h.cpu_shares),
     };
-    let o = options(body, req.q("name").map(String::from))?;
+    let health = body.healthcheck.clone();
+    let mut o = options(body, req.q("name").map(String::from))?;
+    o.restart = restart_policy(&stored.restart_policy)?;
+    if let Some(h) = &health {
+        o.health = hull_engine::policy::HealthFlags::from_api(h);
+    }
     let id = blocking(app, move |e| {
         let r = e.create(&image, &o)?;
         let p = e.dir(&r).join(STORED);
@@ -290,6 +316,15 @@ pub(crate) async fn create(app: &Arc<App>, req: &mut Req) -> Result<Resp, ApiErr
         StatusCode::CREATED,
         &json!({"Id": id, "Warnings": []}),
     ))
+}
+
+/// `HostConfig.RestartPolicy` for the engine (which has the container's shim apply it).
+fn restart_policy(p: &RestartPolicy) -> Result<hull_engine::policy::RestartPolicy, ApiError> {
+    let spec = match (p.name.as_str(), p.maximum_retry_count) {
+        ("on-failure", n) if n > 0 => format!("on-failure:{n}"),
+        (name, _) => name.to_string(),
+    };
+    hull_engine::policy::parse_restart(&spec).map_err(|e| ApiError::bad(e.to_string()))
 }
 
 /// The `HostConfig` fields kept in `api.json`, for inspect.

@@ -83,12 +83,20 @@ impl From<hull_engine::Error> for ApiError {
         let e = match e {
             E::Record(r) => return r.into(),
             E::NoImage(i) => return ApiError::not_found(format!("No such image: {i}")),
+            E::Net(hull_engine::net::Error::NoNetwork(n)) => {
+                return ApiError::not_found(format!("network {n} not found"))
+            }
+            E::Cp(hull_engine::cp::Error::NotFound(p)) => {
+                return ApiError::not_found(format!("Could not find the file {p}"))
+            }
             other => other,
         };
         let status = match &e {
             E::Running(_) | E::NotRunning(_) | E::Paused(_) | E::Dead(_) => StatusCode::CONFLICT,
             E::AlreadyStarted(_) => StatusCode::NOT_MODIFIED,
-            E::Opts(_) | E::BindSource(_) | E::Spec(_) => StatusCode::BAD_REQUEST,
+            E::Opts(_) | E::BindSource(_) | E::Spec(_) | E::Cp(_) => StatusCode::BAD_REQUEST,
+            E::Net(hull_engine::net::Error::InUse(..)) => StatusCode::CONFLICT,
+            E::Net(hull_engine::net::Error::Predefined(_)) => StatusCode::FORBIDDEN,
             E::ExecNotFound(_) | E::ExecNotExecutable(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -99,5 +107,11 @@ impl From<hull_engine::Error> for ApiError {
 impl From<hull_engine::shim::Error> for ApiError {
     fn from(e: hull_engine::shim::Error) -> ApiError {
         ApiError::internal(chain(&e))
+    }
+}
+
+impl From<hull_engine::net::Error> for ApiError {
+    fn from(e: hull_engine::net::Error) -> ApiError {
+        hull_engine::Error::Net(e).into()
     }
 }

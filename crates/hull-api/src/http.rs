@@ -98,6 +98,41 @@ pub(crate) fn stream(ctype: &str) -> (mpsc::Sender<Bytes>, Resp) {
     (tx, build(StatusCode::OK, Some(ctype), Body::Chan(rx)))
 }
 
+/// A producer's end of a streamed JSON answer (pull, push, load, build progress), used
+/// from the blocking pool: one JSON object a line, as docker's `jsonmessage` stream.
+pub(crate) struct JsonLines(pub mpsc::Sender<Bytes>);
+
+impl JsonLines {
+    /// Sends `v`; false once the client has gone.
+    pub(crate) fn send(&self, v: &serde_json::Value) -> bool {
+        let mut data = serde_json::to_vec(v).unwrap_or_default();
+        data.push(b'\n');
+        self.0.blocking_send(data.into()).is_ok()
+    }
+    pub(crate) fn status(&self, s: &str) -> bool {
+        self.send(&serde_json::json!({ "status": s }))
+    }
+    /// An error after the 200 went out: docker's clients print it and fail.
+    pub(crate) fn error(&self, m: &str) {
+        self.send(&serde_json::json!({"errorDetail": {"message": m}, "error": m}));
+    }
+}
+
+/// A `Write` on the blocking pool feeding a streamed answer.
+pub(crate) struct ChanWriter(pub mpsc::Sender<Bytes>);
+
+impl std::io::Write for ChanWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Bytes::copy_from_slice(b))
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The parts of a request the handlers use: the path without its `/v1.xx` prefix split
 /// into segments, and the query.
 pub(crate) struct Req {
@@ -105,6 +140,7 @@ pub(crate) struct Req {
     pub segs: Vec<String>,
     pub query: HashMap<String, String>,
     pub body: Option<Incoming>,
+    pub headers: hyper::HeaderMap,
     /// Kept for the hijacked endpoints (attach, exec start), which take over the connection.
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
@@ -133,8 +169,8 @@ impl Req {
             .split('&')
             .filter(|kv| !kv.is_empty())
             .map(|kv| match kv.split_once('=') {
-                Some((k, v)) => (percent_decode(k), percent_decode(v)),
-                None => (percent_decode(kv), String::new()),
+                Some((k, v)) => (query_decode(k), query_decode(v)),
+                None => (query_decode(kv), String::new()),
             })
             .collect();
         Req {
@@ -142,8 +178,13 @@ impl Req {
             segs,
             query,
             body: Some(body),
+            headers: parts.headers,
             upgrade,
         }
+    }
+
+    pub(crate) fn header(&self, k: &str) -> Option<&str> {
+        self.headers.get(k).and_then(|v| v.to_str().ok())
     }
 
     pub(crate) fn q(&self, k: &str) -> Option<&str> {
@@ -188,8 +229,13 @@ impl Req {
     }
 }
 
-/// `%2F` → `/`, `+` stays (docker's router does not turn `+` into a space in paths; in
-/// queries Go does, but docker's clients escape spaces as `%20`).
+/// A query key or value as Go's `url.ParseQuery` reads it: `+` is a space (docker-py,
+/// hence docker-compose, sends `filters={"label":+[...]}`), then `%XX` escapes.
+fn query_decode(s: &str) -> String {
+    percent_decode(&s.replace('+', " "))
+}
+
+/// `%2F` → `/`; `+` stays (docker's router does not turn `+` into a space in paths).
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
@@ -222,5 +268,6 @@ mod tests {
         );
         assert_eq!(percent_decode("50%"), "50%");
         assert_eq!(percent_decode("x%2"), "x%2");
+        assert_eq!(super::query_decode("a+b%2B"), "a b+");
     }
 }

@@ -8,12 +8,17 @@
 //! into it runs on tokio's blocking pool; streams (logs, attach, wait) are fed from there
 //! through channels.
 
+mod body_file;
 mod containers;
 mod create;
+mod ctr_more;
 mod error;
+mod events;
 mod exec;
 mod http;
+mod image_xfer;
 mod images;
+mod networks;
 mod routes;
 mod server;
 mod streams;

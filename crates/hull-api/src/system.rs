@@ -121,3 +121,54 @@ fn mem_total() -> u64 {
         })
         .map_or(0, |kb| kb * 1024)
 }
+
+/// `POST /build/prune`: hull's builder keeps no cache apart from images (which image
+/// prune removes); `docker system prune` calls this.
+pub(crate) fn build_prune() -> Resp {
+    http::ok_json(&json!({"CachesDeleted": [], "SpaceReclaimed": 0}))
+}
+
+/// `GET /system/df`: counts and sizes, without per-layer sharing.
+pub(crate) async fn df(app: &Arc<App>) -> Result<Resp, ApiError> {
+    let root = app.root.clone();
+    let v = blocking(app, move |e| {
+        let images: Vec<serde_json::Value> = hull_image::Store::open(&root)
+            .and_then(|s| s.images())
+            .unwrap_or_default()
+            .iter()
+            .map(|i| {
+                json!({"Id": i.id, "RepoTags": i.tags().collect::<Vec<_>>(),
+                    "Created": i.created, "Size": i.size, "SharedSize": 0,
+                    "VirtualSize": i.size, "Containers": 0, "ParentId": "", "Labels": {}})
+            })
+            .collect();
+        let total: u64 = images.iter().filter_map(|i| i["Size"].as_u64()).sum();
+        let containers: Vec<serde_json::Value> = e
+            .containers
+            .list()?
+            .iter()
+            .map(|r| {
+                json!({"Id": r.id, "Names": [format!("/{}", r.name)], "Image": r.image,
+                    "ImageID": r.image_id, "State": e.state(r).name(), "SizeRw": 0,
+                    "SizeRootFs": 0, "Created": (r.created_ns / 1_000_000_000) as i64})
+            })
+            .collect();
+        let volumes: Vec<serde_json::Value> = e
+            .volumes
+            .list()
+            .unwrap_or_default()
+            .iter()
+            .map(|n| {
+                json!({"Name": n, "Driver": "local", "Mountpoint": e.volumes.path(n),
+                    "Scope": "local", "Labels": {}, "Options": {},
+                    "UsageData": {"Size": -1, "RefCount": -1}})
+            })
+            .collect();
+        Ok(
+            json!({"LayersSize": total, "Images": images, "Containers": containers,
+            "Volumes": volumes, "BuildCache": []}),
+        )
+    })
+    .await?;
+    Ok(http::ok_json(&v))
+}

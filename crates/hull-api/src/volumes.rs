@@ -56,12 +56,14 @@ pub(crate) async fn create(app: &Arc<App>, req: &mut Req) -> Result<Resp, ApiErr
             b.driver
         )));
     }
+    let a = app.clone();
     let v = blocking(app, move |e| {
         let name = match b.name.as_str() {
             "" => hull_engine::record::new_id()?,
             n => n.to_string(),
         };
         e.volumes.ensure(&name).map_err(vol_err)?;
+        crate::events::emit(&a, "volume", "create", &name, &[("driver", "local")]);
         Ok(volume_json(e, &name))
     })
     .await?;
@@ -82,10 +84,31 @@ pub(crate) async fn inspect(app: &Arc<App>, name: &str) -> Result<Resp, ApiError
 
 pub(crate) async fn remove(app: &Arc<App>, name: &str) -> Result<Resp, ApiError> {
     let name = name.to_string();
+    let a = app.clone();
     blocking(app, move |e| {
         let users = e.volume_users(&name)?;
-        e.volumes.remove(&name, &users).map_err(vol_err)
+        e.volumes.remove(&name, &users).map_err(vol_err)?;
+        crate::events::emit(&a, "volume", "destroy", &name, &[("driver", "local")]);
+        Ok(())
     })
     .await?;
     Ok(http::empty(StatusCode::NO_CONTENT))
+}
+
+/// `POST /volumes/prune`: every volume no container (running or not) uses.
+pub(crate) async fn prune(app: &Arc<App>) -> Result<Resp, ApiError> {
+    let a = app.clone();
+    let v = blocking(app, move |e| {
+        let mut gone = Vec::new();
+        for name in e.volumes.list().map_err(vol_err)? {
+            let users = e.volume_users(&name)?;
+            if users.is_empty() && e.volumes.remove(&name, &users).is_ok() {
+                crate::events::emit(&a, "volume", "destroy", &name, &[("driver", "local")]);
+                gone.push(name);
+            }
+        }
+        Ok(json!({"VolumesDeleted": gone, "SpaceReclaimed": 0}))
+    })
+    .await?;
+    Ok(http::ok_json(&v))
 }

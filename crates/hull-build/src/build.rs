@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hull_engine::Engine;
-use hull_image::layer_write::{commit_image, stat_in_layers};
+use hull_image::layer_write::{commit_image, resolve_in_layers, stat_in_layers};
 use hull_image::store::LayerRecord;
-use hull_image::{Digest, ImageRecord, Reference, Store};
+use hull_image::{Digest, Reference, Store};
 use serde_json::{json, Value};
 
 use crate::copy;
@@ -18,6 +18,8 @@ use crate::parser::{self, Instruction};
 use crate::pattern::Ignore;
 use crate::{cache, instr, msg, run, BuildError, BuildOptions, StepError};
 
+mod from;
+pub(crate) use from::parse_trigger;
 mod steps;
 
 /// The state of a stage as the build goes.
@@ -75,13 +77,8 @@ pub fn build(root: &Path, opts: &BuildOptions, out: &mut dyn Write) -> Result<Di
     })?;
     let df = parser::parse(&file, &text)?;
     if let Some(p) = &opts.platform {
-        let host = hull_image::spec::host_platform();
-        let want: Result<hull_image::Platform, _> = p.parse();
-        let ok = want.is_ok_and(|w| w.os == host.os && w.architecture == host.architecture);
-        if !ok {
-            let h = format!("{}/{}", host.os, host.architecture);
-            return Err(BuildError::Platform(p.clone(), h));
-        }
+        p.parse::<hull_image::Platform>()
+            .map_err(|e| BuildError::Platform(p.clone(), e))?;
     }
     let ignore_path = opts.context.join(".dockerignore");
     let ignore = std::fs::read_to_string(&ignore_path)
@@ -235,7 +232,7 @@ impl Builder<'_> {
                 config["created"] = json!(now_rfc3339());
                 let img = commit_image(&mut self.store, &stage.layers, &[], config, names)
                     .map_err(|e| fail(e.into()))?;
-                cache::put(&self.store, &key, &img.id).map_err(fail)?;
+                cache::put(&self.store, &key, &img.id, cache::Kind::Result).map_err(fail)?;
                 img
             }
         };
@@ -344,87 +341,6 @@ impl Builder<'_> {
         }
     }
 
-    fn from(&mut self, ins: &Instruction, args: &[String]) -> Result<(), StepFail> {
-        let (image, name) = match args {
-            [i] => (i.clone(), None),
-            [i, as_, n] if as_.eq_ignore_ascii_case("as") => (i.clone(), Some(n.clone())),
-            _ => return Err(self.bad(ins, "expected FROM image [AS name]").into()),
-        };
-        if let Some(p) = ins.flag("platform") {
-            let host = hull_image::spec::host_platform();
-            let ok = p
-                .parse::<hull_image::Platform>()
-                .is_ok_and(|w| w.architecture == host.architecture);
-            if !ok {
-                return Err(self
-                    .bad(
-                        ins,
-                        format!("--platform={p}: only the host's platform can be built"),
-                    )
-                    .into());
-            }
-        }
-        let earlier = self
-            .stages
-            .iter()
-            .find(|s| s.name.as_deref() == Some(image.as_str()))
-            .cloned();
-        let mut st = match earlier {
-            Some(s) => s,
-            None if image == "scratch" => Stage {
-                name: None,
-                config: json!({"architecture": hull_image::spec::host_platform().architecture,
-                               "os": "linux", "config": {}}),
-                layers: vec![],
-                image: None,
-                key: Digest::of(b"scratch"),
-                args: BTreeMap::new(),
-                cmd_set: false,
-            },
-            None => {
-                let img = self.base_image(&image)?;
-                let raw = self.store.config_raw(&img).map_err(StepError::from)?;
-                let mut config: Value = serde_json::from_slice(&raw)
-                    .map_err(|e| msg(format!("config of {image}: {e}")))?;
-                if let Some(o) = config.as_object_mut() {
-                    o.remove("history");
-                    o.remove("created");
-                }
-                Stage {
-                    name: None,
-                    config,
-                    layers: img.layers.clone(),
-                    image: Some(img.id.clone()),
-                    key: Digest::of(format!("from {}", img.id).as_bytes()),
-                    args: BTreeMap::new(),
-                    cmd_set: false,
-                }
-            }
-        };
-        st.name = name;
-        st.args.clear();
-        st.cmd_set = false;
-        self.stages.push(st);
-        Ok(())
-    }
-
-    fn base_image(&mut self, image: &str) -> Result<ImageRecord, StepError> {
-        match self.store.lookup(image) {
-            Ok(i) => Ok(i),
-            Err(hull_image::StoreError::NotFound(_)) => {
-                let _ = writeln!(self.out, "pulling {image}");
-                hull_image::pull(
-                    &mut self.store,
-                    image,
-                    &hull_image::PullOptions::default(),
-                    &hull_image::NoProgress,
-                )?;
-                Ok(self.store.lookup(image)?)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
     fn snapshots(&self, layers: &[LayerRecord]) -> Vec<PathBuf> {
         layers
             .iter()
@@ -469,7 +385,7 @@ impl Builder<'_> {
             st.config.clone(),
             vec![],
         )?;
-        cache::put(&self.store, &key, &img.id)?;
+        cache::put(&self.store, &key, &img.id, cache::Kind::Step)?;
         let cur = self.cur();
         cur.layers = img.layers.clone();
         cur.image = Some(img.id.clone());
@@ -494,6 +410,9 @@ impl Builder<'_> {
         let key = cache::key(&st.key, &format!("WORKDIR {abs}"), "");
         let cur_layers = self.cur().layers.clone();
         let layers = self.snapshots(&cur_layers);
+        // The directory is made where the path leads inside the image (symlinks followed
+        // there, as a RUN's `mkdir -p` would); the config keeps the path as written.
+        let rel = resolve_in_layers(&layers, &rel).map_err(crate::io_err(&rel))?;
         if rel.as_os_str().is_empty() || stat_in_layers(&layers, &rel).is_some() {
             self.cur().key = key;
             return Ok(());

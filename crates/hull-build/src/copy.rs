@@ -14,7 +14,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use hull_image::layer_write::{append_entry, stat_in_layers, Override};
+use hull_image::layer_write::{append_entry, resolve_in_layers, stat_in_layers, Override};
 use hull_image::{LayerFile, LayerWriter};
 use sha2::{Digest as _, Sha256};
 
@@ -268,14 +268,21 @@ pub(crate) fn write(
     let mut links = HashMap::new();
     let lerr = |e| StepError::Layer(e);
     for it in items {
-        parents(&mut w, &it.dest, &mut done, layers)?;
-        if !done.insert(it.dest.clone()) {
+        // A directory of the image on the way may be a symlink: followed in the image.
+        let dest = match (it.dest.parent(), it.dest.file_name()) {
+            (Some(parent), Some(name)) => resolve_in_layers(layers, parent)
+                .map_err(io_err(parent))?
+                .join(name),
+            _ => it.dest.clone(),
+        };
+        parents(&mut w, &dest, &mut done, layers)?;
+        if !done.insert(dest.clone()) {
             continue;
         }
         match &it.from {
             From::Path(p) => {
                 let m = fs::symlink_metadata(p).map_err(io_err(p))?;
-                append_entry(w.tar(), p, &it.dest, &m, &mut links, Some(over)).map_err(lerr)?;
+                append_entry(w.tar(), p, &dest, &m, &mut links, Some(over)).map_err(lerr)?;
             }
             From::Inline(data) => {
                 let mut h = tar::Header::new_gnu();
@@ -287,12 +294,12 @@ pub(crate) fn write(
                 h.set_mtime(now());
                 h.set_size(data.len() as u64);
                 w.tar()
-                    .append_data(&mut h, &it.dest, data.as_slice())
-                    .map_err(io_err(&it.dest))?;
+                    .append_data(&mut h, &dest, data.as_slice())
+                    .map_err(io_err(&dest))?;
             }
             From::Archive(p) => {
-                done.remove(&it.dest);
-                unpack_archive(&mut w, p, &it.dest, &mut done, layers)?;
+                done.remove(&dest);
+                unpack_archive(&mut w, p, &dest, &mut done, layers)?;
             }
         }
     }
@@ -432,7 +439,8 @@ fn safe(raw: &Path) -> Option<PathBuf> {
 pub(crate) fn owner(spec: &str, layers: &[PathBuf]) -> Result<(u32, u32), StepError> {
     let (u, g) = spec.split_once(':').unwrap_or((spec, ""));
     let lookup = |file: &str, name: &str, field: usize| -> Option<(u32, Option<u32>)> {
-        let (p, _) = stat_in_layers(layers, Path::new(file))?;
+        let file = resolve_in_layers(layers, Path::new(file)).ok()?;
+        let (p, _) = stat_in_layers(layers, &file)?;
         let text = fs::read_to_string(p).ok()?;
         text.lines().find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();

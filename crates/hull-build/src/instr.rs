@@ -284,6 +284,8 @@ pub(crate) fn apply(
             cfg(config).insert("Healthcheck".into(), h);
         }
         "ONBUILD" => {
+            crate::build::parse_trigger(ins.args.trim())
+                .map_err(|m| msg(format!("ONBUILD: {m}")))?;
             let c = cfg(config);
             let list = c.entry("OnBuild").or_insert_with(|| json!([]));
             if !list.is_array() {

@@ -17,7 +17,7 @@ pub mod parser;
 pub mod pattern;
 
 mod build;
-mod cache;
+pub mod cache;
 mod copy;
 mod instr;
 mod run;
@@ -39,7 +39,7 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// `--network` for RUN (`bridge` when empty, as docker).
     pub network: String,
-    /// `--platform`: only the host's platform can be built.
+    /// `--platform`: the platform of every FROM without its own (RUN needs the host's).
     pub platform: Option<String>,
     /// Print only the image id.
     pub quiet: bool,
@@ -83,7 +83,7 @@ pub enum BuildError {
     },
     #[error("--target {0}: no stage of that name")]
     NoTarget(String),
-    #[error("--platform {0}: hull builds for the host's platform ({1}) only")]
+    #[error("--platform {0}: {1}")]
     Platform(String, String),
     #[error("the build was interrupted")]
     Interrupted,

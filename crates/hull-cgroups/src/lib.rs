@@ -34,6 +34,7 @@ mod network;
 mod oom;
 mod pids;
 mod stats;
+pub mod systemd;
 #[cfg(test)]
 mod testutil;
 

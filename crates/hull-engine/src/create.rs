@@ -33,6 +33,10 @@ impl Engine {
             self.containers.check_name(n)?;
         }
         crate::opts::check_publish(o)?;
+        if o.auto_remove && !o.restart.is_none() {
+            return Err(crate::policy::Error::AutoRemove(o.restart.name.clone()).into());
+        }
+        o.health.check()?;
         let plan = self.plan_network(o)?;
         let id = record::new_id()?;
         let name = match &o.name {
@@ -104,6 +108,7 @@ impl Engine {
             let _ = self.cleanup(&rec, true);
             return Err(e.into());
         }
+        self.emit(&rec, "create", &[]);
         Ok(rec)
     }
 
@@ -163,6 +168,7 @@ impl Engine {
         let o = &rec.options;
         let mounts = self.resolve_mounts(rec)?;
         write_etc(dir, &rec.hostname, &plan.netns)?;
+        self.write_add_hosts(dir, o)?;
         let mut config = spec::build(
             &Inputs {
                 id: &rec.id,
@@ -179,6 +185,8 @@ impl Engine {
         // CDI devices (`--device vendor.com/class=name`, `--gpus`): their edits on top.
         hull_cdi::apply(&mut config, &o.cdi_devices, &hull_cdi::spec_dirs())?;
         self.apply_extra(&mut config, &o.extra, &rec.rootfs, dir)?;
+        self.write_policy(rec, cfg.healthcheck.as_ref(), dir)?;
+        crate::events::annotate(&mut config, &self.journal(), rec);
         let p = dir.join("config.json");
         let data = serde_json::to_vec_pretty(&config).unwrap_or_default();
         std::fs::write(&p, data).map_err(io("cannot write", &p))?;
@@ -203,7 +211,9 @@ impl Engine {
         let out = if rec.options.extra.no_log() {
             "/dev/null".to_string()
         } else {
-            logs::shim_path(dir)
+            // Checked when the options were made.
+            let (size, files) = logs::parse_opts(&rec.options.extra.log_opts).unwrap_or_default();
+            logs::shim_path(dir, size, files)
         };
         let io = Io {
             stdin: if rec.options.stdin {

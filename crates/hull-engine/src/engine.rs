@@ -35,6 +35,8 @@ pub enum Error {
     Net(#[from] net::Error),
     #[error(transparent)]
     Opts(#[from] crate::opts::Error),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::Error),
     #[error("bind source path does not exist: {0}")]
     BindSource(PathBuf),
     #[error("{0}")]
@@ -206,8 +208,10 @@ impl Engine {
     /// `rm` or `system reset` instead.
     pub fn state(&self, r: &Record) -> State {
         let st = self.task_state(r);
-        if matches!(st, State::Exited(_)) {
-            self.release_after_exit(r);
+        if let State::Exited(e) = st {
+            if r.exit != Some(e) || r.net.is_some() {
+                self.settle_exit(&r.id, e);
+            }
         }
         st
     }
@@ -222,15 +226,7 @@ impl Engine {
                 TaskStatus::Created => State::Created,
                 TaskStatus::Running => State::Running { pid: t.pid },
                 TaskStatus::Paused => State::Paused { pid: t.pid },
-                TaskStatus::Stopped { code, at_ns } => {
-                    let e = ExitInfo::of(r, code, at_ns);
-                    if r.exit != Some(e) {
-                        let mut r = r.clone();
-                        r.exit = Some(e);
-                        let _ = self.containers.save(&r);
-                    }
-                    State::Exited(e)
-                }
+                TaskStatus::Stopped { code, at_ns } => State::Exited(ExitInfo::of(r, code, at_ns)),
                 TaskStatus::Unknown => State::Dead,
             },
             Err(_) => r
@@ -265,8 +261,22 @@ impl Engine {
 
     /// Starts a created container, or an exited one again (its task made anew, see
     /// [`Engine::recreate`]).
+    ///
+    /// A user's start: it clears the stop mark and the `RestartCount` (docker resets both).
     pub fn start(&self, r: &Record) -> Result<u32, Error> {
-        let r = match self.state(r) {
+        let dir = self.dir(r);
+        crate::policy::set_manual_stop(&dir, false);
+        let _ = std::fs::remove_file(dir.join(crate::policy::RESTART_STATE));
+        self.start_task(r)
+    }
+
+    /// [`Engine::start`] without touching the policy's state; a container whose shim is gone
+    /// (killed, or the host rebooted) is made anew under a new shim.
+    pub(crate) fn start_task(&self, r: &Record) -> Result<u32, Error> {
+        let _run = self.run_lock(&r.id, true);
+        let st = self.state(r);
+        let r = match st {
+            _ if self.orphaned(r, &st) => self.recreate(r)?,
             State::Created => r.clone(),
             State::Exited(_) => self.recreate(r)?,
             State::Running { .. } | State::Paused { .. } => {
@@ -274,6 +284,10 @@ impl Engine {
             }
             State::Dead => return Err(Error::Dead(r.name.clone())),
         };
+        // Journaled before the start: a container that exits at once has its `die` journaled
+        // by its shim as it happens, which may well be before the start call returns here.
+        self.emit_mounts(&r);
+        self.emit(&r, "start", &[]);
         let pid = self.shim(&r)?.start("")?;
         let mut r = r.clone();
         r.started_ns = Some(record::now_ns());
@@ -283,16 +297,51 @@ impl Engine {
         Ok(pid)
     }
 
+    /// docker's volume `mount` events, one per volume of a starting container.
+    fn emit_mounts(&self, r: &Record) {
+        let named = r.options.mounts.iter().filter_map(|m| match m {
+            MountSpec::Volume {
+                name,
+                target,
+                readonly,
+            } => Some((name.as_str(), target.as_str(), !readonly)),
+            _ => None,
+        });
+        let anon = r
+            .anon_volumes
+            .iter()
+            .map(|v| (v.name.as_str(), v.target.as_str(), true));
+        for (name, target, rw) in named.chain(anon) {
+            let rw = if rw { "true" } else { "false" };
+            self.volumes.emit(
+                "mount",
+                name,
+                &[
+                    ("container", &r.id),
+                    ("destination", target),
+                    ("read/write", rw),
+                    ("propagation", ""),
+                ],
+            );
+        }
+    }
+
     /// `restart`: [`Engine::stop`] when it runs, then [`Engine::start`].
     pub fn restart(&self, r: &Record, timeout: Duration) -> Result<u32, Error> {
         self.stop(r, timeout)?;
-        self.start(&self.containers.find(&r.id)?)
+        let pid = self.start(&self.containers.find(&r.id)?)?;
+        self.emit(r, "restart", &[]);
+        Ok(pid)
     }
 
     pub fn kill(&self, r: &Record, signal: u32) -> Result<(), Error> {
         match self.state(r) {
             State::Running { .. } | State::Paused { .. } => {
-                Ok(self.shim(r)?.kill("", signal, false)?)
+                // Before the signal: the shim must see the mark when the container exits.
+                crate::policy::set_manual_stop(&self.dir(r), true);
+                self.shim(r)?.kill("", signal, false)?;
+                self.emit(r, "kill", &[("signal", signal.to_string())]);
+                Ok(())
             }
             _ => Err(Error::NotRunning(r.name.clone())),
         }
@@ -315,16 +364,17 @@ impl Engine {
 
     /// Saves an exit learnt from the shim's Wait and releases the network.
     pub fn remember_exit(&self, r: &Record, code: u32, at_ns: i128) {
-        if let Ok(mut r) = self.containers.find(&r.id) {
-            r.exit = Some(ExitInfo::of(&r, code, at_ns));
-            let _ = self.containers.save(&r);
-            self.release_after_exit(&r);
+        if let Ok(r) = self.containers.find(&r.id) {
+            self.settle_exit(&r.id, ExitInfo::of(&r, code, at_ns));
         }
     }
 
     /// The stop signal (the image's `StopSignal`, else SIGTERM), then
     /// SIGKILL to every process after `timeout`.
     pub fn stop(&self, r: &Record, timeout: Duration) -> Result<(), Error> {
+        // Also when it does not run: its shim may be waiting out a restart's back-off, which
+        // a stop cancels (docker's stop of a `restarting` container).
+        crate::policy::set_manual_stop(&self.dir(r), true);
         let st = self.state(r);
         if !st.is_live() {
             return Ok(());
@@ -339,25 +389,32 @@ impl Engine {
             .and_then(crate::signal::parse)
             .unwrap_or(libc::SIGTERM as u32);
         s.kill("", sig, false)?;
+        // docker's order: `kill` (the stop signal, then SIGKILL after the timeout), the
+        // shim's `die`, `stop`.
+        self.emit(r, "kill", &[("signal", sig.to_string())]);
         let done = s.wait("", Some(timeout))?;
         let (code, at) = match done {
             Some(d) => d,
             None => {
                 s.kill("", libc::SIGKILL as u32, true)?;
+                self.emit(r, "kill", &[("signal", libc::SIGKILL.to_string())]);
                 s.wait("", None)?.unwrap_or((137, record::now_ns()))
             }
         };
         self.remember_exit(r, code, at);
+        self.emit(r, "stop", &[]);
         Ok(())
     }
 
     pub fn pause(&self, r: &Record, pause: bool) -> Result<(), Error> {
         match (self.state(r), pause) {
-            (State::Running { .. }, true) => Ok(self.shim(r)?.pause()?),
-            (State::Paused { .. }, false) => Ok(self.shim(r)?.resume()?),
-            (State::Paused { .. }, true) => Err(Error::Paused(r.name.clone())),
-            _ => Err(Error::NotRunning(r.name.clone())),
+            (State::Running { .. }, true) => self.shim(r)?.pause()?,
+            (State::Paused { .. }, false) => self.shim(r)?.resume()?,
+            (State::Paused { .. }, true) => return Err(Error::Paused(r.name.clone())),
+            _ => return Err(Error::NotRunning(r.name.clone())),
         }
+        self.emit(r, if pause { "pause" } else { "unpause" }, &[]);
+        Ok(())
     }
 
     /// Removes a container; a live one only with `force` (killed first); with `volumes`,
@@ -365,7 +422,9 @@ impl Engine {
     pub fn remove(&self, r: &Record, force: bool, volumes: bool) -> Result<(), Error> {
         self.kill_for_remove(r, force)?;
         let _lock = self.containers.lock()?;
-        self.cleanup(r, volumes)
+        self.cleanup(r, volumes)?;
+        self.emit(r, "destroy", &[]);
+        Ok(())
     }
 
     /// [`Engine::remove`] for a caller that already holds the store lock (`system reset`):
@@ -379,7 +438,9 @@ impl Engine {
         _held: &StoreLock,
     ) -> Result<(), Error> {
         self.kill_for_remove(r, force)?;
-        self.cleanup(r, volumes)
+        self.cleanup(r, volumes)?;
+        self.emit(r, "destroy", &[]);
+        Ok(())
     }
 
     /// The part of a remove done before the store lock: a live container is refused, or with
@@ -390,11 +451,14 @@ impl Engine {
             if !force {
                 return Err(Error::Running(r.name.clone()));
             }
+            crate::policy::set_manual_stop(&self.dir(r), true);
             if let Ok(s) = self.shim(r) {
                 if matches!(st, State::Paused { .. }) {
                     let _ = s.resume();
                 }
-                let _ = s.kill("", libc::SIGKILL as u32, true);
+                if s.kill("", libc::SIGKILL as u32, true).is_ok() {
+                    self.emit(r, "kill", &[("signal", libc::SIGKILL.to_string())]);
+                }
                 let _ = s.wait("", Some(Duration::from_secs(10)));
             }
         }
@@ -429,8 +493,17 @@ impl Engine {
         // so does the directory, so that `rm` can be tried again and finish the job.
         // `system reset` goes on to hullc, the rootfs and the networks itself.
         if task_gone {
-            if let Err(e) = self.release_network(&r.id) {
-                first.get_or_insert(e.into());
+            // The saved record: `r` may be older than the release at its exit.
+            let held = self.containers.find(&r.id).ok().and_then(|r| r.net);
+            match self.release_network(&r.id) {
+                Err(e) => {
+                    first.get_or_insert(e.into());
+                }
+                Ok(()) => {
+                    if let Some(n) = held {
+                        self.emit_network("disconnect", &n.network, &[("container", &r.id)]);
+                    }
+                }
             }
             let torn =
                 Store::open(&self.root)

@@ -222,12 +222,19 @@ pub fn run(
     let exec_id = format!("exec-{}", &new_id()?[..16]);
     let dir = engine.dir(r);
     let ends = open_ends(&dir, &exec_id, o);
+    // docker's actions name the command: `exec_start: sh -c date`.
+    let cmd = o.cmd.join(" ");
+    let exec_attr = || [("execID", exec_id.clone())];
     let launched = ends.and_then(|ends| {
         let shim = engine.shim(r)?;
         let spec = serde_json::to_vec(&proc).unwrap_or_default();
         shim.exec(&exec_id, &spec, &ends.io)?;
+        engine.emit(r, &format!("exec_create: {cmd}"), &exec_attr());
         match shim.start(&exec_id) {
-            Ok(_) => Ok((shim, ends)),
+            Ok(_) => {
+                engine.emit(r, &format!("exec_start: {cmd}"), &exec_attr());
+                Ok((shim, ends))
+            }
             Err(e) => {
                 let _ = shim.delete(&exec_id);
                 Err(start_error(e))
@@ -240,7 +247,13 @@ pub fn run(
     remove_fifos(&dir, &exec_id);
     let (shim, ends) = launched?;
     started(&shim, &exec_id);
-    attach(&shim, &exec_id, ends)
+    let code = attach(&shim, &exec_id, ends)?;
+    engine.emit(
+        r,
+        "exec_die",
+        &[("execID", exec_id.clone()), ("exitCode", code.to_string())],
+    );
+    Ok(code)
 }
 
 /// Copies the exec's output to ours (and our input to it) until it exits;

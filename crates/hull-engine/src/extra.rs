@@ -3,6 +3,7 @@
 //! `--group-add`, `--oom-score-adj`, `--pid`, `--ipc`, `--uts`, `--cgroupns`, `--dns`,
 //! `--dns-search`, `--dns-option`. Applied as edits to the finished `config.json` value.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -34,6 +35,8 @@ pub enum Error {
     UtsHostname,
     #[error("--init: no init binary found (install Debian's tini: /usr/bin/tini-static), or set HULL_INIT")]
     NoInit,
+    #[error("invalid --dns {0:?}: not an IP address")]
+    Dns(String),
     #[error("invalid --group-add {0:?}: no such group in the image and not a number")]
     Group(String),
     #[error("cannot write {path}")]
@@ -75,6 +78,10 @@ pub struct Extra {
     /// `--log-driver`: "" / "json-file" (the shim's json-file log) or "none" (output dropped).
     #[serde(default)]
     pub log_driver: String,
+    /// `--log-opt`s as given, checked by [`crate::logs::parse_opts`] (`max-size=`,
+    /// `max-file=`: the shim rotates the log).
+    #[serde(default)]
+    pub log_opts: Vec<String>,
 }
 
 impl Extra {
@@ -192,6 +199,9 @@ impl Extra {
         }
         if self.uts == "host" && hostname {
             return Err(Error::UtsHostname);
+        }
+        if let Some(d) = self.dns.iter().find(|d| d.parse::<IpAddr>().is_err()) {
+            return Err(Error::Dns(d.clone()));
         }
         Ok(())
     }

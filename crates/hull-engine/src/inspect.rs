@@ -21,6 +21,20 @@ pub fn status_text(st: &State, r: &Record, now: i128) -> String {
     }
 }
 
+/// [`status_text`] with the health docker appends to a running container's:
+/// `Up 3 minutes (healthy)`, `Up 2 seconds (health: starting)`.
+pub fn status_with_health(e: &Engine, st: &State, r: &Record, now: i128) -> String {
+    let text = status_text(st, r, now);
+    if !matches!(st, State::Running { .. }) {
+        return text;
+    }
+    match crate::policy::health_status(&e.dir(r)).as_deref() {
+        Some("starting") => format!("{text} (health: starting)"),
+        Some(h) => format!("{text} ({h})"),
+        None => text,
+    }
+}
+
 fn since(ns: i128, now: i128) -> String {
     ago(ns, now).trim_end_matches(" ago").to_string()
 }
@@ -111,7 +125,9 @@ pub fn inspect(e: &Engine, r: &Record) -> Value {
             "Pid": pid, "ExitCode": code, "OOMKilled": oom_killed,
             "StartedAt": r.started_ns.map_or("0001-01-01T00:00:00Z".into(), rfc3339),
             "FinishedAt": finished,
+            "Health": health_json(e, r, &st),
         },
+        "RestartCount": crate::policy::restart_count(&e.dir(r)),
         "Image": r.image_id,
         "ImageName": r.image,
         "Name": format!("/{}", r.name),
@@ -120,6 +136,7 @@ pub fn inspect(e: &Engine, r: &Record) -> Value {
             "Env": p["env"], "Cmd": r.options.cmd, "Entrypoint": r.options.entrypoint,
             "WorkingDir": p["cwd"], "Tty": r.options.tty, "OpenStdin": r.options.stdin,
             "Image": r.image, "Labels": labels(r),
+            "Healthcheck": crate::policy::read_policy(&e.dir(r)).and_then(|f| f.healthcheck),
         },
         "HostConfig": {
             "NetworkMode": network_name(r), "ReadonlyRootfs": r.options.read_only,
@@ -130,6 +147,8 @@ pub fn inspect(e: &Engine, r: &Record) -> Value {
             "PidsLimit": r.options.pids_limit,
             "CapAdd": r.options.cap_add, "CapDrop": r.options.cap_drop,
             "DeviceRequests": device_requests(&r.options),
+            "LogConfig": log_config(&r.options.extra),
+            "RestartPolicy": r.options.restart,
         },
         "Mounts": mounts,
         "NetworkSettings": net::settings_json(r.net.as_ref(),
@@ -144,10 +163,38 @@ pub fn inspect(e: &Engine, r: &Record) -> Value {
     })
 }
 
+/// docker's `State.Health` (`Status`, `FailingStreak`, `Log`), absent without a
+/// healthcheck; a container that does not run has no current status (docker shows the
+/// last one, so do we, except `starting`, which would never end).
+fn health_json(e: &Engine, r: &Record, st: &State) -> Value {
+    let has_check = crate::policy::read_policy(&e.dir(r)).is_some_and(|f| f.healthcheck.is_some());
+    if !has_check {
+        return Value::Null;
+    }
+    let mut h = crate::policy::health(&e.dir(r))
+        .unwrap_or_else(|| json!({"Status": "starting", "FailingStreak": 0, "Log": []}));
+    if !st.is_live() && h["Status"] == "starting" {
+        h["Status"] = "unhealthy".into();
+    }
+    h
+}
+
 /// docker's `DeviceRequests` for the CDI devices (`--gpus`, `--device vendor/class=name`).
 pub fn device_requests(o: &ContainerOptions) -> Value {
     if o.cdi_devices.is_empty() {
         return Value::Null;
     }
     json!([{"Driver": "cdi", "Count": 0, "DeviceIDs": o.cdi_devices, "Capabilities": null, "Options": {}}])
+}
+
+/// docker's `HostConfig.LogConfig`: the driver and its options as given.
+fn log_config(x: &crate::extra::Extra) -> serde_json::Value {
+    let driver = if x.no_log() { "none" } else { "json-file" };
+    let config: serde_json::Map<String, serde_json::Value> = x
+        .log_opts
+        .iter()
+        .filter_map(|o| o.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.into()))
+        .collect();
+    serde_json::json!({"Type": driver, "Config": config})
 }

@@ -25,13 +25,108 @@ pub enum Error {
     Write(#[source] std::io::Error),
     #[error("cannot create an eventfd")]
     Wake(#[source] std::io::Error),
+    #[error("invalid --log-opt {opt:?}: {why}")]
+    Opt { opt: String, why: &'static str },
 }
 
 pub const LOG: &str = "container.log";
 
-/// The output path to give the shim for both streams.
-pub fn shim_path(dir: &Path) -> String {
-    format!("jsonfile://{}", dir.join(LOG).display())
+/// The output path to give the shim for both streams, with the rotation of `--log-opt`
+/// (`max_size` bytes, `max_file` files) in its query (the shim's `jsonlog::Target`).
+pub fn shim_path(dir: &Path, max_size: Option<u64>, max_file: Option<u32>) -> String {
+    let mut p = format!("jsonfile://{}", dir.join(LOG).display());
+    if let Some(m) = max_size {
+        p.push_str(&format!("?max-size={m}&max-file={}", max_file.unwrap_or(1)));
+    }
+    p
+}
+
+/// docker's json-file `--log-opt`s: `max-size` (bytes, or with a k/m/g unit of 1024s;
+/// -1 for none) and `max-file` (≥ 1, and more than 1 only with a `max-size`).
+pub fn parse_opts(opts: &[String]) -> Result<(Option<u64>, Option<u32>), Error> {
+    let (mut size, mut files) = (None, None);
+    for o in opts {
+        let bad = |why| Error::Opt {
+            opt: o.clone(),
+            why,
+        };
+        match o.split_once('=') {
+            Some(("max-size", v)) => {
+                size =
+                    match v.trim() {
+                        "-1" => None,
+                        v => Some(parse_size(v).ok_or_else(|| {
+                            bad("expected a positive size such as 10k, 10m or 1g")
+                        })?),
+                    }
+            }
+            Some(("max-file", v)) => {
+                let n: u32 = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad("expected a number of files"))?;
+                if n == 0 {
+                    return Err(bad("must be at least 1"));
+                }
+                files = Some(n);
+            }
+            Some(_) => {
+                return Err(bad(
+                    "unknown option of the json-file log driver (max-size, max-file)",
+                ))
+            }
+            None => return Err(bad("expected KEY=VALUE")),
+        }
+    }
+    if files.is_some_and(|n| n > 1) && size.is_none() {
+        return Err(Error::Opt {
+            opt: opts.join(","),
+            why: "max-file can only be set with max-size",
+        });
+    }
+    Ok((size, files))
+}
+
+/// `10`, `10k`, `1.5m`, `1g`, `10kb`, `10KiB` (docker's units.RAMInBytes).
+fn parse_size(v: &str) -> Option<u64> {
+    let lower = v.to_ascii_lowercase();
+    let t = lower
+        .strip_suffix("ib")
+        .or_else(|| lower.strip_suffix('b'))
+        .unwrap_or(&lower);
+    let (num, mult) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1u64 << 10),
+        'm' => (&t[..t.len() - 1], 1 << 20),
+        'g' => (&t[..t.len() - 1], 1 << 30),
+        't' => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num.trim().parse().ok()?;
+    let bytes = (n * mult as f64) as u64;
+    (n.is_finite() && bytes > 0).then_some(bytes)
+}
+
+/// The rotated logs (`container.log.N`, oldest first), then the current one.
+fn generations(dir: &Path) -> Vec<PathBuf> {
+    let log = dir.join(LOG);
+    let mut out: Vec<PathBuf> = (1..)
+        .map(|n| numbered(&log, n))
+        .take_while(|p| p.exists())
+        .collect();
+    out.reverse();
+    out.push(log);
+    out
+}
+
+fn numbered(p: &Path, n: u32) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    s.into()
+}
+
+fn inode(p: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(p).ok().map(|m| m.ino())
 }
 
 #[derive(Deserialize)]
@@ -76,10 +171,18 @@ fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, Error> {
         path: path.into(),
         source,
     };
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(err(e)),
+    match File::open(path) {
+        Ok(f) => read_file(f, path, offset),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(err(e)),
+    }
+}
+
+/// The whole lines of `f` (at `path`) from `offset` on.
+fn read_file(mut f: File, path: &Path, offset: u64) -> Result<Vec<u8>, Error> {
+    let err = |source| Error::Read {
+        path: path.into(),
+        source,
     };
     f.seek(SeekFrom::Start(offset)).map_err(err)?;
     let mut buf = Vec::new();
@@ -96,7 +199,13 @@ fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>, Error> {
 /// Writes the last `lines` entries (all for `None`); returns the offset
 /// reached, for [`Follower::from`].
 pub fn print(dir: &Path, lines: Option<usize>, sink: &mut Sink<'_>) -> Result<u64, Error> {
-    let data = read_from(&dir.join(LOG), 0)?;
+    let mut data = Vec::new();
+    let mut current = 0;
+    for p in generations(dir) {
+        let d = read_from(&p, 0)?;
+        current = d.len();
+        data.extend_from_slice(&d);
+    }
     let all: Vec<&[u8]> = data
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
@@ -106,7 +215,7 @@ pub fn print(dir: &Path, lines: Option<usize>, sink: &mut Sink<'_>) -> Result<u6
         sink.write(l)?;
     }
     sink.flush()?;
-    Ok(data.len() as u64)
+    Ok(current as u64)
 }
 
 /// Set once the container is known to have exited (the shim's Wait
@@ -182,11 +291,12 @@ impl Watch {
         }
         // SAFETY: inotify_init1 returned a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        let (target, mask) = if log.exists() {
-            (log, libc::IN_MODIFY)
-        } else {
-            (log.parent()?, libc::IN_MODIFY | libc::IN_CREATE)
-        };
+        // The directory, not the file: a rotation renames the file away and the shim goes
+        // on in a new one, whose writes the directory's watch still reports.
+        let (target, mask) = (
+            log.parent()?,
+            libc::IN_MODIFY | libc::IN_CREATE | libc::IN_MOVED_TO,
+        );
         let c = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).ok()?;
         // SAFETY: c is a valid NUL-terminated path for the duration of the call.
         let wd = unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c.as_ptr(), mask) };
@@ -229,27 +339,73 @@ impl Drop for Watch {
 /// How often the log is looked at when inotify is unavailable.
 const POLL_FALLBACK: Duration = Duration::from_millis(25);
 
-/// Copies what the shim appends to the log, as it comes.
+/// Copies what the shim appends to the log, as it comes, across rotations.
 pub struct Follower {
     path: PathBuf,
     offset: u64,
+    /// The inode `offset` is in: another one at the path means the log was rotated.
+    ino: Option<u64>,
 }
 
 impl Follower {
+    /// From `offset` of the current log.
     pub fn from(dir: &Path, offset: u64) -> Follower {
+        let path = dir.join(LOG);
         Follower {
-            path: dir.join(LOG),
+            ino: inode(&path),
+            path,
             offset,
         }
     }
 
     /// Copies new entries; returns whether there were any.
     pub fn pump(&mut self, sink: &mut Sink<'_>) -> Result<bool, Error> {
-        let data = read_from(&self.path, self.offset)?;
+        // The current file and its inode from one open: a rotation between a stat and a read
+        // would have us read the new file from the old one's offset.
+        let cur = match File::open(&self.path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(Error::Read {
+                    path: self.path.clone(),
+                    source,
+                })
+            }
+        };
+        let now = cur.as_ref().and_then(|f| f.metadata().ok()).map(|m| {
+            use std::os::unix::fs::MetadataExt as _;
+            m.ino()
+        });
+        let mut data = Vec::new();
+        if self.ino.is_some() && now != self.ino {
+            // Rotated: the rest of the file we were reading, now `container.log.N` (N > 1
+            // when it rotated more than once since), then the newer ones whole. A file
+            // rotated out of `max-file` before we got to it is lost.
+            let rotated: Vec<PathBuf> = (1..)
+                .map(|n| numbered(&self.path, n))
+                .take_while(|p| p.exists())
+                .collect();
+            if let Some(at) = rotated.iter().position(|p| inode(p) == self.ino) {
+                data = read_from(&rotated[at], self.offset)?;
+                for p in rotated[..at].iter().rev() {
+                    data.extend_from_slice(&read_from(p, 0)?);
+                }
+            }
+            self.offset = 0;
+        }
+        self.ino = now;
+        if let Some(f) = cur {
+            // `max-file=1` empties the file in place.
+            if f.metadata().is_ok_and(|m| m.len() < self.offset) {
+                self.offset = 0;
+            }
+            let new = read_file(f, &self.path, self.offset)?;
+            self.offset += new.len() as u64;
+            data.extend_from_slice(&new);
+        }
         if data.is_empty() {
             return Ok(false);
         }
-        self.offset += data.len() as u64;
         for l in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             sink.write(l)?;
         }
@@ -317,6 +473,78 @@ mod tests {
             let kept = LINGER.lock().unwrap_or_else(|p| p.into_inner()).len();
             assert!(kept <= LINGER_MAX, "{kept} inotify descriptors kept");
         }
+    }
+
+    #[test]
+    fn log_opts_like_docker() {
+        let o = |v: &[&str]| parse_opts(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            o(&["max-size=10k", "max-file=3"]).unwrap(),
+            (Some(10240), Some(3))
+        );
+        assert_eq!(o(&["max-size=1.5m"]).unwrap(), (Some(3 << 19), None));
+        assert_eq!(o(&["max-size=7"]).unwrap(), (Some(7), None));
+        assert_eq!(o(&["max-size=2KiB"]).unwrap(), (Some(2048), None));
+        assert_eq!(o(&["max-size=-1"]).unwrap(), (None, None));
+        for bad in [
+            &["max-size=abc"][..],
+            &["max-file=0"],
+            &["colour=red"],
+            &["max-file=2"],
+            &["max-size"],
+        ] {
+            let e = o(bad).unwrap_err().to_string();
+            assert!(e.contains("--log-opt"), "{e}");
+        }
+    }
+
+    #[test]
+    fn follows_and_prints_across_rotations() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join(LOG);
+        let line =
+            |s: &str| format!("{{\"log\":\"{s}\\n\",\"stream\":\"stdout\",\"time\":\"T\"}}\n");
+        std::fs::write(&log, line("a")).unwrap();
+        let mut f = Follower::from(d.path(), 0);
+        let mut out = Vec::new();
+        let pump = |f: &mut Follower, out: &mut Vec<u8>| {
+            f.pump(&mut Sink {
+                out,
+                err: &mut Vec::new(),
+                timestamps: false,
+            })
+            .unwrap()
+        };
+        assert!(pump(&mut f, &mut out));
+        // The shim writes `b`, rotates, then writes `c` to a new file.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .unwrap()
+            .write_all(line("b").as_bytes())
+            .unwrap();
+        std::fs::rename(&log, d.path().join("container.log.1")).unwrap();
+        std::fs::write(&log, line("c")).unwrap();
+        assert!(pump(&mut f, &mut out));
+        assert_eq!(String::from_utf8(out).unwrap(), "a\nb\nc\n");
+        std::fs::rename(
+            d.path().join("container.log.1"),
+            d.path().join("container.log.2"),
+        )
+        .unwrap();
+        std::fs::write(d.path().join("container.log.1"), line("x")).unwrap();
+        let mut o = Vec::new();
+        print(
+            d.path(),
+            Some(3),
+            &mut Sink {
+                out: &mut o,
+                err: &mut Vec::new(),
+                timestamps: false,
+            },
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8(o).unwrap(), "b\nx\nc\n");
     }
 
     #[test]

@@ -20,8 +20,13 @@ impl Engine {
         let _lock = self.containers.lock()?;
         self.containers.check_name(new)?;
         let mut r = self.containers.find(&r.id)?;
-        r.name = new.into();
-        Ok(self.containers.save(&r)?)
+        let old = std::mem::replace(&mut r.name, new.into());
+        self.containers.save(&r)?;
+        // The shim's `die` names the container from its bundle's annotations.
+        let dir = self.dir(&r);
+        crate::events::reannotate(&dir, &self.journal(), &r).map_err(io("cannot update", &dir))?;
+        self.emit(&r, "rename", &[("oldName", old)]);
+        Ok(())
     }
 
     /// Removes every container that does not run (created, exited, dead): their ids.

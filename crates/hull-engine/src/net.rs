@@ -2,7 +2,10 @@
 //! after `hullc create` (the container's netns exists, its process has not started), the
 //! release when it exits or is removed, and `hull network` / `system reset`.
 //!
-//! The network state lives under `<root>/networks`. Link prefix, nft table and subnets can be
+//! The network state is host-wide, shared by every `--root` (the links, bridges and nft table
+//! it describes are host-wide too): definitions in `/var/lib/hull/networks`, leases and locks
+//! in `/run/hull/net`, each lease naming its root and container directory. `HULL_NET_STATE=DIR`
+//! moves both (to `DIR/networks` and `DIR/run`). Link prefix, nft table and subnets can be
 //! changed with `HULL_NET_PREFIX`, `HULL_NET_TABLE`, `HULL_NET_SUBNET` (the default network's)
 //! and `HULL_NET_POOL` (where user networks without `--subnet` get theirs): the tests use them
 //! to stay clear of a real `hull0` and of each other.
@@ -17,6 +20,7 @@ use hull_net::{
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, State};
+use crate::net_opts;
 use crate::opts::ContainerOptions;
 use crate::record::Record;
 
@@ -40,6 +44,12 @@ pub enum Error {
     Predefined(String),
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error(transparent)]
+    Opts(#[from] net_opts::Error),
+    #[error("cannot write {0}")]
+    Hosts(PathBuf, #[source] std::io::Error),
+    #[error(transparent)]
+    Rootless(#[from] crate::rootless::net::Error),
 }
 
 /// A container's place on its network, as `inspect` shows it.
@@ -64,12 +74,24 @@ fn env(var: &'static str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.is_empty())
 }
 
-/// hull-net's options for a `--root`: state in `<root>/networks`, the rest from the environment.
+/// An absolute form of `p` (it is recorded in the host-wide leases and compared there).
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p)
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// hull-net's options for a `--root`: the host-wide state (or `HULL_NET_STATE`), acting for
+/// `root`; the rest from the environment.
 pub fn options(root: &Path) -> Result<Options, Error> {
     let mut o = Options {
-        state_dir: root.join("networks"),
+        owner: Some(absolute(root)),
         ..Options::default()
     };
+    if let Some(d) = env("HULL_NET_STATE") {
+        o.state_dir = Path::new(&d).join("networks");
+        o.run_dir = Path::new(&d).join("run");
+    }
     if let Some(p) = env("HULL_NET_PREFIX") {
         o.link_prefix = p;
     }
@@ -113,8 +135,11 @@ fn check_host_ports(ports: &[PortMapping]) -> Result<(), Error> {
 }
 
 impl Engine {
-    /// hull's networks under this root.
+    /// hull's networks (host-wide), acting for this root.
     pub fn networks(&self) -> Result<Networks, Error> {
+        if crate::rootless::active() {
+            return Err(crate::rootless::net::Error::Networks.into());
+        }
         Ok(Networks::open(options(&self.root)?)?)
     }
 
@@ -122,11 +147,26 @@ impl Engine {
     /// ports are free, a `container:` target runs) and says how the netns is set up.
     pub(crate) fn plan_network(&self, o: &ContainerOptions) -> Result<NetPlan, crate::Error> {
         let mode = o.network_mode();
+        o.net_opts.check(&o.network).map_err(Error::from)?;
+        if crate::rootless::active() {
+            if let Some(netns) =
+                crate::rootless::net::plan(&mode, &o.publish).map_err(Error::from)?
+            {
+                check_host_ports(&o.publish)?;
+                return Ok(NetPlan {
+                    netns,
+                    shared_etc: None,
+                });
+            }
+        }
         if let NetworkMode::Network(n) = &mode {
             if n != DEFAULT_NETWORK {
-                match self.networks()?.inspect(n) {
+                let info = match self.networks()?.inspect(n) {
                     Err(NetError::NotFound(_)) => return Err(Error::NoNetwork(n.clone()).into()),
-                    r => drop(r.map_err(|e| Error::Network(n.clone(), e))?),
+                    r => r.map_err(|e| Error::Network(n.clone(), e))?,
+                };
+                if let Some(ip) = o.net_opts.ip {
+                    self.check_fixed_ip(ip, &info)?;
                 }
             }
             check_host_ports(&o.publish)?;
@@ -145,10 +185,53 @@ impl Engine {
         Ok(NetPlan { netns, shared_etc })
     }
 
+    /// `--ip`: an assignable address of the network that no live container holds (attach
+    /// checks again under the network's lock; this is for a clear error before anything is
+    /// made).
+    fn check_fixed_ip(&self, ip: Ipv4Addr, info: &hull_net::NetworkInfo) -> Result<(), Error> {
+        let network = info.config.name.clone();
+        if !info.config.subnet.is_assignable(ip) {
+            return Err(net_opts::Error::IpOutside {
+                ip,
+                network,
+                subnet: info.config.subnet.to_string(),
+            }
+            .into());
+        }
+        if let Some(l) = info.containers.iter().find(|l| l.ip == ip && !l.is_stale()) {
+            let holder = self.name_of(&l.container_id);
+            return Err(net_opts::Error::IpTaken {
+                ip,
+                network,
+                holder,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// `--add-host` lines for a container without a network of hull's (whose hosts file
+    /// hull-net does not write): appended to the one `create` wrote; `host-gateway` is the
+    /// default bridge's gateway, as docker's is docker0's.
+    pub(crate) fn write_add_hosts(&self, dir: &Path, o: &ContainerOptions) -> Result<(), Error> {
+        if o.net_opts.add_hosts.is_empty() || matches!(o.network_mode(), NetworkMode::Network(_)) {
+            return Ok(());
+        }
+        let gateway = match self.networks().map(|n| n.inspect(DEFAULT_NETWORK)) {
+            Ok(Ok(info)) => info.config.gateway,
+            _ => options(&self.root)?.default_subnet.gateway(),
+        };
+        let p = dir.join("hosts");
+        let old = std::fs::read_to_string(&p).unwrap_or_default();
+        let text = format!("{old}{}", o.net_opts.hosts_lines(gateway));
+        std::fs::write(&p, text).map_err(|e| Error::Hosts(p, e))
+    }
+
     /// Connects a created container (init `pid`, not started yet) to its network; its hosts
     /// file is written by hull-net and kept current as others come and go.
     ///
     /// `ip`: the address to ask for (a restart's old one); when it is taken, the lowest free.
+    /// A `--ip` is asked for instead, and never given up.
     pub(crate) fn attach(
         &self,
         rec: &Record,
@@ -158,22 +241,40 @@ impl Engine {
         let NetworkMode::Network(net) = rec.options.network_mode() else {
             return Ok(None);
         };
+        if crate::rootless::active() {
+            let ports = &rec.options.publish;
+            return Ok(Some(crate::rootless::net::attach(
+                &self.dir(rec),
+                pid,
+                ports,
+            )?));
+        }
         let mut names = vec![rec.name.clone()];
         if rec.hostname != rec.name {
             names.push(rec.hostname.clone());
         }
+        let no = &rec.options.net_opts;
+        for a in &no.aliases {
+            if !names.contains(a) {
+                names.push(a.clone());
+            }
+        }
+        let dir = absolute(&self.dir(rec));
         let req = AttachRequest {
             container_id: rec.id.clone(),
             names,
             netns: PathBuf::from(format!("/proc/{pid}/ns/net")),
             ports: rec.options.publish.clone(),
-            hosts_file: Some(self.dir(rec).join("hosts")),
-            ip,
+            hosts_file: Some(dir.join("hosts")),
+            ip: no.ip.or(ip),
+            // The lease is stale once the container's directory is gone (see hull-net).
+            holder: Some(dir),
+            extra_hosts: no.add_hosts.clone(),
             ..AttachRequest::default()
         };
         let nets = self.networks()?;
         let mut att = nets.attach(&net, &req);
-        if att.is_err() && req.ip.is_some() {
+        if att.is_err() && req.ip.is_some() && no.ip.is_none() {
             att = nets.attach(&net, &AttachRequest { ip: None, ..req });
         }
         let att = att.map_err(|e| match e {
@@ -194,6 +295,7 @@ impl Engine {
             }
             e => Error::Network(net.clone(), e),
         })?;
+        self.emit_network("connect", &att.network, &[("container", &rec.id)]);
         Ok(Some(NetSettings {
             network: att.network,
             ip: att.ip,
@@ -204,22 +306,64 @@ impl Engine {
         }))
     }
 
+    /// Moves a created (or exited) container to `network` (`none`: no network) with
+    /// `aliases` — docker's `network connect`/`disconnect`, which docker-compose sends
+    /// between create and start. A container's network is attached when its init is
+    /// created, so the old attachment is released and the new one made on the same init.
+    pub fn reconnect(
+        &self,
+        r: &Record,
+        network: &str,
+        aliases: Vec<String>,
+    ) -> Result<Record, crate::Error> {
+        let mut rec = self.containers.find(&r.id)?;
+        let created = match self.state(&rec) {
+            State::Created => true,
+            // Released at the exit; the next start attaches from the options.
+            State::Exited(_) => false,
+            _ => return Err(crate::Error::Running(rec.name)),
+        };
+        let mut o = rec.options.clone();
+        o.network = network.into();
+        o.net_opts.aliases = aliases;
+        if !created {
+            rec.options = o;
+            self.containers.save(&rec)?;
+            return Ok(rec);
+        }
+        self.plan_network(&o)?;
+        let pid = self.shim(&rec)?.state("")?.pid;
+        self.release_network(&rec.id)?;
+        rec.options = o;
+        rec.net = self.attach(&rec, pid, None)?;
+        rec.last_ip = rec.net.as_ref().map(|n| n.ip);
+        self.containers.save(&rec)?;
+        Ok(rec)
+    }
+
     /// Releases whatever container `id` holds on any network (veth, port rules, lease).
     /// Idempotent; cheap when this root never had a network.
     pub(crate) fn release_network(&self, id: &str) -> Result<(), Error> {
-        if !self.root.join("networks").is_dir() {
+        if crate::rootless::active() {
+            crate::rootless::net::release(&self.containers.dir_of(id));
             return Ok(());
         }
-        self.networks()?.detach_all(id)?;
+        let o = options(&self.root)?;
+        if !o.run_dir.is_dir() {
+            return Ok(());
+        }
+        Networks::open(o)?.detach_all(id)?;
         Ok(())
     }
 
     /// After the container exited: release its network (docker does on stop) and forget the
     /// settings. Failures are kept for `rm`, which tries again.
     pub(crate) fn release_after_exit(&self, r: &Record) {
-        if r.net.is_none() || self.release_network(&r.id).is_err() {
+        let Some(net) = &r.net else { return };
+        if self.release_network(&r.id).is_err() {
             return;
         }
+        self.emit_network("disconnect", &net.network, &[("container", &r.id)]);
         if let Ok(mut r) = self.containers.find(&r.id) {
             r.net = None;
             let _ = self.containers.save(&r);
@@ -252,7 +396,15 @@ impl Engine {
             return Err(Error::InUse(name.into(), names.join(", ")).into());
         }
         nets.remove(name, false).map_err(Error::Net)?;
+        self.emit_network("destroy", name, &[]);
         Ok(())
+    }
+
+    /// A network event; the actor is the network's name (hull's networks have no other id).
+    pub fn emit_network(&self, action: &str, name: &str, extra: &[(&str, &str)]) {
+        let a = [("name", name), ("type", "bridge")];
+        let a = crate::events::attrs(a.into_iter().chain(extra.iter().copied()));
+        self.journal().emit("network", action, name, a);
     }
 }
 

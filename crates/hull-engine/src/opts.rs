@@ -142,6 +142,15 @@ pub struct ContainerOptions {
     /// `--init`, `--sysctl`, `--pid`, `--dns`... (see [`crate::extra`]).
     #[serde(default)]
     pub extra: crate::extra::Extra,
+    /// `--ip`, `--network-alias`, `--add-host` (see [`crate::net_opts`]).
+    #[serde(default)]
+    pub net_opts: crate::net_opts::NetOptions,
+    /// `--restart` (applied by the shim).
+    #[serde(default)]
+    pub restart: crate::policy::RestartPolicy,
+    /// `--health-*`, `--no-healthcheck` (over the image's `Healthcheck`).
+    #[serde(default)]
+    pub health: crate::policy::HealthFlags,
 }
 
 impl ContainerOptions {

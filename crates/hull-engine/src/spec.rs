@@ -19,6 +19,8 @@ pub enum Error {
     NoCommand,
     #[error(transparent)]
     User(#[from] user::Error),
+    #[error(transparent)]
+    Rootless(#[from] crate::rootless::spec::Error),
     #[error("cannot read seccomp profile {path}")]
     SeccompFile {
         path: PathBuf,
@@ -450,14 +452,18 @@ pub fn build(inp: &Inputs<'_>, o: &ContainerOptions) -> Result<Value, Error> {
     if let Some(s) = seccomp(o)? {
         linux["seccomp"] = s;
     }
-    Ok(json!({
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": process(inp, o, &u)?,
         "root": {"path": inp.rootfs, "readonly": o.read_only},
         "hostname": inp.hostname,
         "mounts": mounts(inp, o),
         "linux": linux,
-    }))
+    });
+    if crate::rootless::active() {
+        crate::rootless::spec::adapt(&mut spec)?;
+    }
+    Ok(spec)
 }
 
 /// The cgroup that holds hull's containers: `/hull` (as docker's `/docker`),

@@ -76,10 +76,14 @@ impl Engine {
                 });
             step(format!("remove rootfs {id}"), res);
         }
-        let net = self
-            .networks()
-            .map_err(|e| e.to_string())
-            .and_then(|n| n.reset(false).map_err(|e| e.to_string()));
+        // Rootless there is no network state of hull-net's (pasta goes with its container).
+        let net = if crate::rootless::active() {
+            Ok(())
+        } else {
+            self.networks()
+                .map_err(|e| e.to_string())
+                .and_then(|n| n.reset(false).map_err(|e| e.to_string()))
+        };
         step("reset networks".into(), net);
         drop(lock);
         if errors.is_empty() {

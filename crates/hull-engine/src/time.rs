@@ -13,6 +13,17 @@ fn civil(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// (year, month, day) → days since 1970-01-01 (the inverse of `civil`, same algorithm).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// `2024-05-01T12:00:00.123456789Z`.
 pub fn rfc3339(ns: i128) -> String {
     let secs = ns.div_euclid(1_000_000_000) as i64;
@@ -50,5 +61,9 @@ mod tests {
             super::rfc3339(1_709_251_200_500_000_000),
             "2024-03-01T00:00:00.500000000Z"
         );
+        for days in [-800_000, -1, 0, 1, 19_783, 2_000_000] {
+            let (y, m, d) = super::civil(days);
+            assert_eq!(super::days_from_civil(y, m, d), days);
+        }
     }
 }

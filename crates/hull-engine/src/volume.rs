@@ -36,12 +36,14 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 
 pub struct Volumes {
     dir: PathBuf,
+    journal: crate::events::Journal,
 }
 
 impl Volumes {
     pub fn open(root: &Path) -> Volumes {
         Volumes {
             dir: root.join("volumes"),
+            journal: crate::events::Journal::open(root),
         }
     }
 
@@ -62,7 +64,11 @@ impl Volumes {
             .create(&self.dir)
             .map_err(io_err(&self.dir))?;
         let p = self.path(name);
+        let new = !p.is_dir();
         std::fs::create_dir_all(&p).map_err(io_err(&p))?;
+        if new {
+            self.emit("create", name, &[]);
+        }
         Ok(p)
     }
 
@@ -93,7 +99,19 @@ impl Volumes {
         if let Some(c) = users.first() {
             return Err(Error::InUse(name.into(), c.clone()));
         }
-        std::fs::remove_dir_all(&d).map_err(io_err(&d))
+        std::fs::remove_dir_all(&d).map_err(io_err(&d))?;
+        self.emit("destroy", name, &[]);
+        Ok(())
+    }
+
+    /// A volume event of `name` (docker's attributes: `driver`, and more for `mount`).
+    pub(crate) fn emit(&self, action: &str, name: &str, extra: &[(&str, &str)]) {
+        let a = crate::events::attrs(
+            [("driver", "local")]
+                .into_iter()
+                .chain(extra.iter().copied()),
+        );
+        self.journal.emit("volume", action, name, a);
     }
 }
 

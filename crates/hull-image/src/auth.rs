@@ -33,6 +33,8 @@ pub enum AuthError {
     },
     #[error("auth file {path} is not a JSON object")]
     NotObject { path: PathBuf },
+    #[error("credential helper {helper}: {msg}")]
+    Helper { helper: String, msg: String },
 }
 
 /// A user name and password for basic auth or the token endpoint.
@@ -78,6 +80,12 @@ impl Credentials {
 struct AuthFile {
     #[serde(default)]
     auths: HashMap<String, AuthEntry>,
+    /// docker's per-registry credential helpers.
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: HashMap<String, String>,
+    /// docker's credential helper for every registry.
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -101,7 +109,7 @@ fn key_host(key: &str) -> &str {
 }
 
 /// Looks up `registry` (e.g. `docker.io`, `127.0.0.1:5000`) in a docker /
-/// podman style auth.json.
+/// podman style auth.json, running the credential helper it names for the registry.
 pub fn from_authfile(path: &Path, registry: &str) -> Result<Option<Credentials>, AuthError> {
     let data = std::fs::read(path).map_err(|source| AuthError::Read {
         path: path.to_path_buf(),
@@ -111,13 +119,26 @@ pub fn from_authfile(path: &Path, registry: &str) -> Result<Option<Credentials>,
         path: path.to_path_buf(),
         source,
     })?;
+    // docker's order: the registry's own helper, then the file's entry, then the helper
+    // for all (whose logins leave empty `auths` entries behind).
+    if let Some((_, h)) = file
+        .cred_helpers
+        .iter()
+        .find(|(k, _)| key_host(k) == registry)
+    {
+        return crate::cred_helper::get(h, registry);
+    }
     let Some(entry) = file
         .auths
         .iter()
         .find(|(k, _)| key_host(k) == registry)
         .and_then(|(_, v)| v.auth.as_deref())
+        .filter(|a| !a.trim().is_empty())
     else {
-        return Ok(None);
+        return match file.creds_store.as_deref().filter(|s| !s.is_empty()) {
+            Some(h) => crate::cred_helper::get(h, registry),
+            None => Ok(None),
+        };
     };
     let bad = || AuthError::Entry {
         path: path.to_path_buf(),

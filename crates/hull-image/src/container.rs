@@ -123,7 +123,7 @@ fn is_whiteout(m: &fs::Metadata) -> bool {
 fn is_opaque(p: &Path) -> bool {
     crate::fsutil::lxattrs(p).is_ok_and(|x| {
         x.iter()
-            .any(|(n, v)| n == b"trusted.overlay.opaque" && v == b"y")
+            .any(|(n, v)| crate::userns::is_opaque_xattr(n) && v == b"y")
     })
 }
 

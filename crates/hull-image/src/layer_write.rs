@@ -22,6 +22,8 @@ use crate::pull::{install, PullError};
 use crate::spec::{self, Descriptor, Manifest};
 use crate::store::{ImageRecord, LayerRecord, Stage, Store, StoreError};
 
+pub use crate::layer_stack::{resolve_in_layers, stat_in_layers};
+
 /// Errors of layer writing and image commits.
 #[derive(Debug, thiserror::Error)]
 pub enum LayerWriteError {
@@ -171,17 +173,18 @@ impl LayerWriter {
 #[derive(Default)]
 pub struct TreeOptions<'a> {
     /// The directory is an overlayfs upper dir: 0/0 character devices are whiteouts and
-    /// `trusted.overlay.opaque=y` marks an opaque directory (written as `.wh.` entries).
+    /// `trusted.overlay.opaque=y` (`user.overlay.opaque` rootless) marks an opaque directory
+    /// (written as `.wh.` entries).
     pub overlay: bool,
     /// Paths (relative, no leading `/`) left out with everything below them.
     pub skip: &'a [PathBuf],
 }
 
-/// Extended attributes a layer carries: overlayfs's own (`trusted.overlay.*`: origin,
-/// impure, opaque) describe the upper dir, not the files, and SELinux labels are the
-/// host's.
+/// Extended attributes a layer carries: overlayfs's own (`trusted.overlay.*`, rootless
+/// `user.overlay.*`: origin, impure, opaque) describe the upper dir, not the files, and
+/// SELinux labels are the host's.
 fn keep_xattr(name: &[u8]) -> bool {
-    !name.starts_with(b"trusted.overlay.") && name != b"security.selinux"
+    !crate::userns::is_overlay_xattr(name) && name != b"security.selinux"
 }
 
 /// Appends everything under `dir` to `tar` as entries below `prefix` (relative, may be
@@ -234,7 +237,7 @@ fn walk<W: Write>(
                 && crate::fsutil::lxattrs(&p)
                     .map_err(io_err(&p))?
                     .iter()
-                    .any(|(k, v)| k == b"trusted.overlay.opaque" && v == b"y");
+                    .any(|(k, v)| crate::userns::is_opaque_xattr(k) && v == b"y");
             if opaque {
                 let mut h = header(&m, tar::EntryType::Regular);
                 h.set_mode(0);
@@ -402,35 +405,4 @@ pub fn commit_image(
         &crate::progress::NoProgress,
     )?;
     Ok(store.lookup(&manifest.config.digest.to_string())?)
-}
-
-/// Metadata of `rel` in an image's layer stack (snapshot directories, top layer first), as
-/// the container would see it: `None` when no layer has it or a whiteout or an opaque
-/// directory above hides it. Symlinks on the way are not followed.
-/// Returns the file's path in its snapshot with its metadata.
-pub fn stat_in_layers(tops_first: &[PathBuf], rel: &Path) -> Option<(PathBuf, fs::Metadata)> {
-    for layer in tops_first {
-        let p = layer.join(rel);
-        if let Ok(m) = fs::symlink_metadata(&p) {
-            let whiteout = m.file_type().is_char_device() && m.rdev() == 0;
-            return (!whiteout).then_some((p, m));
-        }
-        // Hidden below: a whiteout of a parent, or a parent made opaque in this layer.
-        let mut cur = layer.to_path_buf();
-        for c in rel.parent().into_iter().flat_map(Path::components) {
-            cur.push(c);
-            let Ok(m) = fs::symlink_metadata(&cur) else {
-                break;
-            };
-            if m.file_type().is_char_device() && m.rdev() == 0 {
-                return None;
-            }
-            let opaque = crate::fsutil::lxattrs(&cur)
-                .is_ok_and(|x| x.iter().any(|(k, _)| k == b"trusted.overlay.opaque"));
-            if opaque {
-                return None;
-            }
-        }
-    }
-    None
 }

@@ -15,8 +15,10 @@ pub mod auth;
 pub mod changes;
 pub mod container;
 pub mod create;
+mod cred_helper;
 pub mod digest;
 mod fsutil;
+mod layer_stack;
 pub mod layer_write;
 pub mod limits;
 pub mod progress;
@@ -29,6 +31,7 @@ pub mod spec;
 pub mod store;
 pub mod tarball;
 mod unpack;
+mod userns;
 
 pub use auth::Credentials;
 pub use create::{CreateError, History, ImageDraft, MediaTypes};

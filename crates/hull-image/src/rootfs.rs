@@ -347,10 +347,11 @@ fn mount_overlay(dir: &Path, lowers: &[PathBuf], volatile: bool) -> Result<(), R
         lowers.to_vec()
     };
     let tail = format!(
-        "upperdir={},workdir={}{}",
+        "upperdir={},workdir={}{}{}",
         escape_overlay(&upper),
         escape_overlay(&work),
-        if volatile { ",volatile" } else { "" }
+        if volatile { ",volatile" } else { "" },
+        crate::userns::overlay_options()
     );
     mount_lowers(&merged, &lowers, &tail, 0)
 }

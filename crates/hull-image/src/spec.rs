@@ -143,6 +143,9 @@ pub struct ContainerConfig {
     pub exposed_ports: Option<BTreeMap<String, serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<BTreeMap<String, serde_json::Value>>,
+    /// `HEALTHCHECK` (docker's `{"Test": [...], "Interval": ns, ...}`), kept as it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<serde_json::Value>,
 }
 
 /// `rootfs` of an image config: the ordered DiffIDs.

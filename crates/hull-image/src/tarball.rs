@@ -10,8 +10,9 @@
 //!
 //! With [`Whiteouts::Overlay`] the overlayfs markers become OCI whiteouts (image-spec
 //! layer.md): a 0/0 character device `NAME` → an empty file `.wh.NAME`; a directory with
-//! `trusted.overlay.opaque=y` → the directory followed by `DIR/.wh..wh..opq`. overlayfs's
-//! own xattrs (`trusted.overlay.*`) are never written. A directory that overlayfs renamed
+//! `trusted.overlay.opaque=y` (`user.overlay.opaque` rootless, docs/rootless.md) → the
+//! directory followed by `DIR/.wh..wh..opq`. overlayfs's own xattrs (`trusted.overlay.*`,
+//! `user.overlay.*`) are never written. A directory that overlayfs renamed
 //! with `redirect_dir` (an xattr `trusted.overlay.redirect`), or a metacopy-only file, holds
 //! only part of its content in the upper dir; such a tree is refused rather than written
 //! as a layer that would lose files.
@@ -25,10 +26,17 @@ use std::path::{Path, PathBuf};
 
 use crate::fsutil;
 
-const OVERLAY_XATTR_PREFIX: &[u8] = b"trusted.overlay.";
-const OPAQUE: &[u8] = b"trusted.overlay.opaque";
-const REDIRECT: &[u8] = b"trusted.overlay.redirect";
-const METACOPY: &[u8] = b"trusted.overlay.metacopy";
+/// overlayfs's partial-content markers, trusted (root) or user (rootless, `userxattr`).
+fn partial_marker(n: &[u8]) -> Option<&'static str> {
+    let base = n
+        .strip_prefix(b"trusted.overlay.")
+        .or_else(|| n.strip_prefix(b"user.overlay."))?;
+    match base {
+        b"redirect" => Some("a renamed directory"),
+        b"metacopy" => Some("a metadata-only copy"),
+        _ => None,
+    }
+}
 
 /// Errors writing a tree as a tar stream.
 #[derive(Debug, thiserror::Error)]
@@ -187,18 +195,14 @@ impl<W: Write> Writer<'_, W> {
         let all = fsutil::lxattrs(path).map_err(read_err(path))?;
         let mut keep = Vec::new();
         for (n, v) in all {
-            if self.whiteouts == Whiteouts::Overlay && (n == REDIRECT || n == METACOPY) {
-                let what = if n == REDIRECT {
-                    "a renamed directory"
-                } else {
-                    "a metadata-only copy"
-                };
+            if let Some(what) = partial_marker(&n).filter(|_| self.whiteouts == Whiteouts::Overlay)
+            {
                 return Err(TarError::Partial {
                     path: path.strip_prefix(&self.root).unwrap_or(path).into(),
                     what,
                 });
             }
-            if !n.starts_with(OVERLAY_XATTR_PREFIX) {
+            if !crate::userns::is_overlay_xattr(&n) {
                 keep.push((n, v));
             }
         }
@@ -285,5 +289,6 @@ fn header(meta: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
 
 fn is_opaque(dir: &Path) -> Result<bool, TarError> {
     let x = fsutil::lxattrs(dir).map_err(read_err(dir))?;
-    Ok(x.iter().any(|(n, v)| n == OPAQUE && v == b"y"))
+    Ok(x.iter()
+        .any(|(n, v)| crate::userns::is_opaque_xattr(n) && v == b"y"))
 }

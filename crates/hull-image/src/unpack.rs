@@ -28,8 +28,6 @@ use crate::limits::{LayerLimits, MAX_FILES_ENV, MAX_SIZE_ENV};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
-/// overlayfs marks an opaque directory with this xattr (trusted namespace, root only).
-const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// Errors applying a layer.
 #[derive(Debug, thiserror::Error)]
@@ -143,11 +141,11 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta, UnpackError
                     meta.mtime = t;
                 }
             }
-            // overlayfs interprets trusted.overlay.* on lower layers (opaque,
-            // redirect, metacopy); an image must not smuggle those in.
+            // overlayfs interprets trusted.overlay.* (user.overlay.* rootless) on lower
+            // layers (opaque, redirect, metacopy); an image must not smuggle those in.
             k if k.starts_with("SCHILY.xattr.") => {
                 let name = &k["SCHILY.xattr.".len()..];
-                if !name.starts_with("trusted.overlay.") {
+                if !crate::userns::is_overlay_xattr(name.as_bytes()) {
                     meta.xattrs
                         .push((name.to_string(), ext.value_bytes().to_vec()));
                 }
@@ -303,7 +301,7 @@ fn apply_entry<R: Read>(
     ensure_dirs(dest, parent, raw)?;
     if name == OPAQUE_WHITEOUT {
         let dir = dest.join(parent);
-        return fsutil::lsetxattr(&dir, OVERLAY_OPAQUE_XATTR, b"y").map_err(werr(&dir));
+        return fsutil::lsetxattr(&dir, crate::userns::opaque_xattr(), b"y").map_err(werr(&dir));
     }
     if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
         // `.wh..wh.*` other than opq are aufs internals (hardlink dirs): skip.
@@ -371,6 +369,10 @@ fn apply_entry<R: Read>(
                 _ => libc::S_IFIFO,
             };
             fsutil::remove_any(&target).map_err(werr(&target))?;
+            if t != libc::S_IFIFO && crate::userns::active() {
+                crate::userns::skipped_device(rel);
+                return Ok(());
+            }
             fsutil::mknod(&target, t, 0o600, major, minor).map_err(werr(&target))?;
         }
         // Unknown entry types (e.g. Solaris ACLs) carry nothing a Linux
@@ -429,7 +431,10 @@ fn hardlink<R: Read>(
 }
 
 fn apply_meta(target: &Path, kind: EntryType, meta: &Meta) -> Result<(), UnpackError> {
-    fsutil::lchown(target, meta.uid, meta.gid).map_err(werr(target))?;
+    match fsutil::lchown(target, meta.uid, meta.gid) {
+        Err(e) if !crate::userns::unmapped_id(&e) => return Err(werr(target)(e)),
+        _ => {}
+    }
     for (name, value) in &meta.xattrs {
         if let Err(e) = fsutil::lsetxattr(target, name, value) {
             // Linux refuses user.* xattrs on symlinks; nothing to preserve there.

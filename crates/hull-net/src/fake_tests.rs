@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::{json, Value};
 
 use crate::netlink::{LinkError, LinkSummary, Links, VethRequest};
-use crate::nft::{Nft, NftError};
+use crate::nft::{self, Nft, NftError};
 use crate::{AttachRequest, NetError, NetworkSpec, Networks, Options, Subnet};
 
 #[derive(Default)]
@@ -154,13 +154,23 @@ fn setup() -> (Networks, Fake, tempfile::TempDir) {
     fake.get()
         .routes
         .push(("10.87.5.0/24".parse().expect("net"), Some(1)));
-    let opts = Options {
-        state_dir: dir.path().to_path_buf(),
-        ..Options::default()
-    };
-    let nets = Networks::with_backends(opts, Box::new(fake.clone()), Box::new(fake.clone()))
-        .expect("open");
+    let nets = Networks::with_backends(
+        opts_of(dir.path(), None),
+        Box::new(fake.clone()),
+        Box::new(fake.clone()),
+    )
+    .expect("open");
     (nets, fake, dir)
+}
+
+/// State in `dir` (definitions in `def`, leases in `run`), acting for root `dir/<owner>`.
+fn opts_of(dir: &std::path::Path, owner: Option<&str>) -> Options {
+    Options {
+        state_dir: dir.join("def"),
+        run_dir: dir.join("run"),
+        owner: owner.map(|o| dir.join(o)),
+        ..Options::default()
+    }
 }
 
 fn spec(name: &str, subnet: Option<&str>) -> NetworkSpec {
@@ -360,10 +370,12 @@ fn reset_finds_links_by_prefix_and_bridge_membership() {
     assert!(info.containers.is_empty());
     nets.reset(false).expect("reset all");
     assert!(nets.list().expect("list").is_empty());
-    assert!(std::fs::read_dir(dir.path()).expect("dir").all(|e| {
-        e.map(|e| !e.file_name().to_string_lossy().ends_with(".json"))
-            .unwrap_or(true)
-    }));
+    assert!(std::fs::read_dir(dir.path().join("def"))
+        .expect("dir")
+        .all(|e| {
+            e.map(|e| !e.file_name().to_string_lossy().ends_with(".json"))
+                .unwrap_or(true)
+        }));
 }
 
 #[test]
@@ -376,10 +388,7 @@ fn concurrent_attaches_get_distinct_addresses() {
         let handles: Vec<_> = (0..8)
             .map(|i| {
                 let fake = fake.clone();
-                let opts = Options {
-                    state_dir: dir.path().to_path_buf(),
-                    ..Options::default()
-                };
+                let opts = opts_of(dir.path(), Some(&format!("root{}", i % 2)));
                 s.spawn(move || {
                     let n = Networks::with_backends(opts, Box::new(fake.clone()), Box::new(fake))
                         .expect("open");
@@ -399,4 +408,117 @@ fn concurrent_attaches_get_distinct_addresses() {
     sorted.dedup();
     assert_eq!(sorted.len(), 8, "{ips:?}");
     assert_eq!(nets.inspect("n").expect("inspect").containers.len(), 8);
+}
+
+#[test]
+fn roots_share_one_ipam_and_reset_only_their_own() {
+    let (_nets, fake, dir) = setup();
+    let open = |owner: &str| {
+        Networks::with_backends(
+            opts_of(dir.path(), Some(owner)),
+            Box::new(fake.clone()),
+            Box::new(fake.clone()),
+        )
+        .expect("open")
+    };
+    let (a, b) = (open("a"), open("b"));
+    let ia = a.attach("bridge", &req("ca", &["8080:80"])).expect("a");
+    let ib = b.attach("bridge", &req("cb", &["8081:80"])).expect("b");
+    assert_ne!(ia.ip, ib.ip, "one IPAM for both roots");
+    // Definitions are host-wide: b sees a's network, and a subnet never clashes.
+    a.create(&spec("anet", None)).expect("anet");
+    let bnet = b.create(&spec("bnet", None)).expect("bnet");
+    assert_eq!(b.list().expect("ls").len(), 3);
+    assert_ne!(bnet.subnet, b.inspect("anet").expect("anet").config.subnet);
+    b.attach("anet", &req("cb2", &[]))
+        .expect("b on a's network");
+    let lease = &b.inspect("bridge").expect("bridge").containers[1];
+    assert_eq!(lease.owner.as_deref(), Some(dir.path().join("b").as_path()));
+
+    a.reset(false).expect("reset a");
+    let left: Vec<String> = (b.inspect("bridge").expect("bridge").containers)
+        .into_iter()
+        .map(|l| l.container_id)
+        .collect();
+    assert_eq!(left, ["cb"]);
+    let deleted = fake.get().deleted.clone();
+    assert!(deleted.contains(&ia.host_veth), "{deleted:?}");
+    assert!(!deleted.contains(&ib.host_veth), "{deleted:?}");
+    assert!(!deleted.iter().any(|d| d == "hull0"), "{deleted:?}");
+    let table = format!("{:?}", fake.get().table);
+    assert!(
+        table.contains(&nft::container_tag("bridge", "cb")),
+        "{table}"
+    );
+    assert!(
+        !table.contains(&nft::container_tag("bridge", "ca")),
+        "{table}"
+    );
+    // a's network stays while b's container is on it; b's idle network stays.
+    let names: Vec<String> = b.list().expect("ls").into_iter().map(|n| n.name).collect();
+    assert_eq!(names, ["anet", "bnet", "bridge"]);
+
+    // No container left on any network: the kernel state goes, a's definitions stay.
+    b.reset(false).expect("reset b");
+    assert!(fake.get().table.is_none());
+    let names: Vec<String> = b.list().expect("ls").into_iter().map(|n| n.name).collect();
+    assert_eq!(names, ["anet", "bridge"]);
+    a.reset(false).expect("reset a again");
+    assert!(a.list().expect("ls").is_empty());
+}
+
+#[test]
+fn stale_leases_are_reclaimed() {
+    let (nets, fake, dir) = setup();
+    let holder = dir.path().join("ctr-x");
+    std::fs::create_dir(&holder).expect("mkdir");
+    let ip: Ipv4Addr = "10.87.0.9".parse().expect("ip");
+    let mut r = req("x", &["8080:80"]);
+    r.holder = Some(holder.clone());
+    r.ip = Some(ip);
+    let old = nets.attach("bridge", &r).expect("x");
+    let mut r2 = req("y", &["8080:80"]);
+    r2.ip = Some(ip);
+    let e = nets.attach("bridge", &r2).expect_err("taken");
+    assert!(e.to_string().contains("already"), "{e}");
+    // The holder's root was deleted without `rm`: its address and port are free again.
+    std::fs::remove_dir(&holder).expect("rmdir");
+    assert_eq!(nets.attach("bridge", &r2).expect("reclaimed").ip, ip);
+    assert!(fake.get().deleted.contains(&old.host_veth));
+    let ids: Vec<String> = (nets.inspect("bridge").expect("bridge").containers)
+        .into_iter()
+        .map(|l| l.container_id)
+        .collect();
+    assert_eq!(ids, ["y"]);
+}
+
+#[test]
+fn add_hosts_are_kept_in_the_hosts_file_and_host_gateway_is_the_gateway() {
+    let (nets, _fake, dir) = setup();
+    let hosts = dir.path().join("hosts");
+    let mut r = req("x", &[]);
+    r.hosts_file = Some(hosts.clone());
+    r.extra_hosts = vec![
+        crate::files::ExtraHost {
+            name: "gw".into(),
+            ip: None,
+        },
+        crate::files::ExtraHost {
+            name: "db".into(),
+            ip: Some("192.0.2.5".parse().expect("ip")),
+        },
+    ];
+    let att = nets.attach("bridge", &r).expect("x");
+    assert!(
+        att.hosts.contains("10.87.0.1\tgw\n192.0.2.5\tdb\n"),
+        "{}",
+        att.hosts
+    );
+    // Rewritten when another container joins: the entries stay.
+    nets.attach("bridge", &req("y", &[])).expect("y");
+    let text = std::fs::read_to_string(&hosts).expect("hosts");
+    assert!(
+        text.contains("192.0.2.5\tdb\n") && text.contains("\ty\n"),
+        "{text}"
+    );
 }

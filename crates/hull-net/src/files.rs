@@ -5,6 +5,8 @@ use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 /// Fallback nameservers when the host has only loopback ones (docker does the same).
 pub const FALLBACK_NAMESERVERS: &[&str] = &["8.8.8.8", "8.8.4.4"];
 
@@ -15,13 +17,28 @@ pub struct HostEntry {
     pub names: Vec<String>,
 }
 
-/// Renders a container's `/etc/hosts`: loopback lines, then `own` (the container itself),
-/// then every other container on its networks, sorted by address.
-pub fn render_hosts(own: Option<&HostEntry>, others: &[HostEntry]) -> String {
+/// An `--add-host NAME:IP` entry. `ip` `None` is docker's `host-gateway`: the gateway of the
+/// container's network (an address of the host's that every container on it can reach);
+/// attach resolves it before the lease is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraHost {
+    pub name: String,
+    pub ip: Option<IpAddr>,
+}
+
+/// Renders a container's `/etc/hosts`: loopback lines, the `--add-host` entries (where docker
+/// puts them), then `own` (the container itself), then every other container on its
+/// networks, sorted by address.
+pub fn render_hosts(own: Option<&HostEntry>, others: &[HostEntry], extra: &[ExtraHost]) -> String {
     let mut out = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
          fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
+    for x in extra {
+        if let Some(ip) = x.ip.filter(|_| valid_hostname(&x.name)) {
+            out.push_str(&format!("{ip}\t{}\n", x.name));
+        }
+    }
     let mut line = |e: &HostEntry| {
         let names: Vec<&str> = e
             .names
@@ -144,10 +161,28 @@ mod tests {
             ip: Ipv4Addr::new(10, 87, 0, 2),
             names: vec!["db".into(), "bad name".into()],
         };
-        let text = render_hosts(Some(&a), &[a.clone(), b]);
+        let extra = [
+            ExtraHost {
+                name: "db.example".into(),
+                ip: Some("192.0.2.7".parse().expect("ip")),
+            },
+            ExtraHost {
+                name: "v6".into(),
+                ip: Some("2001:db8::1".parse().expect("ip")),
+            },
+        ];
+        let text = render_hosts(Some(&a), &[a.clone(), b], &extra);
         assert!(text.starts_with("127.0.0.1\tlocalhost\n"));
         let tail: Vec<&str> = text.lines().skip(6).collect();
-        assert_eq!(tail, ["10.87.0.3\tweb abc123", "10.87.0.2\tdb"]);
+        assert_eq!(
+            tail,
+            [
+                "192.0.2.7\tdb.example",
+                "2001:db8::1\tv6",
+                "10.87.0.3\tweb abc123",
+                "10.87.0.2\tdb"
+            ]
+        );
     }
 
     #[test]

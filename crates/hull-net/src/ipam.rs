@@ -1,8 +1,12 @@
-//! IPAM and the persistent lease store: one JSON file per network under the state dir, written
-//! atomically (temp file + fsync + rename) under `flock`s that the kernel drops if hull dies.
+//! IPAM and the host-wide lease store. Network definitions are durable files in the state dir
+//! (`/var/lib/hull/networks/<name>.json`, fsynced); leases are runtime files in the run dir
+//! (`/run/hull/net/<name>.json`), lost at a reboot like the veths and namespaces they describe.
+//! Both are shared by every `--root` on the host, so any number of roots share one IPAM; each
+//! lease names the root (`owner`) and container (`holder`) holding it. Files are replaced
+//! atomically (temp file + rename) under `flock`s that the kernel drops if hull dies.
 //!
-//! Locks: `<dir>/lock` is taken shared by attach/detach and exclusively by network
-//! create/remove/reset; `<dir>/<name>.lock` serialises attach/detach on one network.
+//! Locks (in the run dir): `lock` is taken shared by attach/detach and exclusively by network
+//! create/remove/reset; `<name>.lock` serialises attach/detach on one network.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -14,6 +18,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::files::ExtraHost;
 use crate::ports::PortMapping;
 use crate::subnet::Subnet;
 
@@ -60,6 +65,10 @@ pub struct NetworkConfig {
     pub mtu: u32,
     /// Seconds since the epoch.
     pub created: u64,
+    /// The `--root` that created it: its `system reset` removes the network once no other
+    /// root's container is on it. Definitions are host-wide, every root sees and uses them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<PathBuf>,
 }
 
 /// One container's lease on a network, with everything teardown needs.
@@ -74,6 +83,40 @@ pub struct Lease {
     pub ports: Vec<PortMapping>,
     /// The container's bind-mounted hosts file, rewritten whenever the network changes.
     pub hosts_file: Option<PathBuf>,
+    /// The `--root` whose container holds it (`None`: any root's reset releases it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<PathBuf>,
+    /// A path that exists while the holder does (its container directory): once it is gone
+    /// (the container or its whole root deleted without `rm`), the lease is stale and the
+    /// next attach to the network reclaims it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<PathBuf>,
+    /// `--add-host` entries of its hosts file (kept across rewrites).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<ExtraHost>,
+}
+
+impl Lease {
+    /// Whether the holder is known to be gone (see [`Lease::holder`]).
+    pub fn is_stale(&self) -> bool {
+        self.holder.as_ref().is_some_and(|h| {
+            matches!(std::fs::symlink_metadata(h), Err(e) if e.kind() == io::ErrorKind::NotFound)
+        })
+    }
+}
+
+/// The leases file of a network (in the run dir).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct LeaseFile {
+    leases: BTreeMap<String, Lease>,
+}
+
+/// A definition file as stored: hull before host-wide state kept the leases in it too.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredConfig {
+    Config(NetworkConfig),
+    WithLeases { config: NetworkConfig },
 }
 
 /// A network file: the definition and its leases by container id.
@@ -159,10 +202,12 @@ pub fn check_name(name: &str) -> Result<(), IpamError> {
     }
 }
 
-/// The state directory holding the network files.
+/// The two directories of the network state: definitions (`dir`) and leases with the locks
+/// (`run`). They must differ: both hold `<name>.json`.
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    run: PathBuf,
 }
 
 /// Which of a network's two files a temp file is for (see [`Store::tmp_path`]).
@@ -175,16 +220,28 @@ enum TmpKind {
 /// A held lock; dropping it unlocks.
 pub struct Lock(#[allow(dead_code)] Flock<File>);
 
+fn mkdir(dir: &Path) -> Result<(), IpamError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| IpamError::Io(dir.to_path_buf(), e))
+}
+
 impl Store {
-    /// Opens (creating, mode 0700) the state dir.
-    pub fn open(dir: &Path) -> Result<Store, IpamError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| IpamError::Io(dir.to_path_buf(), e))?;
+    /// Opens (creating, mode 0700) the definitions dir `dir` and the run dir `run`.
+    pub fn open(dir: &Path, run: &Path) -> Result<Store, IpamError> {
+        if dir == run {
+            return Err(IpamError::Io(
+                run.to_path_buf(),
+                io::Error::other("the run dir must differ from the definitions dir"),
+            ));
+        }
+        mkdir(dir)?;
+        mkdir(run)?;
         Ok(Store {
             dir: dir.to_path_buf(),
+            run: run.to_path_buf(),
         })
     }
 
@@ -192,8 +249,12 @@ impl Store {
         &self.dir
     }
 
+    pub fn run_dir(&self) -> &Path {
+        &self.run
+    }
+
     fn lock_file(&self, file: &str, arg: FlockArg) -> Result<Lock, IpamError> {
-        let path = self.dir.join(file);
+        let path = self.run.join(file);
         let f = OpenOptions::new()
             .read(true)
             .write(true)
@@ -223,91 +284,84 @@ impl Store {
         self.lock_file(&format!("{name}.lock"), FlockArg::LockExclusive)
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    /// A network's durable definition.
+    fn config_path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.json"))
     }
 
-    /// The durable copy of a network's definition, written once at create: lease updates are
-    /// not fsynced, so after a power loss the network file may be empty or torn, and this is
-    /// what the definition is recovered from. A dot file: never taken for a network.
-    fn config_path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!(".{name}.config.json"))
+    /// A network's leases.
+    fn leases_path(&self, name: &str) -> PathBuf {
+        self.run.join(format!("{name}.json"))
     }
 
-    /// The temp file a network file (`kind` "leases") or its durable copy ("config") is
-    /// written to before the rename. Named from the network and the kind, not from the target
-    /// file: dots are allowed in names, so `.a.config.json` (network `a`'s copy) and
-    /// `a.config.json` (network `a.config`'s file) would share a temp file derived from their
-    /// names, and two writers under different network locks would rename each other's bytes.
-    /// `.<name>.<kind>.tmp` is unambiguous: the kind is the last component before `.tmp`.
+    /// The temp file a definition or leases file is written to before the rename: a dot file
+    /// (never taken for a network) in the target's directory, `.<name>.<kind>.tmp`, so that
+    /// dotted names (`a` and `a.config`) never share one.
     fn tmp_path(&self, name: &str, kind: TmpKind) -> PathBuf {
-        let kind = match kind {
-            TmpKind::Leases => "leases",
-            TmpKind::Config => "config",
-        };
-        self.dir.join(format!(".{name}.{kind}.tmp"))
+        match kind {
+            TmpKind::Leases => self.run.join(format!(".{name}.leases.tmp")),
+            TmpKind::Config => self.dir.join(format!(".{name}.config.tmp")),
+        }
     }
 
-    /// Reads a network file; `None` when there is none. A torn file (only a host crash makes
-    /// one: updates land by rename) comes back as the network's definition without leases —
-    /// after a host crash every lease is stale anyway (no veth or netns outlives it).
+    /// Reads a network; `None` when it is not defined. Missing leases are none; a torn
+    /// leases file (only a host crash makes one: updates land by rename, and /run is
+    /// usually a tmpfs) reads as none: after a host crash every lease is stale anyway.
     pub fn read(&self, name: &str) -> Result<Option<NetworkState>, IpamError> {
         check_name(name)?;
-        let path = self.path(name);
+        let path = self.config_path(name);
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(IpamError::Io(path, e)),
         };
-        match serde_json::from_slice(&bytes) {
-            Ok(s) => Ok(Some(s)),
-            Err(e) => {
-                let saved = fs::read(self.config_path(name))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<NetworkConfig>(&b).ok());
-                let Some(config) = saved else {
-                    return Err(IpamError::Corrupt(path, e));
-                };
-                tracing::warn!(
-                    "{}: unreadable ({e}; a host crash during a lease update?): network {name} \
-                     restored from its definition, without leases",
-                    path.display()
-                );
-                Ok(Some(NetworkState::new(config)))
-            }
-        }
+        let config = match serde_json::from_slice(&bytes) {
+            Ok(StoredConfig::Config(c) | StoredConfig::WithLeases { config: c }) => c,
+            Err(e) => return Err(IpamError::Corrupt(path, e)),
+        };
+        let path = self.leases_path(name);
+        let leases = match fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<LeaseFile>(&bytes) {
+                Ok(f) => f.leases,
+                Err(e) => {
+                    tracing::warn!(
+                        "{}: unreadable ({e}; a host crash during a lease update?): network \
+                         {name} has no leases",
+                        path.display()
+                    );
+                    BTreeMap::new()
+                }
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(IpamError::Io(path, e)),
+        };
+        Ok(Some(NetworkState { config, leases }))
     }
 
-    /// Writes a network file atomically and durably (fsync of the file and the directory),
-    /// with the durable copy of its definition: for create and reset.
+    /// Writes a network's definition atomically and durably (fsync of the file and the
+    /// directory), and its leases: for create and reset.
     pub fn write(&self, state: &NetworkState) -> Result<(), IpamError> {
         let name = &state.config.name;
         check_name(name)?;
-        let config = self.config_path(name);
+        let path = self.config_path(name);
         let bytes = serde_json::to_vec_pretty(&state.config)
-            .map_err(|e| IpamError::Corrupt(config.clone(), e))?;
-        self.replace(&config, &self.tmp_path(name, TmpKind::Config), &bytes, true)?;
-        let path = self.path(name);
-        let bytes =
-            serde_json::to_vec_pretty(state).map_err(|e| IpamError::Corrupt(path.clone(), e))?;
-        self.replace(&path, &self.tmp_path(name, TmpKind::Leases), &bytes, true)
+            .map_err(|e| IpamError::Corrupt(path.clone(), e))?;
+        self.replace(&path, &self.tmp_path(name, TmpKind::Config), &bytes, true)?;
+        self.write_leases(state)
     }
 
-    /// Writes a network file atomically after a lease change, without fsyncs: leases need not
+    /// Writes a network's leases atomically after a change, without fsyncs: leases need not
     /// survive a host crash (nothing they describe does), and each fsync cost 0.3 ms on a
-    /// quiet disk and up to 375 ms under write load, four per `run --rm` on a network. A
-    /// process crash loses nothing (the page cache has it); a host crash may leave the file
-    /// torn, which [`Store::read`] recovers from the durable definition.
+    /// quiet disk and up to 375 ms under write load, four per `run --rm` on a network.
     pub fn write_leases(&self, state: &NetworkState) -> Result<(), IpamError> {
         let name = &state.config.name;
         check_name(name)?;
-        if !self.config_path(name).exists() {
-            // A network made before the definition had a copy of its own.
-            return self.write(state);
-        }
-        let path = self.path(name);
+        let path = self.leases_path(name);
+        let file = LeaseFile {
+            leases: state.leases.clone(),
+        };
         let bytes =
-            serde_json::to_vec_pretty(state).map_err(|e| IpamError::Corrupt(path.clone(), e))?;
+            serde_json::to_vec_pretty(&file).map_err(|e| IpamError::Corrupt(path.clone(), e))?;
         self.replace(&path, &self.tmp_path(name, TmpKind::Leases), &bytes, false)
     }
 
@@ -340,16 +394,16 @@ impl Store {
         Ok(())
     }
 
-    /// Removes a network file, its durable copy, its lock file and any temp file a crash
-    /// left (no writer runs: delete is called under the exclusive store lock).
+    /// Removes a network's definition, leases, lock file and any temp file a crash left (no
+    /// writer runs: delete is called under the exclusive store lock).
     pub fn delete(&self, name: &str) -> Result<(), IpamError> {
         check_name(name)?;
         for p in [
-            self.path(name),
             self.config_path(name),
+            self.leases_path(name),
             self.tmp_path(name, TmpKind::Leases),
             self.tmp_path(name, TmpKind::Config),
-            self.dir.join(format!("{name}.lock")),
+            self.run.join(format!("{name}.lock")),
         ] {
             match fs::remove_file(&p) {
                 Ok(()) => {}
@@ -373,7 +427,7 @@ impl Store {
         Ok(names)
     }
 
-    /// Every network file.
+    /// Every network.
     pub fn all(&self) -> Result<Vec<NetworkState>, IpamError> {
         let mut out = Vec::new();
         for n in self.names()? {
@@ -386,215 +440,5 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(subnet: &str) -> NetworkConfig {
-        let subnet: Subnet = subnet.parse().expect("subnet");
-        NetworkConfig {
-            name: "t".into(),
-            bridge: "htest0".into(),
-            subnet,
-            gateway: subnet.gateway(),
-            mtu: 1500,
-            created: 0,
-        }
-    }
-
-    fn lease(id: &str, ip: Ipv4Addr) -> Lease {
-        Lease {
-            container_id: id.into(),
-            ip,
-            names: vec![id.into()],
-            host_veth: format!("v{id}"),
-            ports: vec![],
-            hosts_file: None,
-        }
-    }
-
-    fn alloc(s: &mut NetworkState, id: &str) -> Result<Ipv4Addr, IpamError> {
-        let ip = s.pick(id, None)?;
-        s.insert(lease(id, ip));
-        Ok(ip)
-    }
-
-    #[test]
-    fn allocate_release_reuse() {
-        let mut s = NetworkState::new(config("10.87.0.0/24"));
-        assert_eq!(alloc(&mut s, "a").expect("a"), Ipv4Addr::new(10, 87, 0, 2));
-        assert_eq!(alloc(&mut s, "b").expect("b"), Ipv4Addr::new(10, 87, 0, 3));
-        assert!(matches!(
-            alloc(&mut s, "a"),
-            Err(IpamError::AlreadyAttached { .. })
-        ));
-        assert_eq!(
-            s.release("a").expect("lease").ip,
-            Ipv4Addr::new(10, 87, 0, 2)
-        );
-        assert!(s.release("a").is_none());
-        assert_eq!(alloc(&mut s, "c").expect("c"), Ipv4Addr::new(10, 87, 0, 2));
-    }
-
-    #[test]
-    fn requested_addresses() {
-        let mut s = NetworkState::new(config("10.87.0.0/24"));
-        let want = Ipv4Addr::new(10, 87, 0, 77);
-        assert_eq!(s.pick("a", Some(want)).expect("free"), want);
-        s.insert(lease("a", want));
-        assert!(matches!(
-            s.pick("b", Some(want)),
-            Err(IpamError::InUse { .. })
-        ));
-        for bad in [
-            [10, 87, 0, 0],
-            [10, 87, 0, 1],
-            [10, 87, 0, 255],
-            [10, 88, 0, 5],
-        ] {
-            let e = s
-                .pick("b", Some(Ipv4Addr::from(bad)))
-                .expect_err("reserved");
-            assert!(matches!(e, IpamError::NotAssignable { .. }), "{e}");
-        }
-    }
-
-    #[test]
-    fn exhaustion_never_hands_out_reserved() {
-        let mut s = NetworkState::new(config("10.87.0.0/29"));
-        let mut got = vec![];
-        for i in 0..5 {
-            got.push(alloc(&mut s, &format!("c{i}")).expect("alloc"));
-        }
-        let e = alloc(&mut s, "c5").expect_err("full");
-        assert!(
-            e.to_string()
-                .contains("no free address left in 10.87.0.0/29"),
-            "{e}"
-        );
-        let octets: Vec<u8> = got.iter().map(|ip| ip.octets()[3]).collect();
-        assert_eq!(octets, [2, 3, 4, 5, 6]);
-    }
-
-    #[test]
-    fn persists_across_reopen() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(dir.path()).expect("open");
-        {
-            let _g = store.lock_network("t").expect("lock");
-            let mut s = NetworkState::new(config("10.87.0.0/24"));
-            alloc(&mut s, "a").expect("a");
-            store.write(&s).expect("write");
-        }
-        let store = Store::open(dir.path()).expect("reopen");
-        let mut s = store.read("t").expect("read").expect("present");
-        assert_eq!(s.leases["a"].ip, Ipv4Addr::new(10, 87, 0, 2));
-        assert_eq!(alloc(&mut s, "b").expect("b"), Ipv4Addr::new(10, 87, 0, 3));
-        assert_eq!(store.names().expect("names"), ["t"]);
-        store.delete("t").expect("delete");
-        assert!(store.read("t").expect("read").is_none());
-        assert!(store.names().expect("names").is_empty());
-        assert!(matches!(store.read("../x"), Err(IpamError::BadName(_))));
-    }
-
-    #[test]
-    fn lease_writes_recover_from_a_torn_file() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(dir.path()).expect("open");
-        let mut s = NetworkState::new(config("10.87.0.0/24"));
-        store.write(&s).expect("write");
-        alloc(&mut s, "a").expect("a");
-        store.write_leases(&s).expect("write leases");
-        assert_eq!(store.read("t").expect("read").expect("t").leases.len(), 1);
-        // What a host crash can leave of an unsynced rename: an empty file.
-        std::fs::write(dir.path().join("t.json"), b"").expect("tear");
-        let back = store.read("t").expect("recovered").expect("t");
-        assert_eq!(back.config, s.config);
-        assert!(back.leases.is_empty());
-        assert_eq!(
-            store.names().expect("names"),
-            ["t"],
-            "the copy is no network"
-        );
-        store.delete("t").expect("delete");
-        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
-    }
-
-    fn named(name: &str, subnet: &str) -> NetworkState {
-        let mut c = config(subnet);
-        c.name = name.into();
-        NetworkState::new(c)
-    }
-
-    #[test]
-    fn dotted_names_have_their_own_temp_files() {
-        // Network `a`'s durable copy `.a.config.json` and network `a.config`'s file
-        // `a.config.json` once shared the temp file `.a.config.json.tmp`.
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(dir.path()).expect("open");
-        let tmps = [
-            store.tmp_path("a", TmpKind::Leases),
-            store.tmp_path("a", TmpKind::Config),
-            store.tmp_path("a.config", TmpKind::Leases),
-            store.tmp_path("a.config", TmpKind::Config),
-            store.tmp_path("a.leases", TmpKind::Leases),
-            store.tmp_path("a.leases", TmpKind::Config),
-        ];
-        for (i, x) in tmps.iter().enumerate() {
-            for y in &tmps[i + 1..] {
-                assert_ne!(x, y);
-            }
-        }
-    }
-
-    #[test]
-    fn dotted_names_written_concurrently_keep_their_contents() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(dir.path()).expect("open");
-        let a = named("a", "10.87.0.0/24");
-        let ac = named("a.config", "10.88.0.0/24");
-        store.write(&a).expect("write a");
-        store.write(&ac).expect("write a.config");
-        // Each writer holds only its own network's lock, as attach/detach do; `a`'s writer
-        // also rewrites its durable copy, as a lease write on a network older than the copy
-        // does.
-        std::thread::scope(|t| {
-            t.spawn(|| {
-                for _ in 0..300 {
-                    let _g = store.lock_network("a").expect("lock a");
-                    store.write(&a).expect("write a");
-                }
-            });
-            t.spawn(|| {
-                for _ in 0..300 {
-                    let _g = store.lock_network("a.config").expect("lock a.config");
-                    store.write_leases(&ac).expect("write a.config");
-                }
-            });
-        });
-        assert_eq!(store.read("a").expect("read a"), Some(a.clone()));
-        assert_eq!(store.read("a.config").expect("read"), Some(ac.clone()));
-        let copy = std::fs::read(dir.path().join(".a.config.json")).expect("copy of a");
-        let copy: NetworkConfig = serde_json::from_slice(&copy).expect("a's definition");
-        assert_eq!(copy, a.config);
-        assert_eq!(store.names().expect("names"), ["a", "a.config"]);
-        store.delete("a").expect("delete a");
-        store.delete("a.config").expect("delete a.config");
-        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
-    }
-
-    #[test]
-    fn lock_excludes_other_processes() {
-        // flock locks belong to the open file description, so a second open in this
-        // process contends like another process would.
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(dir.path()).expect("open");
-        let held = store.lock_network("t").expect("lock");
-        let path = dir.path().join("t.lock");
-        let f = File::open(&path).expect("open lock");
-        let try2 = Flock::lock(f, FlockArg::LockExclusiveNonblock);
-        assert!(try2.is_err(), "second lock must fail while held");
-        drop(held);
-        let f = File::open(&path).expect("open lock");
-        assert!(Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok());
-    }
-}
+#[path = "ipam_tests.rs"]
+mod tests;

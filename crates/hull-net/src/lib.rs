@@ -1,6 +1,6 @@
 //! Container networking for hull: bridge networks (a Linux bridge per network, a veth pair per
 //! container moved into its network namespace, configured over rtnetlink), IPAM with a
-//! persistent locked lease store, nftables NAT (masquerade, published ports including from
+//! host-wide locked lease store shared by every hull root (see [`ipam`]), nftables NAT (masquerade, published ports including from
 //! the host's 127.0.0.1), `/etc/hosts` and `/etc/resolv.conf` contents, leak-free teardown
 //! and reset.
 //!

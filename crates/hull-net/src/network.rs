@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::files::{self, HostEntry};
+use crate::files::{self, ExtraHost, HostEntry};
 use crate::ipam::{check_name, IpamError, Lease, NetworkConfig, NetworkState, Store};
 use crate::mode::DEFAULT_NETWORK;
 use crate::netlink::{LinkError, Links, Netlink, VethRequest};
@@ -52,8 +52,15 @@ pub enum NetError {
 /// Where hull keeps its network state and how it names what it creates.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Network files and locks (default `/var/lib/hull/networks`).
+    /// Network definitions, host-wide like podman's `/etc/containers/networks` (default
+    /// `/var/lib/hull/networks`).
     pub state_dir: PathBuf,
+    /// Leases and locks, host-wide runtime state lost at a reboot like the links it
+    /// describes (default `/run/hull/net`).
+    pub run_dir: PathBuf,
+    /// The `--root` this handle acts for: recorded in the leases and networks it makes, and
+    /// what [`Networks::reset`] is limited to. `None`: the whole host (reset removes all).
+    pub owner: Option<PathBuf>,
     /// Prefix of every link hull creates (bridges `<prefix>N`, veths `<prefix><hash>`);
     /// reset removes every bridge/veth whose name starts with it.
     pub link_prefix: String,
@@ -70,6 +77,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             state_dir: PathBuf::from("/var/lib/hull/networks"),
+            run_dir: PathBuf::from("/run/hull/net"),
+            owner: None,
             link_prefix: "hull".to_string(),
             nft_table: "hull".to_string(),
             default_subnet: Subnet::new(Ipv4Addr::new(10, 87, 0, 0), 24),
@@ -105,6 +114,10 @@ pub struct AttachRequest {
     /// The container's hosts file (the host-side file bind-mounted on /etc/hosts); when given,
     /// hull writes it now and rewrites it whenever a container joins or leaves the network.
     pub hosts_file: Option<PathBuf>,
+    /// A path that exists while the container does (see [`Lease::holder`]).
+    pub holder: Option<PathBuf>,
+    /// `--add-host` entries for its hosts file.
+    pub extra_hosts: Vec<ExtraHost>,
 }
 
 /// The result of `attach`.
@@ -187,7 +200,7 @@ impl Networks {
         if p.is_empty() || p.len() > 7 || !p.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(NetError::BadPrefix(p.clone()));
         }
-        let store = Store::open(&opts.state_dir)?;
+        let store = Store::open(&opts.state_dir, &opts.run_dir)?;
         Ok(Networks {
             opts,
             store,
@@ -287,6 +300,7 @@ impl Networks {
             gateway: subnet.gateway(),
             mtu: spec.mtu.unwrap_or(self.opts.mtu),
             created: now(),
+            owner: self.opts.owner.clone(),
         };
         self.store.write(&NetworkState::new(config.clone()))?;
         Ok(config)
@@ -334,7 +348,16 @@ impl Networks {
         }
         self.check_ports(&req.ports)?;
         let cfg = state.config.clone();
+        self.reclaim_stale(&mut state);
         let ip = state.pick(&req.container_id, req.ip)?;
+        let extra_hosts = req
+            .extra_hosts
+            .iter()
+            .map(|x| ExtraHost {
+                name: x.name.clone(),
+                ip: Some(x.ip.unwrap_or(cfg.gateway.into())),
+            })
+            .collect();
         let lease = Lease {
             container_id: req.container_id.clone(),
             ip,
@@ -342,6 +365,9 @@ impl Networks {
             host_veth: self.veth_name(network, &req.container_id),
             ports: req.ports.clone(),
             hosts_file: req.hosts_file.clone(),
+            owner: self.opts.owner.clone(),
+            holder: req.holder.clone(),
+            extra_hosts,
         };
         state.insert(lease.clone());
         // The lease is on disk before anything is made in the kernel, so that detach or reset
@@ -378,6 +404,38 @@ impl Networks {
         })
     }
 
+    /// Releases the leases whose holder is gone (a root deleted with its containers running,
+    /// a container directory removed by hand): their veths and port rules go, and their
+    /// addresses are free again. Under the network's lock; the caller writes the leases.
+    fn reclaim_stale(&self, state: &mut crate::ipam::NetworkState) {
+        let stale: Vec<String> = state
+            .leases
+            .values()
+            .filter(|l| l.is_stale())
+            .map(|l| l.container_id.clone())
+            .collect();
+        for id in stale {
+            let Some(lease) = state.release(&id) else {
+                continue;
+            };
+            tracing::warn!(
+                "network {}: reclaiming {} of container {id}, whose holder {} is gone",
+                state.config.name,
+                lease.ip,
+                lease
+                    .holder
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("?"))
+                    .display()
+            );
+            let mut td = Teardown::default();
+            self.unplumb(&state.config, &lease, &mut td);
+            if !td.is_empty() {
+                tracing::warn!("reclaim: {}", td.errors().join("; "));
+            }
+        }
+    }
+
     /// Refuses ports that clash among themselves or with any container's published ports.
     fn check_ports(&self, ports: &[PortMapping]) -> Result<(), NetError> {
         check_duplicates(ports)?;
@@ -385,7 +443,7 @@ impl Networks {
             return Ok(());
         }
         for s in self.store.all()? {
-            for l in s.leases.values() {
+            for l in s.leases.values().filter(|l| !l.is_stale()) {
                 let mut both = l.ports.clone();
                 for p in ports {
                     both.push(p.clone());
@@ -467,13 +525,13 @@ impl Networks {
                 names: l.names.clone(),
             })
             .collect();
-        let mut mine = files::render_hosts(None, &entries);
+        let mut mine = files::render_hosts(None, &entries, &[]);
         for l in state.leases.values() {
             let me = HostEntry {
                 ip: l.ip,
                 names: l.names.clone(),
             };
-            let text = files::render_hosts(Some(&me), &entries);
+            let text = files::render_hosts(Some(&me), &entries, &l.extra_hosts);
             if let Some(path) = &l.hosts_file {
                 if let Err(e) = files::write_in_place(path, &text) {
                     tracing::warn!("update hosts file {}: {e}", path.display());

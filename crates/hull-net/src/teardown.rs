@@ -2,8 +2,9 @@
 //! failed (as netavark does); the errors are collected into one [`TeardownError`].
 
 use std::fmt::Display;
+use std::path::Path;
 
-use crate::ipam::{check_name, Lease};
+use crate::ipam::{check_name, Lease, NetworkState};
 use crate::network::{NetError, Networks};
 use crate::nft;
 
@@ -104,20 +105,8 @@ impl Networks {
         for lease in state.leases.values() {
             self.unplumb(&state.config, lease, &mut td);
         }
-        let cfg = &state.config;
-        td.step(
-            format!("delete bridge {}", cfg.bridge),
-            self.links.delete_link(&cfg.bridge),
-        );
+        self.drop_network(&state, &mut td);
         let table = &self.opts.nft_table;
-        td.step(
-            format!("remove rules of network {name}"),
-            nft::remove_network(self.nft.as_ref(), table, name, &cfg.bridge),
-        );
-        td.step(
-            format!("delete network file {name}"),
-            self.store.delete(name),
-        );
         if let Some(names) = td.step("list networks", self.store.names()) {
             if names.is_empty() {
                 td.step(
@@ -130,16 +119,89 @@ impl Networks {
         Ok(())
     }
 
+    /// A network's bridge, its rules and its files (its leases are released already).
+    fn drop_network(&self, state: &NetworkState, td: &mut Teardown) {
+        let cfg = &state.config;
+        let name = &cfg.name;
+        td.step(
+            format!("delete bridge {}", cfg.bridge),
+            self.links.delete_link(&cfg.bridge),
+        );
+        td.step(
+            format!("remove rules of network {name}"),
+            nft::remove_network(self.nft.as_ref(), &self.opts.nft_table, name, &cfg.bridge),
+        );
+        td.step(
+            format!("delete network file {name}"),
+            self.store.delete(name),
+        );
+    }
+
+    /// `system reset` of one root (`Options::owner`): releases the leases of its containers
+    /// (and stale ones) on every network. Returns whether other roots' containers still
+    /// hold leases: then the shared bridges, nft table and networks in use stay, and only
+    /// the idle networks this root created go (unless `keep_networks`).
+    fn reset_owner(
+        &self,
+        owner: &Path,
+        states: &mut [NetworkState],
+        keep_networks: bool,
+        td: &mut Teardown,
+    ) -> bool {
+        let mine = |l: &Lease| l.owner.as_deref().is_none_or(|o| o == owner) || l.is_stale();
+        for s in states.iter_mut() {
+            let ids: Vec<String> = s
+                .leases
+                .values()
+                .filter(|l| mine(l))
+                .map(|l| l.container_id.clone())
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            for id in ids {
+                if let Some(l) = s.release(&id) {
+                    self.unplumb(&s.config, &l, td);
+                }
+            }
+            td.step(
+                format!("release leases on {}", s.config.name),
+                self.store.write_leases(s),
+            );
+        }
+        if states.iter().all(|s| s.leases.is_empty()) {
+            return false;
+        }
+        for s in states.iter() {
+            let own = s.config.owner.as_deref().is_none_or(|o| o == owner);
+            if s.leases.is_empty() && own && !keep_networks {
+                self.drop_network(s, td);
+            }
+        }
+        true
+    }
+
     /// Removes everything hull made, even after a crash: every lease's veth, every network's
     /// bridge, any other bridge or veth named `<prefix>*` and any link enslaved to one of those
     /// bridges, the nft table, and the network files (with `keep_networks`, the definitions
     /// stay and only the leases go).
+    ///
+    /// With an `owner` (a root's `system reset`), only that root's containers lose their
+    /// networking while other roots' containers hold leases (see `reset_owner`); once none
+    /// does, the rest goes as above, except the definitions other roots created.
     pub fn reset(&self, keep_networks: bool) -> Result<(), NetError> {
         let _all = self.store.lock_all(true)?;
         let mut td = Teardown::default();
-        let states = td
+        let mut states = td
             .step("read networks", self.store.all())
             .unwrap_or_default();
+        let owner = self.opts.owner.clone();
+        if let Some(o) = &owner {
+            if self.reset_owner(o, &mut states, keep_networks, &mut td) {
+                td.finish()?;
+                return Ok(());
+            }
+        }
         let mut bridges: Vec<String> = states.iter().map(|s| s.config.bridge.clone()).collect();
         let mut doomed: Vec<String> = states
             .iter()
@@ -182,7 +244,11 @@ impl Networks {
         );
         for mut s in states {
             let name = s.config.name.clone();
-            if keep_networks {
+            let foreign = match (&owner, &s.config.owner) {
+                (Some(me), Some(creator)) => me != creator,
+                _ => false,
+            };
+            if keep_networks || foreign {
                 s.leases.clear();
                 td.step(format!("clear leases of {name}"), self.store.write(&s));
             } else {

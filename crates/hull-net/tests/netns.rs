@@ -75,7 +75,8 @@ fn setup() -> Option<Env> {
     let table = format!("hulltest_{id:05x}");
     let state = tempfile::tempdir().expect("state dir");
     let opts = Options {
-        state_dir: state.path().to_path_buf(),
+        state_dir: state.path().join("networks"),
+        run_dir: state.path().join("run"),
         link_prefix: prefix.clone(),
         nft_table: table.clone(),
         ..Options::default()

@@ -4,6 +4,14 @@
 //! Every container gets a cgroup (runc's rule: `linux.cgroupsPath`, else the
 //! id under the caller's own cgroup), so that `kill --all`, `ps`, `pause` and
 //! `delete` can find all its processes, not only init.
+//!
+//! Under `--systemd-cgroup` (runc's systemd driver, see systemd.rs) the
+//! cgroup is a transient scope that systemd makes, fills and removes; the
+//! rest works on its directory as on any other.
+
+mod systemd;
+
+pub(crate) use systemd::check as check_systemd;
 
 use hull_cgroups::{Cgroup, Hierarchy, LinuxResources, Mode};
 use oci_spec::runtime::{LinuxDeviceCgroup, Spec};
@@ -38,6 +46,12 @@ pub enum CgroupError {
     Missing,
     #[error("linux.resources: cannot set limits: the container could not create or join its cgroup (rootless, no delegated cgroup)")]
     RootlessLimits,
+    #[error("--systemd-cgroup")]
+    Systemd(#[source] hull_cgroups::systemd::Error),
+    #[error("linux.cgroupsPath")]
+    SystemdPath(#[source] hull_cgroups::systemd::Error),
+    #[error("--systemd-cgroup: a rootless container would need systemd's user instance, which hullc does not use yet")]
+    SystemdRootless,
 }
 
 /// A container's cgroup, as kept in its state.
@@ -49,6 +63,8 @@ pub(crate) struct Cgroups {
     optional: bool,
     /// Its directories exist (made by `prepare` on v2, or by `create`).
     created: bool,
+    /// `--systemd-cgroup`: the transient unit that owns the cgroup.
+    unit: Option<hull_cgroups::systemd::Unit>,
 }
 
 /// The caller's /proc/self/mountinfo and /proc/self/cgroup, read once: the
@@ -80,12 +96,14 @@ impl HostViews {
 /// Resolves the cgroup for `spec`. On pure v2 it is also created, because
 /// clone3 places init in it (CLONE_INTO_CGROUP); elsewhere [`Cgroups::create`]
 /// and `join` do that while init builds its rootfs. `None`: rootless, and the cgroup
-/// could not be made (not delegated).
+/// could not be made (not delegated). Under `systemd`, nothing is made: systemd
+/// creates the scope once init exists ([`Cgroups::start_unit`]).
 pub(crate) fn prepare(
     spec: &Spec,
     id: &str,
     rootless: bool,
     host: &HostViews,
+    systemd: bool,
 ) -> Result<Option<Cgroups>, CgroupError> {
     let h = Hierarchy::from_proc(&host.mountinfo, &host.cgroup).map_err(CgroupError::Detect)?;
     let path = spec
@@ -93,12 +111,18 @@ pub(crate) fn prepare(
         .as_ref()
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned());
+    if systemd {
+        let cg = systemd::resolve(&h, path.as_deref(), id, rootless)?;
+        check_existing(&cg.cg)?;
+        return Ok(Some(cg));
+    }
     let cg = Cgroup::resolve(&h, path.as_deref(), id).map_err(CgroupError::Path)?;
     check_existing(&cg)?;
     let cg = Cgroups {
         optional: rootless && path.is_none(),
         created: false,
         cg,
+        unit: None,
     };
     if cg.cg.mode() == Mode::V2 {
         return cg.create(spec);
@@ -131,6 +155,10 @@ fn check_existing(cg: &Cgroup) -> Result<(), CgroupError> {
     }
     Ok(())
 }
+
+/// The key of the systemd unit in the state's cgroup object (next to the
+/// cgroup's own fields, which older states have alone).
+const SYSTEMD_UNIT: &str = "systemdUnit";
 
 /// Errors that mean "not ours to write" (runc's isIgnorableError).
 fn denied(e: &hull_cgroups::Error) -> bool {
@@ -178,8 +206,12 @@ fn op(op: &'static str) -> impl FnOnce(hull_cgroups::Error) -> CgroupError {
 }
 
 impl Cgroups {
-    /// On pure cgroup v2: the dir fd for clone3's CLONE_INTO_CGROUP.
+    /// On pure cgroup v2: the dir fd for clone3's CLONE_INTO_CGROUP. None
+    /// for a systemd scope not started yet: systemd moves init in.
     pub(crate) fn clone_fd(&self) -> Option<std::fs::File> {
+        if self.unit.is_some() && !self.created {
+            return None;
+        }
         self.cg.unified_dir()
     }
 
@@ -263,28 +295,42 @@ impl Cgroups {
         self.cg.apply(&r).map_err(CgroupError::Apply)
     }
 
-    /// `hullc update`: only what the caller gave (no device reset).
+    /// `hullc update`: only what the caller gave (no device reset); under
+    /// systemd, its unit properties first (runc's order).
     pub(crate) fn update(&self, r: &LinuxResources) -> Result<(), CgroupError> {
+        self.set_unit_properties(r)?;
         self.cg.apply(r).map_err(CgroupError::Apply)
     }
 
+    /// Removes the cgroup; under systemd, the unit is stopped first (which
+    /// removes the scope's cgroup), then whatever it left.
     pub(crate) fn destroy(&self) -> Result<(), CgroupError> {
+        let stopped = self.stop_unit();
         self.cg
             .destroy()
-            .map_err(op("removing the container's cgroup"))
+            .map_err(op("removing the container's cgroup"))?;
+        stopped
     }
 
     pub(crate) fn to_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.cg).expect("a cgroup always serializes")
+        let mut v = serde_json::to_value(&self.cg).expect("a cgroup always serializes");
+        if let (Some(u), Some(m)) = (&self.unit, v.as_object_mut()) {
+            m.insert(SYSTEMD_UNIT.into(), serde_json::json!(u));
+        }
+        v
     }
 
     pub(crate) fn from_json(v: Option<&serde_json::Value>) -> Option<Cgroups> {
-        v.and_then(|v| serde_json::from_value(v.clone()).ok())
-            .map(|cg| Cgroups {
-                cg,
-                optional: false,
-                created: true,
-            })
+        let v = v?;
+        let unit = v
+            .get(SYSTEMD_UNIT)
+            .and_then(|u| serde_json::from_value(u.clone()).ok());
+        serde_json::from_value(v.clone()).ok().map(|cg| Cgroups {
+            cg,
+            optional: false,
+            created: true,
+            unit,
+        })
     }
 
     pub(crate) fn is_frozen(&self) -> Result<bool, CgroupError> {
@@ -300,8 +346,12 @@ impl Cgroups {
     }
 
     /// `delete`: SIGKILL whatever is left, then remove the cgroup. Usually
-    /// nothing is left, and the first try of rmdir says so.
+    /// nothing is left, and the first try of rmdir says so. A systemd unit
+    /// is stopped after the kill: its own stop would SIGTERM and wait.
     pub(crate) fn kill_and_destroy(&self) -> Result<(), CgroupError> {
+        if self.unit.is_some() {
+            return self.kill_all(libc::SIGKILL).and_then(|_| self.destroy());
+        }
         if self.cg.remove_if_empty() {
             return Ok(());
         }

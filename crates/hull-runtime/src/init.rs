@@ -221,7 +221,10 @@ fn build_rootfs(a: &InitArgs) -> Result<(), InitError> {
         spec: a.spec,
         rootfs: a.rootfs,
         no_pivot: a.no_pivot,
-        userns: a.plan.new_user_ns,
+        // Device nodes are bound from the host in a user namespace, new or inherited (a
+        // rootless engine's, as podman's pause namespace): mknod is refused in both (runc:
+        // `RunningInUserNS() || NEWUSER`).
+        userns: a.plan.new_user_ns || crate::rootless::running_in_userns(),
         cgroupns: a.plan.new_cgroup_ns,
         cgroup_dirs: a.cgroup_dirs,
         // Still true in init when its mount namespace is a copy of the

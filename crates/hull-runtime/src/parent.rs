@@ -75,6 +75,8 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     /// Rootless cgroup handling (`--rootless`, see rootless.rs).
     pub rootless_cgroups: bool,
+    /// `--systemd-cgroup`: the cgroup is a systemd scope (cgroup/systemd.rs).
+    pub systemd_cgroup: bool,
 }
 
 /// A created container, still a child of this process.
@@ -171,6 +173,9 @@ pub(crate) fn create_with(
         bundle.spec.process().as_ref(),
         crate::lsm::selinux_enabled(),
     )?;
+    if o.systemd_cgroup {
+        cgroup::check_systemd(o.rootless_cgroups)?;
+    }
     let mut o = o.clone();
     pass_listen_fds(&mut o, &mut bundle.spec);
     let dir = ContainerDir::claim(root, &o.id)?;
@@ -197,7 +202,13 @@ fn build(
     dir.write_atomic(CONFIG_FILE, &b.raw)?;
     let plan = namespaces::plan(&b.spec);
     let host_views = cgroup::HostViews::read()?;
-    let cgroups = cgroup::prepare(&b.spec, &o.id, o.rootless_cgroups, &host_views)?;
+    let cgroups = cgroup::prepare(
+        &b.spec,
+        &o.id,
+        o.rootless_cgroups,
+        &host_views,
+        o.systemd_cgroup,
+    )?;
     td.cgroups = cgroups.clone();
     // Recorded before anything runs in it, so that `delete --force` after a
     // crash of this process finds the cgroup (pid 0 reads as "creating").
@@ -368,7 +379,10 @@ fn cgroup_and_proceed(
         chan.send(&Msg::Proceed)?;
     }
     let cg = match cg {
-        Some(cg) => cg.create(spec)?,
+        Some(cg) => {
+            cg.start_unit(spec, pid)?;
+            cg.create(spec)?
+        }
         None => None,
     };
     if early {

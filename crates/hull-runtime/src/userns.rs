@@ -67,9 +67,15 @@ fn gid_maps(spec: &Spec) -> &[LinuxIdMapping] {
 /// namespace whose gid_map was written by an unprivileged process after
 /// "deny"; newgidmap allows it when it maps subordinate gids.
 pub(crate) fn setgroups_allowed(spec: &Spec, plan: &Plan) -> bool {
+    if !plan.new_user_ns {
+        // The user namespace we run in may itself deny it (a rootless engine's namespace
+        // with a single-id map, written after "deny", as podman's without subordinate gids).
+        return std::fs::read_to_string("/proc/self/setgroups")
+            .map_or(true, |s| s.trim() != "deny");
+    }
     let egid = nix::unistd::getegid().as_raw();
     let root = nix::unistd::geteuid().is_root();
-    !plan.new_user_ns || root || writer(gid_maps(spec), egid, root) == Writer::Helper
+    root || writer(gid_maps(spec), egid, root) == Writer::Helper
 }
 
 pub(crate) fn write_mappings(spec: &Spec, pid: i32) -> Result<(), UsernsError> {

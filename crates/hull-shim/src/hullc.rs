@@ -69,17 +69,34 @@ pub struct Launch<'a> {
 pub struct Hullc {
     pub bin: PathBuf,
     pub root: PathBuf,
+    /// containerd's `SystemdCgroup = true` (runc options): hullc's
+    /// `--systemd-cgroup` on every call, as go-runc passes it.
+    pub systemd_cgroup: bool,
     reaper: Arc<Reaper>,
 }
 
 impl Hullc {
     pub fn new(bin: PathBuf, root: PathBuf, reaper: Arc<Reaper>) -> Self {
-        Hullc { bin, root, reaper }
+        Hullc {
+            bin,
+            root,
+            systemd_cgroup: false,
+            reaper,
+        }
+    }
+
+    /// With `--systemd-cgroup` when `on` (containerd's SystemdCgroup option).
+    pub fn with_systemd_cgroup(mut self, on: bool) -> Self {
+        self.systemd_cgroup = on;
+        self
     }
 
     fn command(&self) -> Command {
         let mut c = Command::new(&self.bin);
         c.arg("--root").arg(&self.root);
+        if self.systemd_cgroup {
+            c.arg("--systemd-cgroup");
+        }
         c
     }
 
@@ -260,6 +277,31 @@ fn last_log_error(log: &Path) -> String {
 #[allow(clippy::unwrap_used, clippy::zombie_processes)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn systemd_cgroup_goes_to_every_call() {
+        let reaper = Reaper::start(false).unwrap();
+        let h = Hullc::new("hullc".into(), "/run/x".into(), reaper);
+        let args = |h: &Hullc| -> Vec<String> {
+            let c = h.command();
+            c.get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect()
+        };
+        assert_eq!(args(&h), ["--root", "/run/x"]);
+        let h = h.with_systemd_cgroup(true);
+        assert_eq!(args(&h), ["--root", "/run/x", "--systemd-cgroup"]);
+        // From containerd's runc options (`SystemdCgroup = true` in its config).
+        use crate::service::systemd_cgroup_from_options as from;
+        use containerd_shim::protos::shim::oci::Options;
+        let o = Options {
+            systemd_cgroup: true,
+            ..Default::default()
+        };
+        assert!(from(Some(&o)));
+        assert!(!from(Some(&Options::default())));
+        assert!(!from(None));
+    }
 
     #[test]
     fn last_error_from_json_log() {

@@ -7,14 +7,19 @@
 //! the containerd glue.
 
 pub mod events;
+pub mod health;
 pub mod hullc;
+pub(crate) mod journal;
+pub mod jsonlog;
 pub mod metrics;
 pub mod mount;
 pub mod process;
 pub mod reaper;
+pub mod restart;
 pub mod serve;
 pub mod service;
 pub mod shim;
 pub mod stdio;
+pub mod supervise;
 pub mod tasks;
 pub mod trim;

@@ -1,7 +1,7 @@
 //! ttrpc glue: containerd's Task service on top of [`crate::tasks::Tasks`],
 //! and the events containerd expects.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -26,6 +26,7 @@ use crate::mount::Mount;
 use crate::process::Status;
 use crate::reaper::Reaper;
 use crate::stdio::StdioPaths;
+use crate::supervise::Supervisor;
 use crate::tasks::{self, CreateOpts, Event, Tasks};
 
 /// Where hullc keeps state when containerd passes no `Root` option
@@ -38,6 +39,8 @@ pub struct Service {
     reaper: Arc<Reaper>,
     exit: Arc<ExitSignal>,
     tasks: OnceLock<Arc<Tasks>>,
+    /// Restart policies and healthchecks of hull's containers.
+    supervisor: Arc<Supervisor>,
 }
 
 pub fn timestamp(t: SystemTime) -> Timestamp {
@@ -96,6 +99,12 @@ pub fn default_hullc() -> PathBuf {
     PathBuf::from("hullc")
 }
 
+/// containerd's `SystemdCgroup` runtime option (runc's `options.SystemdCgroup`,
+/// kubeadm's default on systemd hosts): hullc then runs with `--systemd-cgroup`.
+pub fn systemd_cgroup_from_options(o: Option<&Options>) -> bool {
+    o.is_some_and(|o| o.systemd_cgroup)
+}
+
 /// hullc binary and root from the runc-style runtime options, if any.
 pub fn runtime_from_options(o: Option<&Options>, namespace: &str) -> (PathBuf, PathBuf) {
     let bin = o
@@ -119,6 +128,7 @@ impl Service {
         Service {
             namespace,
             publisher: Arc::new(publisher),
+            supervisor: Arc::new(Supervisor::new(Arc::clone(&reaper))),
             reaper,
             exit,
             tasks: OnceLock::new(),
@@ -145,20 +155,27 @@ impl Service {
             return Ok(t);
         }
         let (bin, root) = runtime_from_options(options, &self.namespace);
-        let hullc = Hullc::new(bin, root, Arc::clone(&self.reaper));
+        let hullc = Hullc::new(bin, root, Arc::clone(&self.reaper))
+            .with_systemd_cgroup(systemd_cgroup_from_options(options));
         let (publisher, ns) = (Arc::clone(&self.publisher), self.namespace.clone());
+        let supervisor = Arc::clone(&self.supervisor);
         let sink = Box::new(move |ev: Event| match ev {
-            Event::Exit { id, exec_id, exit } => publisher.publish(
-                &ns,
-                TaskExit {
-                    container_id: id.clone(),
-                    id: if exec_id.is_empty() { id } else { exec_id },
-                    pid: exit.pid as u32,
-                    exit_status: exit.status,
-                    exited_at: MessageField::some(timestamp(exit.at)),
-                    ..Default::default()
-                },
-            ),
+            Event::Exit { id, exec_id, exit } => {
+                if exec_id.is_empty() {
+                    supervisor.exited(&id, exit.status);
+                }
+                publisher.publish(
+                    &ns,
+                    TaskExit {
+                        container_id: id.clone(),
+                        id: if exec_id.is_empty() { id } else { exec_id },
+                        pid: exit.pid as u32,
+                        exit_status: exit.status,
+                        exited_at: MessageField::some(timestamp(exit.at)),
+                        ..Default::default()
+                    },
+                )
+            }
             Event::Oom { id } => publisher.publish(
                 &ns,
                 TaskOOM {
@@ -214,6 +231,7 @@ impl containerd_shim::Task for Service {
                 stdio,
             })
             .map_err(to_rpc)?;
+        self.supervisor.created(&req.id, Path::new(&req.bundle));
         self.emit(TaskCreate {
             container_id: req.id.clone(),
             bundle: req.bundle.clone(),
@@ -239,8 +257,10 @@ impl containerd_shim::Task for Service {
         _ctx: &TtrpcContext,
         req: api::StartRequest,
     ) -> TtrpcResult<api::StartResponse> {
-        let pid = self.tasks()?.start(&req.id, &req.exec_id).map_err(to_rpc)?;
+        let tasks = self.tasks()?;
+        let pid = tasks.start(&req.id, &req.exec_id).map_err(to_rpc)?;
         if req.exec_id.is_empty() {
+            self.supervisor.started(&req.id, tasks);
             self.emit(TaskStart {
                 container_id: req.id.clone(),
                 pid: pid as u32,

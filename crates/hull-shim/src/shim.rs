@@ -16,7 +16,7 @@ use crate::events::Publisher;
 use crate::hullc::Hullc;
 use crate::mount;
 use crate::reaper::Reaper;
-use crate::service::{runtime_from_options, timestamp, Service};
+use crate::service::{runtime_from_options, systemd_cgroup_from_options, timestamp, Service};
 
 pub const RUNTIME_ID: &str = "io.containerd.hull.v2";
 
@@ -125,7 +125,8 @@ impl containerd_shim::Shim for HullShim {
         let opts = containerd_shim::util::read_options(&bundle).ok();
         let (bin, root) = runtime_from_options(opts.as_ref(), &self.namespace);
         let reaper = Reaper::start(false).map_err(|e| shim_err(e.to_string()))?;
-        let hullc = Hullc::new(bin, root, reaper);
+        let hullc = Hullc::new(bin, root, reaper)
+            .with_systemd_cgroup(systemd_cgroup_from_options(opts.as_ref()));
         if let Err(e) = hullc.delete(&self.id, true) {
             warn!("delete {}: {e}", self.id);
         }

@@ -10,10 +10,12 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::hullc::ChildStdio;
+use crate::jsonlog::{self, JsonLog};
 
 /// Copy threads need little stack; keeping it small keeps the shim small.
 const COPY_STACK: usize = 64 * 1024;
@@ -63,6 +65,8 @@ pub struct ProcessIo {
     out_done: (Sender<()>, Receiver<()>),
     /// The pty master, kept for ResizePty.
     console: Option<File>,
+    /// The json-file log both output streams write, once opened.
+    json_log: Option<Arc<Mutex<JsonLog>>>,
 }
 
 impl Default for ProcessIo {
@@ -73,6 +77,7 @@ impl Default for ProcessIo {
             outputs: 0,
             out_done: channel(),
             console: None,
+            json_log: None,
         }
     }
 }
@@ -138,79 +143,10 @@ fn copy_out(mut from: File, mut to: File) {
     }
 }
 
-/// `jsonfile://PATH` as an output path: the shim appends docker json-file
-/// lines (`{"log","stream","time"}`) to PATH itself, so `hull` keeps logs
-/// of detached containers with no reader attached.
+/// `jsonfile://PATH[?max-size=N&max-file=M]` as an output path: the shim appends docker
+/// json-file lines (`{"log","stream","time"}`) to PATH itself, so `hull` keeps logs of
+/// detached containers with no reader attached, and rotates it ([`crate::jsonlog`]).
 pub const JSON_FILE: &str = "jsonfile://";
-
-/// Longest partial line kept before it is written out (docker's 16 KiB).
-const MAX_LINE: usize = 16 * 1024;
-
-/// RFC 3339 UTC with nanoseconds, as docker's json-file `time`.
-fn rfc3339_now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    // Days → civil date (Howard Hinnant's algorithm).
-    let z = secs.div_euclid(86_400) + 719_468;
-    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let t = secs.rem_euclid(86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        t / 3600,
-        t / 60 % 60,
-        t % 60,
-        d.subsec_nanos()
-    )
-}
-
-fn json_line(to: &mut File, line: &[u8], stream: &str) -> std::io::Result<()> {
-    let v = serde_json::json!({
-        "log": String::from_utf8_lossy(line),
-        "stream": stream,
-        "time": rfc3339_now(),
-    });
-    let mut out = serde_json::to_vec(&v).unwrap_or_default();
-    out.push(b'\n');
-    // One write per line: with O_APPEND, stdout's and stderr's lines never
-    // interleave inside a line.
-    to.write_all(&out)
-}
-
-/// Like [`copy_out`], into json-file lines.
-fn copy_json(mut from: File, mut to: File, stream: &'static str) {
-    let mut buf = vec![0u8; BUF];
-    let mut pending: Vec<u8> = Vec::new();
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        };
-        pending.extend_from_slice(&buf[..n]);
-        while let Some(i) = pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=i).collect();
-            if json_line(&mut to, &line, stream).is_err() {
-                return;
-            }
-        }
-        if pending.len() >= MAX_LINE {
-            let _ = json_line(&mut to, &pending, stream);
-            pending.clear();
-        }
-    }
-    if !pending.is_empty() {
-        let _ = json_line(&mut to, &pending, stream);
-    }
-}
 
 /// Starts the copier of one output stream to `path` (a FIFO, a regular
 /// file, or `jsonfile://PATH`); it sends on `done` once everything is written.
@@ -219,18 +155,21 @@ fn out_copier(
     path: &str,
     stream: &'static str,
     done: Sender<()>,
+    json: &mut Option<Arc<Mutex<JsonLog>>>,
 ) -> Result<JoinHandle<()>, Error> {
-    if let Some(file) = path.strip_prefix(JSON_FILE) {
-        let to = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(file)
-            .map_err(|source| Error::Open {
-                path: file.into(),
-                source,
-            })?;
+    if let Some(target) = path.strip_prefix(JSON_FILE) {
+        // One log for both streams: stdout's and stderr's copiers must not both rotate it.
+        let to = match json {
+            Some(l) => l.clone(),
+            None => {
+                let t = jsonlog::Target::parse(target);
+                let p = t.path.display().to_string();
+                let l = JsonLog::open(t).map_err(|source| Error::Open { path: p, source })?;
+                json.insert(l).clone()
+            }
+        };
         return spawn(stream, move || {
-            copy_json(from, to, stream);
+            jsonlog::copy(from, &to, stream);
             let _ = done.send(());
         });
     }
@@ -340,7 +279,8 @@ impl ProcessIo {
 
     fn add_output(&mut self, from: File, path: &str, stream: &'static str) -> Result<(), Error> {
         let done = self.out_done.0.clone();
-        self.copiers.push(out_copier(from, path, stream, done)?);
+        self.copiers
+            .push(out_copier(from, path, stream, done, &mut self.json_log)?);
         self.outputs += 1;
         Ok(())
     }

@@ -493,6 +493,8 @@ impl Tasks {
     fn on_exit(&self, exit: Exit) {
         let mut io = None;
         let mut owner = None;
+        let mut bundle = PathBuf::new();
+        let mut started = false;
         {
             let mut st = self.lock();
             'find: for (id, c) in st.iter_mut() {
@@ -502,6 +504,8 @@ impl Tasks {
                     if p.pid == exit.pid && p.exit.is_none() {
                         io = p.io.take();
                         owner = Some((id.clone(), exec_id));
+                        bundle = c.bundle.clone();
+                        started = p.status != Status::Created;
                         break 'find;
                     }
                 }
@@ -514,6 +518,13 @@ impl Tasks {
             io.wait_output(DRAIN);
         }
         drop(io);
+        // Journaled by the shim, as no `hull` need be running when a container exits; and
+        // before the exit is recorded, so that `die` precedes whatever a waiter does next
+        // (`run --rm`'s `destroy`). A never-started init killed by a delete did not `die`
+        // (docker's `rm` of a created container journals only `destroy`).
+        if exec_id.is_empty() && started {
+            crate::journal::died(&bundle, &id, exit.status);
+        }
         if let Ok(()) = self.with_proc(&id, &exec_id, |p| {
             p.exit = Some(exit);
             p.status = Status::Stopped;

@@ -2,126 +2,15 @@
 //! `/usr/bin/docker`) over a temp socket, and raw HTTP for the error cases. No dockerd.
 #![allow(clippy::unwrap_used)]
 
+mod apisvc;
 mod ctr;
 
-use std::io::{Read as _, Write as _};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ctr::Env;
-use serde_json::json;
-
-const IMG: &str = "hull.test/api:1";
-const DOCKER: &str = "/usr/bin/docker";
-
-/// Serialises the tests that give containers networks with the other helpers' tests.
-struct NetLock(#[allow(dead_code)] std::fs::File);
-
-fn net_lock() -> NetLock {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/tmp/hull-net-tests.lock")
-        .unwrap();
-    // SAFETY: flock on a descriptor we own; released when it closes.
-    assert_eq!(unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) }, 0);
-    NetLock(f)
-}
-
-struct Service {
-    child: Child,
-    sock: PathBuf,
-    home: tempfile::TempDir,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        // SAFETY: signals the service this test started, by its pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
-
-fn start(e: &Env, time: &str) -> Service {
-    let sock = e.work.path().join("docker.sock");
-    let child = e
-        .cmd(&[
-            "system",
-            "service",
-            "--time",
-            time,
-            &format!("unix://{}", sock.display()),
-        ])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while UnixStream::connect(&sock).is_err() {
-        assert!(Instant::now() < deadline, "service did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Service {
-        child,
-        sock,
-        home: tempfile::tempdir().unwrap(),
-    }
-}
-
-impl Service {
-    fn docker(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(DOCKER);
-        c.args(args)
-            .env("DOCKER_HOST", format!("unix://{}", self.sock.display()))
-            .env("DOCKER_CONFIG", self.home.path())
-            .env("HOME", self.home.path())
-            .stdin(Stdio::null());
-        c
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.docker(args).output().unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "docker {args:?} failed ({:?}): {}{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-}
-
-/// One HTTP/1.1 request on the socket; (status, body).
-fn http(sock: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = UnixStream::connect(sock).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = out.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
-    (status, body)
-}
-
-fn env() -> Env {
-    let e = Env::new();
-    e.load(
-        IMG,
-        json!({"Env": ["PATH=/bin"], "Cmd": ["sh", "-c", "echo default"]}),
-    );
-    e
-}
+use apisvc::{env, http, net_lock, start, IMG};
 
 #[test]
 fn docker_run_foreground_output_and_exit_code() {
@@ -392,6 +281,101 @@ fn docker_volumes() {
         String::from_utf8_lossy(&o.stderr).contains("No such volume: data"),
         "{o:?}"
     );
+    // prune takes the unused volumes only.
+    s.ok(&["volume", "create", "spare"]);
+    s.ok(&["volume", "create", "kept"]);
+    s.ok(&["create", "--name", "keeper", "-v", "kept:/k", IMG]);
+    let out = s.ok(&["volume", "prune", "-f"]);
+    assert!(out.contains("spare") && !out.contains("kept"), "{out}");
+    assert_eq!(s.ok(&["volume", "ls", "-q"]), "kept\n");
+    s.ok(&["rm", "-v", "keeper"]);
+    s.ok(&["volume", "rm", "kept"]);
+    drop(s);
+    e.assert_clean();
+}
+
+#[test]
+fn docker_image_inspect_shows_the_whole_config() {
+    let e = env();
+    let ctx = e.work.path().join("hc");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(ctx.join("a"), "a\n").unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY a /a\nMAINTAINER someone\nONBUILD RUN true\n\
+         HEALTHCHECK --interval=5s --retries=4 CMD [\"/bin/check\"]\n",
+    )
+    .unwrap();
+    e.ok(&["build", "-q", "-t", "hull.test/hc:1", ctx.to_str().unwrap()]);
+    let s = start(&e, "0");
+    let hc = s.ok(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Healthcheck}} {{json .Config.OnBuild}} {{.Author}}",
+        "hull.test/hc:1",
+    ]);
+    assert_eq!(
+        hc.trim(),
+        r#"{"Test":["CMD","/bin/check"],"Interval":5000000000,"Retries":4} ["RUN true"] someone"#
+    );
+    drop(s);
+    e.assert_clean();
+}
+
+#[test]
+fn docker_restart_policy_and_healthcheck() {
+    let _l = net_lock();
+    let e = env();
+    let s = start(&e, "0");
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "r",
+        "--network",
+        "none",
+        "--restart",
+        "on-failure:2",
+        IMG,
+        "sh",
+        "-c",
+        "echo run; exit 3",
+    ]);
+    // The shim restarts it twice (docker's RestartCount), then it stays exited.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let done = "2 exited on-failure 2\n";
+    let f = "{{.RestartCount}} {{.State.Status}} {{.HostConfig.RestartPolicy.Name}} \
+             {{.HostConfig.RestartPolicy.MaximumRetryCount}}";
+    while s.ok(&["inspect", "-f", f, "r"]) != done {
+        assert!(std::time::Instant::now() < deadline, "no {done:?}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(s.ok(&["logs", "r"]), "run\nrun\nrun\n");
+    s.ok(&["rm", "r"]);
+    // docker's --health-* become Config.Healthcheck, which the shim runs.
+    s.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "h",
+        "--network",
+        "none",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "200ms",
+        IMG,
+        "sh",
+        "-c",
+        "touch /tmp/ok; exec sleep 1000",
+    ]);
+    while s.ok(&["inspect", "-f", "{{.State.Health.Status}}", "h"]) != "healthy\n" {
+        assert!(std::time::Instant::now() < deadline, "never healthy");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(s.ok(&["ps"]).contains("(healthy)"));
+    s.ok(&["rm", "-f", "h"]);
     drop(s);
     e.assert_clean();
 }

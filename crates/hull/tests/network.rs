@@ -440,7 +440,7 @@ fn teardown_on_exit_rm_and_reset() {
     assert!(links.is_empty(), "links left: {links:?}");
     assert!(!e.table_exists(), "nft table left");
     assert!(e.leases().is_empty());
-    let nets: Vec<_> = std::fs::read_dir(e.root.path().join("networks"))
+    let nets: Vec<_> = std::fs::read_dir(e.net_state().join("networks"))
         .unwrap()
         .flatten()
         .filter(|f| f.path().extension().is_some_and(|x| x == "json"))

@@ -288,3 +288,302 @@ fn login_then_push_and_pull_through_htpasswd() -> Result<()> {
     assert!(e.contains("not logged in"), "{e}");
     Ok(())
 }
+
+/// Writes an executable `docker-credential-NAME` into `bin` that logs its argument and
+/// stdin to `bin/log` and knows alice's password for `host` only.
+fn fake_helper(bin: &Path, name: &str, host: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(bin).unwrap();
+    let p = bin.join(format!("docker-credential-{name}"));
+    std::fs::write(
+        &p,
+        format!(
+            "#!/bin/sh\nserver=$(cat)\necho \"$1 $server\" >> {log}\n\
+             if [ \"$1 $server\" = \"get {host}\" ]; then\n\
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"wonder\"}}' \"$server\"\n\
+             else echo 'credentials not found in native keychain'; exit 1; fi\n",
+            log = bin.join("log").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn credential_helpers_for_push_and_pull() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let htpasswd = dir.path().join("htpasswd");
+    run(Command::new("htpasswd")
+        .arg("-Bbc")
+        .arg(&htpasswd)
+        .args(["alice", "wonder"]))?;
+    let auth = format!(
+        "  htpasswd:\n    realm: hull-test\n    path: {}\n",
+        htpasswd.display()
+    );
+    let open = Registry::start(None)?;
+    let reg = Registry::start(Some(&auth))?;
+    let layout = two_layer_layout(dir.path(), "v1")?;
+    let src = format!("{}/src:v1", open.host());
+    push(&layout.dir, "v1", &src, false, None)?;
+    let root = tempfile::tempdir()?;
+    let r = root.path();
+    ok(hull(r, &["pull", &src]));
+    let dest = format!("{}/helped:v1", reg.host());
+
+    let bin = dir.path().join("bin");
+    fake_helper(&bin, "hulltest", &reg.host());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let docker = dir.path().join("docker");
+    std::fs::create_dir_all(&docker)?;
+    let config = docker.join("config.json");
+    let env = [
+        ("PATH", Path::new(&path)),
+        ("DOCKER_CONFIG", docker.as_path()),
+    ];
+    // credHelpers: the registry's own helper.
+    std::fs::write(
+        &config,
+        serde_json::json!({"credHelpers": {reg.host(): "hulltest"}}).to_string(),
+    )?;
+    let digest = pushed_digest(&ok(hull_env(r, &env, &["push", &src, &dest])));
+    let log = std::fs::read_to_string(bin.join("log"))?;
+    assert!(log.contains(&format!("get {}", reg.host())), "{log}");
+    let fresh = tempfile::tempdir()?;
+    ok(hull_env(fresh.path(), &env, &["pull", &dest]));
+    assert_eq!(image_id(fresh.path(), &dest), image_id(r, &src));
+
+    // credsStore: the helper for all, behind the empty entry docker leaves in `auths`.
+    std::fs::write(
+        &config,
+        serde_json::json!({"auths": {reg.host(): {}}, "credsStore": "hulltest"}).to_string(),
+    )?;
+    let fresh = tempfile::tempdir()?;
+    ok(hull_env(fresh.path(), &env, &["pull", &dest]));
+    assert_eq!(skopeo_digest(&dest, &["--creds", "alice:wonder"])?, digest);
+
+    // A helper without credentials for the registry: the registry's refusal.
+    fake_helper(&bin, "other", "elsewhere:1");
+    std::fs::write(
+        &config,
+        serde_json::json!({"credHelpers": {reg.host(): "other"}}).to_string(),
+    )?;
+    let e = err(hull_env(r, &env, &["push", &src, &dest]));
+    assert!(e.contains("credentials required"), "{e}");
+    // A helper that is not installed, in a file named with --authfile: an error naming it.
+    std::fs::write(
+        &config,
+        serde_json::json!({"credHelpers": {reg.host(): "absent"}}).to_string(),
+    )?;
+    let e = err(hull_env(
+        r,
+        &env,
+        &["push", "--authfile", config.to_str().unwrap(), &src, &dest],
+    ));
+    assert!(e.contains("docker-credential-absent"), "{e}");
+    Ok(())
+}
+
+/// base64 (RFC 4648), `url`: the URL alphabet without padding (JWT).
+fn b64(data: &[u8], url: bool) -> String {
+    let abc: &[u8] = if url {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..=c.len() {
+            out.push(abc[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+        if !url {
+            out.push_str(&"=".repeat(3 - c.len()));
+        }
+    }
+    out
+}
+
+/// A token server after distribution's token spec: GET /token?service=..&scope=.. with
+/// alice's basic credentials answers a JWT (RS256, the signing certificate in `x5c`, which
+/// docker-registry checks against its `rootcertbundle`) granting the actions asked for.
+/// Every query it gets is kept in `seen`.
+struct TokenServer {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn token_for(dir: &Path, query: &str) -> Result<String> {
+    let der = std::fs::read(dir.join("cert.der"))?;
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [b64(&der, false)]});
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let access: Vec<serde_json::Value> = query
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("scope="))
+        .map(pct_decode)
+        .filter_map(|scope| {
+            let mut p = scope.split(':');
+            let (kind, name, actions) = (p.next()?, p.next()?, p.next()?);
+            Some(serde_json::json!({"type": kind, "name": name,
+                "actions": actions.split(',').collect::<Vec<_>>()}))
+        })
+        .collect();
+    let claims = serde_json::json!({
+        "iss": "hull-test-issuer", "sub": "alice", "aud": "hull-test",
+        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", query.len()),
+        "access": access,
+    });
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes(), true),
+        b64(claims.to_string().as_bytes(), true)
+    );
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(dir.join("key.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes())?;
+    let sig = child.wait_with_output()?;
+    anyhow::ensure!(sig.status.success(), "openssl dgst failed");
+    Ok(format!("{input}.{}", b64(&sig.stdout, true)))
+}
+
+fn token_server(dir: &Path) -> Result<TokenServer> {
+    run(Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=hull-test-token"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem")))?;
+    run(Command::new("openssl")
+        .args(["x509", "-outform", "der", "-in"])
+        .arg(dir.join("cert.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.der")))?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (seen2, stop2, dir) = (seen.clone(), stop.clone(), dir.to_path_buf());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            let Ok(mut c) = conn else { continue };
+            let Ok(head) = common::read_head(&mut c) else {
+                continue;
+            };
+            let target = head.split(' ').nth(1).unwrap_or("").to_string();
+            let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+            seen2.lock().unwrap().push(query.to_string());
+            let authorised = head.lines().any(|l| {
+                l.to_ascii_lowercase().starts_with("authorization:")
+                    && l[14..].trim() == format!("Basic {}", b64(b"alice:wonder", false))
+            });
+            let (status, body) = match (authorised, token_for(&dir, query)) {
+                (true, Ok(t)) => ("200 OK", serde_json::json!({"token": t}).to_string()),
+                _ => (
+                    "401 Unauthorized",
+                    r#"{"details":"bad credentials"}"#.to_string(),
+                ),
+            };
+            let _ = std::io::Write::write_all(
+                &mut c,
+                format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    Ok(TokenServer { port, seen, stop })
+}
+
+#[test]
+fn push_with_token_auth() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let tokens = token_server(dir.path())?;
+    let auth = format!(
+        "  token:\n    realm: http://127.0.0.1:{}/token\n    service: hull-test\n    \
+         issuer: hull-test-issuer\n    rootcertbundle: {}\n",
+        tokens.port,
+        dir.path().join("cert.pem").display()
+    );
+    let open = Registry::start(None)?;
+    let reg = Registry::start(Some(&auth))?;
+    let layout = two_layer_layout(dir.path(), "v1")?;
+    let src = format!("{}/src:v1", open.host());
+    push(&layout.dir, "v1", &src, false, None)?;
+    let root = tempfile::tempdir()?;
+    let r = root.path();
+    ok(hull(r, &["pull", &src]));
+    let dest = format!("{}/team/tokpush:v1", reg.host());
+
+    let e = err(hull(r, &["push", "--creds", "alice:nope", &src, &dest]));
+    assert!(e.contains("401"), "{e}");
+    let digest = pushed_digest(&ok(hull(
+        r,
+        &["push", "--creds", "alice:wonder", &src, &dest],
+    )));
+    let seen = tokens.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|q| q.contains("service=hull-test")
+            && pct_decode(q).contains("scope=repository:team/tokpush:pull,push")),
+        "token requests: {seen:?}"
+    );
+    // What hull pushed through the token-guarded registry is what skopeo and a pull see.
+    assert_eq!(skopeo_digest(&dest, &["--creds", "alice:wonder"])?, digest);
+    let fresh = tempfile::tempdir()?;
+    ok(hull(
+        fresh.path(),
+        &["pull", "--creds", "alice:wonder", &dest],
+    ));
+    assert_eq!(image_id(fresh.path(), &dest), image_id(r, &src));
+    // A second push: every blob is there (HEAD with the token), only the manifest goes.
+    let out = hull(r, &["push", "--creds", "alice:wonder", &src, &dest]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(stderr.contains("0 blobs uploaded"), "{stderr}");
+    Ok(())
+}

@@ -251,7 +251,7 @@ fn log_driver_none_keeps_nothing_and_log_opts_are_refused() {
         .unwrap();
     assert_eq!(text(&o).0.trim(), "0", "{o:?}");
     fails(&e, &["--log-driver", "syslog"], "--log-driver");
-    fails(&e, &["--log-opt", "max-size=1m"], "--log-opt");
+    fails(&e, &["--log-opt", "max-size=1q"], "--log-opt");
     let o = e.hull(&[
         "run",
         "--rm",

@@ -44,7 +44,9 @@ pub struct Cli {
     /// Debug logging.
     #[arg(long, global = true)]
     pub debug: bool,
-    /// Accepted for compatibility; hullc manages cgroupfs directly.
+    /// The container's cgroup is a systemd transient scope (runc's systemd
+    /// driver): linux.cgroupsPath reads "slice:prefix:name". Needs systemd
+    /// as init; `update` and `delete` find the unit in the state.
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
     /// Rootless cgroup handling: true, false or auto (unprivileged, or root

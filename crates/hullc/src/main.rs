@@ -13,9 +13,10 @@ use clap::Parser;
 use cli::{Cli, Cmd, CreateArgs, ListFormat};
 use hull_runtime::CreateOptions;
 
-fn options(a: CreateArgs, rootless_cgroups: bool) -> CreateOptions {
+fn options(a: CreateArgs, rootless_cgroups: bool, systemd_cgroup: bool) -> CreateOptions {
     CreateOptions {
         rootless_cgroups,
+        systemd_cgroup,
         id: a.id,
         bundle: a.bundle,
         pid_file: a.pid_file,
@@ -84,7 +85,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let rootless = hull_runtime::rootless::rootless_cgroups(cli.rootless.as_deref())?;
     match cli.cmd {
         Cmd::Create(a) => {
-            hull_runtime::create(root, &options(a, rootless))?;
+            hull_runtime::create(root, &options(a, rootless, cli.systemd_cgroup))?;
         }
         Cmd::Start { id } => hull_runtime::start(root, &id)?,
         Cmd::Run {
@@ -92,7 +93,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             detach,
             keep,
         } => {
-            let code = hull_runtime::run(root, &options(create, rootless), detach, keep)?;
+            let o = options(create, rootless, cli.systemd_cgroup);
+            let code = hull_runtime::run(root, &o, detach, keep)?;
             return Ok(code.clamp(0, 255) as u8);
         }
         Cmd::State { id } => print_json(&hull_runtime::state(root, &id)?)?,

@@ -427,7 +427,6 @@ fn global_flags_go_before_the_command() {
             log.to_str().unwrap(),
             "--log-format",
             "json",
-            "--systemd-cgroup",
             "run",
             "--bundle",
             b.path().to_str().unwrap(),

@@ -502,3 +502,27 @@ fn no_panic_on_mangled_configs() {
         }
     }
 }
+
+/// `--systemd-cgroup` where systemd is not init (this CI's containers): the
+/// error says so, with runc's exit status, before a state dir, a cgroup or
+/// a process exists. (The driver itself runs in scripts/vm-systemd.sh.)
+#[test]
+fn systemd_cgroup_without_systemd() {
+    if std::path::Path::new("/run/systemd/system").exists() {
+        eprintln!("skipped: systemd runs here (scripts/vm-systemd.sh tests the driver)");
+        return;
+    }
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    b.config["linux"]["cgroupsPath"] = json!("system.slice:hull:nosd");
+    b.save();
+    let bundle = b.path().to_str().unwrap();
+    let want = "--systemd-cgroup: systemd is not running (no /run/systemd/system)";
+    for cmd in ["create", "run"] {
+        let id = h.id("nosd");
+        h.track(&id);
+        h.cmd(&["--systemd-cgroup", cmd, "--bundle", bundle, &id])
+            .fails_with(&[want]);
+        assert_clean(&h, &b, &[&id, "hull-nosd.scope"]);
+    }
+}

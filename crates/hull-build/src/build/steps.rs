@@ -2,14 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-use hull_image::layer_write::stat_in_layers;
+use hull_image::layer_write::{resolve_in_layers, stat_in_layers};
 use hull_image::{Digest, Override};
 
 use super::{Builder, StepFail};
 use crate::copy::{self, Source};
 use crate::lex::Lexer;
 use crate::parser::Instruction;
-use crate::{cache, instr, msg, run, StepError};
+use crate::{cache, instr, io_err, msg, run, StepError};
 
 impl Builder<'_> {
     pub(super) fn run_step(&mut self, ins: &Instruction) -> Result<(), StepFail> {
@@ -60,6 +60,19 @@ impl Builder<'_> {
         );
         if self.cached(&key) {
             return Ok(());
+        }
+        // No emulation: a RUN executes the stage's binaries on this host's CPU.
+        let host = hull_image::spec::host_platform();
+        let arch = st.config["architecture"].as_str().unwrap_or_default();
+        let os = st.config["os"].as_str().unwrap_or("linux");
+        if arch != host.architecture || os != host.os {
+            return Err(StepError::Msg(format!(
+                "RUN in a stage for {os}/{arch}: this host runs {}/{} and hull does not emulate \
+                 other platforms (no qemu-user); only COPY, ADD and config instructions can \
+                 build such a stage",
+                host.os, host.architecture
+            ))
+            .into());
         }
         let image = st
             .image
@@ -136,6 +149,14 @@ impl Builder<'_> {
             d
         };
         let layers = self.snapshots(&st.layers);
+        // Symlinks of the image on the destination's way are followed inside the image,
+        // never on the host (docker resolves the destination in the container's root).
+        let dest = {
+            let rel = copy::container_rel(&dest);
+            let res = resolve_in_layers(&layers, &rel).map_err(io_err(&rel))?;
+            let slash = if dest.ends_with('/') { "/" } else { "" };
+            format!("/{}{slash}", res.display())
+        };
         let over = Override {
             owner: match ins.flag("chown") {
                 Some(c) => Some(copy::owner(c, &layers)?),
@@ -261,7 +282,7 @@ impl Builder<'_> {
                 .image
                 .clone()
                 .ok_or_else(|| msg(format!("--from={from}: that stage has no files"))),
-            None => Ok(self.base_image(from)?.id),
+            None => Ok(self.base_image(from, None)?.id),
         }
     }
 

@@ -13,6 +13,7 @@
 //! missing, goes into DEST when it is a directory (its contents only with `SRC/.`), and never
 //! onto a file. The parent of a missing DEST must exist.
 
+mod stream;
 mod tree;
 
 use std::ffi::OsStr;
@@ -41,6 +42,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read the tar stream")]
+    Unpack(#[source] hull_image::UnpackError),
+    #[error("tar stream limits")]
+    Limits(#[source] hull_image::limits::LimitError),
     #[error("copying {from} to {to}")]
     Copy {
         from: String,

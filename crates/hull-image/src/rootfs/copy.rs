@@ -28,7 +28,7 @@ pub(super) fn populate(lowers: &[PathBuf], dest: &Path) -> Result<(), RootfsErro
 fn is_opaque(dir: &Path) -> Result<bool, RootfsError> {
     let x = fsutil::lxattrs(dir).map_err(io_err(dir))?;
     Ok(x.iter()
-        .any(|(n, v)| n == b"trusted.overlay.opaque" && v == b"y"))
+        .any(|(n, v)| crate::userns::is_opaque_xattr(n) && v == b"y"))
 }
 
 fn apply_dir(
@@ -86,7 +86,7 @@ fn apply_dir(
 fn copy_meta(src: &Path, dest: &Path, meta: &fs::Metadata) -> Result<(), RootfsError> {
     fsutil::lchown(dest, u64::from(meta.uid()), u64::from(meta.gid())).map_err(io_err(dest))?;
     for (name, value) in fsutil::lxattrs(src).map_err(io_err(src))? {
-        if !name.starts_with(b"trusted.overlay.") {
+        if !crate::userns::is_overlay_xattr(&name) {
             fsutil::lsetxattr_raw(dest, &name, &value).map_err(io_err(dest))?;
         }
     }

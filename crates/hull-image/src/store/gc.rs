@@ -46,9 +46,20 @@ impl Store {
     /// container uses, then snapshots and blobs nothing references (also those left by
     /// failed pulls or builds).
     pub fn prune_images(&mut self, all: bool) -> Result<PruneReport, StoreError> {
+        self.prune_images_keeping(all, &HashSet::new())
+    }
+
+    /// [`Store::prune_images`], but an untagged image in `keep` is not dangling (hull
+    /// build's step cache: those images serve later builds, as docker's build cache that
+    /// `image prune` leaves alone); `all` deletes them too.
+    pub fn prune_images_keeping(
+        &mut self,
+        all: bool,
+        keep: &HashSet<crate::Digest>,
+    ) -> Result<PruneReport, StoreError> {
         let mut report = PruneReport::default();
         for img in self.images()? {
-            let dangling = img.tags().next().is_none();
+            let dangling = img.tags().next().is_none() && !keep.contains(&img.id);
             if (dangling || all) && db::delete_unused(self.db_mut(), &img.id.to_string())? {
                 report.deleted.push(img);
             }

@@ -1,10 +1,10 @@
-//! A private containerd 1.6 with its CRI plugin, driven with crictl (issue 23).
+//! A private containerd 1.6 with its CRI plugin for the CRI tests (issue 23), driven through
+//! [`super::cri_client`] (the kubelet's gRPC API, so CI needs no crictl).
 //!
 //! `scripts/cri-env.sh` builds the stack (local registry as the mirror, locally built busybox and
 //! pause images, CNI bridge, containerd in a private mount namespace); this side holds
-//! `/tmp/hull-net-tests.lock` while it exists and tears it down on drop, also after a failed
-//! assertion. crictl (cri-tools v1.26.1, which hull does not build) comes from `HULL_CRI_TOOLS`
-//! (a dir), `target/cri-tools/` or PATH.
+//! `/tmp/hull-net-tests.lock` while it exists and tears it down on drop (every pod stopped and
+//! removed through the CRI first, as kubelet would), also after a failed assertion.
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::os::fd::AsRawFd;
@@ -12,51 +12,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::cri_client::Client;
+
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/cri-env.sh");
 
 pub struct Cri {
     pub dir: PathBuf,
     _tmp: tempfile::TempDir,
-    pub endpoint: String,
-    crictl: PathBuf,
+    pub client: Option<Client>,
     pub cgroup_parent: String,
     bin_dir: PathBuf,
     _lock: std::fs::File,
 }
 
-/// crictl, or None (with the reason printed loudly) when the tools were not built.
-pub fn crictl() -> Option<PathBuf> {
-    let dirs = [
-        std::env::var_os("HULL_CRI_TOOLS").map(PathBuf::from),
-        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/cri-tools")),
-    ];
-    for d in dirs.into_iter().flatten() {
-        if d.join("crictl").exists() {
-            return Some(d.join("crictl"));
-        }
-    }
-    if let Ok(o) = Command::new("sh")
-        .args(["-c", "command -v crictl"])
-        .output()
-    {
-        let p = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        if o.status.success() && !p.is_empty() {
-            return Some(PathBuf::from(p));
-        }
-    }
-    None
-}
-
-/// Root, containerd, the CNI plugins, the registry, skopeo, gcc, jq and crictl; else None and
-/// a loud reason.
-pub fn usable() -> Option<PathBuf> {
+/// Root, containerd (with ctr), the CNI plugins, the registry, skopeo, gcc and jq; else false
+/// and a loud reason.
+pub fn usable() -> bool {
     // SAFETY: getuid has no preconditions.
     if unsafe { libc::getuid() } != 0 {
         eprintln!("SKIPPED: the CRI tests need root");
-        return None;
+        return false;
     }
     for (bin, pkg) in [
         ("containerd", "containerd"),
+        ("ctr", "containerd"),
         ("docker-registry", "docker-registry"),
         ("skopeo", "skopeo"),
         ("gcc", "gcc"),
@@ -70,23 +49,16 @@ pub fn usable() -> Option<PathBuf> {
             .is_ok_and(|s| s.success());
         if !ok {
             eprintln!("SKIPPED: CRI tests need {bin} (apt-get install {pkg})");
-            return None;
+            return false;
         }
     }
     if !Path::new("/usr/lib/cni/bridge").exists() {
         eprintln!(
             "SKIPPED: CRI tests need /usr/lib/cni (apt-get install containernetworking-plugins)"
         );
-        return None;
+        return false;
     }
-    let c = crictl();
-    if c.is_none() {
-        eprintln!(
-            "\n*** SKIPPED: crictl not found (HULL_CRI_TOOLS, target/cri-tools, PATH): put \
-             cri-tools v1.26.1's crictl there to run the CRI tests. ***\n"
-        );
-    }
-    c
+    true
 }
 
 fn lock() -> std::fs::File {
@@ -103,7 +75,7 @@ fn lock() -> std::fs::File {
 }
 
 impl Cri {
-    pub fn up(bin_dir: &Path, crictl: PathBuf) -> Cri {
+    pub fn up(bin_dir: &Path) -> Cri {
         let lock = lock();
         let tmp = tempfile::Builder::new()
             .prefix("hull-cri")
@@ -114,8 +86,7 @@ impl Cri {
         let mut cri = Cri {
             dir: dir.clone(),
             _tmp: tmp,
-            endpoint: String::new(),
-            crictl,
+            client: None,
             cgroup_parent,
             bin_dir: bin_dir.to_path_buf(),
             _lock: lock,
@@ -127,8 +98,12 @@ impl Cri {
             String::from_utf8_lossy(&o.stderr),
             cri.containerd_log_tail()
         );
-        cri.endpoint = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        cri.client = Some(Client::connect(&dir.join("c.sock")));
         cri
+    }
+
+    pub fn c(&self) -> &Client {
+        self.client.as_ref().unwrap()
     }
 
     fn script(&self, action: &str) -> Output {
@@ -136,7 +111,8 @@ impl Cri {
             .arg(SCRIPT)
             .arg(action)
             .arg(&self.dir)
-            .env("CRICTL", &self.crictl)
+            // No crictl: pods are removed through our client before `down`.
+            .env("CRICTL", "/nonexistent/crictl")
             .env("CRI_CGROUP_PARENT", &self.cgroup_parent)
             .env("HULL_BIN_DIR", &self.bin_dir)
             .stdin(Stdio::null())
@@ -148,47 +124,6 @@ impl Cri {
         let log = std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    pub fn crictl(&self, args: &[&str]) -> Output {
-        Command::new(&self.crictl)
-            .args([
-                "--timeout",
-                "60s",
-                "-r",
-                &self.endpoint,
-                "-i",
-                &self.endpoint,
-            ])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    /// crictl, which must succeed; its stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let o = self.crictl(args);
-        assert!(
-            o.status.success(),
-            "crictl {args:?}: {:?}\nstdout: {}\nstderr: {}\ncontainerd log tail:\n{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr),
-            self.containerd_log_tail()
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    pub fn json(&self, args: &[&str]) -> serde_json::Value {
-        serde_json::from_str(&self.ok(args)).unwrap()
-    }
-
-    /// Writes `value` as DIR/NAME.json for crictl; its path.
-    pub fn file(&self, name: &str, value: &serde_json::Value) -> String {
-        let p = self.dir.join(format!("{name}.json"));
-        std::fs::write(&p, value.to_string()).unwrap();
-        p.display().to_string()
     }
 
     /// containerd's private mount namespace (`readlink /proc/PID/ns/mnt`).
@@ -293,6 +228,9 @@ impl Cri {
 
 impl Drop for Cri {
     fn drop(&mut self) {
+        if let Some(c) = self.client.take() {
+            c.remove_all_pods();
+        }
         let o = self.script("down");
         if !o.status.success() {
             eprintln!("cri-env.sh down: {}", String::from_utf8_lossy(&o.stderr));

@@ -28,7 +28,13 @@ pub(crate) struct LoadArgs {
 pub(crate) fn save(root: &Path, a: SaveArgs) -> anyhow::Result<()> {
     let store = super::open_store(root)?;
     hull_image::archive::save(&store, &a.image, &a.output)
-        .with_context(|| format!("saving {} to {}", a.image, a.output.display()))
+        .with_context(|| format!("saving {} to {}", a.image, a.output.display()))?;
+    let id = store
+        .lookup(&a.image)
+        .map(|i| i.id.to_string())
+        .unwrap_or_default();
+    hull_engine::events::Journal::open(root).emit_image("save", &id, &a.image);
+    Ok(())
 }
 
 pub(crate) fn load(root: &Path, a: LoadArgs) -> anyhow::Result<()> {
@@ -40,8 +46,11 @@ pub(crate) fn load(root: &Path, a: LoadArgs) -> anyhow::Result<()> {
     };
     let images = hull_image::archive::load(&mut store, &a.input, progress)
         .with_context(|| format!("loading {}", a.input.display()))?;
+    let journal = hull_engine::events::Journal::open(root);
     for img in images {
         let tags: Vec<&str> = img.tags().collect();
+        let id = img.id.to_string();
+        journal.emit_image("load", &id, tags.first().copied().unwrap_or(&id));
         if tags.is_empty() {
             outln!("Loaded image: {}", img.id)?;
         }

@@ -104,6 +104,7 @@ pub(crate) fn run(root: &Path, a: AttachArgs) -> Result<u8> {
     }
     let dir = e.dir(&r);
     let shim = e.shim(&r)?;
+    e.emit(&r, "attach", &[]);
     // From the log's end now: what the container writes from here on.
     let offset = std::fs::metadata(dir.join(logs::LOG)).map_or(0, |m| m.len());
     let _raw = if r.options.tty {

@@ -70,6 +70,7 @@ fn pull(root: &Path, image: &str) -> Result<()> {
     eprintln!("Pulling {r}");
     let report = hull_image::pull(&mut store, image, &opts, progress)
         .with_context(|| format!("pulling {r}"))?;
+    hull_engine::events::Journal::open(root).emit_image("pull", image, image);
     eprintln!(
         "Status: {} for {r} ({} layers fetched, {} already present)",
         if report.layers_fetched > 0 {

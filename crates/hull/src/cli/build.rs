@@ -1,8 +1,32 @@
-//! `hull build`: flags only; the builder is `hull-build`.
+//! `hull build` (flags only; the builder is `hull-build`) and `hull builder prune`.
 
 use std::path::{Path, PathBuf};
 
-use clap::Args;
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+#[derive(Subcommand)]
+pub(crate) enum BuilderCommand {
+    /// Remove the build cache: its entries, then the unnamed images only it kept.
+    Prune {
+        /// Accepted for docker compatibility (hull never asks).
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+pub(crate) fn builder(root: &Path, c: BuilderCommand) -> anyhow::Result<()> {
+    let BuilderCommand::Prune { force: _ } = c;
+    let mut store = super::open_store(root)?;
+    let n = hull_build::cache::forget(&store, true).context("removing build cache entries")?;
+    let r = store.prune_images(false).context("pruning images")?;
+    outln!(
+        "Deleted build cache entries: {n}\nDeleted images: {}\nTotal reclaimed space: {}",
+        r.deleted.len(),
+        super::images::human(r.reclaimed)
+    )?;
+    Ok(())
+}
 
 #[derive(Args)]
 pub(crate) struct BuildArgs {

@@ -19,9 +19,10 @@ pub(crate) struct CpArgs {
     /// Follow a symlink named by SRC.
     #[arg(short = 'L', long)]
     follow_link: bool,
-    /// CONTAINER:SRC_PATH or a host path (SRC_PATH/. copies a directory's contents).
+    /// CONTAINER:SRC_PATH, a host path (SRC_PATH/. copies a directory's contents), or `-`: a
+    /// tar stream on stdin, unpacked into the directory DEST_PATH.
     src: String,
-    /// CONTAINER:DEST_PATH or a host path.
+    /// CONTAINER:DEST_PATH, a host path, or `-`: SRC_PATH as a tar stream on stdout.
     dest: String,
 }
 
@@ -38,7 +39,7 @@ fn parse(arg: &str) -> (Option<&str>, &str) {
 
 pub(crate) fn run(root: &Path, a: CpArgs) -> Result<u8> {
     if a.src == "-" || a.dest == "-" {
-        bail!("hull cp: tar streams on stdin/stdout (\"-\") are not supported; copy to or from a path");
+        return stream(root, &a);
     }
     let e = engine(root)?;
     let (src, dst) = (parse(&a.src), parse(&a.dest));
@@ -72,6 +73,34 @@ pub(crate) fn run(root: &Path, a: CpArgs) -> Result<u8> {
         None => Side::Host(Path::new(dst.1)),
     };
     e.copy(&s, &d, a.follow_link, owner)?;
+    Ok(0)
+}
+
+/// `cp CTR:PATH -` (a tar of PATH on stdout) and `cp - CTR:DIR` (a tar on stdin unpacked
+/// into DIR), as docker's.
+fn stream(root: &Path, a: &CpArgs) -> Result<u8> {
+    let e = engine(root)?;
+    match (parse(&a.src), parse(&a.dest)) {
+        ((Some(c), path), (None, "-")) => {
+            let r = e.find(c)?;
+            let out = std::io::BufWriter::new(std::io::stdout().lock());
+            e.copy_out_tar(&r, non_empty(path), a.follow_link, out)?;
+        }
+        ((None, "-"), (Some(c), path)) => {
+            let r = e.find(c)?;
+            let owner = if a.archive {
+                Owner::Keep
+            } else {
+                Owner::Fixed(0, 0)
+            };
+            e.copy_in_tar(&r, non_empty(path), std::io::stdin().lock(), owner)?;
+        }
+        _ => bail!(
+            "\"-\" (a tar stream) goes with CONTAINER:PATH on the other side: cp CONTAINER:PATH - or cp - CONTAINER:DIR (got {} and {})",
+            a.src,
+            a.dest
+        ),
+    }
     Ok(0)
 }
 

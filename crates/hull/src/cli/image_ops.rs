@@ -59,6 +59,11 @@ pub(crate) fn tag(root: &Path, a: TagArgs) -> anyhow::Result<()> {
     store
         .tag(&a.source, &a.target)
         .with_context(|| format!("tagging {} as {}", a.source, a.target))?;
+    let id = store
+        .lookup(&a.target)
+        .map(|i| i.id.to_string())
+        .unwrap_or_default();
+    hull_engine::events::Journal::open(root).emit_image("tag", &id, &a.target);
     Ok(())
 }
 
@@ -145,6 +150,8 @@ pub(crate) fn import(root: &Path, a: ImportArgs) -> anyhow::Result<()> {
     );
     let names: Vec<String> = a.name.iter().cloned().collect();
     let img = store.commit_draft(draft, &names).with_context(what)?;
+    let name = a.name.as_deref().unwrap_or_default();
+    hull_engine::events::Journal::open(root).emit_image("import", &img.id.to_string(), name);
     outln!("{}", img.id)?;
     Ok(())
 }
@@ -152,7 +159,13 @@ pub(crate) fn import(root: &Path, a: ImportArgs) -> anyhow::Result<()> {
 pub(crate) fn prune(root: &Path, a: PruneArgs) -> anyhow::Result<()> {
     let _ = a.force;
     let mut store = super::open_store(root)?;
-    let r = store.prune_images(a.all).context("pruning images")?;
+    // The build cache's images are not dangling (docker's `image prune` leaves the build
+    // cache too); `-a` deletes them as any unused image, then their entries.
+    let keep = hull_build::cache::images(root).context("reading the build cache")?;
+    let r = store
+        .prune_images_keeping(a.all, &keep)
+        .context("pruning images")?;
+    hull_build::cache::forget(&store, false).context("removing build cache entries")?;
     if !r.deleted.is_empty() {
         outln!("Deleted Images:")?;
     }

@@ -21,6 +21,9 @@ pub(crate) struct ImagesArgs {
     /// Only print image ids.
     #[arg(short, long)]
     quiet: bool,
+    /// Show the build cache's intermediate images too (docker's `images -a`).
+    #[arg(short, long)]
+    all: bool,
 }
 
 #[derive(Args)]
@@ -80,7 +83,13 @@ pub(crate) fn human(size: u64) -> String {
 
 pub(crate) fn list(root: &Path, a: ImagesArgs) -> anyhow::Result<()> {
     let store = super::open_store(root)?;
-    let images = store.images()?;
+    let mut images = store.images()?;
+    if !a.all {
+        // As docker hides the intermediate images of its builds: the unnamed images of
+        // `hull build`'s step cache (`image prune` keeps them; `builder prune` removes them).
+        let cache = hull_build::cache::images(root).context("reading the build cache")?;
+        images.retain(|i| i.tags().next().is_some() || !cache.contains(&i.id));
+    }
     if a.quiet {
         for img in &images {
             outln!("{}", short_id(img))?;
@@ -139,21 +148,34 @@ pub(crate) fn list(root: &Path, a: ImagesArgs) -> anyhow::Result<()> {
 
 pub(crate) fn rmi(root: &Path, a: RmiArgs) -> anyhow::Result<()> {
     let mut store = super::open_store(root)?;
+    let journal = hull_engine::events::Journal::open(root);
     for name in &a.images {
+        let id = store
+            .lookup(name)
+            .map(|i| i.id.to_string())
+            .unwrap_or_default();
         let r = store
             .remove_image(name, a.force)
             .with_context(|| format!("removing {name}"))?;
         for n in r.untagged.iter().filter(|n| !n.contains('@')) {
+            journal.emit_image("untag", &id, n);
             outln!("Untagged: {n}")?;
         }
         if let Some(id) = r.deleted {
+            journal.emit_image("delete", &id, name);
             outln!("Deleted: {id}")?;
         }
     }
     Ok(())
 }
 
-fn inspect_json(img: &ImageRecord) -> serde_json::Value {
+/// docker's image inspect. `Config` comes from the stored config JSON as it is, so fields
+/// hull's typed config does not model (`Healthcheck`, `Shell`, `OnBuild`, ...) show too.
+fn inspect_json(img: &ImageRecord, raw: &serde_json::Value) -> serde_json::Value {
+    let config = match raw.get("config") {
+        Some(c) if !c.is_null() => c.clone(),
+        _ => json!(img.config.config),
+    };
     json!({
         "Id": img.id,
         "Digest": img.manifest_digest,
@@ -164,7 +186,8 @@ fn inspect_json(img: &ImageRecord) -> serde_json::Value {
         "Architecture": img.config.architecture,
         "Os": img.config.os,
         "Variant": img.config.variant,
-        "Config": img.config.config,
+        "Author": raw.get("author").cloned().unwrap_or(json!("")),
+        "Config": config,
         "RootFS": { "Type": img.config.rootfs.kind, "Layers": img.config.rootfs.diff_ids },
         "Layers": img.layers.iter().map(|l| json!({
             "Digest": l.blob, "MediaType": l.media_type, "Size": l.size,
@@ -174,16 +197,29 @@ fn inspect_json(img: &ImageRecord) -> serde_json::Value {
     })
 }
 
+/// The inspect JSON of image `name` (a name or id).
+pub(crate) fn inspect_image(
+    store: &hull_image::Store,
+    name: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let img = store
+        .lookup(name)
+        .with_context(|| format!("inspecting {name}"))?;
+    let raw = store
+        .config_raw(&img)
+        .with_context(|| format!("reading the config of {name}"))?;
+    let raw: serde_json::Value =
+        serde_json::from_slice(&raw).with_context(|| format!("parsing the config of {name}"))?;
+    Ok(inspect_json(&img, &raw))
+}
+
 pub(crate) fn image(root: &Path, c: ImageCommand) -> anyhow::Result<()> {
     match c {
         ImageCommand::Inspect { images } => {
             let store = super::open_store(root)?;
             let mut out = Vec::new();
             for name in &images {
-                let img = store
-                    .lookup(name)
-                    .with_context(|| format!("inspecting {name}"))?;
-                out.push(inspect_json(&img));
+                out.push(inspect_image(&store, name)?);
             }
             outln!("{}", serde_json::to_string_pretty(&out)?)?;
             Ok(())

@@ -61,6 +61,10 @@ pub(crate) fn version(root: &Path, a: FormatArgs) -> Result<u8> {
         "Runtime": {"Name": "hullc", "Path": path, "Version": hullc},
         "Shim": {"Name": "containerd-shim-hull-v2", "Path": e.shim_path().unwrap_or_else(|| "not found".into())},
     });
+    let mut v = v;
+    if let (Some(o), Some(extra)) = (v.as_object_mut(), hull_engine::rootless::info()) {
+        o.extend(extra);
+    }
     print(&v, a.format)?;
     Ok(0)
 }
@@ -129,6 +133,10 @@ pub(crate) fn info(root: &Path, a: FormatArgs) -> Result<u8> {
         "CPUs": cpus, "Total Memory": hull_engine::stats::bytes_binary(mem_total()),
         "Name": host, "Client Version": env!("CARGO_PKG_VERSION"),
     });
+    let mut v = v;
+    if let (Some(o), Some(extra)) = (v.as_object_mut(), hull_engine::rootless::info()) {
+        o.extend(extra);
+    }
     print(&v, a.format)?;
     Ok(0)
 }

@@ -40,6 +40,9 @@ pub(crate) struct UpdateArgs {
     /// Maximum number of processes (-1: unlimited).
     #[arg(long, allow_hyphen_values = true)]
     pids_limit: Option<i64>,
+    /// Restart policy (no, on-failure[:N], always, unless-stopped), applied at once.
+    #[arg(long, value_name = "POLICY")]
+    restart: Option<String>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -89,8 +92,11 @@ pub(crate) fn update(root: &Path, a: UpdateArgs) -> Result<u8> {
         cpus: a.cpus.as_deref().map(opts::parse_cpus).transpose()?,
         pids_limit: a.pids_limit,
     };
-    if res == Resources::default() {
-        bail!("hull update: nothing to change (give --memory, --cpus or --pids-limit)");
+    if res == Resources::default() && a.restart.is_none() {
+        bail!("hull update: nothing to change (give --memory, --cpus, --pids-limit or --restart)");
+    }
+    if let Some(p) = &a.restart {
+        hull_engine::policy::parse_restart(p)?;
     }
     let e = engine(root)?;
     // Every name must exist before anything changes.
@@ -99,8 +105,13 @@ pub(crate) fn update(root: &Path, a: UpdateArgs) -> Result<u8> {
         .iter()
         .map(|c| e.find(c))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(p) = &a.restart {
+        super::run_policy::update_restart(root, p, &a.containers)?;
+    }
     for (r, name) in recs.iter().zip(&a.containers) {
-        e.update(r, &res)?;
+        if res != Resources::default() {
+            e.update(r, &res)?;
+        }
         outln!("{name}")?;
     }
     Ok(0)

@@ -19,6 +19,7 @@ mod cdi;
 mod commit;
 mod cp;
 mod ctl;
+mod events;
 mod exec;
 mod image_ops;
 mod images;
@@ -29,8 +30,11 @@ mod network;
 mod ps;
 mod pull;
 mod push;
+mod rootless;
 mod run;
 mod run_extra;
+mod run_net;
+mod run_policy;
 mod service;
 mod stats;
 mod table;
@@ -47,9 +51,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "hull", version, about = "Daemonless container tool")]
 struct Cli {
-    /// Storage root for images, snapshots and containers.
-    #[arg(long, global = true, default_value = "/var/lib/hull")]
-    root: PathBuf,
+    /// Storage root for images, snapshots and containers [default: /var/lib/hull; for an
+    /// ordinary user $XDG_DATA_HOME/hull, i.e. ~/.local/share/hull (docs/rootless.md)].
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// CDI spec directory (repeatable; later ones take precedence). Default: /etc/cdi, /var/run/cdi.
     #[arg(long, global = true)]
     cdi_spec_dir: Vec<PathBuf>,
@@ -71,6 +76,9 @@ enum Command {
     Load(archive::LoadArgs),
     /// Build an image from a Containerfile/Dockerfile.
     Build(build::BuildArgs),
+    /// Manage the build cache.
+    #[command(subcommand)]
+    Builder(build::BuilderCommand),
     /// Manage images.
     #[command(subcommand)]
     Image(images::ImageCommand),
@@ -122,6 +130,8 @@ enum Command {
     Unpause(ctl::NamesArgs),
     /// Show containers' resource usage (CPU, memory, network, block I/O, PIDs).
     Stats(stats::StatsArgs),
+    /// Stream the root's events (containers, images, networks, volumes) until Ctrl-C.
+    Events(events::EventsArgs),
     /// Copy files between a container and the host (CONTAINER:PATH on one side).
     Cp(cp::CpArgs),
     /// Rename a container.
@@ -153,6 +163,9 @@ enum Command {
     /// Container Device Interface: list devices, generate a spec for NVIDIA GPUs.
     #[command(subcommand)]
     Cdi(cdi::CdiCommand),
+    /// Run a container's healthcheck.
+    #[command(subcommand)]
+    Healthcheck(run_policy::HealthcheckCommand),
     /// Internal: the watcher of `run -d --rm`.
     #[command(hide = true)]
     AutoRemove { id: String },
@@ -233,12 +246,19 @@ fn parse() -> Result<Cli, ExitCode> {
 /// Runs the CLI; errors print as `Error: cause: cause...` with exit code 125
 /// (podman's code for errors of the tool itself).
 pub(crate) fn main() -> ExitCode {
-    let cli = match parse() {
+    let mut cli = match parse() {
         Ok(c) => c,
         Err(code) => return code,
     };
     cdi::set_spec_dirs(&cli.cdi_spec_dir);
-    let r = &cli.root;
+    let root = match rootless::storage_root(cli.root.take()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            return ExitCode::from(125);
+        }
+    };
+    let r = &root;
     let done = |res: anyhow::Result<()>| res.map(|()| 0u8);
     let result = match cli.command {
         Command::Pull(a) => done(pull::run(r, a)),
@@ -257,6 +277,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Export(a) => done(commit::export(r, a)),
         Command::Diff(a) => done(commit::diff(r, a)),
         Command::Build(a) => done(build::run(r, a)),
+        Command::Builder(c) => done(build::builder(r, c)),
         Command::Run(a) => run::run(r, a),
         Command::Create(a) => run::create(r, a),
         Command::Start(a) => run::start(r, a),
@@ -272,6 +293,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Pause(a) => ctl::pause(r, a, true),
         Command::Unpause(a) => ctl::pause(r, a, false),
         Command::Stats(a) => stats::run(r, a),
+        Command::Events(a) => events::run(r, a),
         Command::Cp(a) => cp::run(r, a),
         Command::Rename(a) => manage::rename(r, a),
         Command::Update(a) => manage::update(r, a),
@@ -286,6 +308,7 @@ pub(crate) fn main() -> ExitCode {
         Command::System(c) => network::system(r, c),
         Command::Cdi(c) => done(cdi::run(c)),
         Command::AutoRemove { id } => run::auto_remove(r, &id),
+        Command::Healthcheck(c) => run_policy::healthcheck(r, c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -45,8 +45,9 @@ pub(crate) enum NetworkCommand {
 
 #[derive(Subcommand)]
 pub(crate) enum SystemCommand {
-    /// Remove every container, network, link, lease and nft rule of hull (images and named
-    /// volumes stay).
+    /// Remove every container of this root and its networking (veths, leases, port rules), and
+    /// the networks it created; links and the nft table too once no root's container is on a
+    /// network (images and named volumes stay).
     Reset {
         /// Do not ask for confirmation.
         #[arg(short, long)]
@@ -77,6 +78,7 @@ pub(crate) fn run(root: &Path, c: NetworkCommand) -> Result<u8> {
                 Some(s) => format!("network create --subnet {s} {name}"),
                 None => format!("network create {name}"),
             })?;
+            e.emit_network("create", &name, &[]);
             outln!("{name}")?;
         }
         NetworkCommand::Ls { quiet, format } => {
@@ -154,6 +156,7 @@ pub(crate) fn system(root: &Path, c: SystemCommand) -> Result<u8> {
     }
     let e = engine(root)?;
     e.reset()?;
+    hull_engine::rootless::reset_user(root)?;
     Ok(0)
 }
 
@@ -161,7 +164,7 @@ fn confirm() -> Result<bool> {
     let mut err = std::io::stderr();
     writeln!(
         err,
-        "WARNING! This removes every hull container, network, link, lease and nft rule."
+        "WARNING! This removes every container of this root with its networking, and the networks it created."
     )?;
     write!(err, "Are you sure you want to continue? [y/N] ")?;
     err.flush()?;

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::Result;
 use clap::Args;
-use hull_engine::inspect::{self, labels, network_name, status_text};
+use hull_engine::inspect::{self, labels, network_name};
 use hull_engine::time::{ago, rfc3339};
 use hull_engine::{net, record, Engine, Record, State};
 use serde_json::{json, Value};
@@ -82,7 +82,7 @@ pub(crate) fn ps(root: &Path, a: PsArgs) -> Result<u8> {
                 json!({
                     "Id": r.id, "Names": [r.name], "Image": r.image, "ImageID": r.image_id,
                     "Command": r.args, "Created": (r.created_ns / 1_000_000_000) as i64,
-                    "State": st.name(), "Status": status_text(st, r, now),
+                    "State": st.name(), "Status": inspect::status_with_health(&e, st, r, now),
                     "ExitCode": exit_code(st), "Labels": labels(r),
                     "Networks": [network_name(r)],
                     "Ports": ports_column(r, st),
@@ -114,7 +114,7 @@ pub(crate) fn ps(root: &Path, a: PsArgs) -> Result<u8> {
             r.image.clone(),
             cmd,
             ago(r.created_ns, now),
-            status_text(st, r, now),
+            inspect::status_with_health(&e, st, r, now),
             ports,
             r.name.clone(),
         ]);
@@ -167,7 +167,7 @@ fn ps_template(
                 ),
                 running_for: ago(r.created_ns, now),
                 ports: ports_column(r, st),
-                status: status_text(st, r, now),
+                status: inspect::status_with_health(&e, st, r, now),
                 network: network_name(r),
                 mounts: r
                     .options
@@ -201,8 +201,21 @@ const CMD_WIDTH: usize = 22;
 pub(crate) fn inspect(root: &Path, a: InspectArgs) -> Result<u8> {
     let e = engine(root)?;
     let mut out = Vec::new();
+    let mut store = None;
     for c in &a.containers {
-        out.push(inspect::inspect(&e, &e.find(c)?));
+        match e.find(c) {
+            Ok(r) => out.push(inspect::inspect(&e, &r)),
+            // As docker's `inspect`: a name no container has may be an image's.
+            Err(not_container) => {
+                if store.is_none() {
+                    store = Some(super::open_store(root)?);
+                }
+                match store.as_ref().map(|s| super::images::inspect_image(s, c)) {
+                    Some(Ok(v)) => out.push(v),
+                    _ => return Err(not_container.into()),
+                }
+            }
+        }
     }
     outln!("{}", serde_json::to_string_pretty(&out)?)?;
     Ok(0)

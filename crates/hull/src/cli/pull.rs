@@ -57,6 +57,7 @@ pub(crate) fn run(root: &Path, a: PullArgs) -> anyhow::Result<()> {
             report.layers_fetched, report.layers_skipped
         );
     }
+    hull_engine::events::Journal::open(root).emit_image("pull", &a.reference, &a.reference);
     outln!("{}", report.image.id)?;
     Ok(())
 }

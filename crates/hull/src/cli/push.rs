@@ -118,6 +118,8 @@ pub(crate) fn push(root: &Path, a: PushArgs) -> anyhow::Result<()> {
             r.reference, r.blobs_uploaded, r.blobs_present, r.blobs_mounted
         );
     }
+    let pushed = r.reference.to_string();
+    hull_engine::events::Journal::open(root).emit_image("push", &pushed, &pushed);
     outln!("{}: digest: {} size: {}", r.reference, r.digest, r.size)?;
     Ok(())
 }

@@ -92,6 +92,10 @@ pub(crate) struct CreateArgs {
     publish: Vec<String>,
     #[command(flatten)]
     extra: super::run_extra::ExtraArgs,
+    #[command(flatten)]
+    net: super::run_net::NetArgs,
+    #[command(flatten)]
+    policy: super::run_policy::PolicyArgs,
     /// Pull the image first: missing (default), always, never.
     #[arg(long, value_enum, default_value = "missing")]
     pull: super::autopull::PullPolicy,
@@ -116,8 +120,18 @@ pub(crate) struct StartArgs {
     /// Attach to the container's output and return its exit status.
     #[arg(short, long)]
     attach: bool,
+    /// With --restart-policy: start every container whose restart policy is always, or
+    /// unless-stopped and not stopped by the user, and that does not run (for boot services).
+    #[arg(long, requires = "restart_policy", conflicts_with_all = ["containers", "attach"])]
+    all: bool,
+    /// With --all: only the containers whose restart policy brings them back at boot.
+    #[arg(long, requires = "all")]
+    restart_policy: bool,
+    /// The container's shim restarting it by its policy (keeps RestartCount).
+    #[arg(long, hide = true, conflicts_with = "attach")]
+    by_policy: bool,
     /// Containers to start.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "all")]
     containers: Vec<String>,
 }
 
@@ -168,6 +182,13 @@ fn options(a: &CreateArgs) -> Result<ContainerOptions> {
     }
     opts::check_publish(&o)?;
     o.extra = a.extra.to_extra(&o)?;
+    o.net_opts = a.net.to_net_opts(&o.network)?;
+    (o.restart, o.health) = a.policy.parse()?;
+    if o.auto_remove && !o.restart.is_none() {
+        Err(hull_engine::policy::Error::AutoRemove(
+            o.restart.name.clone(),
+        ))?;
+    }
     Ok(o)
 }
 
@@ -243,6 +264,12 @@ pub(crate) fn auto_remove(root: &Path, id: &str) -> Result<u8> {
 }
 
 pub(crate) fn start(root: &Path, a: StartArgs) -> Result<u8> {
+    if a.all {
+        return super::run_policy::start_all(root);
+    }
+    if let (true, [id]) = (a.by_policy, a.containers.as_slice()) {
+        return super::run_policy::start_by_policy(root, id);
+    }
     let e = engine(root)?;
     if a.attach {
         let [name] = a.containers.as_slice() else {
@@ -293,6 +320,8 @@ fn attach_and_start(e: &Engine, r: &Record, from_start: bool) -> Result<u8> {
     // Before start: a signal that arrives as soon as the program runs must
     // be forwarded, not kill hull with its default action.
     tty::forward_signals(shim.clone(), r.options.tty)?;
+    // docker's attached `run`/`start -a` journal `attach` before `start`.
+    e.emit(r, "attach", &[]);
     let started = e.start(r);
     if let Err(err) = started {
         if !from_start {

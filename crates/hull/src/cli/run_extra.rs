@@ -46,7 +46,7 @@ pub(crate) struct ExtraArgs {
     /// Logging driver: json-file (default) or none.
     #[arg(long)]
     log_driver: Option<String>,
-    /// Log driver options (max-size=, max-file=): not supported yet, refused.
+    /// json-file log options: max-size=SIZE (e.g. 10m: rotate past it), max-file=N (files kept).
     #[arg(long)]
     log_opt: Vec<String>,
 }
@@ -54,6 +54,12 @@ pub(crate) struct ExtraArgs {
 impl ExtraArgs {
     /// The checked [`Extra`] for options `o` (its network and hostname already set).
     pub(crate) fn to_extra(&self, o: &ContainerOptions) -> Result<Extra> {
+        hull_engine::logs::parse_opts(&self.log_opt)?;
+        if self.log_driver.as_deref() == Some("none") {
+            if let Some(o) = self.log_opt.first() {
+                anyhow::bail!("invalid --log-opt {o:?}: --log-driver none keeps no log");
+            }
+        }
         let x = Extra {
             init: self.init,
             sysctls: self
@@ -76,13 +82,8 @@ impl ExtraArgs {
             dns_search: self.dns_search.clone(),
             dns_option: self.dns_option.clone(),
             log_driver: self.log_driver.clone().unwrap_or_default(),
+            log_opts: self.log_opt.clone(),
         };
-        if let Some(o) = self.log_opt.first() {
-            // Rotation has to happen where the log is written: in the shim (not done yet).
-            anyhow::bail!(
-                "invalid --log-opt {o:?}: log options (max-size, max-file) are not supported yet"
-            );
-        }
         x.check(o.network == "host", o.hostname.is_some())?;
         Ok(x)
     }

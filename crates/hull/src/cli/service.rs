@@ -12,13 +12,19 @@ pub(crate) struct ServiceArgs {
     /// Exit after this many seconds without a client (0: run until stopped).
     #[arg(short, long, default_value_t = 5, value_name = "SECONDS")]
     time: u64,
-    /// Where to listen: unix:///PATH, or tcp://HOST:PORT (unauthenticated: root to anyone).
-    #[arg(default_value = "unix:///run/hull/docker.sock")]
-    uri: String,
+    /// Where to listen: unix:///PATH, or tcp://HOST:PORT (unauthenticated: root to anyone)
+    /// [default: unix:///run/hull/docker.sock; rootless unix://$XDG_RUNTIME_DIR/hull/docker.sock].
+    uri: Option<String>,
 }
 
 pub(crate) fn run(root: &Path, a: ServiceArgs) -> Result<u8> {
-    let listen: Listen = a.uri.parse()?;
+    let uri = a
+        .uri
+        .unwrap_or_else(|| match hull_engine::rootless::run_dir() {
+            Some(run) => format!("unix://{}", run.join("docker.sock").display()),
+            None => "unix:///run/hull/docker.sock".into(),
+        });
+    let listen: Listen = uri.parse()?;
     hull_api::serve(Config {
         root: root.into(),
         listen,

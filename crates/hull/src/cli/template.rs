@@ -14,6 +14,8 @@ enum Part {
     Field(String),
     Label(String),
     Json(String),
+    /// `{{json .}}`: the whole row as JSON, where the command has it (the `.` field).
+    JsonDot,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +79,10 @@ impl Template {
                     }
                 }
                 Part::Label(k) => out.push_str(row.labels.get(k).map_or("", String::as_str)),
+                Part::JsonDot => match row.fields.get(".") {
+                    Some(v) => out.push_str(v),
+                    None => bail!("invalid --format: {{{{json .}}}} is not supported here"),
+                },
             }
         }
         Ok(out)
@@ -98,6 +104,7 @@ impl Template {
                     Part::Text(t) => t.clone(),
                     Part::Field(f) | Part::Json(f) => header(f),
                     Part::Label(k) => k.to_ascii_uppercase(),
+                    Part::JsonDot => String::new(),
                 })
                 .collect();
             lines.push(head);
@@ -114,6 +121,9 @@ fn action(whole: &str, a: &str) -> Result<Part> {
         anyhow::anyhow!("invalid --format {whole:?}: unsupported action {{{{{a}}}}} (supported: {{{{.Field}}}}, {{{{.Label \"key\"}}}}, {{{{json .Field}}}})")
     };
     if let Some(rest) = a.strip_prefix("json ") {
+        if rest.trim() == "." {
+            return Ok(Part::JsonDot);
+        }
         let f = rest.trim().strip_prefix('.').ok_or_else(bad)?;
         return Ok(Part::Json(f.into()));
     }
@@ -122,7 +132,9 @@ fn action(whole: &str, a: &str) -> Result<Part> {
         let k = k.trim().trim_matches('"');
         return Ok(Part::Label(k.into()));
     }
-    if f.is_empty() || !f.chars().all(|c| c.is_ascii_alphanumeric()) {
+    // `Actor.ID`: a nested field, when the command offers it under that name.
+    if f.is_empty() || f.ends_with('.') || !f.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
+    {
         return Err(bad());
     }
     Ok(Part::Field(f.into()))

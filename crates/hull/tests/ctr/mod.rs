@@ -6,8 +6,11 @@
 //! that parallel test processes never share one) and with it its own link
 //! prefix `hnNNN`, nft table `hulltestN`, default subnet 10.199.N.0/24 and
 //! user-network pool 10.198.N.0/24 (`HULL_NET_*`), never touching a real
-//! `hull0`. Dropping the `Env` runs `hull system reset -f` and then removes
-//! any link or table of its slot that is still there.
+//! `hull0`, and its own host-wide network state (`HULL_NET_STATE`, in its work
+//! dir; a second `--root` run with the same `envs` shares it, as two roots on
+//! one host share `/var/lib/hull/networks` and `/run/hull/net`). Dropping the
+//! `Env` runs `hull system reset -f` and then removes any link or table of its
+//! slot that is still there.
 #![allow(clippy::unwrap_used, dead_code)]
 
 use std::io::Write;
@@ -334,7 +337,13 @@ impl Env {
             ("HULL_NET_TABLE", self.net.table()),
             ("HULL_NET_SUBNET", self.net.subnet(199)),
             ("HULL_NET_POOL", self.net.subnet(198)),
+            ("HULL_NET_STATE", self.net_state().display().to_string()),
         ]
+    }
+
+    /// This test's host-wide network state: definitions in `networks`, leases in `run`.
+    pub fn net_state(&self) -> PathBuf {
+        self.work.path().join("netstate")
     }
 
     /// Host links of this test's slot.
@@ -389,9 +398,9 @@ impl Env {
             .collect()
     }
 
-    /// Leases recorded in this root's network files.
+    /// Leases recorded in the network state (of every root sharing it).
     pub fn leases(&self) -> Vec<String> {
-        let dir = self.root.path().join("networks");
+        let dir = self.net_state().join("run");
         let mut out = Vec::new();
         for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             if e.path().extension().is_some_and(|x| x == "json") {

@@ -94,7 +94,8 @@ pub fn unknown_flags(prog: Program, repo: &Path, global: &[&str]) -> Vec<String>
                     continue;
                 };
                 for flag in help::long_flags(&words) {
-                    if !flags_of[path].contains(&flag) && !global.contains(&flag.as_str()) {
+                    let listed = flags_of[path].contains(&flag) || global.contains(&flag.as_str());
+                    if !listed && !prog.has_hidden_flag(path, &flag) {
                         let cmd = path.join(" ");
                         unknown.push(format!("{shown}:{}: {} {cmd} {flag}", n + 1, prog.name));
                     }

@@ -39,6 +39,17 @@ impl Program {
         String::from_utf8(out.stdout).expect("help is UTF-8")
     }
 
+    /// Whether `PROG PATH... FLAG` is accepted though help does not list it (a hidden flag,
+    /// e.g. one a shim passes): clap names an unknown one "unexpected argument".
+    pub fn has_hidden_flag(&self, path: &[String], flag: &str) -> bool {
+        let out = Command::new(self.bin)
+            .args(path)
+            .args([flag, "--help"])
+            .output()
+            .expect("run the program");
+        !String::from_utf8_lossy(&out.stderr).contains(&format!("unexpected argument '{flag}'"))
+    }
+
     /// `[cmd]` for each command of the program's help, and `[group, sub]` for each
     /// subcommand of a group instead of the group itself.
     pub fn command_paths(&self) -> Vec<Vec<String>> {

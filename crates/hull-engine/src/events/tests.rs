@@ -1,0 +1,132 @@
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use super::*;
+
+fn ev(action: &str, id: &str, t: i64, a: &[(&str, &str)]) -> Event {
+    let mut e = Event::new("container", action, id, attrs(a.iter().copied()));
+    e.time_nano = t;
+    e.time = t / 1_000_000_000;
+    e
+}
+
+fn all(j: &Journal, q: Query) -> Vec<String> {
+    j.read(q)
+        .map(|e| {
+            let e = e.unwrap();
+            format!("{}:{}", e.action, e.actor.id)
+        })
+        .collect()
+}
+
+#[test]
+fn window_and_filters() {
+    let d = tempfile::tempdir().unwrap();
+    let j = Journal::open(d.path());
+    j.append(&ev(
+        "create",
+        "aaa",
+        10,
+        &[("name", "web"), ("image", "busybox")],
+    ))
+    .unwrap();
+    j.append(&ev(
+        "start",
+        "aaa",
+        20,
+        &[("name", "web"), ("image", "busybox")],
+    ))
+    .unwrap();
+    j.append(&ev(
+        "die",
+        "bbb",
+        30,
+        &[("name", "db"), ("exitCode", "1"), ("tier", "x")],
+    ))
+    .unwrap();
+    let q = |since, until, f: &[&str]| Query {
+        since,
+        until,
+        filters: Filters::parse(f).unwrap(),
+    };
+    assert_eq!(all(&j, q(Some(0), Some(100), &[])).len(), 3);
+    assert_eq!(all(&j, q(Some(15), Some(25), &[])), ["start:aaa"]);
+    assert_eq!(
+        all(&j, q(Some(0), Some(100), &["container=db"])),
+        ["die:bbb"]
+    );
+    assert_eq!(
+        all(&j, q(Some(0), Some(100), &["event=create", "event=die"])),
+        ["create:aaa", "die:bbb"]
+    );
+    assert_eq!(
+        all(&j, q(Some(0), Some(100), &["image=busybox:latest"])).len(),
+        2
+    );
+    assert_eq!(
+        all(&j, q(Some(0), Some(100), &["label=tier=x"])),
+        ["die:bbb"]
+    );
+    assert!(all(&j, q(Some(0), Some(100), &["type=image"])).is_empty());
+    assert!(matches!(
+        Filters::parse(&["bogus=1"]),
+        Err(Error::FilterKey(_))
+    ));
+    assert!(matches!(
+        Filters::parse(&["type"]),
+        Err(Error::FilterSyntax(_))
+    ));
+}
+
+#[test]
+fn follows_across_a_rotation() {
+    let d = tempfile::tempdir().unwrap();
+    let j = Journal::open(d.path());
+    j.append(&ev("create", "a", 1, &[])).unwrap();
+    // Without since or until: from the end, only what comes next.
+    let mut r = j.read(Query::default());
+    assert!(matches!(r.poll(Duration::ZERO).unwrap(), Next::Idle));
+    // Made big enough that the next append rotates it.
+    let filler = "x".repeat(MAX_BYTES as usize);
+    j.append(&ev("start", "a", 2, &[("pad", &filler)])).unwrap();
+    assert!(d.path().join("events.jsonl.1").exists());
+    j.append(&ev("die", "a", 3, &[])).unwrap();
+    let mut got = Vec::new();
+    while let Next::Event(e) = r.poll(Duration::from_millis(300)).unwrap() {
+        got.push(e.action);
+    }
+    assert_eq!(got, ["start", "die"]);
+}
+
+#[test]
+fn times() {
+    let now = 1_000_000 * 1_000_000_000;
+    assert_eq!(
+        parse_time("--since", "10m", now).unwrap(),
+        now - 600_000_000_000
+    );
+    assert_eq!(
+        parse_time("--since", "1h30m", now).unwrap(),
+        now - 5_400_000_000_000
+    );
+    assert_eq!(
+        parse_time("--since", "1700000000.5", now).unwrap(),
+        1_700_000_000_500_000_000
+    );
+    assert_eq!(
+        parse_time("--since", "2023-11-14T22:13:20Z", now).unwrap(),
+        1_700_000_000_000_000_000
+    );
+    assert_eq!(
+        parse_time("--since", "2023-11-14T23:13:20.25+01:00", now).unwrap(),
+        1_700_000_000_250_000_000
+    );
+    assert_eq!(
+        parse_time("--since", "2023-11-14", now).unwrap(),
+        1_699_920_000_000_000_000
+    );
+    for bad in ["", "abc", "10x", "2023-13-01", "2023-11-14T25:00"] {
+        assert!(parse_time("--until", bad, now).is_err(), "{bad}");
+    }
+}

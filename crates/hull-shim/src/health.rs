@@ -1,0 +1,272 @@
+//! Healthchecks: the check runs in the container as any exec does (`hullc exec`), every
+//! interval while the container runs; the results go to [`HEALTH_STATE`] in docker's
+//! `State.Health` shape, which `hull ps`/`inspect` read.
+
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::channel;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::hullc::{ChildStdio, Hullc, Launch};
+use crate::reaper::Reaper;
+use crate::supervise::{self, Healthcheck, HEALTH_STATE};
+
+/// docker's defaults and limits.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_RETRIES: u32 = 3;
+const MAX_LOG: usize = 5;
+const MAX_OUTPUT: usize = 4096;
+
+/// What one check needs to run in the container.
+pub struct Probe {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub hullc: Hullc,
+    pub reaper: Arc<Reaper>,
+}
+
+/// One result (docker's `HealthcheckResult`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Outcome {
+    start: String,
+    end: String,
+    exit_code: i64,
+    output: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Health {
+    status: &'static str,
+    failing_streak: u32,
+    log: Vec<Outcome>,
+}
+
+fn dur(ns: i64, default: Duration) -> Duration {
+    if ns > 0 {
+        Duration::from_nanos(ns as u64)
+    } else {
+        default
+    }
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let (secs, nanos) = (d.as_secs() as i64, d.subsec_nanos());
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Starts the check loop of one run of the container; it ends when `run` moves past `gen`.
+pub fn spawn(probe: Probe, check: Healthcheck, run: Arc<AtomicU64>, gen: u64) {
+    let spawned = std::thread::Builder::new()
+        .name("health".into())
+        .spawn(move || check_loop(&probe, &check, &run, gen));
+    if let Err(e) = spawned {
+        log::warn!("cannot start the healthcheck thread: {e}");
+    }
+}
+
+fn check_loop(p: &Probe, check: &Healthcheck, run: &AtomicU64, gen: u64) {
+    let interval = dur(check.interval, DEFAULT_INTERVAL);
+    let timeout = dur(check.timeout, DEFAULT_TIMEOUT);
+    let retries = if check.retries == 0 {
+        DEFAULT_RETRIES
+    } else {
+        check.retries
+    };
+    let start_period = dur(check.start_period, Duration::ZERO);
+    let began = Instant::now();
+    let current = || run.load(Ordering::SeqCst) == gen;
+    let mut h = Health {
+        status: "starting",
+        failing_streak: 0,
+        log: Vec::new(),
+    };
+    supervise::write_json(&p.bundle, HEALTH_STATE, &h);
+    loop {
+        // Sleep in slices: an exit ends the loop without waiting a whole interval.
+        let wake = Instant::now() + interval;
+        while Instant::now() < wake {
+            if !current() {
+                return;
+            }
+            std::thread::sleep((wake - Instant::now()).min(Duration::from_millis(200)));
+        }
+        let r = probe(p, &check.test, timeout);
+        if !current() {
+            return;
+        }
+        let before = h.status;
+        if r.exit_code == 0 {
+            h.failing_streak = 0;
+            h.status = "healthy";
+        } else if began.elapsed() >= start_period || h.status != "starting" {
+            // docker: failures within the start period do not count while still starting.
+            h.failing_streak += 1;
+            if h.failing_streak >= retries {
+                h.status = "unhealthy";
+            }
+        }
+        h.log.push(r);
+        if h.log.len() > MAX_LOG {
+            h.log.remove(0);
+        }
+        supervise::write_json(&p.bundle, HEALTH_STATE, &h);
+        if before != h.status {
+            // docker's event for a change of status (`hull events`).
+            let action = format!("health_status: {}", h.status);
+            log::info!("{action}");
+            if let Some(t) = crate::journal::target(&p.bundle) {
+                t.emit(&p.id, &action, &[]);
+            }
+        }
+    }
+}
+
+/// The command of a `Test`: `CMD-SHELL` through `/bin/sh -c`, `CMD` as it is.
+fn argv(test: &[String]) -> Option<Vec<String>> {
+    match test.split_first()? {
+        (k, rest) if k == "CMD-SHELL" => Some(vec!["/bin/sh".into(), "-c".into(), rest.join(" ")]),
+        (k, rest) if k == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
+        _ => None,
+    }
+}
+
+/// Runs one check; a failure to run it at all is a failed check (docker: exit code -1).
+fn probe(p: &Probe, test: &[String], timeout: Duration) -> Outcome {
+    let start = SystemTime::now();
+    let (exit_code, output) = match exec(p, test, timeout) {
+        Ok(r) => r,
+        Err(msg) => (-1, msg),
+    };
+    Outcome {
+        start: rfc3339(start),
+        end: rfc3339(SystemTime::now()),
+        exit_code,
+        output,
+    }
+}
+
+/// The process of the container's `config.json` with the check's arguments: the same
+/// user, environment and working directory as the container's (docker's exec defaults).
+fn process(p: &Probe, args: Vec<String>) -> Result<Value, String> {
+    let config = std::fs::read(p.bundle.join("config.json")).map_err(|e| e.to_string())?;
+    let config: Value = serde_json::from_slice(&config).map_err(|e| e.to_string())?;
+    let mut proc = config["process"].clone();
+    proc["args"] = args.into();
+    proc["terminal"] = false.into();
+    if let Some(o) = proc.as_object_mut() {
+        o.remove("consoleSize");
+    }
+    Ok(proc)
+}
+
+fn pipe() -> std::io::Result<(std::fs::File, std::fs::File)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid out array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 returned two new descriptors that nothing else owns.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((r.into(), w.into()))
+}
+
+fn exec(p: &Probe, test: &[String], timeout: Duration) -> Result<(i64, String), String> {
+    let args = argv(test).ok_or_else(|| format!("invalid healthcheck test {test:?}"))?;
+    let spec = p.bundle.join(".health-process.json");
+    let data = serde_json::to_vec(&process(p, args)?).unwrap_or_default();
+    std::fs::write(&spec, data).map_err(|e| e.to_string())?;
+    let (mut rd, wr) = pipe().map_err(|e| e.to_string())?;
+    let wr2 = wr.try_clone().map_err(|e| e.to_string())?;
+    let launch = Launch {
+        pid_file: &p.bundle.join(".health.pid"),
+        console_socket: None,
+        log: &p.bundle.join(".health-log.json"),
+        stdio: ChildStdio {
+            stdin: None,
+            stdout: Some(wr),
+            stderr: Some(wr2),
+        },
+    };
+    let pid = p
+        .hullc
+        .exec(&p.id, &spec, launch)
+        .map_err(|e| e.to_string())?;
+    let (otx, orx) = channel();
+    // The output until EOF (every holder of the pipe gone), the first 4 KiB kept.
+    let _ = std::thread::Builder::new()
+        .name("health-out".into())
+        .spawn(move || {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = rd.read(&mut buf) {
+                let room = MAX_OUTPUT.saturating_sub(out.len());
+                out.extend_from_slice(&buf[..n.min(room)]);
+            }
+            let _ = otx.send(String::from_utf8_lossy(&out).into_owned());
+        });
+    let (tx, rx) = channel();
+    p.reaper.watch(pid, tx);
+    let code = match rx.recv_timeout(timeout) {
+        Ok(exit) => i64::from(exit.status),
+        Err(_) => {
+            // Our child, not reaped yet (the reaper would have sent its exit): the pid still
+            // names it, but for the instant between this check and the kill.
+            if let Ok(exit) = rx.try_recv() {
+                return Ok((i64::from(exit.status), String::new()));
+            }
+            // SAFETY: kill takes no pointers; the pid is our own unreaped child (see above).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return Ok((-1, format!("Health check exceeded timeout ({timeout:?})")));
+        }
+    };
+    let output = orx.recv_timeout(Duration::from_secs(1)).unwrap_or_default();
+    Ok((code, output))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tests_become_commands() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            argv(&s(&["CMD-SHELL", "test -f /x"])).unwrap_or_default(),
+            s(&["/bin/sh", "-c", "test -f /x"])
+        );
+        assert_eq!(argv(&s(&["CMD", "true"])).unwrap_or_default(), s(&["true"]));
+        assert!(argv(&s(&["NONE"])).is_none());
+    }
+
+    #[test]
+    fn times_are_rfc3339() {
+        let t = std::time::UNIX_EPOCH + Duration::new(1_700_000_000, 5);
+        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.000000005Z");
+    }
+}

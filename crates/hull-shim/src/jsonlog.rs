@@ -1,0 +1,221 @@
+//! docker's json-file log as the shim writes it (`jsonfile://PATH[?max-size=N&max-file=M]`
+//! output paths): one `{"log","stream","time"}` line per line of output, and with
+//! `max-size` docker's rotation: before a line is written to a file that has reached
+//! `max-size` bytes, `PATH.(M-2)` → `PATH.(M-1)`, ..., `PATH` → `PATH.1` and a new `PATH`
+//! is begun (with `max-file=1`, the default, `PATH` is emptied instead). A file thus ends
+//! at most one line (≤ 16 KiB) past `max-size`, as docker's do.
+//!
+//! stdout and stderr of a process share one [`JsonLog`] (behind a mutex): the rotation
+//! must not be done twice, and each line stays one `write(2)` to an `O_APPEND` file.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Longest partial line kept before it is written out (docker's 16 KiB).
+const MAX_LINE: usize = 16 * 1024;
+
+/// A `jsonfile://` target: the path and its rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub path: PathBuf,
+    /// Bytes; `None`: never rotated.
+    pub max_size: Option<u64>,
+    /// Files kept, the current one included (≥ 1).
+    pub max_file: u32,
+}
+
+impl Target {
+    /// `PATH[?max-size=BYTES&max-file=N]` (what follows `jsonfile://`). Options the shim
+    /// does not know, or bad values, are ignored: the engine checked them.
+    pub fn parse(s: &str) -> Target {
+        let (path, query) = s.split_once('?').unwrap_or((s, ""));
+        let mut t = Target {
+            path: path.into(),
+            max_size: None,
+            max_file: 1,
+        };
+        for kv in query.split('&') {
+            match kv.split_once('=') {
+                Some(("max-size", v)) => t.max_size = v.parse().ok().filter(|n| *n > 0),
+                Some(("max-file", v)) => {
+                    t.max_file = v.parse().ok().filter(|n| *n > 0).unwrap_or(1)
+                }
+                _ => {}
+            }
+        }
+        t
+    }
+}
+
+/// The open log of one process.
+pub struct JsonLog {
+    target: Target,
+    file: File,
+    size: u64,
+}
+
+fn open(p: &Path) -> std::io::Result<File> {
+    OpenOptions::new().append(true).create(true).open(p)
+}
+
+fn numbered(p: &Path, n: u32) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(format!(".{n}"));
+    s.into()
+}
+
+impl JsonLog {
+    pub fn open(target: Target) -> std::io::Result<Arc<Mutex<JsonLog>>> {
+        let file = open(&target.path)?;
+        let size = file.metadata()?.len();
+        Ok(Arc::new(Mutex::new(JsonLog { target, file, size })))
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let p = &self.target.path;
+        if self.target.max_file <= 1 {
+            self.file.set_len(0)?;
+            self.size = 0;
+            return Ok(());
+        }
+        // The oldest is overwritten by the rename below it.
+        for n in (1..self.target.max_file - 1).rev() {
+            let from = numbered(p, n);
+            if from.exists() {
+                std::fs::rename(&from, numbered(p, n + 1))?;
+            }
+        }
+        std::fs::rename(p, numbered(p, 1))?;
+        self.file = open(p)?;
+        self.size = 0;
+        Ok(())
+    }
+
+    /// Appends one entry of `stream`, rotating first when the file is full.
+    pub fn line(&mut self, line: &[u8], stream: &str) -> std::io::Result<()> {
+        let v = serde_json::json!({
+            "log": String::from_utf8_lossy(line),
+            "stream": stream,
+            "time": rfc3339_now(),
+        });
+        let mut out = serde_json::to_vec(&v).unwrap_or_default();
+        out.push(b'\n');
+        if self.target.max_size.is_some_and(|m| self.size >= m) {
+            self.rotate()?;
+        }
+        // One write per line: a reader never sees stdout's and stderr's lines interleaved
+        // inside a line.
+        self.file.write_all(&out)?;
+        self.size += out.len() as u64;
+        Ok(())
+    }
+}
+
+/// RFC 3339 UTC with nanoseconds, as docker's json-file `time`.
+fn rfc3339_now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    // Days → civil date (Howard Hinnant's algorithm).
+    let z = secs.div_euclid(86_400) + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let t = secs.rem_euclid(86_400);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t / 3600,
+        t / 60 % 60,
+        t % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// Copies `from` into `to` as json-file lines of `stream`, until EOF.
+pub fn copy(mut from: File, to: &Mutex<JsonLog>, stream: &'static str) {
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut pending: Vec<u8> = Vec::new();
+    let write = |line: &[u8]| {
+        to.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .line(line, stream)
+    };
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(i) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=i).collect();
+            if write(&line).is_err() {
+                return;
+            }
+        }
+        if pending.len() >= MAX_LINE {
+            let _ = write(&pending);
+            pending.clear();
+        }
+    }
+    if !pending.is_empty() {
+        let _ = write(&pending);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_targets() {
+        assert_eq!(
+            Target::parse("/a/b.log?max-size=10240&max-file=3"),
+            Target {
+                path: "/a/b.log".into(),
+                max_size: Some(10240),
+                max_file: 3
+            }
+        );
+        assert_eq!(Target::parse("/a/b.log").max_size, None);
+        assert_eq!(Target::parse("/a/b.log").max_file, 1);
+    }
+
+    #[test]
+    fn rotates_like_docker() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.log");
+        let log = JsonLog::open(Target::parse(&format!(
+            "{}?max-size=1000&max-file=3",
+            p.display()
+        )))
+        .unwrap();
+        for i in 0..200 {
+            log.lock()
+                .unwrap()
+                .line(format!("line {i:04}\n").as_bytes(), "stdout")
+                .unwrap();
+        }
+        let files: Vec<PathBuf> = [numbered(&p, 2), numbered(&p, 1), p.clone()].into();
+        let mut all = String::new();
+        for f in &files {
+            let len = std::fs::metadata(f).unwrap().len();
+            assert!(len < 1000 + 100, "{f:?}: {len}");
+            all.push_str(&std::fs::read_to_string(f).unwrap());
+        }
+        assert!(!numbered(&p, 3).exists());
+        // In order, and ending with the last line.
+        let nums: Vec<u32> = all.lines().map(|l| l[13..17].parse().unwrap()).collect();
+        assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
+        assert_eq!(nums.last(), Some(&199));
+    }
+}
