@@ -3,7 +3,7 @@
 #
 #   scripts/runc-bats.sh [--results DIR] [--debootstrap] RUNC_SRC_DIR RUNTIME_BINARY [FILE.bats...]
 #
-# RUNC_SRC_DIR is a runc source tree (tag v1.1.15 is what the README's figures come from); nothing here
+# RUNC_SRC_DIR is a runc source tree (tag v1.1.15 is what docs/hullc.md's figures come from); nothing here
 # downloads or builds it: the suite's Go helpers (contrib/cmd/{recvtty,sd-helper,seccompagent}) must already
 # be built in the tree. It makes testdata/busybox-<arch>.tar.xz from the host's busybox-static when that is
 # missing, runs each .bats file with RUNC=RUNTIME_BINARY, writes FILE.tap per file plus summary.tsv to the

@@ -8,7 +8,7 @@ cargo nextest run --workspace --no-fail-fast "$@"
 # The README's demo command on this clone, as a newcomer runs it (issue 25): its release build
 # must compile each dependency once, its output stay short, and the container report exit 3.
 scripts/demo-test.sh
-# The pure cgroup v2 lane: hullc and hull in a QEMU guest (README.md, Tests), with the release
+# The pure cgroup v2 lane: hullc and hull in a QEMU guest (docs/testing.md), with the release
 # binaries the demo just built (hullc static, as shipped).
 scripts/vm-test.sh
 # The systemd lane: hullc --systemd-cgroup under systemd as init, in a QEMU guest booted from a

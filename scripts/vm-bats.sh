@@ -3,7 +3,7 @@
 #
 #   scripts/vm-bats.sh [--results DIR] RUNC_SRC_DIR RUNTIME_BINARY [FILE.bats...]
 #
-# Same contract as scripts/runc-bats.sh (README, runc-bats), but the suite runs in Debian's own kernel under
+# Same contract as scripts/runc-bats.sh (docs/hullc.md), but the suite runs in Debian's own kernel under
 # `qemu-system-x86_64 -accel tcg` booted with `cgroup_no_v1=all`, the layout of Debian 12, Ubuntu 22.04+, Fedora
 # and RHEL 9. A busybox userland cannot run the suite (bash, bats, jq, gawk, gcc, util-linux...), so the guest's
 # root is a Debian `debootstrap --variant=minbase` tree (cached in target/vm/ next to the kernel) packed with the
@@ -16,7 +16,7 @@
 # copied with any library the Debian root lacks. Needs root, qemu-system-x86, debootstrap, e2fsprogs,
 # busybox-static; downloads the kernel package and the Debian root from this host's apt mirror once.
 # VM_BATS_TIMEOUT: whole-boot limit in seconds (default 5400); VM_BATS_FILE_TIMEOUT: per file (default 1800);
-# HULL_VM_CACHE: the cache (default target/vm). Not CI: a developer command (README, runc-bats, for its time).
+# HULL_VM_CACHE: the cache (default target/vm). Not CI: a developer command (docs/hullc.md, for its time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive

@@ -4,7 +4,7 @@
 # Debian 12, Ubuntu 22.04+, Fedora and RHEL 9 give them, whatever the CI machine's own
 # cgroup layout. The guest's userland is an initramfs made here at each run: busybox, the
 # three hull programs with their libraries, nft, the kernel modules hull needs and the
-# checks in scripts/vm/ (README.md, Tests). One boot runs every check; each prints
+# checks in scripts/vm/ (docs/testing.md). One boot runs every check; each prints
 # `PASS name` or `FAIL name: reason` on the serial console and the guest ends with
 # `VM-SUMMARY pass=N fail=M`. Exit status 0 only when that line came with fail=0 and no
 # FAIL, no kernel panic and no timeout.

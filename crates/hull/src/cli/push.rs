@@ -38,8 +38,10 @@ pub(crate) struct PushArgs {
 pub(crate) struct LoginArgs {
     /// Registry host[:port] (default docker.io).
     registry: Option<String>,
+    /// User name for the registry.
     #[arg(short, long)]
     username: Option<String>,
+    /// Password (visible in the process list: prefer --password-stdin).
     #[arg(short, long)]
     password: Option<String>,
     /// Read the password from stdin.
