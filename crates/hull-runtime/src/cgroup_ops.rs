@@ -113,3 +113,14 @@ pub fn oom_kills(root: &Path, id: &str) -> Result<u64, ContainerError> {
     let (_, cg) = open(root, id, LIVE, "container is not running")?;
     Ok(cg.oom_kills()?)
 }
+
+/// [`oom_kills`] of a container that may have stopped: its cgroup stays until `delete`, so the
+/// count read after the stop is final (an OOM kill that ended the container between two polls of
+/// `events` is still seen). 0 once the cgroup is gone.
+pub fn oom_kills_final(root: &Path, id: &str) -> Result<u64, ContainerError> {
+    let (_, cg) = open(root, id, ANY, "container does not exist")?;
+    if !cg.exists() {
+        return Ok(0);
+    }
+    Ok(cg.oom_kills()?)
+}

@@ -39,7 +39,7 @@ mod trampoline;
 mod tty_proxy;
 mod userns;
 
-pub use cgroup_ops::{oom_kills, pause, pids, resume, stats, update, Event};
+pub use cgroup_ops::{oom_kills, oom_kills_final, pause, pids, resume, stats, update, Event};
 pub use config::{load_bundle, validate_id, ConfigError};
 pub use container::{delete, kill, list, start, state, ContainerError, State};
 pub use exec::{container_process, exec, ExecError, ExecOptions};

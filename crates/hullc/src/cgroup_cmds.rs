@@ -187,8 +187,14 @@ pub fn events(root: &Path, id: &str, stats_once: bool, interval: &str) -> anyhow
     let mut next = Instant::now();
     let mut out = std::io::stdout().lock();
     loop {
-        let Ok(now_ooms) = hull_runtime::oom_kills(root, id) else {
-            return Ok(());
+        let (now_ooms, stopped) = match hull_runtime::oom_kills(root, id) {
+            Ok(n) => (n, false),
+            // Stopped: an OOM kill that ended the container since the last poll (a hog killed
+            // within 100 ms, seen in the release build on pure v2) is still reported once.
+            Err(_) => (
+                hull_runtime::oom_kills_final(root, id).unwrap_or(ooms),
+                true,
+            ),
         };
         if now_ooms > ooms {
             let oom = hull_runtime::Event {
@@ -198,6 +204,10 @@ pub fn events(root: &Path, id: &str, stats_once: bool, interval: &str) -> anyhow
             };
             writeln!(out, "{}", serde_json::to_string(&oom)?)?;
             ooms = now_ooms;
+        }
+        if stopped {
+            out.flush()?;
+            return Ok(());
         }
         if Instant::now() >= next {
             let Ok(s) = hull_runtime::stats(root, id) else {

@@ -270,6 +270,31 @@ fn events_reports_oom() {
     );
 }
 
+/// The OOM killer ends the container itself (its init is the victim): the container has stopped
+/// by the next poll, and `events` still reports the kill before it ends (the count in the cgroup,
+/// which stays until delete, is read once more; found by the pure v2 VM lane).
+#[test]
+fn events_reports_an_oom_that_stops_the_container() {
+    let h = Hullc::new();
+    let mut b = Bundle::new(&h);
+    b.config["linux"]["resources"] = json!({"memory": {"limit": 16 << 20, "swap": 16 << 20}});
+    b.args(&["sh", "-c", "while [ ! -e /tmp/go ]; do sleep 0.05; done; exec dd if=/dev/zero of=/dev/null bs=64M count=1"]);
+    let id = h.id("oomstop");
+    h.run(&b, &id, &["--detach"]).ok();
+    let ev = h.spawn(&["events", "--interval", "10s", &id]);
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(b.rootfs().join("tmp/go"), "").expect("go");
+    let o = ev.wait();
+    let out = o.stdout.clone();
+    h.cmd(&["delete", "--force", &id]).ok();
+    assert!(
+        o.status.success(),
+        "events ends when the container stops: {o:?}"
+    );
+    let want = format!(r#"{{"type":"oom","id":"{id}"}}"#);
+    assert!(out.contains(&want), "no oom event: {out}");
+}
+
 #[test]
 fn delete_removes_every_cgroup_dir() {
     let h = Hullc::new();
