@@ -127,40 +127,8 @@ fn parse_duration(flag: &'static str, s: &str) -> Result<i64, Error> {
         value: s.into(),
         why,
     };
-    if s == "0" {
-        return Ok(0);
-    }
-    let (mut total, mut rest) = (0f64, s);
-    if rest.is_empty() {
-        return Err(bad("expected a duration such as 30s, 1m30s or 500ms"));
-    }
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or(bad("a duration needs a unit (ns, us, ms, s, m, h)"))?;
-        let num: f64 = rest[..n]
-            .parse()
-            .map_err(|_| bad("expected a duration such as 30s, 1m30s or 500ms"))?;
-        let tail = &rest[n..];
-        let u = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let mult = match &tail[..u] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad("unknown unit (use ns, us, ms, s, m or h)")),
-        };
-        total += num * mult;
-        rest = &tail[u..];
-    }
-    if total >= i64::MAX as f64 {
-        return Err(bad("too long"));
-    }
-    Ok(total as i64)
+    let ns = crate::time::go_duration_ns(s).map_err(bad)?;
+    i64::try_from(ns).map_err(|_| bad("too long"))
 }
 
 /// A `--health-interval`/`--health-timeout`/`--health-start-period`: docker refuses

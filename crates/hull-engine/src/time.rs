@@ -52,6 +52,50 @@ pub fn ago(ns: i128, now_ns: i128) -> String {
     }
 }
 
+/// Go's `time.ParseDuration`, as docker's flags (`--health-interval 1m30s`) and `--since 10m` take
+/// durations: `[0-9.]+(ns|us|µs|ms|s|m|h)` repeated, an optional sign, `0` alone without a unit.
+/// Nanoseconds; the error says what is wrong with the text.
+pub(crate) fn go_duration_ns(s: &str) -> Result<i128, &'static str> {
+    const EXAMPLE: &str = "expected a duration such as 30s, 1m30s or 500ms";
+    let (neg, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if rest == "0" {
+        return Ok(0);
+    }
+    if rest.is_empty() {
+        return Err(EXAMPLE);
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or("a duration needs a unit (ns, us, ms, s, m, h)")?;
+        let num: f64 = rest[..n].parse().map_err(|_| EXAMPLE)?;
+        let tail = &rest[n..];
+        let u = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let mult = match &tail[..u] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err("unknown unit (use ns, us, ms, s, m or h)"),
+        };
+        total += num * mult;
+        rest = &tail[u..];
+    }
+    if total >= i64::MAX as f64 {
+        return Err("too long");
+    }
+    let ns = total as i128;
+    Ok(if neg { -ns } else { ns })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -58,28 +58,6 @@ fn dur(ns: i64, default: Duration) -> Duration {
     }
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let (secs, nanos) = (d.as_secs() as i64, d.subsec_nanos());
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since the epoch (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// Starts the check loop of one run of the container; it ends when `run` moves past `gen`.
 pub fn spawn(probe: Probe, check: Healthcheck, run: Arc<AtomicU64>, gen: u64) {
     let spawned = std::thread::Builder::new()
@@ -164,8 +142,8 @@ fn probe(p: &Probe, test: &[String], timeout: Duration) -> Outcome {
         Err(msg) => (-1, msg),
     };
     Outcome {
-        start: rfc3339(start),
-        end: rfc3339(SystemTime::now()),
+        start: crate::jsonlog::rfc3339(start),
+        end: crate::jsonlog::rfc3339(SystemTime::now()),
         exit_code,
         output,
     }
@@ -267,6 +245,6 @@ mod tests {
     #[test]
     fn times_are_rfc3339() {
         let t = std::time::UNIX_EPOCH + Duration::new(1_700_000_000, 5);
-        assert_eq!(rfc3339(t), "2023-11-14T22:13:20.000000005Z");
+        assert_eq!(crate::jsonlog::rfc3339(t), "2023-11-14T22:13:20.000000005Z");
     }
 }

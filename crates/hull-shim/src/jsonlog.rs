@@ -98,7 +98,7 @@ impl JsonLog {
         let v = serde_json::json!({
             "log": String::from_utf8_lossy(line),
             "stream": stream,
-            "time": rfc3339_now(),
+            "time": rfc3339(std::time::SystemTime::now()),
         });
         let mut out = serde_json::to_vec(&v).unwrap_or_default();
         out.push(b'\n');
@@ -113,11 +113,9 @@ impl JsonLog {
     }
 }
 
-/// RFC 3339 UTC with nanoseconds, as docker's json-file `time`.
-fn rfc3339_now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+/// RFC 3339 UTC with nanoseconds, as docker's json-file `time` and health log entries.
+pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     // Days → civil date (Howard Hinnant's algorithm).
     let z = secs.div_euclid(86_400) + 719_468;

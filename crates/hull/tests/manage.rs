@@ -52,16 +52,17 @@ fn read(p: &PathBuf) -> String {
 #[test]
 fn rename_update_and_prune() {
     let e = env();
+    // Not a hex string: `inspect` also takes container and image id prefixes.
     run(
         &e,
-        "a",
+        "first",
         &["--memory", "64m", "--pids-limit", "40"],
         &["sleep", "1000"],
     );
     // rename: the new name finds it, the old one no longer; a taken or bad name is refused.
-    e.ok(&["rename", "a", "b"]);
+    e.ok(&["rename", "first", "b"]);
     assert_eq!(e.ok(&["ps", "--format", "{{.Names}}"]), "b\n");
-    fails(&e, &["inspect", "a"], "a");
+    fails(&e, &["inspect", "first"], "first");
     run(&e, "c", &[], &["sleep", "1000"]);
     fails(&e, &["rename", "b", "c"], "c");
     fails(&e, &["rename", "b", "bad/name"], "bad/name");

@@ -153,36 +153,9 @@ fn unix_ns(v: &str) -> Option<i128> {
     Some(secs * 1_000_000_000 + nanos)
 }
 
-/// Go's `time.ParseDuration`: `[0-9.]+(ns|us|µs|ms|s|m|h)`, repeated.
+/// Go's `time.ParseDuration` (see [`crate::time::go_duration_ns`]).
 fn duration_ns(v: &str) -> Option<i128> {
-    let mut rest = v.strip_prefix('-').unwrap_or(v);
-    if rest.is_empty() || !rest.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
-        return None;
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let num: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..u] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += num * unit;
-        rest = &rest[u..];
-    }
-    let ns = total as i128;
-    Some(if v.starts_with('-') { -ns } else { ns })
+    crate::time::go_duration_ns(v).ok()
 }
 
 fn num(s: &str, len: usize) -> Option<i64> {

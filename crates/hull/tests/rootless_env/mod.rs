@@ -68,8 +68,9 @@ impl User {
             run,
             range: None,
         };
-        // A range of its own per test process and user (2^32 ids leave room).
-        let start = 1_000_000u64 + (u64::from(pid % 20_000) * 4 + u64::from(n % 4)) * 65_536;
+        // A range of its own per test process and user, below 2^31 (ids are 32-bit, and the
+        // last ones are special): at most 1e6 + 32,000 x 65,536 = 2,098,152,000.
+        let start = 1_000_000u64 + (u64::from(pid % 8_000) * 4 + u64::from(n % 4)) * 65_536;
         if subids {
             let r = format!("{start}-{}", start + 65_535);
             must(Command::new("usermod").args(["--add-subuids", &r, "--add-subgids", &r, &u.name]));
