@@ -127,6 +127,9 @@ fn parse_duration(flag: &'static str, s: &str) -> Result<i64, Error> {
         value: s.into(),
         why,
     };
+    if s == "0" {
+        return Ok(0);
+    }
     let ns = crate::time::go_duration_ns(s).map_err(bad)?;
     i64::try_from(ns).map_err(|_| bad("too long"))
 }

@@ -53,17 +53,15 @@ pub fn ago(ns: i128, now_ns: i128) -> String {
 }
 
 /// Go's `time.ParseDuration`, as docker's flags (`--health-interval 1m30s`) and `--since 10m` take
-/// durations: `[0-9.]+(ns|us|µs|ms|s|m|h)` repeated, an optional sign, `0` alone without a unit.
-/// Nanoseconds; the error says what is wrong with the text.
+/// durations: `[0-9.]+(ns|us|µs|ms|s|m|h)` repeated, an optional sign. A bare `0` is not one here
+/// (`--since 0` is the unix epoch); flags that take it say so themselves. Nanoseconds; the error
+/// says what is wrong with the text.
 pub(crate) fn go_duration_ns(s: &str) -> Result<i128, &'static str> {
     const EXAMPLE: &str = "expected a duration such as 30s, 1m30s or 500ms";
     let (neg, mut rest) = match s.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, s.strip_prefix('+').unwrap_or(s)),
     };
-    if rest == "0" {
-        return Ok(0);
-    }
     if rest.is_empty() {
         return Err(EXAMPLE);
     }
@@ -108,6 +106,27 @@ mod tests {
         for days in [-800_000, -1, 0, 1, 19_783, 2_000_000] {
             let (y, m, d) = super::civil(days);
             assert_eq!(super::days_from_civil(y, m, d), days);
+        }
+    }
+
+    #[test]
+    fn go_durations() {
+        use super::go_duration_ns as d;
+        assert_eq!(d("1m30s"), Ok(90_000_000_000));
+        assert_eq!(d("1.5h"), Ok(5_400_000_000_000));
+        assert_eq!(d("500ms"), Ok(500_000_000));
+        assert_eq!(d("-10m"), Ok(-600_000_000_000));
+        // Not durations: a bare number (unix seconds for --since), a timestamp, no unit.
+        for bad in [
+            "0",
+            "5",
+            "1714564800.5",
+            "2024-05-01T12:00:00Z",
+            "1x",
+            "",
+            "m",
+        ] {
+            assert!(d(bad).is_err(), "{bad}");
         }
     }
 }
