@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use ctr::Env;
+use ctr::{free_port, Env};
 use serde_json::{json, Value};
 
 const IMG: &str = "hull.test/iso:1";
@@ -84,14 +84,6 @@ fn host_server() -> u16 {
         }
     });
     port
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn gateway(subnet: &str) -> String {

@@ -7,13 +7,11 @@
 
 mod ctr;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
-use ctr::{archive, ok, text, Env, HULL};
+use ctr::{archive, free_port, http_get, ok, text, Env, HULL};
 use serde_json::{json, Value};
 
 const IMG: &str = "hull.test/netstate:1";
@@ -89,35 +87,6 @@ fn ip_of(e: &Env, root: &Path, name: &str) -> Ipv4Addr {
         .unwrap()
         .parse()
         .unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET `path` from 127.0.0.1:`port`, retrying while the server starts.
-fn http_get(port: u16, path: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got =
-            TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(2))
-                .and_then(|mut s| {
-                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
-                    let mut out = String::new();
-                    s.read_to_string(&mut out)?;
-                    Ok(out)
-                });
-        match got {
-            Ok(body) if body.contains("200 OK") => return body,
-            other => assert!(Instant::now() < deadline, "GET {path}: {other:?}"),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -7,12 +7,11 @@
 
 mod ctr;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use ctr::{text, Env};
+use ctr::{free_port, http_get, text, Env};
 use serde_json::{json, Value};
 
 const IMG: &str = "hull.test/net:1";
@@ -22,36 +21,6 @@ fn env() -> Env {
     let e = Env::new();
     e.load(IMG, json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]}));
     e
-}
-
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET `path` from 127.0.0.1:`port`, retrying while the server starts.
-fn http_get(port: u16, path: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got =
-            TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(2))
-                .and_then(|mut s| {
-                    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-                    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
-                    let mut out = String::new();
-                    s.read_to_string(&mut out)?;
-                    Ok(out)
-                });
-        match got {
-            Ok(body) if body.contains("200 OK") => return body,
-            other => assert!(Instant::now() < deadline, "GET {path}: {other:?}"),
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn inspect(e: &Env, name: &str) -> Value {

@@ -525,3 +525,37 @@ pub fn text(o: &Output) -> (String, String) {
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `path` from 127.0.0.1:`port`, retrying while the server starts.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::Read as _;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let addr = (std::net::Ipv4Addr::LOCALHOST, port).into();
+        let got = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))
+            .and_then(|mut s| {
+                s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+                write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
+                let mut out = String::new();
+                s.read_to_string(&mut out)?;
+                Ok(out)
+            });
+        match got {
+            Ok(body) if body.contains("200 OK") => return body,
+            other => assert!(
+                std::time::Instant::now() < deadline,
+                "GET {path}: {other:?}"
+            ),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
