@@ -160,12 +160,13 @@ fn path_stat(name: &str, md: &std::fs::Metadata, link: &str) -> String {
 }
 
 /// The last component of a container path (`/` for the root).
+/// Never `..` or `.`: the staged copy is made at `DIR/NAME`, and `DIR/..` is hull's root.
 fn base_name(path: &str) -> String {
     let t = path.trim_end_matches('/');
     let t = t.strip_suffix("/.").unwrap_or(t);
     match t.rsplit_once('/') {
-        Some((_, n)) if !n.is_empty() => n.into(),
-        None if !t.is_empty() => t.into(),
+        Some((_, n)) if !n.is_empty() && n != ".." && n != "." => n.into(),
+        None if !t.is_empty() && t != ".." && t != "." => t.into(),
         _ => "/".into(),
     }
 }
@@ -235,7 +236,10 @@ pub(crate) async fn archive_get(
         let mut b = tar::Builder::new(w);
         b.follow_symlinks(false);
         let name = copy.file_name().map(|n| n.to_owned()).unwrap_or_default();
-        let res = if copy.is_dir() {
+        // lstat: the staged copy of a container's symlink is that symlink, and `is_dir` (stat)
+        // would have tar walk the host directory it points to.
+        let is_dir = std::fs::symlink_metadata(&copy).is_ok_and(|m| m.is_dir());
+        let res = if is_dir {
             b.append_dir_all(&name, &copy)
         } else {
             b.append_path_with_name(&copy, &name)

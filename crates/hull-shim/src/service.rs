@@ -160,8 +160,15 @@ impl Service {
         let (publisher, ns) = (Arc::clone(&self.publisher), self.namespace.clone());
         let supervisor = Arc::clone(&self.supervisor);
         let sink = Box::new(move |ev: Event| match ev {
-            Event::Exit { id, exec_id, exit } => {
-                if exec_id.is_empty() {
+            Event::Exit {
+                id,
+                exec_id,
+                exit,
+                started,
+            } => {
+                // A container created but never started is not restarted when a delete
+                // (`hull rm`) kills its init: docker never restarts a removed container.
+                if exec_id.is_empty() && started {
                     supervisor.exited(&id, exit.status);
                 }
                 publisher.publish(

@@ -57,6 +57,8 @@ pub enum Event {
         id: String,
         exec_id: String,
         exit: Exit,
+        /// The process had been started (a created init killed by a delete had not).
+        started: bool,
     },
     Oom {
         id: String,
@@ -531,7 +533,12 @@ impl Tasks {
             Ok(())
         }) {
             self.cv.notify_all();
-            (self.sink)(Event::Exit { id, exec_id, exit });
+            (self.sink)(Event::Exit {
+                id,
+                exec_id,
+                exit,
+                started,
+            });
         }
     }
 

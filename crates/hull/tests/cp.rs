@@ -226,3 +226,47 @@ fn cp_never_follows_a_swapped_symlink_out_of_the_container() {
     e.ok(&["rm", "-f", "swap"]);
     e.assert_clean();
 }
+
+/// Two ways a container's own paths used to reach past the destination: `DIR/..` as the
+/// source (its `..` became the name to copy to, i.e. the destination's parent), and a device
+/// node the container made where a file is copied in (it was opened and written through,
+/// here into /dev/null; a block device would have been a host disk).
+#[test]
+fn dotdot_and_planted_devices_stay_inside() {
+    let e = env();
+    e.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "c",
+        IMG,
+        "sleep",
+        "1000",
+    ]);
+    sh(&e, "c", "busybox mkdir -p /app/sub && echo x > /app/sub/f");
+    let w = e.work.path().join("dd");
+    let dest = w.join("existing");
+    std::fs::create_dir_all(&dest).unwrap();
+    std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o750)).unwrap();
+    e.ok(&["cp", "c:/app/sub/..", dest.to_str().unwrap()]);
+    let beside: Vec<String> = std::fs::read_dir(&w)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(beside, ["existing"], "copied beside the destination");
+    assert_eq!(std::fs::metadata(&w).unwrap().mode() & 0o7777, 0o750);
+    assert_eq!(
+        std::fs::read_to_string(dest.join("app/sub/f")).unwrap(),
+        "x\n"
+    );
+
+    sh(&e, "c", "busybox mknod /app/cfg c 1 3");
+
+    let src = e.work.path().join("cfg");
+    std::fs::write(&src, "settings\n").unwrap();
+    e.ok(&["cp", src.to_str().unwrap(), "c:/app/cfg"]);
+    assert_eq!(sh(&e, "c", "cat /app/cfg"), "settings\n");
+    assert_eq!(sh(&e, "c", "busybox stat -c %F /app/cfg"), "regular file\n");
+}

@@ -483,3 +483,39 @@ fn bad_values_exit_125_and_create_nothing() {
     e.ok(&["rm", "c"]);
     e.assert_clean();
 }
+
+/// A created, never started container with a restart policy is not restarted by its removal:
+/// `rm` kills the created init, and that exit is no reason to bring it back (docker never
+/// restarts a removed container).
+#[test]
+fn removing_a_created_container_does_not_restart_it() {
+    let e = env();
+    let made = [
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "made",
+        "--restart",
+        "always",
+        IMG,
+        "sleep",
+        "1000",
+    ];
+    e.ok(&made);
+    e.ok(&["rm", "made"]);
+    // The first restart would come 100 ms after the exit.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(e.ok(&["ps", "-a", "-q"]), "");
+    let events = e.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        "0s",
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(!events.contains("start"), "restarted after rm: {events}");
+    e.assert_clean();
+}

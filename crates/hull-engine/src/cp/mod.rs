@@ -92,16 +92,50 @@ impl Root {
     }
 }
 
+/// `path` cleaned lexically, as Go's `filepath.Clean` that docker cp applies: `.` dropped and
+/// each `..` taking the component before it (never above `/`). Without it `CTR:/etc/..` split
+/// into `/etc` and `..`, and a `..` handed to openat names the parent of the directory being
+/// copied into: the container's tree landed beside the destination. A trailing `/` is kept
+/// (it means "a directory").
+fn clean(path: &str) -> String {
+    let abs = path.starts_with('/');
+    let mut out: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." if out.last().is_some_and(|l| *l != "..") => {
+                out.pop();
+            }
+            ".." if abs => {}
+            c => out.push(c),
+        }
+    }
+    let mut s = out.join("/");
+    if abs {
+        s.insert(0, '/');
+    }
+    if s.is_empty() {
+        s.push('.');
+    }
+    if path.ends_with('/') && !s.ends_with('/') {
+        s.push('/');
+    }
+    s
+}
+
 /// `path` split into its parent and last component; `None` for `/` (or `/.`).
 fn split(path: &str) -> (String, Option<String>) {
-    let t = path.trim_end_matches('/');
+    let cleaned = clean(path);
+    let t = cleaned.trim_end_matches('/');
     let t = t.strip_suffix("/.").unwrap_or(t).trim_end_matches('/');
     match t.rsplit_once('/') {
-        Some((p, n)) if !n.is_empty() && n != "." => (
+        Some((p, n)) if !n.is_empty() && n != "." && n != ".." => (
             if p.is_empty() { "/".into() } else { p.into() },
             Some(n.into()),
         ),
-        None if !t.is_empty() && t != "." => (".".into(), Some(t.into())),
+        None if !t.is_empty() && t != "." && t != ".." => (".".into(), Some(t.into())),
+        // A relative path of only `..`s (the host side): a directory, with no last name.
+        _ if t == ".." || t.ends_with("/..") => (t.into(), None),
         _ => ("/".into(), None),
     }
 }
@@ -299,6 +333,12 @@ mod tests {
     #[test]
     fn splits_like_docker() {
         let s = |p: &str| split(p);
+        // Cleaned first: no `..` is ever a name (it would name the destination's parent).
+        assert_eq!(s("/etc/.."), ("/".into(), None));
+        assert_eq!(s("/a/b/../c"), ("/a".into(), Some("c".into())));
+        assert_eq!(s("/../../etc/./x/"), ("/etc".into(), Some("x".into())));
+        assert_eq!(s("../x"), ("..".into(), Some("x".into())));
+        assert_eq!(s("../.."), ("../..".into(), None));
         assert_eq!(s("/a/b"), ("/a".into(), Some("b".into())));
         assert_eq!(s("/a/b/"), ("/a".into(), Some("b".into())));
         assert_eq!(s("/a/b/."), ("/a".into(), Some("b".into())));

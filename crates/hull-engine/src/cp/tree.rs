@@ -169,6 +169,13 @@ pub(crate) fn copy_entry(
     name: &OsStr,
     owner: Owner,
 ) -> io::Result<()> {
+    // `..` names the parent of `dst`: never a place to copy to (see `clean` in mod.rs).
+    if name == OsStr::new("..") {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "'..' as a copy target",
+        ));
+    }
     let st = stat_at(src, OsStr::new(""))?;
     let (uid, gid) = match owner {
         Owner::Keep => (st.st_uid, st.st_gid),
@@ -185,12 +192,15 @@ pub(crate) fn copy_entry(
         }
         libc::S_IFREG => {
             let mut from = File::from(reopen(src, libc::O_RDONLY)?);
-            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC;
+            // Always a new file (docker's rule: unlink, then create): whatever is there — a
+            // symlink, a FIFO that would hang us, a device node the container made (CAP_MKNOD,
+            // no nodev on its rootfs) that would have us write a host disk — is replaced, never
+            // opened. A directory there makes the unlink fail (EISDIR), as it should.
+            let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL;
             let to = match open_at(dst, name, flags, 0o600) {
-                // A symlink (or socket, fifo) there: replaced, never written through.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENXIO)) => {
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                     remove_non_dir(dst, &c)?;
-                    open_at(dst, name, flags | libc::O_EXCL, 0o600)?
+                    open_at(dst, name, flags, 0o600)?
                 }
                 r => r?,
             };
