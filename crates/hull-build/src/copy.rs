@@ -56,6 +56,50 @@ pub(crate) fn container_rel(p: &str) -> PathBuf {
     out
 }
 
+/// `rel` resolved inside `root` as the kernel's RESOLVE_IN_ROOT would: a symlink met on the way
+/// (not the last component, which COPY takes as it is) is followed with `root` as `/`, and `..`
+/// never climbs above it. Without it `COPY s/etc/shadow /` with `s -> /` in the context read
+/// the host's file into the image.
+fn resolve_in_root(root: &Path, rel: &Path) -> io::Result<PathBuf> {
+    fn push_rev(todo: &mut Vec<std::ffi::OsString>, p: &Path) {
+        for c in p.components().rev() {
+            match c {
+                Component::Normal(n) => todo.push(n.to_owned()),
+                Component::ParentDir => todo.push("..".into()),
+                _ => {}
+            }
+        }
+    }
+    let mut todo = Vec::new();
+    push_rev(&mut todo, rel);
+    let (mut out, mut hops) = (PathBuf::new(), 0);
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            out.pop();
+            continue;
+        }
+        let cand = out.join(&c);
+        if todo.is_empty() {
+            return Ok(cand);
+        }
+        match fs::symlink_metadata(root.join(&cand)) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > 40 {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = fs::read_link(root.join(&cand))?;
+                if target.is_absolute() {
+                    out = PathBuf::new();
+                }
+                push_rev(&mut todo, &target);
+            }
+            _ => out = cand,
+        }
+    }
+    Ok(out)
+}
+
 impl Source<'_> {
     fn excluded(&self, rel: &Path) -> bool {
         self.ignore
@@ -78,6 +122,7 @@ impl Source<'_> {
         }
         let s = rel.to_string_lossy().into_owned();
         if !pattern::is_glob(&s) {
+            let rel = resolve_in_root(self.root, &rel).map_err(io_err(&self.root.join(&rel)))?;
             let p = self.root.join(&rel);
             if fs::symlink_metadata(&p).is_err() || (!s.is_empty() && self.excluded(&rel)) {
                 return Err(msg(format!(
@@ -440,7 +485,12 @@ pub(crate) fn owner(spec: &str, layers: &[PathBuf]) -> Result<(u32, u32), StepEr
     let (u, g) = spec.split_once(':').unwrap_or((spec, ""));
     let lookup = |file: &str, name: &str, field: usize| -> Option<(u32, Option<u32>)> {
         let file = resolve_in_layers(layers, Path::new(file)).ok()?;
-        let (p, _) = stat_in_layers(layers, &file)?;
+        let (p, m) = stat_in_layers(layers, &file)?;
+        // Only a regular file of the image is read: a symlink left at the end of the lookup
+        // would be followed on the host (an image's `/etc/passwd -> /etc/shadow`).
+        if !m.is_file() {
+            return None;
+        }
         let text = fs::read_to_string(p).ok()?;
         text.lines().find_map(|l| {
             let f: Vec<&str> = l.split(':').collect();

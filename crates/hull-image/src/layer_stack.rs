@@ -79,6 +79,14 @@ pub fn resolve_in_layers(tops_first: &[PathBuf], rel: &Path) -> io::Result<PathB
     let mut links = 0;
     let mut missing = false;
     while let Some(name) = todo.pop_front() {
+        // `..` below a name that does not exist fails in the kernel (ENOENT); popping would
+        // climb back into the image with the rest of a symlink's target unresolved.
+        if name == ".." && missing {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("/{}/..: no such file or directory", out.display()),
+            ));
+        }
         if name == ".." {
             out.pop();
             continue;
@@ -142,14 +150,19 @@ mod tests {
         fs::create_dir_all(top.join("data")).unwrap();
         symlink("real", top.join("data/rel")).unwrap();
         symlink("loop", top.join("loop")).unwrap();
+        symlink("nothere/../rel", top.join("data/trick")).unwrap();
         let layers = vec![top, low];
         let r = |p: &str| resolve_in_layers(&layers, Path::new(p)).unwrap();
         assert_eq!(r("data/etclink/passwd"), Path::new("etc/passwd"));
         assert_eq!(r("up/escaped"), Path::new("escaped"));
         assert_eq!(r("up/etc/../../x"), Path::new("x"));
         assert_eq!(r("data/rel/f"), Path::new("data/real/f"));
-        // Past a missing name the rest is taken as written (callers normalise `..` first).
-        assert_eq!(r("data/new/../rel"), Path::new("data/rel"));
+        // Past a missing name the rest is taken as written (callers normalise `..` first);
+        // a `..` there (from a symlink's target) fails, as in the kernel, instead of climbing
+        // back with the rest unresolved (`passwd -> nothere/../q`, `q -> /etc/shadow`).
+        assert_eq!(r("data/new/f"), Path::new("data/new/f"));
+        assert!(resolve_in_layers(&layers, Path::new("data/new/../rel")).is_err());
+        assert!(resolve_in_layers(&layers, Path::new("data/trick")).is_err());
         assert!(resolve_in_layers(&layers, Path::new("loop/x")).is_err());
         // A symlink on the way is never followed on the host.
         assert!(stat_in_layers(&layers, Path::new("data/etclink/passwd")).is_none());

@@ -521,3 +521,38 @@ fn platform_picks_the_index_entry_and_run_needs_the_host() {
     assert!(err.contains("--platform linux"), "{err}");
     e.assert_clean();
 }
+
+/// A COPY source that passes through a symlink in the context resolves inside the context (as
+/// docker's), never on the host: `s -> /` makes `s/etc/marker` the context's `etc/marker`, and
+/// `s/etc/hostname` (only on the host) is missing.
+#[test]
+fn copy_sources_resolve_inside_the_context() {
+    let e = Env::new();
+    let base = bld::base_archive(e.work.path());
+    e.ok(&["load", "-i", base.to_str().unwrap()]);
+    let df = format!("FROM {}\nCOPY s/etc/marker /m\n", bld::BASE);
+    let ctx = write_ctx(e.work.path(), "ctxlinks", &df, &[("etc/marker", "ctx\n")]);
+    std::os::unix::fs::symlink("/", ctx.join("s")).unwrap();
+    build_ok(&e, &ctx, &["-t", "hull.test/ctxlinks:1"]);
+    let cat = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "hull.test/ctxlinks:1",
+        "cat",
+        "/m",
+    ]);
+    assert_eq!(cat, "ctx\n");
+
+    let df = format!("FROM {}\nCOPY s/etc/hostname /h\n", bld::BASE);
+    std::fs::write(ctx.join("Dockerfile"), df).unwrap();
+    let o = hull_build(&e, &ctx, &["-t", "hull.test/ctxlinks:2"]);
+    let (out, err) = text(&o);
+    assert!(
+        !o.status.success(),
+        "the host's /etc/hostname was copied:\n{out}{err}"
+    );
+    assert!(err.contains("no such file"), "{err}");
+    e.assert_clean();
+}
