@@ -113,15 +113,7 @@ make_image() {
 
 qpid=""
 work=""
-cleanup() {
-	if [[ -n "$qpid" ]] && kill -0 "$qpid" 2>/dev/null; then
-		kill "$qpid" 2>/dev/null || true
-		wait "$qpid" 2>/dev/null || true
-	fi
-	[[ -n "$work" ]] && rm -rf "$work"
-	return 0
-}
-trap cleanup EXIT
+trap vm_cleanup EXIT
 trap 'exit 130' INT TERM # through the EXIT trap: qemu stopped, image removed
 
 # Boots the guest with the console in $log; progress lines (one per file) go to stderr. Returns 1 on timeout.

@@ -86,15 +86,7 @@ make_image() {
 
 qpid=""
 work=""
-cleanup() {
-	if [[ -n "$qpid" ]] && kill -0 "$qpid" 2>/dev/null; then
-		kill "$qpid" 2>/dev/null || true
-		wait "$qpid" 2>/dev/null || true
-	fi
-	[[ -n "$work" ]] && rm -rf "$work"
-	return 0
-}
-trap cleanup EXIT
+trap vm_cleanup EXIT
 trap 'exit 130' INT TERM # through the EXIT trap: qemu stopped, image removed
 
 # Boots the guest, its console in $log; 1 on a timeout. no_timer_check: see scripts/vm-test.sh.

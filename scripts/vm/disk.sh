@@ -83,3 +83,13 @@ make_initramfs() {
 	install -m 0755 scripts/vm-bats/init "$ir/init"
 	(cd "$ir" && find . | cpio -o -H newc --quiet) >"$work/initrd.cpio"
 }
+
+# The EXIT trap of both lanes: the guest ($qpid) stopped, the work dir ($work) removed.
+vm_cleanup() {
+	if [[ -n "${qpid:-}" ]] && kill -0 "$qpid" 2>/dev/null; then
+		kill "$qpid" 2>/dev/null || true
+		wait "$qpid" 2>/dev/null || true
+	fi
+	[[ -n "${work:-}" ]] && rm -rf "$work"
+	return 0
+}
