@@ -14,7 +14,10 @@ use crate::digest::Digest;
 use crate::store::{Store, StoreError};
 
 mod copy;
+mod fuse;
 mod image_mount;
+
+pub use fuse::set_mount_program;
 
 /// Errors preparing or tearing down a rootfs.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,25 @@ pub enum RootfsError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "mounting overlay on {path}: the kernel refused overlayfs in the user namespace \
+         (rootless overlay needs Linux >= 5.11 and a storage filesystem with user xattrs) and \
+         fuse-overlayfs, the fallback, is not installed: install it (Debian: apt-get install \
+         fuse-overlayfs)"
+    )]
+    NeedFuse {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("mounting overlay on {path} with {program}: {detail}")]
+    MountProgram {
+        program: PathBuf,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error("fuse-overlayfs cannot take the path {0} (it has ':' or ','): use another --root")]
+    MountProgramPath(PathBuf),
     #[error("unmounting {path}")]
     Unmount {
         path: PathBuf,
@@ -181,42 +203,16 @@ impl Store {
         how: Build,
     ) -> Result<Rootfs, RootfsError> {
         let merged = dir.join("merged");
-        let volatile = how.durability == Durability::Volatile;
         for sub in ["upper", "work", "merged"] {
             let p = dir.join(sub);
             fs::create_dir(&p).map_err(io_err(&p))?;
         }
         let lowers: Vec<PathBuf> = chains.iter().rev().map(|c| self.snapshot_path(c)).collect();
-        let (done, durability) = match how.mode {
-            RootfsMode::Copy => {
-                copy::populate(&lowers, &merged)?;
-                (RootfsMode::Copy, Durability::Durable)
-            }
-            RootfsMode::Overlay => (
-                RootfsMode::Overlay,
-                mount_overlay_durability(dir, &lowers, volatile)?,
-            ),
-            RootfsMode::Auto => match mount_overlay_durability(dir, &lowers, volatile) {
-                Ok(d) => (RootfsMode::Overlay, d),
-                // ENODEV: this kernel has no overlayfs at all.
-                Err(RootfsError::Mount { source, .. })
-                    if source.raw_os_error() == Some(libc::ENODEV) =>
-                {
-                    copy::populate(&lowers, &merged)?;
-                    (RootfsMode::Copy, Durability::Durable)
-                }
-                Err(e) => return Err(e),
-            },
-        };
+        let (done, durability, mode_s) = make(dir, &lowers, how)?;
         let chains_json = serde_json::to_string(chains).map_err(|source| StoreError::Corrupt {
             what: format!("rootfs {id}"),
             source,
         })?;
-        let mode_s = match (done, durability) {
-            (RootfsMode::Copy, _) => "copy",
-            (_, Durability::Volatile) => "overlay-volatile",
-            _ => "overlay",
-        };
         let inserted = self.db().execute(
             "INSERT OR IGNORE INTO rootfs(container_id, image_id, chains, mode) VALUES (?1, ?2, ?3, ?4)",
             params![id, image_id.to_string(), chains_json, mode_s],
@@ -271,6 +267,66 @@ impl Store {
             }
         }
         Ok(())
+    }
+}
+
+/// Mounts or copies the rootfs in `dir`: what was done, its durability and the mode recorded.
+/// The kernel's overlayfs unless a mount program is set; where the kernel refuses it in a
+/// user namespace, fuse-overlayfs when installed (see [`fuse::fallback`]).
+fn make(
+    dir: &Path,
+    lowers: &[PathBuf],
+    how: Build,
+) -> Result<(RootfsMode, Durability, &'static str), RootfsError> {
+    let merged = dir.join("merged");
+    let fuse = |program: &Path| -> Result<_, RootfsError> {
+        let lowers = lowers_or_empty(dir, lowers)?;
+        fuse::mount(
+            program,
+            &merged,
+            &lowers,
+            &dir.join("upper"),
+            &dir.join("work"),
+        )?;
+        // fuse-overlayfs has no `volatile`; its upper dir is never refused after a crash.
+        Ok((RootfsMode::Overlay, Durability::Durable, "overlay-fuse"))
+    };
+    let copy = || -> Result<_, RootfsError> {
+        copy::populate(lowers, &merged)?;
+        Ok((RootfsMode::Copy, Durability::Durable, "copy"))
+    };
+    if how.mode == RootfsMode::Copy {
+        return copy();
+    }
+    if let Some(program) = fuse::mount_program() {
+        return fuse(program);
+    }
+    let volatile = how.durability == Durability::Volatile;
+    match mount_overlay_durability(dir, lowers, volatile) {
+        Ok(Durability::Volatile) => Ok((
+            RootfsMode::Overlay,
+            Durability::Volatile,
+            "overlay-volatile",
+        )),
+        Ok(d) => Ok((RootfsMode::Overlay, d, "overlay")),
+        Err(RootfsError::Mount { path, source }) => {
+            let auto = how.mode == RootfsMode::Auto;
+            match fuse::fallback(&source, crate::userns::active(), fuse::find(), auto) {
+                fuse::Fallback::Fuse(program) => {
+                    tracing::info!(
+                        "the kernel refused overlayfs in the user namespace ({source}); \
+                         mounting {} with {}",
+                        path.display(),
+                        program.display()
+                    );
+                    fuse(&program)
+                }
+                fuse::Fallback::Copy => copy(),
+                fuse::Fallback::NeedFuse => Err(RootfsError::NeedFuse { path, source }),
+                fuse::Fallback::Fail => Err(RootfsError::Mount { path, source }),
+            }
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -334,18 +390,7 @@ fn mount_overlay(dir: &Path, lowers: &[PathBuf], volatile: bool) -> Result<(), R
     let merged = dir.join("merged");
     let upper = dir.join("upper");
     let work = dir.join("work");
-    // An image without layers still needs one lowerdir.
-    let empty = dir.join("empty");
-    let lowers: Vec<PathBuf> = if lowers.is_empty() {
-        // Already there when this is the durable retry of a refused volatile mount.
-        match fs::create_dir(&empty) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(io_err(&empty)(e)),
-            _ => {}
-        }
-        vec![empty]
-    } else {
-        lowers.to_vec()
-    };
+    let lowers = lowers_or_empty(dir, lowers)?;
     let tail = format!(
         "upperdir={},workdir={}{}{}",
         escape_overlay(&upper),
@@ -354,6 +399,19 @@ fn mount_overlay(dir: &Path, lowers: &[PathBuf], volatile: bool) -> Result<(), R
         crate::userns::overlay_options()
     );
     mount_lowers(&merged, &lowers, &tail, 0)
+}
+
+/// `lowers`, or for an image without layers `dir/empty`: an overlay needs one lowerdir.
+fn lowers_or_empty(dir: &Path, lowers: &[PathBuf]) -> Result<Vec<PathBuf>, RootfsError> {
+    if !lowers.is_empty() {
+        return Ok(lowers.to_vec());
+    }
+    let empty = dir.join("empty");
+    // Already there when this is the retry of a refused mount (durable, or fuse-overlayfs).
+    match fs::create_dir(&empty) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_err(&empty)(e)),
+        _ => Ok(vec![empty]),
+    }
 }
 
 /// Mounts an overlay of `lowers` (top first) on `target` with the options `tail` after
