@@ -127,6 +127,11 @@ fn is_opaque(p: &Path) -> bool {
     })
 }
 
+/// An upper dir's opaque directory as fuse-overlayfs marks it (xattr and marker file).
+fn is_upper_opaque(p: &Path) -> bool {
+    is_opaque(p) || p.join(crate::userns::FUSE_OPAQUE_FILE).exists()
+}
+
 impl Walk<'_> {
     /// Whether `rel` is visible in the image (the merged lower layers).
     fn in_lower(&self, rel: &Path) -> bool {
@@ -176,6 +181,10 @@ impl Walk<'_> {
             let name = e.file_name();
             let path = e.path();
             let rel = rel.join(&name);
+            // fuse-overlayfs's opaque marker: not a file of the container's.
+            if name == crate::userns::FUSE_OPAQUE_FILE {
+                continue;
+            }
             seen.push(name);
             if self.skip.iter().any(|s| s == &rel) {
                 continue;
@@ -194,7 +203,7 @@ impl Walk<'_> {
             }
             out.push(PathChange { kind, path: abs });
             if m.is_dir() {
-                let own = !fresh && is_opaque(&path);
+                let own = !fresh && is_upper_opaque(&path);
                 self.dir(&path, &rel, (fresh, own), out)?;
             }
         }

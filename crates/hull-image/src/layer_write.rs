@@ -173,8 +173,9 @@ impl LayerWriter {
 #[derive(Default)]
 pub struct TreeOptions<'a> {
     /// The directory is an overlayfs upper dir: 0/0 character devices are whiteouts and
-    /// `trusted.overlay.opaque=y` (`user.overlay.opaque` rootless) marks an opaque directory
-    /// (written as `.wh.` entries).
+    /// `trusted.overlay.opaque=y` (`user.overlay.opaque` rootless, `user.fuseoverlayfs.opaque`
+    /// and a `.wh..wh..opq` file from fuse-overlayfs) marks an opaque directory (written as
+    /// `.wh.` entries).
     pub overlay: bool,
     /// Paths (relative, no leading `/`) left out with everything below them.
     pub skip: &'a [PathBuf],
@@ -216,7 +217,8 @@ fn walk<W: Write>(
     names.sort();
     for name in names {
         let r = rel.join(&name);
-        if opts.skip.contains(&r) {
+        // fuse-overlayfs's marker next to its opaque xattr (written below from the xattr).
+        if opts.skip.contains(&r) || (opts.overlay && name == crate::userns::FUSE_OPAQUE_FILE) {
             continue;
         }
         let p = root.join(&r);
@@ -234,10 +236,11 @@ fn walk<W: Write>(
         append_entry(tar, &p, &dest, &m, links, None)?;
         if m.is_dir() {
             let opaque = opts.overlay
-                && crate::fsutil::lxattrs(&p)
+                && (crate::fsutil::lxattrs(&p)
                     .map_err(io_err(&p))?
                     .iter()
-                    .any(|(k, v)| crate::userns::is_opaque_xattr(k) && v == b"y");
+                    .any(|(k, v)| crate::userns::is_opaque_xattr(k) && v == b"y")
+                    || p.join(crate::userns::FUSE_OPAQUE_FILE).exists());
             if opaque {
                 let mut h = header(&m, tar::EntryType::Regular);
                 h.set_mode(0);

@@ -15,8 +15,18 @@
 use std::path::Path;
 use std::sync::{Once, OnceLock};
 
-/// The opaque-directory xattr names overlayfs reads, trusted (root) and user (userxattr).
-pub(crate) const OPAQUE_XATTRS: [&[u8]; 2] = [b"trusted.overlay.opaque", b"user.overlay.opaque"];
+/// The opaque-directory xattr names overlayfs reads, trusted (root) and user (userxattr), and
+/// the one fuse-overlayfs writes in a user namespace (where `trusted.*` is refused; see
+/// `rootfs/fuse.rs`).
+pub(crate) const OPAQUE_XATTRS: [&[u8]; 3] = [
+    b"trusted.overlay.opaque",
+    b"user.overlay.opaque",
+    b"user.fuseoverlayfs.opaque",
+];
+
+/// The file fuse-overlayfs puts in a directory of its upper dir that it makes opaque, next to
+/// the xattr (the OCI layer marker's name). It describes the directory; it is not content.
+pub(crate) const FUSE_OPAQUE_FILE: &str = ".wh..wh..opq";
 
 /// Whether this process runs in a user namespace other than the initial one.
 pub(crate) fn active() -> bool {
@@ -45,11 +55,14 @@ pub(crate) fn overlay_options() -> &'static str {
     }
 }
 
-/// Whether `name` is one of overlayfs's own xattrs (`trusted.overlay.*`, or `user.overlay.*`
-/// which a `userxattr` mount reads): they describe the layer, not a file, and an image must
-/// not smuggle them in (opaque, redirect, metacopy).
+/// Whether `name` is one of overlayfs's own xattrs (`trusted.overlay.*`, `user.overlay.*`
+/// which a `userxattr` mount reads, `user.fuseoverlayfs.*` which fuse-overlayfs reads): they
+/// describe the layer, not a file, and an image must not smuggle them in (opaque, redirect,
+/// metacopy, origin).
 pub(crate) fn is_overlay_xattr(name: &[u8]) -> bool {
-    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
+    name.starts_with(b"trusted.overlay.")
+        || name.starts_with(b"user.overlay.")
+        || name.starts_with(b"user.fuseoverlayfs.")
 }
 
 /// Whether `name` marks an opaque directory, in either namespace.
