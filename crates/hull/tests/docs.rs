@@ -20,7 +20,13 @@ const HULL: Program = Program {
 };
 
 /// Options every command takes from `hull` itself.
-const GLOBAL: [&str; 4] = ["--root", "--cdi-spec-dir", "--help", "--version"];
+const GLOBAL: [&str; 5] = [
+    "--root",
+    "--cdi-spec-dir",
+    "--storage-opt",
+    "--help",
+    "--version",
+];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -58,6 +58,10 @@ struct Cli {
     /// CDI spec directory (repeatable; later ones take precedence). Default: /etc/cdi, /var/run/cdi.
     #[arg(long, global = true)]
     cdi_spec_dir: Vec<PathBuf>,
+    /// Storage option KEY=VALUE (repeatable), as podman's: `mount_program=PATH` mounts container
+    /// root filesystems with PATH (fuse-overlayfs) instead of the kernel's overlayfs.
+    #[arg(long = "storage-opt", global = true, value_name = "KEY=VALUE")]
+    storage_opt: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -251,6 +255,10 @@ pub(crate) fn main() -> ExitCode {
         Err(code) => return code,
     };
     cdi::set_spec_dirs(&cli.cdi_spec_dir);
+    if let Err(e) = rootless::storage_opts(&cli.storage_opt) {
+        eprintln!("Error: {e:#}");
+        return ExitCode::from(125);
+    }
     let root = match rootless::storage_root(cli.root.take()) {
         Ok(r) => r,
         Err(e) => {
