@@ -14,6 +14,7 @@ pkgs=(
   podman conmon    # hullc under podman (crates/hullc/tests/podman.rs)
   uidmap           # newuidmap/newgidmap: rootless multi-range mappings (crates/hullc/tests/rootless.rs, rootless hull)
   passt            # pasta: rootless hull's user-mode network and published ports (crates/hull/tests/rootless.rs)
+  fuse-overlayfs   # rootless hull's overlay where the kernel refuses one (crates/hull/tests/rootless_fuse.rs)
   docker.io        # Docker Engine 20.10 drives hullc (crates/hullc/tests/engines.rs)
   tini             # hull run --init: /usr/bin/tini-static as PID 1 (crates/hull/tests/run_flags.rs)
   docker-compose   # compose 1.29 against `hull system service` (crates/hull/tests/api_compose.rs)
