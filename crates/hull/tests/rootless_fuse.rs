@@ -235,3 +235,102 @@ fn forced_fuse_overlayfs_runs_a_layered_image_and_leaves_nothing() {
     let left = u.processes_after_exit();
     assert!(left.is_empty(), "processes left after reset: {left:?}");
 }
+
+/// The `containers` dir of the user's store on an overlayfs (made by root before the user's
+/// first hull; the snapshots stay on the disk, as overlayfs refuses to create whiteouts through
+/// it): overlayfs does not take an overlayfs as its upper dir's filesystem, so the kernel
+/// refuses the container's overlay in the user namespace with EINVAL ("filesystem on ... not
+/// supported as upperdir"): the refusal hull must fall back from, on a kernel that otherwise
+/// allows overlayfs there.
+struct OverlayStore {
+    at: std::path::PathBuf,
+    tmp: tempfile::TempDir,
+}
+
+impl OverlayStore {
+    fn new(u: &User) -> OverlayStore {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        for d in ["lo", "up", "wk"] {
+            std::fs::create_dir(t.join(d)).unwrap();
+        }
+        std::os::unix::fs::chown(t.join("up"), Some(u.uid), Some(u.uid)).unwrap();
+        std::fs::set_permissions(t.join("up"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mut d = u.home.clone();
+        for (name, mode) in [
+            (".local", 0o755),
+            ("share", 0o755),
+            ("hull", 0o700),
+            ("containers", 0o700),
+        ] {
+            d.push(name);
+            std::fs::create_dir(&d).unwrap();
+            std::os::unix::fs::chown(&d, Some(u.uid), Some(u.uid)).unwrap();
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            t.join("lo").display(),
+            t.join("up").display(),
+            t.join("wk").display()
+        );
+        rootless_env::must(
+            std::process::Command::new("mount")
+                .args(["-t", "overlay", "overlay", "-o", &opts])
+                .arg(&d),
+        );
+        OverlayStore { at: d, tmp }
+    }
+}
+
+impl Drop for OverlayStore {
+    fn drop(&mut self) {
+        let c = std::ffi::CString::new(self.at.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string; detaching what this guard mounted.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        let _ = std::fs::remove_dir_all(self.tmp.path());
+    }
+}
+
+#[test]
+fn refused_kernel_overlay_falls_back_to_fuse_overlayfs() {
+    if skip_unless_root() {
+        return;
+    }
+    if !Path::new(FUSE_OVERLAYFS).exists() {
+        eprintln!("skipped: {FUSE_OVERLAYFS} is not installed (apt-get install fuse-overlayfs)");
+        return;
+    }
+    let _fuse = DevFuse::open();
+    let u = User::new(true);
+    let store = OverlayStore::new(&u);
+    let (_reg, img, _layout) = registry_image();
+    u.ok(&["pull", &img]);
+    // No option: the kernel's refusal (of the volatile mount for --rm, then of the durable
+    // one) makes hull mount fuse-overlayfs itself. A whiteout made in the container hides a
+    // file of the image.
+    let script = "busybox awk '$2 == \"/\" {print $3}' /proc/mounts; ls /gone 2>&1 | wc -l; \
+                  rm /keep/c && ls /keep | wc -l; echo x > /new && cat /new";
+    let out = u.ok(&["run", "--rm", "--network", "none", &img, "sh", "-c", script]);
+    assert_eq!(out, "fuse.fuse-overlayfs\n1\n0\nx\n");
+    assert_no_fuse_left(&u, "run --rm");
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a1",
+        "--network",
+        "none",
+        &img,
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(fuse_daemons(&u).len(), 1, "{:?}", u.processes());
+    assert_eq!(
+        u.ok(&["exec", "-u", "1000", "a1", "cat", "/home/u/notes"]),
+        "mine\n"
+    );
+    u.ok(&["rm", "-f", "a1"]);
+    assert_no_fuse_left(&u, "rm -f");
+    drop(store);
+}

@@ -203,6 +203,20 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_without_fuse_overlayfs_says_what_to_install() {
+        let e = RootfsError::NeedFuse {
+            path: "/s/containers/x/merged".into(),
+            source: io::Error::from_raw_os_error(libc::EPERM),
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("/s/containers/x/merged")
+                && msg.contains("apt-get install fuse-overlayfs"),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn paths_fuse_overlayfs_cannot_take_are_refused_before_running_it() {
         let e = mount(
             Path::new("/nonexistent/fuse-overlayfs"),
