@@ -39,6 +39,7 @@ pub(super) fn resolve(
     Ok(Cgroups {
         cg,
         optional: false,
+        rootless,
         created: false,
         unit: Some(unit),
     })
