@@ -61,11 +61,6 @@ pub(crate) struct Cgroups {
     /// Rootless without an explicit cgroupsPath: a cgroup we may not
     /// create or join is skipped rather than an error (runc's rule).
     optional: bool,
-    /// Rootless (with or without a cgroupsPath): device rules that cannot be
-    /// set are skipped, as runc's fs2 does ("not expected to work": a device
-    /// program needs CAP_SYS_ADMIN in the initial user namespace), while
-    /// limits in a delegated cgroup must apply.
-    rootless: bool,
     /// Its directories exist (made by `prepare` on v2, or by `create`).
     created: bool,
     /// `--systemd-cgroup`: the transient unit that owns the cgroup.
@@ -125,7 +120,6 @@ pub(crate) fn prepare(
     check_existing(&cg)?;
     let cg = Cgroups {
         optional: rootless && path.is_none(),
-        rootless,
         created: false,
         cg,
         unit: None,
@@ -290,7 +284,7 @@ impl Cgroups {
     /// are skipped (runc: "not expected to work"); limits must apply.
     fn apply(&self, spec: &Spec) -> Result<(), CgroupError> {
         let mut r = resources_of(spec);
-        if self.rootless {
+        if self.optional {
             let mut devices = LinuxResources::default();
             devices.set_devices(r.devices().clone());
             r.set_devices(None);
@@ -334,7 +328,6 @@ impl Cgroups {
         serde_json::from_value(v.clone()).ok().map(|cg| Cgroups {
             cg,
             optional: false,
-            rootless: false,
             created: true,
             unit,
         })

@@ -39,7 +39,6 @@ pub(super) fn resolve(
     Ok(Cgroups {
         cg,
         optional: false,
-        rootless,
         created: false,
         unit: Some(unit),
     })
