@@ -16,12 +16,16 @@ delegated() {
     check "rootless: run -d: the container's cgroup below the delegated one" sh -c "
         hull run -d --name lim --network none --memory 32m busybox sleep 1000 &&
         [ \"\$(cat $D/hull/*/memory.max)\" = 33554432 ]"
+    check "rootless: hull update --memory 48m (the container's cgroup)" sh -c "
+        hull update --memory 48m lim && [ \"\$(cat $D/hull/*/memory.max)\" = 50331648 ]"
+    check "rootless: hull stats reads the container's cgroup" sh -c '
+        hull stats --no-stream --format json lim | grep -qE "\"MemLimit\": ?50331648"'
     check "rootless: hull rm -f" hull rm -f lim
     check "rootless: no cgroup of a container left" sh -c "[ -z \"\$(find $D/hull -mindepth 1 -type d)\" ]"
     check "rootless: hull system reset -f" hull system reset -f
     check "rootless: reset removed the containers' parent cgroup" test ! -e $D/hull
     [ "$nfail" = 0 ] || {
-        find $D; cat $D/cgroup.procs $D/cgroup.subtree_control $D/cgroup.controllers
+        find $D -type d; cat $D/cgroup.procs $D/cgroup.subtree_control $D/cgroup.controllers
         hull info
     } 2>&1 | sed 's/^/VM-DIAG /'
 }
@@ -37,6 +41,12 @@ not_delegated() {
         hull info | grep -qE "^Cgroup Limits: +no: .*/user.slice/bob is not delegated"'
     expect "rootless, not delegated: runs without limits" ok \
         hull run --rm --network none busybox echo ok
+    check "rootless, not delegated: hull update --memory is refused" sh -c '
+        hull run -d --name free --network none busybox sleep 1000 >/dev/null || exit 1
+        out=$(hull update --memory 64m free 2>&1) && exit 1
+        echo "$out"
+        hull rm -f free >/dev/null
+        echo "$out" | grep -q -- "--memory: .*/user.slice/bob is not delegated to you"'
     check "rootless, not delegated: nothing made in its cgroup" sh -c '
         [ -z "$(find /sys/fs/cgroup/user.slice/bob -mindepth 1 -type d)" ]'
     check "rootless, not delegated: hull system reset -f" hull system reset -f

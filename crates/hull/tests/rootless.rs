@@ -109,6 +109,12 @@ fn ordinary_user_pulls_runs_and_resets() {
     ]);
     assert_eq!(st, "1000:1000 /data/mine\n0:0 /data/by-root\n");
     assert!(u.ok(&["logs", "c1"]).contains("started"));
+    // No cgroup on this hybrid host: update's limits are refused as run's are.
+    let e = u.fails(&["update", "--memory", "64m", "c1"]);
+    assert!(
+        e.contains("--memory: ") && e.contains("cgroup v1 or hybrid"),
+        "{e}"
+    );
     assert!(u.ok(&["ps"]).contains("c1"));
     assert!(u.ok(&["inspect", "c1"]).contains("\"Running\": true"));
     u.ok(&["stop", "-t", "1", "c1"]);

@@ -37,6 +37,11 @@ pub enum Error {
     },
     #[error("{0}: readying your delegated cgroup for the container's limits")]
     Prepare(&'static str, #[source] cgroup::Error),
+    #[error(
+        "{0}: container {1} was made without a cgroup (your cgroup was not delegated then): \
+         make it again to give it limits (docs/rootless.md)"
+    )]
+    Uncontained(&'static str, String),
 }
 
 /// The flags behind each limit of `linux.resources`, and the controller each needs.
@@ -47,6 +52,30 @@ const LIMITS: &[(&str, &str, &str)] = &[
     ("blockIO", "--blkio-weight", "io"),
     ("hugepageLimits", "--hugepages", "hugetlb"),
 ];
+
+/// `hull update` of a rootless container (`flag`: the first limit given): limits need the
+/// cgroup it was given at create (`linux.cgroupsPath` of its `config`).
+pub(crate) fn check_update(config: &Value, flag: &'static str, name: &str) -> Result<(), Error> {
+    check_update_with(config, flag, name, cgroup::status)
+}
+
+fn check_update_with(
+    config: &Value,
+    flag: &'static str,
+    name: &str,
+    status: impl FnOnce() -> Result<Delegated, Why>,
+) -> Result<(), Error> {
+    if config["linux"]
+        .get("cgroupsPath")
+        .is_some_and(|p| p.as_str().is_some_and(|p| !p.is_empty()))
+    {
+        return Ok(());
+    }
+    match status() {
+        Ok(_) => Err(Error::Uncontained(flag, name.into())),
+        Err(why) => Err(Error::Limits(flag, why)),
+    }
+}
 
 /// Rewrites a built config for rootless operation (see the module docs); `id` names the
 /// container's cgroup.
@@ -191,6 +220,19 @@ mod tests {
             e.contains("lacks the cpu controller (it has: memory pids)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn update_needs_the_cgroup_made_at_create() {
+        let with = json!({"linux": {"cgroupsPath": "/u/app/hull/c1"}});
+        check_update_with(&with, "--memory", "c1", hybrid).unwrap();
+        let without = json!({"linux": {}});
+        let e = check_update_with(&without, "--memory", "c1", hybrid).unwrap_err();
+        assert!(e.to_string().contains("cgroup v1 or hybrid"), "{e}");
+        let e = check_update_with(&without, "--cpus", "c1", delegated).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("--cpus: container c1 was made without a cgroup"));
     }
 
     #[test]
