@@ -24,8 +24,9 @@ say() { echo "vm-test: $*" >&2; }
 install_packages() {
     local p missing=()
     # qemu-system-x86: the VM; busybox-static: the guest's userland and the containers'
-    # rootfs; cpio: the initramfs; nftables: hull-net runs `nft` (copied into the guest).
-    for p in qemu-system-x86 busybox-static cpio nftables; do
+    # rootfs; cpio: the initramfs; nftables: hull-net runs `nft`; uidmap: newuidmap and
+    # newgidmap for the rootless checks (both copied into the guest).
+    for p in qemu-system-x86 busybox-static cpio nftables uidmap; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
             missing+=("$p")
     done
@@ -160,6 +161,11 @@ make_initramfs() {
         strip --strip-debug "$root/usr/local/bin/$b"
     done
     copy_with_libs "$(command -v nft)" /usr/sbin
+    # Setuid root, as the package installs them: they write a rootless user's id maps.
+    for b in newuidmap newgidmap; do
+        copy_with_libs "/usr/bin/$b" /usr/bin
+        chmod 4755 "$root/usr/bin/$b"
+    done
     printf 'root:x:0:0:root:/root:/bin/sh\n' > "$root/etc/passwd"
     printf 'root:x:0:\n' > "$root/etc/group"
     printf '127.0.0.1 localhost\n' > "$root/etc/hosts"

@@ -1,7 +1,7 @@
 #!/bin/busybox sh
 # Stage 2 (PID 1 on a tmpfs root): mounts what a pure cgroup v2 distro has, loads the
-# modules hull needs, runs the checks (hullc.sh, hull.sh) and powers off. Every check prints
-# `PASS name` or `FAIL name: reason` on the console; the last line is
+# modules hull needs, runs the checks (hullc.sh, hull.sh, rootless.sh) and powers off.
+# Every check prints `PASS name` or `FAIL name: reason` on the console; the last line is
 # `VM-SUMMARY pass=N fail=M`, which scripts/vm-test.sh requires and parses.
 /bin/busybox --install -s /bin
 export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
@@ -48,7 +48,7 @@ done
 check "modules loaded" sh -c 'grep -q overlay /proc/filesystems && [ -d /sys/module/veth ] &&
     [ -d /sys/module/bridge ] && [ -d /sys/module/nf_tables ]'
 
-for t in /vm/hullc.sh /vm/hull.sh; do
+for t in /vm/hullc.sh /vm/hull.sh /vm/rootless.sh; do
     echo "VM-SECTION $t"
     . "$t"
 done

@@ -9,15 +9,17 @@ fail() { nfail=$((nfail + 1)); echo "FAIL $1: $2"; }
 oneline() { tr '\n' '|' | cut -c1-400; }
 
 # limited CMD...: CMD, a program killed after 300 s (TCG on a busy machine is slow) or one of
-# our functions (they bound their own waits). Its output goes through a file: a process it
-# leaves behind (a container's init) may hold a pipe open forever, a file it may keep.
+# our functions (they bound their own waits). Its output goes through a file ($LIMITED_OUT,
+# one per user): a process it leaves behind (a container's init) may hold a pipe open
+# forever, a file it may keep.
 limited() {
+    lout=${LIMITED_OUT:-/tmp/limited.out}
     case "$(type "$1")" in
-    *function*) "$@" > /tmp/limited.out 2>&1 ;;
-    *) timeout 300 "$@" > /tmp/limited.out 2>&1 ;;
+    *function*) "$@" > "$lout" 2>&1 ;;
+    *) timeout 300 "$@" > "$lout" 2>&1 ;;
     esac
     lrc=$?
-    cat /tmp/limited.out
+    cat "$lout"
     return $lrc
 }
 

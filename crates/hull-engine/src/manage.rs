@@ -59,6 +59,9 @@ impl Engine {
     pub fn update(&self, r: &Record, res: &Resources) -> Result<(), Error> {
         let _lock = self.containers.lock()?;
         let r = self.containers.find(&r.id)?;
+        if crate::rootless::active() {
+            check_rootless_update(&self.dir(&r).join("config.json"), res, &r.name)?;
+        }
         let live = matches!(self.state(&r), State::Running { .. } | State::Paused { .. });
         if let (Some(m), true) = (res.memory, live) {
             let used = self.sample(&r)?.mem_usage;
@@ -111,14 +114,31 @@ impl Engine {
     }
 }
 
-/// The new limits in the bundle's `linux.resources` (read again by the next `hullc create`).
-fn write_resources(config: &Path, res: &Resources) -> Result<(), Error> {
+/// Rootless: limits only for a container that has a cgroup (see `rootless::spec`).
+fn check_rootless_update(config: &Path, res: &Resources, name: &str) -> Result<(), Error> {
+    let flag = match (res.memory, res.cpus, res.pids_limit) {
+        (Some(_), ..) => "--memory",
+        (_, Some(_), _) => "--cpus",
+        (.., Some(_)) => "--pids-limit",
+        _ => return Ok(()),
+    };
+    let v = read_config(config)?;
+    crate::rootless::spec::check_update(&v, flag, name)
+        .map_err(|e| Error::Spec(crate::spec::Error::from(e)))
+}
+
+fn read_config(config: &Path) -> Result<serde_json::Value, Error> {
     let data = std::fs::read(config).map_err(io("cannot read", config))?;
-    let mut v: serde_json::Value = serde_json::from_slice(&data).map_err(|e| Error::Io {
+    serde_json::from_slice(&data).map_err(|e| Error::Io {
         what: "corrupt bundle config",
         path: config.into(),
         source: std::io::Error::other(e),
-    })?;
+    })
+}
+
+/// The new limits in the bundle's `linux.resources` (read again by the next `hullc create`).
+fn write_resources(config: &Path, res: &Resources) -> Result<(), Error> {
+    let mut v = read_config(config)?;
     let r = &mut v["linux"]["resources"];
     if let Some(m) = res.memory {
         r["memory"]["limit"] = m.into();

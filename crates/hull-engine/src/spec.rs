@@ -461,7 +461,7 @@ pub fn build(inp: &Inputs<'_>, o: &ContainerOptions) -> Result<Value, Error> {
         "linux": linux,
     });
     if crate::rootless::active() {
-        crate::rootless::spec::adapt(&mut spec)?;
+        crate::rootless::spec::adapt(&mut spec, inp.id)?;
     }
     Ok(spec)
 }

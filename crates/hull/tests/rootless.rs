@@ -109,6 +109,12 @@ fn ordinary_user_pulls_runs_and_resets() {
     ]);
     assert_eq!(st, "1000:1000 /data/mine\n0:0 /data/by-root\n");
     assert!(u.ok(&["logs", "c1"]).contains("started"));
+    // No cgroup on this hybrid host: update's limits are refused as run's are.
+    let e = u.fails(&["update", "--memory", "64m", "c1"]);
+    assert!(
+        e.contains("--memory: ") && e.contains("cgroup v1 or hybrid"),
+        "{e}"
+    );
     assert!(u.ok(&["ps"]).contains("c1"));
     assert!(u.ok(&["inspect", "c1"]).contains("\"Running\": true"));
     u.ok(&["stop", "-t", "1", "c1"]);
@@ -164,8 +170,16 @@ fn ordinary_user_pulls_runs_and_resets() {
 
     // Everything under the user's own dirs, nothing of root's.
     let info = u.ok(&["info"]);
+    // This host is hybrid: the controllers are in v1 hierarchies no user is given.
+    let limits = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Cgroup Limits:"))
+        .map(str::trim);
     assert!(
-        info.contains("Rootless:") && info.contains("no: rootless without"),
+        info.contains("Rootless:")
+            && limits.is_some_and(
+                |l| l.starts_with("no: rootless without") && l.contains("cgroup v1 or hybrid")
+            ),
         "{info}"
     );
     assert!(info.contains(&u.data().display().to_string()), "{info}");
@@ -234,6 +248,22 @@ fn published_port_reaches_a_rootless_container() {
         "true",
     ]);
     assert!(e.contains("--memory") && e.contains("delegat"), "{e}");
+    assert!(e.contains("cgroup v1 or hybrid"), "{e}");
+    let e = u.fails(&[
+        "run",
+        "--rm",
+        "--pids-limit",
+        "10",
+        "--network",
+        "none",
+        &img,
+        "true",
+    ]);
+    assert!(e.contains("--pids-limit") && e.contains("delegat"), "{e}");
+    assert!(
+        !u.ok(&["ps", "-a"]).contains(&img),
+        "a refused container was left"
+    );
     assert!(u.fails(&["network", "create", "n1"]).contains("need root"));
     // --network host: the host's interfaces (sysfs of the host's netns is bound read-only).
     let out = u.ok(&[

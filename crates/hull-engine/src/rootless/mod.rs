@@ -11,6 +11,7 @@
 //! user namespace refuses a multithreaded caller). Children (shim, hullc, the `run -d --rm`
 //! watcher) inherit the namespaces and learn the dirs from [`ENV_RUN`] / [`ENV_DATA`].
 
+pub mod cgroup;
 mod idmap;
 pub(crate) mod net;
 mod pause;
@@ -205,12 +206,29 @@ pub fn info() -> Option<serde_json::Map<String, serde_json::Value>> {
     m.insert("Run Dir".into(), dirs.run.display().to_string().into());
     m.insert("ID Mappings".into(), map.join(", ").into());
     m.insert("Network".into(), "pasta (user mode)".into());
-    m.insert(
-        "Cgroup Limits".into(),
-        "no: rootless without a delegated cgroup v2 subtree (--memory, --cpus, --pids-limit are refused)"
-            .into(),
-    );
+    m.insert("Cgroup Limits".into(), limits_info().into());
     Some(m)
+}
+
+/// `info`'s "Cgroup Limits": whether rootless containers get limits, and through which
+/// delegated cgroup and controllers.
+fn limits_info() -> String {
+    match cgroup::status() {
+        Ok(d) if d.controllers.is_empty() => format!(
+            "no: your delegated cgroup {} has no controllers (--memory, --cpus, --pids-limit \
+             are refused)",
+            d.path
+        ),
+        Ok(d) => format!(
+            "yes: through your delegated cgroup {} (controllers: {})",
+            d.path,
+            d.controllers.join(" ")
+        ),
+        Err(why) => format!(
+            "no: rootless without a delegated cgroup v2 subtree: {why} (--memory, --cpus, \
+             --pids-limit are refused)"
+        ),
+    }
 }
 
 /// `system reset`'s rootless part, after the engine's: the user's whole storage (when `root`
@@ -227,6 +245,11 @@ pub fn reset_user(root: &Path) -> Result<(), Error> {
             }
             _ => {}
         }
+    }
+    // The parent of the containers' cgroups, empty now (hullc removed theirs); the leaf
+    // with the user's processes stays, and so do the controllers enabled for it.
+    if let Ok(d) = cgroup::status() {
+        let _ = std::fs::remove_dir(d.dir.join(cgroup::PARENT));
     }
     reset_run_dir(&dirs)
 }

@@ -1,11 +1,14 @@
 //! What a container's `config.json` needs when hull runs rootless (inside the user's
 //! namespace, where hull is root of that namespace only):
 //!
-//! - no `cgroupsPath`: the user may not make cgroups on a v1/hybrid host (no delegation),
-//!   and hullc leaves a rootless container without one only when the spec names none (runc's
-//!   rule). Limits are then refused, naming the flag: podman on cgroup v1 warns and drops
-//!   them, but a limit that silently does nothing is worse than an error for a container
-//!   someone meant to contain (docs/rootless.md);
+//! - `cgroupsPath`: with a delegated cgroup v2 subtree (`cgroup.rs`), `<delegated>/hull/<id>`,
+//!   which hullc creates (a rootless hullc with a cgroupsPath fails rather than skip it) and
+//!   the limits go there; a limit whose controller the subtree lacks is refused, naming the
+//!   flag and the controller. Without delegation (cgroup v1 or hybrid, or a cgroup not the
+//!   user's) none, and hullc leaves the container without a cgroup (runc's rule for a
+//!   rootless spec without one); limits are then refused, naming the flag: podman warns
+//!   and drops them there, but a limit that silently does nothing is worse than an error
+//!   for a container someone meant to contain (docs/rootless.md);
 //! - `/sys`: sysfs may only be mounted by the owner of the network namespace, so with
 //!   `--network host` (the host's, owned by the initial user namespace) it is the host's
 //!   /sys bound read-only, as podman and runc do;
@@ -13,36 +16,123 @@
 
 use serde_json::{json, Value};
 
+use super::cgroup::{self, Delegated, Why};
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "{0}: resource limits need a cgroup the user may manage, and this host delegates \
-         none to users (rootless on cgroup v1 or hybrid): drop the flag (docs/rootless.md)"
+        "{0}: resource limits need a cgroup the user may manage, and {1}: drop the flag \
+         (docs/rootless.md)"
     )]
-    Limits(&'static str),
+    Limits(&'static str, Why),
+    #[error(
+        "{flag}: your delegated cgroup {path} lacks the {controller} controller (it has: \
+         {have}): ask the administrator to delegate it (docs/rootless.md), or drop the flag"
+    )]
+    Controller {
+        flag: &'static str,
+        controller: &'static str,
+        path: String,
+        have: String,
+    },
+    #[error("{0}: readying your delegated cgroup for the container's limits")]
+    Prepare(&'static str, #[source] cgroup::Error),
+    #[error(
+        "{0}: container {1} was made without a cgroup (your cgroup was not delegated then): \
+         make it again to give it limits (docs/rootless.md)"
+    )]
+    Uncontained(&'static str, String),
 }
 
-/// The flags behind each limit of `linux.resources`.
-const LIMITS: &[(&str, &str)] = &[
-    ("memory", "--memory"),
-    ("cpu", "--cpus"),
-    ("pids", "--pids-limit"),
-    ("blockIO", "--blkio-weight"),
-    ("hugepageLimits", "--hugepages"),
+/// The flags behind each limit of `linux.resources`, and the controller each needs.
+const LIMITS: &[(&str, &str, &str)] = &[
+    ("memory", "--memory", "memory"),
+    ("cpu", "--cpus", "cpu"),
+    ("pids", "--pids-limit", "pids"),
+    ("blockIO", "--blkio-weight", "io"),
+    ("hugepageLimits", "--hugepages", "hugetlb"),
 ];
 
-/// Rewrites a built config for rootless operation (see the module docs).
-pub(crate) fn adapt(spec: &mut Value) -> Result<(), Error> {
+/// `hull update` of a rootless container (`flag`: the first limit given): limits need the
+/// cgroup it was given at create (`linux.cgroupsPath` of its `config`).
+pub(crate) fn check_update(config: &Value, flag: &'static str, name: &str) -> Result<(), Error> {
+    check_update_with(config, flag, name, cgroup::status)
+}
+
+fn check_update_with(
+    config: &Value,
+    flag: &'static str,
+    name: &str,
+    status: impl FnOnce() -> Result<Delegated, Why>,
+) -> Result<(), Error> {
+    if config["linux"]
+        .get("cgroupsPath")
+        .is_some_and(|p| p.as_str().is_some_and(|p| !p.is_empty()))
+    {
+        return Ok(());
+    }
+    match status() {
+        Ok(_) => Err(Error::Uncontained(flag, name.into())),
+        Err(why) => Err(Error::Limits(flag, why)),
+    }
+}
+
+/// Rewrites a built config for rootless operation (see the module docs); `id` names the
+/// container's cgroup.
+pub(crate) fn adapt(spec: &mut Value, id: &str) -> Result<(), Error> {
+    adapt_with(spec, id, cgroup::status, Delegated::prepare)
+}
+
+/// [`adapt`] with the delegation's status and its preparation given (tests).
+fn adapt_with(
+    spec: &mut Value,
+    id: &str,
+    status: impl FnOnce() -> Result<Delegated, Why>,
+    prepare: impl FnOnce(&Delegated) -> Result<String, cgroup::Error>,
+) -> Result<(), Error> {
     let linux = &mut spec["linux"];
-    if let Some(res) = linux.get("resources").and_then(Value::as_object) {
-        for (key, flag) in LIMITS {
-            if res.get(*key).is_some_and(|v| !v.is_null()) {
-                return Err(Error::Limits(flag));
+    let asked: Vec<(&'static str, &'static str)> = linux
+        .get("resources")
+        .and_then(Value::as_object)
+        .map(|res| {
+            LIMITS
+                .iter()
+                .filter(|(key, ..)| res.get(*key).is_some_and(|v| !v.is_null()))
+                .map(|&(_, flag, ctrl)| (flag, ctrl))
+                .collect()
+        })
+        .unwrap_or_default();
+    let path = match status() {
+        Ok(d) => {
+            if let Some(&(flag, controller)) = asked
+                .iter()
+                .find(|(_, c)| !d.controllers.iter().any(|h| h == c))
+            {
+                return Err(Error::Controller {
+                    flag,
+                    controller,
+                    path: d.path.clone(),
+                    have: d.controllers.join(" "),
+                });
+            }
+            match (prepare(&d), asked.first()) {
+                (Ok(parent), _) => Some(format!("{parent}/{id}")),
+                (Err(e), Some(&(flag, _))) => return Err(Error::Prepare(flag, e)),
+                // No limits asked: the container runs without a cgroup, as it would
+                // without delegation.
+                (Err(_), None) => None,
             }
         }
-    }
+        Err(why) => match asked.first() {
+            Some(&(flag, _)) => return Err(Error::Limits(flag, why)),
+            None => None,
+        },
+    };
     if let Some(l) = linux.as_object_mut() {
-        l.remove("cgroupsPath");
+        match path {
+            Some(p) => l.insert("cgroupsPath".into(), p.into()),
+            None => l.remove("cgroupsPath"),
+        };
     }
     let host_net = !linux["namespaces"]
         .as_array()
@@ -70,11 +160,95 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn hybrid() -> Result<Delegated, Why> {
+        Err(Why::NotV2)
+    }
+
+    fn delegated() -> Result<Delegated, Why> {
+        Ok(Delegated {
+            dir: "/sys/fs/cgroup/u/app".into(),
+            path: "/u/app".into(),
+            controllers: vec!["memory".into(), "pids".into()],
+        })
+    }
+
+    fn ready(d: &Delegated) -> Result<String, cgroup::Error> {
+        Ok(format!("{}/hull", d.path))
+    }
+
+    fn unprepared(_: &Delegated) -> Result<String, cgroup::Error> {
+        panic!("prepared without delegation or with a refused limit")
+    }
+
     #[test]
     fn limits_refused_naming_the_flag() {
         let mut s = json!({"linux": {"resources": {"devices": [], "memory": {"limit": 1}}}});
-        let e = adapt(&mut s).unwrap_err().to_string();
+        let e = adapt_with(&mut s, "c", hybrid, unprepared)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("--memory: "), "{e}");
+        assert!(e.contains("cgroup v1 or hybrid"), "{e}");
+        let why = || Err(Why::NotDelegated("/user.slice/session-1.scope".into()));
+        let e = adapt_with(&mut s, "c", why, unprepared)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("session-1.scope is not delegated to you"), "{e}");
+    }
+
+    #[test]
+    fn delegated_cgroup_takes_the_container_and_its_limits() {
+        let mut s = json!({"linux": {"resources": {"devices": [], "memory": {"limit": 1},
+                                                   "pids": {"limit": 5}},
+                                     "cgroupsPath": "/hull/c1"}});
+        adapt_with(&mut s, "c1", delegated, ready).unwrap();
+        assert_eq!(s["linux"]["cgroupsPath"], "/u/app/hull/c1");
+        assert_eq!(s["linux"]["resources"]["memory"]["limit"], 1);
+        // Without limits too (stats, pause and kill of every process work as for root).
+        let mut s = json!({"linux": {"resources": {"devices": []}, "cgroupsPath": "/hull/c2"}});
+        adapt_with(&mut s, "c2", delegated, ready).unwrap();
+        assert_eq!(s["linux"]["cgroupsPath"], "/u/app/hull/c2");
+    }
+
+    #[test]
+    fn a_controller_the_subtree_lacks_is_refused_by_name() {
+        let mut s = json!({"linux": {"resources": {"cpu": {"quota": 50000, "period": 100000}}}});
+        let e = adapt_with(&mut s, "c", delegated, unprepared)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--cpus: "), "{e}");
+        assert!(
+            e.contains("lacks the cpu controller (it has: memory pids)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn update_needs_the_cgroup_made_at_create() {
+        let with = json!({"linux": {"cgroupsPath": "/u/app/hull/c1"}});
+        check_update_with(&with, "--memory", "c1", hybrid).unwrap();
+        let without = json!({"linux": {}});
+        let e = check_update_with(&without, "--memory", "c1", hybrid).unwrap_err();
+        assert!(e.to_string().contains("cgroup v1 or hybrid"), "{e}");
+        let e = check_update_with(&without, "--cpus", "c1", delegated).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("--cpus: container c1 was made without a cgroup"));
+    }
+
+    #[test]
+    fn failed_preparation_fails_limits_only() {
+        let busy = |_: &Delegated| {
+            Err(cgroup::Error::Busy {
+                path: "/sys/fs/cgroup/u/app".into(),
+                pids: vec![7],
+            })
+        };
+        let mut s = json!({"linux": {"resources": {"pids": {"limit": 5}}, "cgroupsPath": "/h/c"}});
+        let e = adapt_with(&mut s, "c", delegated, busy).unwrap_err();
+        assert!(e.to_string().starts_with("--pids-limit: "), "{e}");
+        let mut s = json!({"linux": {"resources": {"devices": []}, "cgroupsPath": "/h/c"}});
+        adapt_with(&mut s, "c", delegated, busy).unwrap();
+        assert!(s["linux"].get("cgroupsPath").is_none());
     }
 
     #[test]
@@ -84,7 +258,7 @@ mod tests {
                       "namespaces": [{"type": "pid"}]},
             "mounts": [{"destination": "/sys", "type": "sysfs", "source": "sysfs"}],
         });
-        adapt(&mut s).unwrap();
+        adapt_with(&mut s, "x", hybrid, unprepared).unwrap();
         assert!(s["linux"].get("cgroupsPath").is_none());
         assert_eq!(s["mounts"][0]["type"], "bind");
         assert_eq!(s["mounts"][0]["source"], "/sys");
