@@ -20,8 +20,9 @@ fn docker_network_connect_and_disconnect_a_running_container() {
     let _l = net_lock();
     let e = env();
     let s = start(&e, "0");
+    // The slot's pool holds one /24: the second network gets a subnet of the slot's own.
     s.ok(&["network", "create", "n1"]);
-    s.ok(&["network", "create", "n2"]);
+    s.ok(&["network", "create", "--subnet", &e.net.subnet(195), "n2"]);
     s.ok(&[
         "run",
         "-d",
@@ -66,16 +67,14 @@ fn docker_network_connect_and_disconnect_a_running_container() {
     let eth1 = after.lines().find(|l| l.contains("eth1")).unwrap_or("");
     assert!(eth1.contains(&format!("inet {net_prefix}.")), "{after}");
     // c reaches srv by name on n2; srv's hosts file names c and its alias.
+    // (`timeout`, as this busybox's `wget -T` crashes; a retry while httpd starts.)
     let got = s.ok(&[
         "exec",
         "c",
-        "busybox",
-        "wget",
-        "-q",
-        "-T",
-        "5",
-        "-O-",
-        "http://srv:8080/from-image",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6; do busybox timeout 3 busybox wget -q -O - \
+         http://srv:8080/from-image && exit 0; sleep 0.5; done; exit 1",
     ]);
     assert_eq!(got, "image data\n");
     let hosts = s.ok(&["exec", "srv", "cat", "/etc/hosts"]);
