@@ -96,6 +96,10 @@ impl From<hull_engine::Error> for ApiError {
             E::Running(_) | E::NotRunning(_) | E::Paused(_) | E::Dead(_) => StatusCode::CONFLICT,
             E::AlreadyStarted(_) => StatusCode::NOT_MODIFIED,
             E::Opts(_) | E::BindSource(_) | E::Spec(_) | E::Cp(_) => StatusCode::BAD_REQUEST,
+            // A policy the container cannot have (`update --restart` of an AutoRemove one).
+            E::Policy(p) if !matches!(p, hull_engine::policy::Error::Write { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
             E::Net(hull_engine::net::Error::InUse(..)) => StatusCode::CONFLICT,
             E::Plug(P::AlreadyOn(..) | P::NotOn(..)) => StatusCode::FORBIDDEN,
             E::Plug(P::Shared(..) | P::Special(_)) => StatusCode::BAD_REQUEST,

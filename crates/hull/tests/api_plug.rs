@@ -274,6 +274,28 @@ fn docker_commit_export_import_update() {
         String::from_utf8_lossy(&o.stderr).contains("No such container"),
         "{o:?}"
     );
+    // A policy an AutoRemove container cannot have is the client's error.
+    s.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "rr",
+        "--network",
+        "none",
+        IMG,
+        "sleep",
+        "60",
+    ]);
+    let (code, body) = http(
+        &s.sock,
+        "POST",
+        "/v1.41/containers/rr/update",
+        r#"{"RestartPolicy": {"Name": "always"}}"#,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("--rm"), "{body}");
+    s.ok(&["rm", "-f", "rr"]);
     // A policy given by update restarts the container when it exits.
     s.ok(&[
         "run",
