@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hull_engine::{inspect, net, record, Engine, Record, State};
+use hull_engine::{inspect, record, Engine, Record, State};
 use hyper::StatusCode;
 use serde_json::{json, Value};
 
@@ -90,7 +90,7 @@ fn summary(e: &Engine, r: &Record, st: &State, now: i128) -> Value {
             .collect(),
         _ => Vec::new(),
     };
-    let settings = net::settings_json(r.net.as_ref(), None);
+    let settings = hull_engine::net_plug::settings_json(r, None);
     json!({
         "Id": r.id,
         "Names": [format!("/{}", r.name)],

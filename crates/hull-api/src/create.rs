@@ -319,12 +319,31 @@ pub(crate) async fn create(app: &Arc<App>, req: &mut Req) -> Result<Resp, ApiErr
 }
 
 /// `HostConfig.RestartPolicy` for the engine (which has the container's shim apply it).
-fn restart_policy(p: &RestartPolicy) -> Result<hull_engine::policy::RestartPolicy, ApiError> {
+pub(crate) fn restart_policy(
+    p: &RestartPolicy,
+) -> Result<hull_engine::policy::RestartPolicy, ApiError> {
     let spec = match (p.name.as_str(), p.maximum_retry_count) {
         ("on-failure", n) if n > 0 => format!("on-failure:{n}"),
         (name, _) => name.to_string(),
     };
     hull_engine::policy::parse_restart(&spec).map_err(|e| ApiError::bad(e.to_string()))
+}
+
+/// A new restart policy (`update`) in `api.json`, which inspect shows; a container made
+/// by `hull` has none, and gets one.
+pub(crate) fn store_restart_policy(
+    e: &Engine,
+    r: &Record,
+    p: RestartPolicy,
+) -> Result<(), ApiError> {
+    let path = e.dir(r).join(STORED);
+    let mut s: Stored = std::fs::read(&path)
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .unwrap_or_default();
+    s.restart_policy = p;
+    std::fs::write(&path, serde_json::to_vec(&s).unwrap_or_default())
+        .map_err(|err| ApiError::internal(format!("cannot write {}: {err}", path.display())))
 }
 
 /// The `HostConfig` fields kept in `api.json`, for inspect.

@@ -79,6 +79,7 @@ impl From<record::Error> for ApiError {
 
 impl From<hull_engine::Error> for ApiError {
     fn from(e: hull_engine::Error) -> ApiError {
+        use hull_engine::net_plug::Error as P;
         use hull_engine::Error as E;
         let e = match e {
             E::Record(r) => return r.into(),
@@ -95,7 +96,13 @@ impl From<hull_engine::Error> for ApiError {
             E::Running(_) | E::NotRunning(_) | E::Paused(_) | E::Dead(_) => StatusCode::CONFLICT,
             E::AlreadyStarted(_) => StatusCode::NOT_MODIFIED,
             E::Opts(_) | E::BindSource(_) | E::Spec(_) | E::Cp(_) => StatusCode::BAD_REQUEST,
+            // A policy the container cannot have (`update --restart` of an AutoRemove one).
+            E::Policy(p) if !matches!(p, hull_engine::policy::Error::Write { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
             E::Net(hull_engine::net::Error::InUse(..)) => StatusCode::CONFLICT,
+            E::Plug(P::AlreadyOn(..) | P::NotOn(..)) => StatusCode::FORBIDDEN,
+            E::Plug(P::Shared(..) | P::Special(_)) => StatusCode::BAD_REQUEST,
             E::Net(hull_engine::net::Error::Predefined(_)) => StatusCode::FORBIDDEN,
             E::ExecNotFound(_) | E::ExecNotExecutable(_) => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

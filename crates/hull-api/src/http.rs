@@ -139,6 +139,8 @@ pub(crate) struct Req {
     pub method: hyper::Method,
     pub segs: Vec<String>,
     pub query: HashMap<String, String>,
+    /// Every key=value in order: a key may repeat (`changes=...&changes=...`).
+    pub pairs: Vec<(String, String)>,
     pub body: Option<Incoming>,
     pub headers: hyper::HeaderMap,
     /// Kept for the hijacked endpoints (attach, exec start), which take over the connection.
@@ -162,7 +164,7 @@ impl Req {
         {
             segs.remove(0);
         }
-        let query = parts
+        let pairs: Vec<(String, String)> = parts
             .uri
             .query()
             .unwrap_or("")
@@ -173,10 +175,12 @@ impl Req {
                 None => (query_decode(kv), String::new()),
             })
             .collect();
+        let query = pairs.iter().cloned().collect();
         Req {
             method: parts.method,
             segs,
             query,
+            pairs,
             body: Some(body),
             headers: parts.headers,
             upgrade,
@@ -189,6 +193,15 @@ impl Req {
 
     pub(crate) fn q(&self, k: &str) -> Option<&str> {
         self.query.get(k).map(String::as_str)
+    }
+
+    /// Every value of a repeatable query parameter, in order (empty ones left out).
+    pub(crate) fn all(&self, k: &str) -> Vec<String> {
+        self.pairs
+            .iter()
+            .filter(|(key, v)| key == k && !v.is_empty())
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 
     /// A boolean query parameter as docker reads them: `1`, `true`, `True` are true.

@@ -110,7 +110,7 @@ fn reference(from: &str, tag: Option<&str>) -> String {
 pub(crate) async fn pull(app: &Arc<App>, req: &Req) -> Result<Resp, ApiError> {
     let Some(from) = req.q("fromImage").filter(|f| !f.is_empty()) else {
         return Err(ApiError::bad(
-            "fromImage is required (importing with fromSrc is not supported by hull)",
+            "fromImage is required for a pull (fromSrc for an import)",
         ));
     };
     let name = reference(from, req.q("tag"));

@@ -11,6 +11,7 @@
 mod body_file;
 mod containers;
 mod create;
+mod ctr_image;
 mod ctr_more;
 mod error;
 mod events;

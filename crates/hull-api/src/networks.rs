@@ -334,9 +334,9 @@ pub(crate) async fn prune(app: &Arc<App>, req: &Req) -> Result<Resp, ApiError> {
     Ok(http::ok_json(&v))
 }
 
-/// `POST /networks/{id}/connect` and `disconnect`. hull gives a container one network,
-/// chosen before it starts: a created container's network (and aliases) can be changed —
-/// what docker-compose does between create and start — a running one's cannot.
+/// `POST /networks/{id}/connect` and `disconnect`: hull-engine's `connect` (hot-plugged
+/// into a running container; a created one without a network is moved, as docker-compose
+/// does between create and start) and `disconnect`.
 pub(crate) async fn connect(
     app: &Arc<App>,
     key: &str,
@@ -344,68 +344,23 @@ pub(crate) async fn connect(
     on: bool,
 ) -> Result<Resp, ApiError> {
     let b: ConnectBody = req.json().await?;
+    if b.container.is_empty() {
+        return Err(ApiError::bad("the container (Container) is required"));
+    }
     let key = key.to_string();
-    let a = app.clone();
     blocking(app, move |e| {
         let net = find(e, &key)?;
         let net = net["Name"].as_str().unwrap_or("").to_string();
         let r = e.find(&b.container)?;
-        let current = hull_engine::inspect::network_name(&r);
-        let live = e.state(&r).is_live();
-        if on && current == net && live {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "endpoint with name {} already exists in network {net}",
-                    r.name
-                ),
-            ));
-        }
-        if !on && current != net {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("container {} is not connected to network {net}", r.id),
-            ));
-        }
-        if live {
-            return Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                format!(
-                    "hull cannot change the network of running container {}: \
-                     stop it first (a container has one network, set before it starts)",
-                    r.name
-                ),
-            ));
-        }
-        if on && current != "none" && current != net {
-            return Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                format!(
-                    "container {} is already on network {current}: hull gives a container \
-                     one network (disconnect it first)",
-                    r.name
-                ),
-            ));
-        }
-        let aliases = match (on, b.endpoint_config) {
-            (true, Some(c)) => c.aliases.unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        let target = if on { net.clone() } else { "none".into() };
-        let r = e.reconnect(&r, &target, aliases)?;
-        let action = if on { "connect" } else { "disconnect" };
-        let net = if on {
-            hull_engine::inspect::network_name(&r)
+        if on {
+            let aliases = b
+                .endpoint_config
+                .and_then(|c| c.aliases)
+                .unwrap_or_default();
+            e.connect(&r, &net, aliases)?;
         } else {
-            current
-        };
-        events::emit(
-            &a,
-            "network",
-            action,
-            &net_id(&net),
-            &[("container", &r.id), ("name", &net), ("type", "bridge")],
-        );
+            e.disconnect(&r, &net)?;
+        }
         Ok(())
     })
     .await?;

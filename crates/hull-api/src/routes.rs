@@ -10,8 +10,8 @@ use crate::error::ApiError;
 use crate::http::{Req, Resp};
 use crate::server::App;
 use crate::{
-    containers, create, ctr_more, events, exec, image_xfer, images, networks, streams, system,
-    volumes,
+    containers, create, ctr_image, ctr_more, events, exec, image_xfer, images, networks, streams,
+    system, volumes,
 };
 
 pub(crate) async fn handle(app: Arc<App>, req: hyper::Request<Incoming>) -> Resp {
@@ -65,6 +65,12 @@ async fn route(app: Arc<App>, mut req: Req) -> Result<Resp, ApiError> {
         ["exec", id, "resize"] if post => exec::resize(&app, id, &req).await,
         ["exec", id, "json"] if get => exec::inspect(&app, id).await,
         ["containers", id] if del => containers::remove(&app, id, &req).await,
+        ["containers", id, "export"] if get => ctr_image::export(&app, id).await,
+        ["containers", id, "update"] if post => {
+            let id = id.to_string();
+            ctr_image::update(&app, &id, &mut req).await
+        }
+        ["commit"] if post => ctr_image::commit(&app, &req).await,
         ["containers", "prune"] if post => ctr_more::prune(&app).await,
         ["containers", id, "rename"] if post => ctr_more::rename(&app, id, &req).await,
         ["containers", id, "stats"] if get => ctr_more::stats(&app, id, &req).await,
@@ -108,6 +114,9 @@ async fn image_route(app: Arc<App>, m: &Method, mut req: Req) -> Result<Resp, Ap
     let (get, post) = (m == Method::GET, m == Method::POST);
     match segs.as_slice() {
         ["images", "json"] if get => images::list(&app, &req).await,
+        ["images", "create"] if post && req.q("fromSrc").is_some() => {
+            ctr_image::import(&app, &mut req).await
+        }
         ["images", "create"] if post => image_xfer::pull(&app, &req).await,
         ["images", "load"] if post => image_xfer::load(&app, &mut req).await,
         ["images", "prune"] if post => images::prune(&app, &req).await,

@@ -76,6 +76,7 @@ impl Engine {
             started_ns: None,
             exit: None,
             net: None,
+            extra_nets: Vec::new(),
             last_ip: None,
             anon_volumes,
             oom_counter: None,
@@ -269,6 +270,11 @@ impl Engine {
         };
         rec.last_ip = net.as_ref().map(|n| n.ip).or(rec.last_ip);
         rec.net = net;
+        if let Err(e) = self.attach_extras(&mut rec, pid) {
+            let _ = self.release_network(&rec.id);
+            let _ = self.shim(r).and_then(|s| Ok(s.delete("")?));
+            return Err(e.into());
+        }
         rec.exit = None;
         self.containers.save(&rec)?;
         Ok(rec)

@@ -34,6 +34,8 @@ pub enum Error {
     #[error(transparent)]
     Net(#[from] net::Error),
     #[error(transparent)]
+    Plug(#[from] crate::net_plug::Error),
+    #[error(transparent)]
     Opts(#[from] crate::opts::Error),
     #[error(transparent)]
     Policy(#[from] crate::policy::Error),
@@ -209,7 +211,7 @@ impl Engine {
     pub fn state(&self, r: &Record) -> State {
         let st = self.task_state(r);
         if let State::Exited(e) = st {
-            if r.exit != Some(e) || r.net.is_some() {
+            if r.exit != Some(e) || r.holds_network() {
                 self.settle_exit(&r.id, e);
             }
         }

@@ -1,8 +1,10 @@
 //! Images from containers: `commit` (the container's own layer as a new image), `export`
-//! (its whole filesystem as a tar) and `diff` (what it changed, docker's A/C/D). The image
-//! commands without a container (tag, push, import, prune, mount) are hull-image's.
+//! (its whole filesystem as a tar) and `diff` (what it changed, docker's A/C/D); `import`
+//! (a root filesystem tarball as a one-layer image), shared by `hull import` and the API's
+//! `images/create?fromSrc=-`. The other image commands (tag, push, prune, mount) are
+//! hull-image's.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use hull_image::container::PathChange;
@@ -26,6 +28,21 @@ pub struct CommitOptions {
     pub pause: bool,
 }
 
+/// What `import` takes besides the tarball.
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// `name[:tag]` of the new image; none makes a dangling image.
+    pub name: Option<String>,
+    /// Dockerfile-style changes (`CMD ["sh"]`, `ENV A=1`, ...).
+    pub changes: Vec<String>,
+    /// The history comment (`-m`).
+    pub message: Option<String>,
+    /// The image's platform; the host's by default.
+    pub platform: Option<hull_image::Platform>,
+    /// Where the tarball came from, for the history (`stdin`, a file name).
+    pub source: String,
+}
+
 /// Files the engine bind-mounts over the rootfs: created there as empty mount points, they
 /// are not the container's changes (docker keeps them in a separate init layer).
 fn mount_points() -> Vec<PathBuf> {
@@ -46,6 +63,13 @@ impl Engine {
             self.pause(&r, true)?;
         }
         let res = self.commit_layer(&r, o);
+        if res.is_ok() {
+            self.emit(
+                &r,
+                "commit",
+                &[("imageName", o.name.clone().unwrap_or_default())],
+            );
+        }
         if paused {
             // Thaw whatever happened; the commit's error wins over the thaw's.
             let thawed = self.pause(&r, false);
@@ -102,6 +126,44 @@ impl Engine {
             .map_err(Error::Tar)?
             .flush()
             .map_err(crate::engine::io("writing the export of", &r.rootfs))
+    }
+
+    /// `import`: a root filesystem tarball (plain, gzip or zstd) as a new one-layer image
+    /// with `o.changes` applied. The name and changes are checked before the tar is read.
+    pub fn import(
+        &self,
+        tar: impl Read + Send + 'static,
+        o: &ImportOptions,
+    ) -> Result<ImageRecord, Error> {
+        if let Some(n) = &o.name {
+            hull_image::create::parse_new_name(n)?;
+        }
+        let mut store = Store::open(&self.root)?;
+        let mut draft = store.draft_scratch(o.platform.as_ref())?;
+        for c in &o.changes {
+            draft
+                .apply_change(c)
+                .map_err(hull_image::CreateError::from)?;
+        }
+        let tar = hull_image::create::decompressed(tar).map_err(crate::engine::io(
+            "cannot read the tarball",
+            std::path::Path::new(&o.source),
+        ))?;
+        let layer = store.add_layer(None, tar, draft.media_types())?;
+        draft.push_layer(
+            layer,
+            History {
+                created_by: format!("hull import {}", o.source),
+                comment: o.message.clone(),
+                author: None,
+            },
+        );
+        let names: Vec<String> = o.name.iter().cloned().collect();
+        let img = store.commit_draft(draft, &names)?;
+        let name = o.name.as_deref().unwrap_or_default();
+        self.journal()
+            .emit_image("import", &img.id.to_string(), name);
+        Ok(img)
     }
 
     /// `diff`: the paths `key` added, changed or deleted against its image.

@@ -151,7 +151,7 @@ pub fn inspect(e: &Engine, r: &Record) -> Value {
             "RestartPolicy": r.options.restart,
         },
         "Mounts": mounts,
-        "NetworkSettings": net::settings_json(r.net.as_ref(),
+        "NetworkSettings": crate::net_plug::settings_json(r,
             (pid > 0 && !r.options.network.starts_with("container:") && r.options.network != "host")
                 .then(|| format!("/proc/{pid}/ns/net"))),
         "Process": p,

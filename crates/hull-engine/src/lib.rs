@@ -18,6 +18,7 @@ pub mod logs;
 pub mod manage;
 pub mod net;
 pub mod net_opts;
+pub mod net_plug;
 pub mod opts;
 pub mod policy;
 pub mod record;

@@ -87,6 +87,29 @@ impl Engine {
         Ok(self.containers.save(&r)?)
     }
 
+    /// `update`: new resources and/or a new restart policy for `r` (docker's
+    /// `container update`, shared by `hull update` and the API). A policy the container
+    /// cannot have (a restart policy with `--rm`) is refused before anything changes.
+    pub fn update_with_policy(
+        &self,
+        r: &Record,
+        res: &Resources,
+        restart: Option<&crate::policy::RestartPolicy>,
+    ) -> Result<(), Error> {
+        if let Some(p) = restart {
+            if !p.is_none() && r.options.auto_remove {
+                return Err(crate::policy::Error::AutoRemove(p.name.clone()).into());
+            }
+        }
+        if *res != Resources::default() {
+            self.update(r, res)?;
+        }
+        if let Some(p) = restart {
+            self.update_restart(r, p)?;
+        }
+        Ok(())
+    }
+
     fn hullc_update(&self, r: &Record, res: &Resources) -> Result<(), Error> {
         let hullc = self.hullc()?;
         let mut cmd = std::process::Command::new(hullc);

@@ -337,7 +337,10 @@ impl Engine {
         rec.options = o;
         rec.net = self.attach(&rec, pid, None)?;
         rec.last_ip = rec.net.as_ref().map(|n| n.ip);
+        // The release took the connected networks' interfaces too.
+        let plugged = self.attach_extras(&mut rec, pid);
         self.containers.save(&rec)?;
+        plugged?;
         Ok(rec)
     }
 
@@ -359,13 +362,23 @@ impl Engine {
     /// After the container exited: release its network (docker does on stop) and forget the
     /// settings. Failures are kept for `rm`, which tries again.
     pub(crate) fn release_after_exit(&self, r: &Record) {
-        let Some(net) = &r.net else { return };
-        if self.release_network(&r.id).is_err() {
+        let held: Vec<&str> = r
+            .net
+            .iter()
+            .chain(r.extra_nets.iter().filter_map(|x| x.settings.as_ref()))
+            .map(|n| n.network.as_str())
+            .collect();
+        if held.is_empty() || self.release_network(&r.id).is_err() {
             return;
         }
-        self.emit_network("disconnect", &net.network, &[("container", &r.id)]);
+        for n in held {
+            self.emit_network("disconnect", n, &[("container", &r.id)]);
+        }
         if let Ok(mut r) = self.containers.find(&r.id) {
             r.net = None;
+            for x in &mut r.extra_nets {
+                x.settings = None;
+            }
             let _ = self.containers.save(&r);
         }
     }

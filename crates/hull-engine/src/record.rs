@@ -96,6 +96,10 @@ pub struct Record {
     /// Its place on a network of hull's while it holds one (cleared once released).
     #[serde(default)]
     pub net: Option<crate::net::NetSettings>,
+    /// Networks connected while it ran (docker's `network connect`), besides `net`'s:
+    /// attached again when it starts again, until disconnected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_nets: Vec<crate::net_plug::ExtraNet>,
     /// The address it last had (kept after the release): a restart asks for it again.
     #[serde(default)]
     pub last_ip: Option<std::net::Ipv4Addr>,
@@ -105,6 +109,13 @@ pub struct Record {
     /// Its memory cgroup's OOM kill counter ([`oom_counter`]), found when it started.
     #[serde(default)]
     pub oom_counter: Option<PathBuf>,
+}
+
+impl Record {
+    /// Whether it holds an address on any network (not released since it exited).
+    pub fn holds_network(&self) -> bool {
+        self.net.is_some() || self.extra_nets.iter().any(|x| x.settings.is_some())
+    }
 }
 
 /// An anonymous volume: a random name and where it is mounted.

@@ -522,3 +522,48 @@ fn add_hosts_are_kept_in_the_hosts_file_and_host_gateway_is_the_gateway() {
         "{text}"
     );
 }
+
+#[test]
+fn a_secondary_attach_has_no_default_route_and_one_hosts_file_names_both_networks() {
+    let (nets, fake, dir) = setup();
+    nets.create(&spec("n1", None)).expect("n1");
+    nets.create(&spec("n2", None)).expect("n2");
+    let file = |n: &str| dir.path().join(format!("hosts-{n}"));
+    let with_file = |id: &str| {
+        let mut r = req(id, &[]);
+        r.hosts_file = Some(file(id));
+        r
+    };
+    let a = nets.attach("n1", &with_file("a")).expect("a on n1");
+    nets.attach("n2", &with_file("srv")).expect("srv on n2");
+    let mut plug = with_file("a");
+    plug.ifname = Some("eth1".into());
+    plug.secondary = true;
+    plug.names.push("client".into());
+    let a2 = nets.attach("n2", &plug).expect("a on n2");
+    let veths = fake.get().veths.clone();
+    let v = veths
+        .iter()
+        .find(|v| v.container_ifname == "eth1")
+        .expect("eth1");
+    assert!(!v.default_route);
+    assert!(veths
+        .iter()
+        .filter(|v| v.container_ifname == "eth0")
+        .all(|v| v.default_route));
+    // a names itself by its first address and sees n2's containers; srv sees a's n2 address.
+    let mine = std::fs::read_to_string(file("a")).expect("a's hosts");
+    assert!(mine.contains(&format!("{}\ta\n", a.ip)), "{mine}");
+    assert!(mine.contains("\tsrv\n"), "{mine}");
+    let theirs = std::fs::read_to_string(file("srv")).expect("srv's hosts");
+    assert!(
+        theirs.contains(&format!("{}\ta client\n", a2.ip)),
+        "{theirs}"
+    );
+    // Unplugged: n2's names leave a's file and a's leave srv's.
+    nets.detach("n2", "a").expect("detach");
+    let mine = std::fs::read_to_string(file("a")).expect("a's hosts");
+    assert!(mine.contains("\ta\n") && !mine.contains("srv"), "{mine}");
+    let theirs = std::fs::read_to_string(file("srv")).expect("srv's hosts");
+    assert!(!theirs.contains("client"), "{theirs}");
+}

@@ -94,6 +94,10 @@ pub struct Lease {
     /// `--add-host` entries of its hosts file (kept across rewrites).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<ExtraHost>,
+    /// Hot-plugged into a container already on another network (no default route through
+    /// it): its hosts file names the container by its address on that other network.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secondary: bool,
 }
 
 impl Lease {

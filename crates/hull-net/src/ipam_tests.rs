@@ -26,6 +26,7 @@ fn lease(id: &str, ip: Ipv4Addr) -> Lease {
         owner: None,
         holder: None,
         extra_hosts: vec![],
+        secondary: false,
     }
 }
 

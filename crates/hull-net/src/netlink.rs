@@ -78,6 +78,9 @@ pub struct VethRequest {
     pub mtu: u32,
     /// Hardware address of the container end.
     pub mac: [u8; 6],
+    /// Route the container's default traffic through `gateway` (not for an interface
+    /// hot-plugged next to one that already does).
+    pub default_route: bool,
 }
 
 /// The kernel boundary for links, faked in tests.
@@ -453,6 +456,9 @@ impl Links for Netlink {
         let eth = ctr.must_index(&req.container_ifname)?;
         ctr.add_addr(&req.container_ifname, eth, req.addr, req.prefix)?;
         ctr.set_up(&req.container_ifname, eth, None)?;
+        if !req.default_route {
+            return Ok(());
+        }
         ctr.default_route(&req.container_ifname, eth, req.gateway)
     }
 

@@ -118,6 +118,10 @@ pub struct AttachRequest {
     pub holder: Option<PathBuf>,
     /// `--add-host` entries for its hosts file.
     pub extra_hosts: Vec<ExtraHost>,
+    /// A network added to a running container that is on another one already (docker's
+    /// `network connect`): no default route through it, and its hosts file (shared with
+    /// that other network's lease) keeps naming the container by its first address.
+    pub secondary: bool,
 }
 
 /// The result of `attach`.
@@ -368,6 +372,7 @@ impl Networks {
             owner: self.opts.owner.clone(),
             holder: req.holder.clone(),
             extra_hosts,
+            secondary: req.secondary,
         };
         state.insert(lease.clone());
         // The lease is on disk before anything is made in the kernel, so that detach or reset
@@ -486,6 +491,7 @@ impl Networks {
             gateway: cfg.gateway,
             mtu: cfg.mtu,
             mac: mac_for(lease.ip),
+            default_route: !lease.secondary,
         })?;
         // One nft run per attach: the network's rules (rewritten, idempotently) and the
         // container's ports, in one transaction. After the veth: a failure rolls both back.
@@ -515,32 +521,74 @@ impl Networks {
     }
 
     /// Renders the hosts file of every container on the network, writes those that have a
-    /// hosts file, and returns the one of `own`.
+    /// hosts file, and returns the one of `own`. A container on several networks (hot-plug)
+    /// has one hosts file naming the containers of all of them; the other networks' state
+    /// is read without their locks (a concurrent change there rewrites the file again).
     pub(crate) fn refresh_hosts(&self, state: &NetworkState, own: Option<&str>) -> String {
-        let entries: Vec<HostEntry> = state
-            .leases
-            .values()
-            .map(|l| HostEntry {
-                ip: l.ip,
-                names: l.names.clone(),
-            })
-            .collect();
-        let mut mine = files::render_hosts(None, &entries, &[]);
+        let all = self.states_with(state);
+        let mut mine = files::render_hosts(None, &entries(state, None), &[]);
         for l in state.leases.values() {
-            let me = HostEntry {
-                ip: l.ip,
-                names: l.names.clone(),
-            };
-            let text = files::render_hosts(Some(&me), &entries, &l.extra_hosts);
-            if let Some(path) = &l.hosts_file {
-                if let Err(e) = files::write_in_place(path, &text) {
-                    tracing::warn!("update hosts file {}: {e}", path.display());
-                }
-            }
+            let text = self.write_hosts_of(&all, &l.container_id);
             if own == Some(l.container_id.as_str()) {
                 mine = text;
             }
         }
         mine
     }
+
+    /// Every network's state, `state` as given (it may be newer than what another
+    /// process reads).
+    pub(crate) fn states_with(&self, state: &NetworkState) -> Vec<NetworkState> {
+        let mut all: Vec<NetworkState> = self
+            .store
+            .all()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s.config.name != state.config.name)
+            .collect();
+        all.push(state.clone());
+        all
+    }
+
+    /// Renders container `id`'s hosts file from every network it is on, writes it where
+    /// its leases say, and returns it (empty when it is on none).
+    pub(crate) fn write_hosts_of(&self, all: &[NetworkState], id: &str) -> String {
+        let mut mine: Vec<(&NetworkState, &Lease)> = all
+            .iter()
+            .filter_map(|s| s.leases.get(id).map(|l| (s, l)))
+            .collect();
+        // The first network's lease (not hot-plugged) names the container itself.
+        mine.sort_by_key(|(s, l)| (l.secondary, s.config.name.clone()));
+        let Some((_, first)) = mine.first() else {
+            return String::new();
+        };
+        let me = HostEntry {
+            ip: first.ip,
+            names: first.names.clone(),
+        };
+        let others: Vec<HostEntry> = mine
+            .iter()
+            .flat_map(|(s, _)| entries(s, Some(id)))
+            .collect();
+        let text = files::render_hosts(Some(&me), &others, &first.extra_hosts);
+        if let Some(path) = &first.hosts_file {
+            if let Err(e) = files::write_in_place(path, &text) {
+                tracing::warn!("update hosts file {}: {e}", path.display());
+            }
+        }
+        text
+    }
+}
+
+/// The hosts entries of a network's containers, `except` one.
+fn entries(state: &NetworkState, except: Option<&str>) -> Vec<HostEntry> {
+    state
+        .leases
+        .values()
+        .filter(|l| except != Some(l.container_id.as_str()))
+        .map(|l| HostEntry {
+            ip: l.ip,
+            names: l.names.clone(),
+        })
+        .collect()
 }

@@ -69,6 +69,9 @@ impl Networks {
             self.store.write_leases(&state),
         );
         self.refresh_hosts(&state, None);
+        // Its own hosts file, when it stays on other networks, no longer names this one's.
+        let all = self.states_with(&state);
+        self.write_hosts_of(&all, container_id);
         td.finish()?;
         Ok(Some(lease))
     }

@@ -112,46 +112,31 @@ pub(crate) fn history(root: &Path, a: HistoryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the tarball, undoing gzip or zstd compression.
-fn open_tarball(file: &str) -> anyhow::Result<Box<dyn Read + Send>> {
-    let raw: Box<dyn Read + Send> = if file == "-" {
-        Box::new(std::io::stdin())
-    } else {
-        let f = std::fs::File::open(file).with_context(|| format!("opening {file}"))?;
-        Box::new(f)
-    };
-    hull_image::create::decompressed(raw).with_context(|| format!("reading {file}"))
-}
-
 pub(crate) fn import(root: &Path, a: ImportArgs) -> anyhow::Result<()> {
-    let what = || format!("importing {}", a.file);
     if let Some(n) = &a.name {
         hull_image::create::parse_new_name(n).with_context(|| format!("image name {n:?}"))?;
     }
-    let mut store = super::open_store(root)?;
-    let mut draft = store
-        .draft_scratch(a.platform.as_ref())
-        .with_context(what)?;
-    for c in &a.change {
-        draft.apply_change(c).context("--change")?;
-    }
-    let tar = open_tarball(&a.file)?;
-    let layer = store
-        .add_layer(None, tar, draft.media_types())
-        .with_context(what)?;
-    let source = if a.file == "-" { "stdin" } else { &a.file };
-    draft.push_layer(
-        layer,
-        hull_image::History {
-            created_by: format!("hull import {source}"),
-            comment: a.message.clone(),
-            author: None,
+    let tar: Box<dyn Read + Send> = if a.file == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        let f = std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file))?;
+        Box::new(f)
+    };
+    let o = hull_engine::image::ImportOptions {
+        name: a.name,
+        changes: a.change,
+        message: a.message,
+        platform: a.platform,
+        source: if a.file == "-" {
+            "stdin".into()
+        } else {
+            a.file.clone()
         },
-    );
-    let names: Vec<String> = a.name.iter().cloned().collect();
-    let img = store.commit_draft(draft, &names).with_context(what)?;
-    let name = a.name.as_deref().unwrap_or_default();
-    hull_engine::events::Journal::open(root).emit_image("import", &img.id.to_string(), name);
+    };
+    let engine = hull_engine::Engine::open(root)?;
+    let img = engine
+        .import(tar, &o)
+        .with_context(|| format!("importing {}", a.file))?;
     outln!("{}", img.id)?;
     Ok(())
 }

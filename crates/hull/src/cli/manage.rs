@@ -95,9 +95,11 @@ pub(crate) fn update(root: &Path, a: UpdateArgs) -> Result<u8> {
     if res == Resources::default() && a.restart.is_none() {
         bail!("hull update: nothing to change (give --memory, --cpus, --pids-limit or --restart)");
     }
-    if let Some(p) = &a.restart {
-        hull_engine::policy::parse_restart(p)?;
-    }
+    let restart = a
+        .restart
+        .as_deref()
+        .map(hull_engine::policy::parse_restart)
+        .transpose()?;
     let e = engine(root)?;
     // Every name must exist before anything changes.
     let recs = a
@@ -105,13 +107,8 @@ pub(crate) fn update(root: &Path, a: UpdateArgs) -> Result<u8> {
         .iter()
         .map(|c| e.find(c))
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some(p) = &a.restart {
-        super::run_policy::update_restart(root, p, &a.containers)?;
-    }
     for (r, name) in recs.iter().zip(&a.containers) {
-        if res != Resources::default() {
-            e.update(r, &res)?;
-        }
+        e.update_with_policy(r, &res, restart.as_ref())?;
         outln!("{name}")?;
     }
     Ok(0)

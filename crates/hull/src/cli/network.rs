@@ -1,4 +1,4 @@
-//! `hull network create|ls|inspect|rm` and `hull system reset`.
+//! `hull network create|ls|inspect|rm|connect|disconnect` and `hull system reset`.
 
 use std::io::{BufRead as _, Write as _};
 use std::path::Path;
@@ -41,6 +41,16 @@ pub(crate) enum NetworkCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Connect a container to a network; a running one gets a new interface at once.
+    Connect {
+        /// A further name for the container on this network (repeatable).
+        #[arg(long = "alias", value_name = "NAME")]
+        aliases: Vec<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network; a running one loses that interface at once.
+    Disconnect { network: String, container: String },
 }
 
 #[derive(Subcommand)]
@@ -122,6 +132,20 @@ pub(crate) fn run(root: &Path, c: NetworkCommand) -> Result<u8> {
                 out.push(v);
             }
             outln!("{}", serde_json::to_string_pretty(&out)?)?;
+        }
+        NetworkCommand::Connect {
+            aliases,
+            network,
+            container,
+        } => {
+            let r = e.find(&container)?;
+            e.connect(&r, &network, aliases)
+                .with_context(|| format!("network connect {network} {container}"))?;
+        }
+        NetworkCommand::Disconnect { network, container } => {
+            let r = e.find(&container)?;
+            e.disconnect(&r, &network)
+                .with_context(|| format!("network disconnect {network} {container}"))?;
         }
         NetworkCommand::Rm { names } => {
             for n in names {

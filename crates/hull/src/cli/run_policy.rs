@@ -143,17 +143,3 @@ pub(crate) fn start_all(root: &Path) -> Result<u8> {
     }
     Ok(if failed { 125 } else { 0 })
 }
-
-/// `update --restart`.
-pub(crate) fn update_restart(root: &Path, value: &str, containers: &[String]) -> Result<()> {
-    let p = policy::parse_restart(value)?;
-    let e = engine(root)?;
-    let recs = containers
-        .iter()
-        .map(|c| e.find(c))
-        .collect::<Result<Vec<_>, _>>()?;
-    for r in &recs {
-        e.update_restart(r, &p)?;
-    }
-    Ok(())
-}

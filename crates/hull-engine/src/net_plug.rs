@@ -1,0 +1,235 @@
+//! docker's `network connect` / `disconnect`, shared by `hull network connect|disconnect`
+//! and the API. A container's first network (`--network`) is attached when its init is
+//! created; more can be hot-plugged while its namespace exists: a veth from the network's
+//! bridge into the namespace as `eth1`, `eth2`... (no default route: the first network
+//! keeps it), a lease, and the hosts files of every container on that network rewritten
+//! (the container's own names all its networks' containers). Disconnect deletes the veth
+//! (its container end goes with it), releases the lease and rewrites the hosts files.
+//! Connected networks are kept in the record and attached again when it starts again.
+
+use std::path::PathBuf;
+
+use hull_net::{AttachRequest, NetError, NetworkMode};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Engine, State};
+use crate::net::{self, NetSettings};
+use crate::record::Record;
+
+/// A network connected besides the first (see the module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraNet {
+    pub network: String,
+    /// Names it has there besides its name and hostname.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Its interface in the container.
+    pub ifname: String,
+    /// Its place there while attached.
+    #[serde(default)]
+    pub settings: Option<NetSettings>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("container {0} is already connected to network {1}")]
+    AlreadyOn(String, String),
+    #[error("container {0} is not connected to network {1}")]
+    NotOn(String, String),
+    #[error(
+        "container {0} shares a network namespace (--network {1}): it cannot be connected to \
+         or disconnected from a network"
+    )]
+    Shared(String, String),
+    #[error("network {0} cannot be connected: use `--network {0}` when the container is created")]
+    Special(String),
+}
+
+/// The network `rec` was given at creation, when it is one of hull's.
+fn first_network(rec: &Record) -> Option<String> {
+    match rec.options.network_mode() {
+        NetworkMode::Network(n) => Some(n),
+        _ => None,
+    }
+}
+
+/// The lowest `ethN` (N ≥ 1) none of `rec`'s connected networks uses.
+fn free_ifname(rec: &Record) -> String {
+    (1..)
+        .map(|n| format!("eth{n}"))
+        .find(|i| rec.extra_nets.iter().all(|x| &x.ifname != i))
+        .unwrap_or_else(|| "eth1".into())
+}
+
+impl Engine {
+    /// Connects `r` to `network` with `aliases`: hot-plugged when its namespace exists
+    /// (created, running, paused); an exited container gets it at its next start. A
+    /// container without a network (`none`) that has not started is moved instead, as
+    /// docker-compose expects between create and start.
+    pub fn connect(
+        &self,
+        r: &Record,
+        network: &str,
+        aliases: Vec<String>,
+    ) -> Result<Record, crate::Error> {
+        if matches!(network, "host" | "none") || network.starts_with("container:") {
+            return Err(Error::Special(network.into()).into());
+        }
+        let mut rec = self.containers.find(&r.id)?;
+        let mode = rec.options.network_mode();
+        if matches!(mode, NetworkMode::Host | NetworkMode::Container(_)) {
+            return Err(Error::Shared(rec.name, rec.options.network).into());
+        }
+        let on = first_network(&rec).as_deref() == Some(network)
+            || rec.extra_nets.iter().any(|x| x.network == network);
+        if on {
+            return Err(Error::AlreadyOn(rec.name, network.into()).into());
+        }
+        let st = self.state(&rec);
+        let pid = match st {
+            State::Created | State::Exited(_) if matches!(mode, NetworkMode::None) => {
+                return self.reconnect(&rec, network, aliases);
+            }
+            State::Exited(_) => None,
+            State::Created => Some(self.shim(&rec)?.state("")?.pid),
+            State::Running { pid } | State::Paused { pid } => Some(pid),
+            _ => return Err(crate::Error::Dead(rec.name)),
+        };
+        if matches!(mode, NetworkMode::None) {
+            // A running container without a network: this one becomes its first.
+            let pid = pid.unwrap_or_default();
+            rec.options.network = network.into();
+            rec.options.net_opts.aliases = aliases;
+            rec.options.publish.clear();
+            rec.net = self.attach(&rec, pid, None)?;
+            rec.last_ip = rec.net.as_ref().map(|n| n.ip);
+            self.containers.save(&rec)?;
+            return Ok(rec);
+        }
+        let mut x = ExtraNet {
+            network: network.into(),
+            aliases,
+            ifname: free_ifname(&rec),
+            settings: None,
+        };
+        if let Some(pid) = pid {
+            x.settings = Some(self.plug(&rec, pid, &x)?);
+        }
+        rec.extra_nets.push(x);
+        if let Err(e) = self.containers.save(&rec) {
+            let _ = self.unplug(&rec, network);
+            return Err(e.into());
+        }
+        Ok(rec)
+    }
+
+    /// Disconnects `r` from `network`: its interface there goes now (if attached), and the
+    /// network is forgotten. A container that has not started and loses its first network
+    /// has none (`none`); a running one keeps its other interfaces.
+    pub fn disconnect(&self, r: &Record, network: &str) -> Result<Record, crate::Error> {
+        let mut rec = self.containers.find(&r.id)?;
+        let mode = rec.options.network_mode();
+        if matches!(mode, NetworkMode::Host | NetworkMode::Container(_)) {
+            return Err(Error::Shared(rec.name, rec.options.network).into());
+        }
+        if let Some(i) = rec.extra_nets.iter().position(|x| x.network == network) {
+            if rec.extra_nets[i].settings.is_some() {
+                self.unplug(&rec, network)?;
+            }
+            rec.extra_nets.remove(i);
+            self.containers.save(&rec)?;
+            return Ok(rec);
+        }
+        if first_network(&rec).as_deref() != Some(network) {
+            return Err(Error::NotOn(rec.name, network.into()).into());
+        }
+        if !self.state(&rec).is_live() {
+            return self.reconnect(&rec, "none", Vec::new());
+        }
+        if rec.net.is_some() {
+            self.unplug(&rec, network)?;
+        }
+        rec.options.network = "none".into();
+        rec.options.net_opts.aliases.clear();
+        rec.options.publish.clear();
+        rec.net = None;
+        self.containers.save(&rec)?;
+        Ok(rec)
+    }
+
+    /// Attaches the connected networks again (a restart, a move between create and start).
+    pub(crate) fn attach_extras(&self, rec: &mut Record, pid: u32) -> Result<(), net::Error> {
+        let mut extras = std::mem::take(&mut rec.extra_nets);
+        let mut res = Ok(());
+        for x in &mut extras {
+            match self.plug(rec, pid, x) {
+                Ok(s) => x.settings = Some(s),
+                Err(e) => {
+                    res = Err(e);
+                    break;
+                }
+            }
+        }
+        rec.extra_nets = extras;
+        res
+    }
+
+    /// A veth from `x.network`'s bridge into the namespace of init `pid`.
+    fn plug(&self, rec: &Record, pid: u32, x: &ExtraNet) -> Result<NetSettings, net::Error> {
+        let mut names = vec![rec.name.clone()];
+        if rec.hostname != rec.name {
+            names.push(rec.hostname.clone());
+        }
+        for a in &x.aliases {
+            if !names.contains(a) {
+                names.push(a.clone());
+            }
+        }
+        let dir = std::path::absolute(self.dir(rec)).unwrap_or_else(|_| self.dir(rec));
+        let req = AttachRequest {
+            container_id: rec.id.clone(),
+            names,
+            netns: PathBuf::from(format!("/proc/{pid}/ns/net")),
+            hosts_file: Some(dir.join("hosts")),
+            ifname: Some(x.ifname.clone()),
+            holder: Some(dir),
+            secondary: true,
+            ..AttachRequest::default()
+        };
+        let att = self
+            .networks()?
+            .attach(&x.network, &req)
+            .map_err(|e| match e {
+                NetError::NotFound(n) => net::Error::NoNetwork(n),
+                e => net::Error::Network(x.network.clone(), e),
+            })?;
+        self.emit_network("connect", &att.network, &[("container", &rec.id)]);
+        Ok(NetSettings {
+            network: att.network,
+            ip: att.ip,
+            prefix: att.prefix,
+            gateway: att.gateway,
+            mac: att.mac,
+            ports: Vec::new(),
+        })
+    }
+
+    /// Deletes `rec`'s veth on `network` and releases its lease there.
+    fn unplug(&self, rec: &Record, network: &str) -> Result<(), net::Error> {
+        self.networks()?.detach(network, &rec.id)?;
+        self.emit_network("disconnect", network, &[("container", &rec.id)]);
+        Ok(())
+    }
+}
+
+/// docker's `NetworkSettings` of `r`: its first network's, with every attached network
+/// under `Networks`.
+pub fn settings_json(r: &Record, sandbox: Option<String>) -> serde_json::Value {
+    let mut v = net::settings_json(r.net.as_ref(), sandbox);
+    for n in r.extra_nets.iter().filter_map(|x| x.settings.as_ref()) {
+        v["Networks"][&n.network] = serde_json::json!({"IPAddress": n.ip.to_string(),
+            "IPPrefixLen": n.prefix, "Gateway": n.gateway.to_string(), "MacAddress": n.mac,
+            "NetworkID": n.network});
+    }
+    v
+}
