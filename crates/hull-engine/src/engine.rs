@@ -11,6 +11,7 @@ use hull_image::Store;
 
 use crate::opts::MountSpec;
 use crate::record::{self, Containers, ExitInfo, Record, StoreLock};
+use crate::restart::RunLock;
 use crate::shim::{self, Shim, TaskStatus};
 use crate::volume::{self, Volumes};
 use crate::{binaries, net, spec};
@@ -266,14 +267,26 @@ impl Engine {
     pub fn start(&self, r: &Record) -> Result<u32, Error> {
         let dir = self.dir(r);
         crate::policy::set_manual_stop(&dir, false);
-        let _ = std::fs::remove_file(dir.join(crate::policy::RESTART_STATE));
-        self.start_task(r)
+        self.start_task(r, || {
+            let _ = std::fs::remove_file(dir.join(crate::policy::RESTART_STATE));
+        })
     }
 
-    /// [`Engine::start`] without touching the policy's state; a container whose shim is gone
-    /// (killed, or the host rebooted) is made anew under a new shim.
-    pub(crate) fn start_task(&self, r: &Record) -> Result<u32, Error> {
-        let _run = self.run_lock(&r.id, true);
+    /// [`Engine::start`] without touching the stop mark, under the run lock; `prepare` runs
+    /// under it too, once the start is sure to be tried (the task made, not running).
+    pub(crate) fn start_task(&self, r: &Record, prepare: impl FnOnce()) -> Result<u32, Error> {
+        let run = self.run_lock(&r.id, true)?;
+        self.start_locked(r, &run, prepare)
+    }
+
+    /// [`Engine::start_task`] for a caller holding the run lock; a container whose shim is
+    /// gone (killed, or the host rebooted) is made anew under a new shim.
+    pub(crate) fn start_locked(
+        &self,
+        r: &Record,
+        _run: &RunLock,
+        prepare: impl FnOnce(),
+    ) -> Result<u32, Error> {
         let st = self.state(r);
         let r = match st {
             _ if self.orphaned(r, &st) => self.recreate(r)?,
@@ -284,6 +297,7 @@ impl Engine {
             }
             State::Dead => return Err(Error::Dead(r.name.clone())),
         };
+        prepare();
         // Journaled before the start: a container that exits at once has its `die` journaled
         // by its shim as it happens, which may well be before the start call returns here.
         self.emit_mounts(&r);
@@ -338,7 +352,7 @@ impl Engine {
         match self.state(r) {
             State::Running { .. } | State::Paused { .. } => {
                 // Before the signal: the shim must see the mark when the container exits.
-                crate::policy::set_manual_stop(&self.dir(r), true);
+                self.mark_stopped(r);
                 self.shim(r)?.kill("", signal, false)?;
                 self.emit(r, "kill", &[("signal", signal.to_string())]);
                 Ok(())
@@ -374,7 +388,7 @@ impl Engine {
     pub fn stop(&self, r: &Record, timeout: Duration) -> Result<(), Error> {
         // Also when it does not run: its shim may be waiting out a restart's back-off, which
         // a stop cancels (docker's stop of a `restarting` container).
-        crate::policy::set_manual_stop(&self.dir(r), true);
+        self.mark_stopped(r);
         let st = self.state(r);
         if !st.is_live() {
             return Ok(());
@@ -451,7 +465,7 @@ impl Engine {
             if !force {
                 return Err(Error::Running(r.name.clone()));
             }
-            crate::policy::set_manual_stop(&self.dir(r), true);
+            self.mark_stopped(r);
             if let Ok(s) = self.shim(r) {
                 if matches!(st, State::Paused { .. }) {
                     let _ = s.resume();

@@ -244,6 +244,16 @@ pub fn restart_count(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Writes `RestartCount` (temp file + rename: the shim reads it at each exit). Best
+/// effort, as the shim's own writes of it were.
+pub fn set_restart_count(dir: &Path, n: u64) {
+    let tmp = dir.join(format!(".{RESTART_STATE}.{}", std::process::id()));
+    let data = serde_json::json!({ "RestartCount": n }).to_string();
+    if std::fs::write(&tmp, data).is_ok() {
+        let _ = std::fs::rename(&tmp, dir.join(RESTART_STATE));
+    }
+}
+
 /// docker's `State.Health` as the shim last wrote it.
 pub fn health(dir: &Path) -> Option<Value> {
     serde_json::from_slice(&std::fs::read(dir.join(HEALTH_STATE)).ok()?).ok()

@@ -215,6 +215,67 @@ fn stop_cancels_a_pending_restart() {
     e.assert_clean();
 }
 
+/// Runs `--restart always` container `name` whose first run exits at once (later ones
+/// run on), with the policy's start held at `point` (`HULL_TEST_POLICY_HOLD`); returns the
+/// hold file once it is held.
+fn held_restart(e: &Env, name: &str, point: &str) -> std::path::PathBuf {
+    let out = e
+        .cmd(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--restart",
+            "always",
+            IMG,
+            "sh",
+            "-c",
+            "echo run; [ -f /tmp/ran ] && exec sleep 1000; touch /tmp/ran; exit 1",
+        ])
+        .env("HULL_TEST_POLICY_HOLD", point)
+        .output()
+        .unwrap();
+    ctr::ok(&out);
+    let id = inspect(e, name)["Id"].as_str().unwrap().to_string();
+    let hold = e.root.path().join("ctr").join(&id).join(".policy-hold");
+    until(20, "the policy's start held", || hold.exists());
+    hold
+}
+
+/// A `stop` landing after the policy's start has looked at the stop mark, before it
+/// starts the container, is not lost: it waits for that start and stops what it started.
+#[test]
+fn stop_during_the_policy_start_is_not_lost() {
+    let e = env();
+    let hold = held_restart(&e, "race", "after");
+    let stop = e.cmd(&["stop", "-t", "1", "race"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::remove_file(&hold).unwrap();
+    assert!(stop.wait_with_output().unwrap().status.success());
+    until(10, "race exited", || status(&e, "race") == "exited");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(status(&e, "race"), "exited", "the stop was lost");
+    assert!(!hold.exists(), "no restart after the stop");
+    e.ok(&["rm", "-f", "race"]);
+    e.assert_clean();
+}
+
+/// A restart the policy did not make (a stop came before its start) is not counted.
+#[test]
+fn a_skipped_restart_is_not_counted() {
+    let e = env();
+    let hold = held_restart(&e, "skip", "before");
+    e.ok(&["stop", "-t", "1", "skip"]);
+    std::fs::remove_file(&hold).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(status(&e, "skip"), "exited");
+    assert_eq!((runs(&e, "skip"), restarts(&e, "skip")), (1, 0));
+    e.ok(&["rm", "-f", "skip"]);
+    e.assert_clean();
+}
+
 /// Serialises the tests that give containers networks with the other helpers' tests.
 fn net_lock() -> std::fs::File {
     use std::os::fd::AsRawFd;
