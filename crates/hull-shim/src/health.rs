@@ -175,11 +175,12 @@ fn pipe() -> std::io::Result<(std::fs::File, std::fs::File)> {
 }
 
 fn exec(p: &Probe, test: &[String], timeout: Duration) -> Result<(i64, String), String> {
+    let deadline = Instant::now() + timeout;
     let args = argv(test).ok_or_else(|| format!("invalid healthcheck test {test:?}"))?;
     let spec = p.bundle.join(".health-process.json");
     let data = serde_json::to_vec(&process(p, args)?).unwrap_or_default();
     std::fs::write(&spec, data).map_err(|e| e.to_string())?;
-    let (mut rd, wr) = pipe().map_err(|e| e.to_string())?;
+    let (rd, wr) = pipe().map_err(|e| e.to_string())?;
     let wr2 = wr.try_clone().map_err(|e| e.to_string())?;
     let launch = Launch {
         pid_file: &p.bundle.join(".health.pid"),
@@ -195,36 +196,85 @@ fn exec(p: &Probe, test: &[String], timeout: Duration) -> Result<(i64, String), 
         .hullc
         .exec(&p.id, &spec, launch)
         .map_err(|e| e.to_string())?;
-    let (otx, orx) = channel();
-    // The output until EOF (every holder of the pipe gone), the first 4 KiB kept.
-    let _ = std::thread::Builder::new()
-        .name("health-out".into())
-        .spawn(move || {
-            let mut out = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = rd.read(&mut buf) {
-                let room = MAX_OUTPUT.saturating_sub(out.len());
-                out.extend_from_slice(&buf[..n.min(room)]);
-            }
-            let _ = otx.send(String::from_utf8_lossy(&out).into_owned());
-        });
     let (tx, rx) = channel();
     p.reaper.watch(pid, tx);
-    let code = match rx.recv_timeout(timeout) {
-        Ok(exit) => i64::from(exit.status),
-        Err(_) => {
+    let (code, output) = collect(rd, &rx, deadline);
+    match code {
+        Some(code) => Ok((code, output)),
+        None => {
             // Our child, not reaped yet (the reaper would have sent its exit): the pid still
             // names it, but for the instant between this check and the kill.
             if let Ok(exit) = rx.try_recv() {
-                return Ok((i64::from(exit.status), String::new()));
+                return Ok((i64::from(exit.status), output));
             }
             // SAFETY: kill takes no pointers; the pid is our own unreaped child (see above).
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            return Ok((-1, format!("Health check exceeded timeout ({timeout:?})")));
+            Ok((-1, format!("Health check exceeded timeout ({timeout:?})")))
+        }
+    }
+}
+
+/// How often the exit is looked for while the output pipe stays open without news.
+const EXIT_POLL: Duration = Duration::from_millis(20);
+
+/// The check's output (the first [`MAX_OUTPUT`] bytes kept, the rest read and dropped so
+/// that the check never blocks on a full pipe) and its exit status, or `None` at
+/// `deadline`. It does not wait for the pipe's EOF: a process the check left behind (`cmd
+/// &`) may hold the pipe open for ever. At the exit it takes what is in the pipe and
+/// returns; `rd` is then closed, and such a process gets EPIPE if it writes on.
+fn collect(
+    mut rd: std::fs::File,
+    rx: &std::sync::mpsc::Receiver<crate::reaper::Exit>,
+    deadline: Instant,
+) -> (Option<i64>, String) {
+    use std::os::fd::AsRawFd;
+    let fd = rd.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own; no pointers.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut out = Vec::new();
+    let mut eof = false;
+    let mut read_ready = |out: &mut Vec<u8>| {
+        let mut buf = [0u8; 4096];
+        loop {
+            match rd.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    let room = MAX_OUTPUT.saturating_sub(out.len());
+                    out.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
         }
     };
-    let output = orx.recv_timeout(Duration::from_secs(1)).unwrap_or_default();
-    Ok((code, output))
+    let text = |out: &[u8]| String::from_utf8_lossy(out).into_owned();
+    loop {
+        if let Ok(exit) = rx.try_recv() {
+            read_ready(&mut out);
+            return (Some(i64::from(exit.status)), text(&out));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return (None, text(&out));
+        }
+        if eof {
+            // Every writer closed the pipe: only the exit is left to wait for.
+            return match rx.recv_timeout(deadline - now) {
+                Ok(exit) => (Some(i64::from(exit.status)), text(&out)),
+                Err(_) => (None, text(&out)),
+            };
+        }
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = EXIT_POLL.min(deadline - now).as_millis() as i32;
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, ms) } > 0 {
+            eof = read_ready(&mut out);
+        }
+    }
 }
 
 #[cfg(test)]

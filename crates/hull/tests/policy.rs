@@ -478,6 +478,57 @@ fn health_follows_a_file_in_the_container() {
     e.assert_clean();
 }
 
+/// The threads of process `pid`.
+fn threads(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .count()
+}
+
+/// A check that leaves a process holding its output open (`sleep &`) is over at its exit,
+/// with its output; nothing of it stays behind in the shim.
+#[test]
+fn health_check_leaving_a_process_behind() {
+    let e = env();
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "orphan",
+        "--network",
+        "none",
+        "--health-cmd",
+        "sleep 1000 & echo ok",
+        "--health-interval",
+        "200ms",
+        "--health-timeout",
+        "5s",
+        IMG,
+        "sleep",
+        "1000",
+    ]);
+    until(15, "healthy", || {
+        health(&e, "orphan")["Status"] == "healthy"
+    });
+    let last = |e: &Env| {
+        let h = health(e, "orphan");
+        h["Log"].as_array().unwrap().last().unwrap().clone()
+    };
+    assert_eq!(last(&e)["Output"], "ok\n");
+    let shim = shim_of(&e, "orphan");
+    let before = threads(shim);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = threads(shim);
+    assert!(after <= before + 1, "shim threads {before} -> {after}");
+    let l = last(&e);
+    assert_eq!(
+        (l["ExitCode"].clone(), l["Output"].clone()),
+        (json!(0), json!("ok\n"))
+    );
+    e.ok(&["rm", "-f", "orphan"]);
+    e.assert_clean();
+}
+
 #[test]
 fn image_healthcheck_and_no_healthcheck() {
     let e = Env::new();
