@@ -7,15 +7,17 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::channel;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::hullc::{ChildStdio, Hullc, Launch};
+use crate::process::Status;
 use crate::reaper::Reaper;
 use crate::supervise::{self, Healthcheck, HEALTH_STATE};
+use crate::tasks::Tasks;
 
 /// docker's defaults and limits.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -30,6 +32,19 @@ pub struct Probe {
     pub bundle: PathBuf,
     pub hullc: Hullc,
     pub reaper: Arc<Reaper>,
+    /// The shim's tasks, to see whether the container is paused.
+    pub tasks: Weak<Tasks>,
+}
+
+impl Probe {
+    fn paused(&self) -> bool {
+        let Some(tasks) = self.tasks.upgrade() else {
+            return false;
+        };
+        tasks
+            .state(&self.id, "")
+            .is_ok_and(|(_, p)| matches!(p.status, Status::Paused))
+    }
 }
 
 /// One result (docker's `HealthcheckResult`).
@@ -93,6 +108,11 @@ fn check_loop(p: &Probe, check: &Healthcheck, run: &AtomicU64, gen: u64) {
                 return;
             }
             std::thread::sleep((wake - Instant::now()).min(Duration::from_millis(200)));
+        }
+        // docker skips the checks of a paused container: a check would join its frozen
+        // cgroup and time out, making a healthy container unhealthy.
+        if p.paused() {
+            continue;
         }
         let r = probe(p, &check.test, timeout);
         if !current() {

@@ -133,6 +133,7 @@ impl Supervisor {
             bundle,
             hullc: tasks.hullc().clone(),
             reaper: Arc::clone(&self.reaper),
+            tasks: Arc::downgrade(tasks),
         };
         health::spawn(probe, check, run, gen);
     }

@@ -529,6 +529,49 @@ fn health_check_leaving_a_process_behind() {
     e.assert_clean();
 }
 
+/// A paused container is not checked (docker skips it): a check would freeze with it and
+/// time out.
+#[test]
+fn health_is_not_checked_while_paused() {
+    let e = env();
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "frozen",
+        "--network",
+        "none",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "200ms",
+        "--health-timeout",
+        "500ms",
+        "--health-retries",
+        "1",
+        IMG,
+        "sleep",
+        "1000",
+    ]);
+    until(15, "healthy", || {
+        health(&e, "frozen")["Status"] == "healthy"
+    });
+    e.ok(&["pause", "frozen"]);
+    let log = || health(&e, "frozen")["Log"].clone();
+    // A check under way when the pause came may still end (and fail): let it.
+    std::thread::sleep(Duration::from_secs(1));
+    let at_pause = log();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(log(), at_pause, "checked while paused");
+    e.ok(&["unpause", "frozen"]);
+    until(15, "healthy again", || {
+        let h = health(&e, "frozen");
+        h["Status"] == "healthy" && h["Log"] != at_pause
+    });
+    e.ok(&["rm", "-f", "frozen"]);
+    e.assert_clean();
+}
+
 #[test]
 fn image_healthcheck_and_no_healthcheck() {
     let e = Env::new();
