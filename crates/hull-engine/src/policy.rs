@@ -5,7 +5,8 @@
 //!
 //! - [`POLICY_FILE`], written by the engine (create, `update --restart`): the policy, the
 //!   effective healthcheck, and the command the shim runs to restart the container.
-//! - [`RESTART_STATE`] and [`HEALTH_STATE`], written by the shim (temp file + rename).
+//! - [`RESTART_STATE`], written by `start --by-policy`, and [`HEALTH_STATE`], written by the
+//!   shim and `healthcheck run` under [`HEALTH_LOCK`] (temp file + rename).
 //! - [`MANUAL_STOP`], made by the engine before a user's `stop`/`kill`/`rm -f`: the shim
 //!   does not restart a container the user stopped (docker's `HasBeenManuallyStopped`).
 
@@ -17,6 +18,8 @@ use serde_json::Value;
 pub const POLICY_FILE: &str = "hull-policy.json";
 pub const RESTART_STATE: &str = "restart-state.json";
 pub const HEALTH_STATE: &str = "health.json";
+/// Flocked by whoever updates [`HEALTH_STATE`]: the shim, `healthcheck run`.
+pub const HEALTH_LOCK: &str = ".health.lock";
 pub const MANUAL_STOP: &str = "manual-stop";
 
 #[derive(Debug, thiserror::Error)]

@@ -4,19 +4,19 @@
 
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::hullc::{ChildStdio, Hullc, Launch};
 use crate::process::Status;
 use crate::reaper::Reaper;
-use crate::supervise::{self, Healthcheck, HEALTH_STATE};
+use crate::supervise::{self, Healthcheck, HEALTH_LOCK, HEALTH_STATE};
 use crate::tasks::Tasks;
 
 /// docker's defaults and limits.
@@ -48,7 +48,7 @@ impl Probe {
 }
 
 /// One result (docker's `HealthcheckResult`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Outcome {
     start: String,
@@ -57,12 +57,54 @@ struct Outcome {
     output: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Health {
-    status: &'static str,
+    status: String,
     failing_streak: u32,
     log: Vec<Outcome>,
+}
+
+impl Health {
+    fn starting() -> Health {
+        Health {
+            status: "starting".into(),
+            failing_streak: 0,
+            log: Vec::new(),
+        }
+    }
+
+    /// docker's update for one result; `counts`: a failure counts (past the start period).
+    fn add(&mut self, r: Outcome, retries: u32, counts: bool) {
+        if r.exit_code == 0 {
+            self.failing_streak = 0;
+            self.status = "healthy".into();
+        } else if counts || self.status != "starting" {
+            // docker: failures within the start period do not count while still starting.
+            self.failing_streak += 1;
+            if self.failing_streak >= retries {
+                self.status = "unhealthy".into();
+            }
+        }
+        self.log.push(r);
+        if self.log.len() > MAX_LOG {
+            self.log.remove(0);
+        }
+    }
+}
+
+/// The exclusive flock of the bundle's [`HEALTH_LOCK`]: `hull healthcheck run` records its
+/// result in [`HEALTH_STATE`] too, each reading it and writing it back under the lock.
+fn lock(bundle: &Path) -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(bundle.join(HEALTH_LOCK))
+        .ok()?;
+    // SAFETY: flock on a descriptor we own; released when it is closed.
+    (unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0).then_some(f)
 }
 
 fn dur(ns: i64, default: Duration) -> Duration {
@@ -94,12 +136,10 @@ fn check_loop(p: &Probe, check: &Healthcheck, run: &AtomicU64, gen: u64) {
     let start_period = dur(check.start_period, Duration::ZERO);
     let began = Instant::now();
     let current = || run.load(Ordering::SeqCst) == gen;
-    let mut h = Health {
-        status: "starting",
-        failing_streak: 0,
-        log: Vec::new(),
-    };
-    supervise::write_json(&p.bundle, HEALTH_STATE, &h);
+    {
+        let _lock = lock(&p.bundle);
+        supervise::write_json(&p.bundle, HEALTH_STATE, &Health::starting());
+    }
     loop {
         // Sleep in slices: an exit ends the loop without waiting a whole interval.
         let wake = Instant::now() + interval;
@@ -118,29 +158,27 @@ fn check_loop(p: &Probe, check: &Healthcheck, run: &AtomicU64, gen: u64) {
         if !current() {
             return;
         }
-        let before = h.status;
-        if r.exit_code == 0 {
-            h.failing_streak = 0;
-            h.status = "healthy";
-        } else if began.elapsed() >= start_period || h.status != "starting" {
-            // docker: failures within the start period do not count while still starting.
-            h.failing_streak += 1;
-            if h.failing_streak >= retries {
-                h.status = "unhealthy";
-            }
-        }
-        h.log.push(r);
-        if h.log.len() > MAX_LOG {
-            h.log.remove(0);
-        }
-        supervise::write_json(&p.bundle, HEALTH_STATE, &h);
-        if before != h.status {
-            // docker's event for a change of status (`hull events`).
-            let action = format!("health_status: {}", h.status);
-            log::info!("{action}");
-            if let Some(t) = crate::journal::target(&p.bundle) {
-                t.emit(&p.id, &action, &[]);
-            }
+        record(p, r, retries, began.elapsed() >= start_period);
+    }
+}
+
+/// Adds result `r` to the recorded health (as it is now: `hull healthcheck run` may have
+/// added one), and journals a change of status.
+fn record(p: &Probe, r: Outcome, retries: u32, counts: bool) {
+    let _lock = lock(&p.bundle);
+    let mut h: Health = std::fs::read(p.bundle.join(HEALTH_STATE))
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .unwrap_or_else(Health::starting);
+    let before = h.status.clone();
+    h.add(r, retries, counts);
+    supervise::write_json(&p.bundle, HEALTH_STATE, &h);
+    if before != h.status {
+        // docker's event for a change of status (`hull events`).
+        let action = format!("health_status: {}", h.status);
+        log::info!("{action}");
+        if let Some(t) = crate::journal::target(&p.bundle) {
+            t.emit(&p.id, &action, &[]);
         }
     }
 }
