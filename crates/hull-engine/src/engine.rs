@@ -434,7 +434,7 @@ impl Engine {
     /// Removes a container; a live one only with `force` (killed first); with `volumes`,
     /// its anonymous volumes too (`rm -v`, `--rm`).
     pub fn remove(&self, r: &Record, force: bool, volumes: bool) -> Result<(), Error> {
-        self.kill_for_remove(r, force)?;
+        self.kill_for_remove(r, force, false)?;
         let _lock = self.containers.lock()?;
         self.cleanup(r, volumes)?;
         self.emit(r, "destroy", &[]);
@@ -451,7 +451,7 @@ impl Engine {
         volumes: bool,
         _held: &StoreLock,
     ) -> Result<(), Error> {
-        self.kill_for_remove(r, force)?;
+        self.kill_for_remove(r, force, true)?;
         self.cleanup(r, volumes)?;
         self.emit(r, "destroy", &[]);
         Ok(())
@@ -459,13 +459,21 @@ impl Engine {
 
     /// The part of a remove done before the store lock: a live container is refused, or with
     /// `force` killed (and waited for, up to 10 s).
-    fn kill_for_remove(&self, r: &Record, force: bool) -> Result<(), Error> {
+    ///
+    /// With `store_held` the stop mark is set without the run lock: a policy's start holds
+    /// that lock while it waits for the store lock (to make the task anew), and waiting for
+    /// it here, store lock held, would deadlock. That start then finds the container gone.
+    fn kill_for_remove(&self, r: &Record, force: bool, store_held: bool) -> Result<(), Error> {
         let st = self.task_state(r);
         if st.is_live() {
             if !force {
                 return Err(Error::Running(r.name.clone()));
             }
-            self.mark_stopped(r);
+            if store_held {
+                crate::policy::set_manual_stop(&self.dir(r), true);
+            } else {
+                self.mark_stopped(r);
+            }
             if let Ok(s) = self.shim(r) {
                 if matches!(st, State::Paused { .. }) {
                     let _ = s.resume();
