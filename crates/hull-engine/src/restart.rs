@@ -20,6 +20,9 @@ use crate::shim::TaskStatus;
 /// down the network the restart just set up, or save an old record over the new one.
 pub(crate) struct RunLock(#[allow(dead_code)] File);
 
+/// How long a stop waits for a start under way before it sets its mark anyway.
+const MARK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Why `start --by-policy` did not start a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skipped {
@@ -167,8 +170,24 @@ impl Engine {
     /// policy's start under way is either over (and the caller then finds the container
     /// running) or sees the mark (see [`Engine::start_by_policy`]). Held only for this:
     /// the caller's own exit recording takes the lock again.
+    ///
+    /// Waited for at most [`MARK_WAIT`]: a start that hangs (a shim that does not answer)
+    /// must not make `stop`, `kill` or `rm -f` hang with it; past that the mark is set
+    /// without the lock.
     pub(crate) fn mark_stopped(&self, r: &Record) {
-        let _run = self.run_lock(&r.id, true);
+        let deadline = std::time::Instant::now() + MARK_WAIT;
+        let _run = loop {
+            match self.run_lock(&r.id, false) {
+                Ok(l) => break Some(l),
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::WouldBlock
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(_) => break None,
+            }
+        };
         policy::set_manual_stop(&self.dir(r), true);
     }
 
