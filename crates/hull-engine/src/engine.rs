@@ -11,6 +11,7 @@ use hull_image::Store;
 
 use crate::opts::MountSpec;
 use crate::record::{self, Containers, ExitInfo, Record, StoreLock};
+use crate::restart::RunLock;
 use crate::shim::{self, Shim, TaskStatus};
 use crate::volume::{self, Volumes};
 use crate::{binaries, net, spec};
@@ -268,14 +269,26 @@ impl Engine {
     pub fn start(&self, r: &Record) -> Result<u32, Error> {
         let dir = self.dir(r);
         crate::policy::set_manual_stop(&dir, false);
-        let _ = std::fs::remove_file(dir.join(crate::policy::RESTART_STATE));
-        self.start_task(r)
+        self.start_task(r, || {
+            let _ = std::fs::remove_file(dir.join(crate::policy::RESTART_STATE));
+        })
     }
 
-    /// [`Engine::start`] without touching the policy's state; a container whose shim is gone
-    /// (killed, or the host rebooted) is made anew under a new shim.
-    pub(crate) fn start_task(&self, r: &Record) -> Result<u32, Error> {
-        let _run = self.run_lock(&r.id, true);
+    /// [`Engine::start`] without touching the stop mark, under the run lock; `prepare` runs
+    /// under it too, once the start is sure to be tried (the task made, not running).
+    pub(crate) fn start_task(&self, r: &Record, prepare: impl FnOnce()) -> Result<u32, Error> {
+        let run = self.run_lock(&r.id, true)?;
+        self.start_locked(r, &run, prepare)
+    }
+
+    /// [`Engine::start_task`] for a caller holding the run lock; a container whose shim is
+    /// gone (killed, or the host rebooted) is made anew under a new shim.
+    pub(crate) fn start_locked(
+        &self,
+        r: &Record,
+        _run: &RunLock,
+        prepare: impl FnOnce(),
+    ) -> Result<u32, Error> {
         let st = self.state(r);
         let r = match st {
             _ if self.orphaned(r, &st) => self.recreate(r)?,
@@ -286,6 +299,7 @@ impl Engine {
             }
             State::Dead => return Err(Error::Dead(r.name.clone())),
         };
+        prepare();
         // Journaled before the start: a container that exits at once has its `die` journaled
         // by its shim as it happens, which may well be before the start call returns here.
         self.emit_mounts(&r);
@@ -340,7 +354,7 @@ impl Engine {
         match self.state(r) {
             State::Running { .. } | State::Paused { .. } => {
                 // Before the signal: the shim must see the mark when the container exits.
-                crate::policy::set_manual_stop(&self.dir(r), true);
+                self.mark_stopped(r);
                 self.shim(r)?.kill("", signal, false)?;
                 self.emit(r, "kill", &[("signal", signal.to_string())]);
                 Ok(())
@@ -376,7 +390,7 @@ impl Engine {
     pub fn stop(&self, r: &Record, timeout: Duration) -> Result<(), Error> {
         // Also when it does not run: its shim may be waiting out a restart's back-off, which
         // a stop cancels (docker's stop of a `restarting` container).
-        crate::policy::set_manual_stop(&self.dir(r), true);
+        self.mark_stopped(r);
         let st = self.state(r);
         if !st.is_live() {
             return Ok(());
@@ -422,7 +436,7 @@ impl Engine {
     /// Removes a container; a live one only with `force` (killed first); with `volumes`,
     /// its anonymous volumes too (`rm -v`, `--rm`).
     pub fn remove(&self, r: &Record, force: bool, volumes: bool) -> Result<(), Error> {
-        self.kill_for_remove(r, force)?;
+        self.kill_for_remove(r, force, false)?;
         let _lock = self.containers.lock()?;
         self.cleanup(r, volumes)?;
         self.emit(r, "destroy", &[]);
@@ -439,7 +453,7 @@ impl Engine {
         volumes: bool,
         _held: &StoreLock,
     ) -> Result<(), Error> {
-        self.kill_for_remove(r, force)?;
+        self.kill_for_remove(r, force, true)?;
         self.cleanup(r, volumes)?;
         self.emit(r, "destroy", &[]);
         Ok(())
@@ -447,13 +461,21 @@ impl Engine {
 
     /// The part of a remove done before the store lock: a live container is refused, or with
     /// `force` killed (and waited for, up to 10 s).
-    fn kill_for_remove(&self, r: &Record, force: bool) -> Result<(), Error> {
+    ///
+    /// With `store_held` the stop mark is set without the run lock: a policy's start holds
+    /// that lock while it waits for the store lock (to make the task anew), and waiting for
+    /// it here, store lock held, would deadlock. That start then finds the container gone.
+    fn kill_for_remove(&self, r: &Record, force: bool, store_held: bool) -> Result<(), Error> {
         let st = self.task_state(r);
         if st.is_live() {
             if !force {
                 return Err(Error::Running(r.name.clone()));
             }
-            crate::policy::set_manual_stop(&self.dir(r), true);
+            if store_held {
+                crate::policy::set_manual_stop(&self.dir(r), true);
+            } else {
+                self.mark_stopped(r);
+            }
             if let Ok(s) = self.shim(r) {
                 if matches!(st, State::Paused { .. }) {
                     let _ = s.resume();

@@ -11,6 +11,7 @@ pub mod events;
 pub mod exec;
 pub mod exec_io;
 pub mod extra;
+pub mod healthcheck;
 pub mod image;
 pub mod info;
 pub mod inspect;

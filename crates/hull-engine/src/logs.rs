@@ -31,6 +31,9 @@ pub enum Error {
 
 pub const LOG: &str = "container.log";
 
+mod follow;
+pub use follow::Follower;
+
 /// The output path to give the shim for both streams, with the rotation of `--log-opt`
 /// (`max_size` bytes, `max_file` files) in its query (the shim's `jsonlog::Target`).
 pub fn shim_path(dir: &Path, max_size: Option<u64>, max_file: Option<u32>) -> String {
@@ -338,99 +341,6 @@ impl Drop for Watch {
 
 /// How often the log is looked at when inotify is unavailable.
 const POLL_FALLBACK: Duration = Duration::from_millis(25);
-
-/// Copies what the shim appends to the log, as it comes, across rotations.
-pub struct Follower {
-    path: PathBuf,
-    offset: u64,
-    /// The inode `offset` is in: another one at the path means the log was rotated.
-    ino: Option<u64>,
-}
-
-impl Follower {
-    /// From `offset` of the current log.
-    pub fn from(dir: &Path, offset: u64) -> Follower {
-        let path = dir.join(LOG);
-        Follower {
-            ino: inode(&path),
-            path,
-            offset,
-        }
-    }
-
-    /// Copies new entries; returns whether there were any.
-    pub fn pump(&mut self, sink: &mut Sink<'_>) -> Result<bool, Error> {
-        // The current file and its inode from one open: a rotation between a stat and a read
-        // would have us read the new file from the old one's offset.
-        let cur = match File::open(&self.path) {
-            Ok(f) => Some(f),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(source) => {
-                return Err(Error::Read {
-                    path: self.path.clone(),
-                    source,
-                })
-            }
-        };
-        let now = cur.as_ref().and_then(|f| f.metadata().ok()).map(|m| {
-            use std::os::unix::fs::MetadataExt as _;
-            m.ino()
-        });
-        let mut data = Vec::new();
-        if self.ino.is_some() && now != self.ino {
-            // Rotated: the rest of the file we were reading, now `container.log.N` (N > 1
-            // when it rotated more than once since), then the newer ones whole. A file
-            // rotated out of `max-file` before we got to it is lost.
-            let rotated: Vec<PathBuf> = (1..)
-                .map(|n| numbered(&self.path, n))
-                .take_while(|p| p.exists())
-                .collect();
-            if let Some(at) = rotated.iter().position(|p| inode(p) == self.ino) {
-                data = read_from(&rotated[at], self.offset)?;
-                for p in rotated[..at].iter().rev() {
-                    data.extend_from_slice(&read_from(p, 0)?);
-                }
-            }
-            self.offset = 0;
-        }
-        self.ino = now;
-        if let Some(f) = cur {
-            // `max-file=1` empties the file in place.
-            if f.metadata().is_ok_and(|m| m.len() < self.offset) {
-                self.offset = 0;
-            }
-            let new = read_file(f, &self.path, self.offset)?;
-            self.offset += new.len() as u64;
-            data.extend_from_slice(&new);
-        }
-        if data.is_empty() {
-            return Ok(false);
-        }
-        for l in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            sink.write(l)?;
-        }
-        sink.flush()?;
-        Ok(true)
-    }
-
-    /// Copies until `exited` is set, then what is left (the shim finishes
-    /// copying before it reports the exit). Sleeps in poll(2) on the log's
-    /// inotify watch and `exited`, so output and the exit are seen at once.
-    pub fn follow(&mut self, sink: &mut Sink<'_>, exited: &Exited) -> Result<(), Error> {
-        // Watching before the first read: nothing appended after it is missed.
-        let watch = Watch::new(&self.path);
-        loop {
-            let finished = exited.is_set();
-            let any = self.pump(sink)?;
-            if finished {
-                return Ok(());
-            }
-            if !any {
-                wait(watch.as_ref(), exited);
-            }
-        }
-    }
-}
 
 /// Blocks until the log changes or the container exited (or, without inotify,
 /// for [`POLL_FALLBACK`]).

@@ -5,7 +5,8 @@
 //!
 //! - [`POLICY_FILE`], written by the engine (create, `update --restart`): the policy, the
 //!   effective healthcheck, and the command the shim runs to restart the container.
-//! - [`RESTART_STATE`] and [`HEALTH_STATE`], written by the shim (temp file + rename).
+//! - [`RESTART_STATE`], written by `start --by-policy`, and [`HEALTH_STATE`], written by the
+//!   shim and `healthcheck run` under [`HEALTH_LOCK`] (temp file + rename).
 //! - [`MANUAL_STOP`], made by the engine before a user's `stop`/`kill`/`rm -f`: the shim
 //!   does not restart a container the user stopped (docker's `HasBeenManuallyStopped`).
 
@@ -17,6 +18,8 @@ use serde_json::Value;
 pub const POLICY_FILE: &str = "hull-policy.json";
 pub const RESTART_STATE: &str = "restart-state.json";
 pub const HEALTH_STATE: &str = "health.json";
+/// Flocked by whoever updates [`HEALTH_STATE`]: the shim, `healthcheck run`.
+pub const HEALTH_LOCK: &str = ".health.lock";
 pub const MANUAL_STOP: &str = "manual-stop";
 
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +245,16 @@ pub fn restart_count(dir: &Path) -> u64 {
         .and_then(|d| serde_json::from_slice::<Value>(&d).ok())
         .and_then(|v| v["RestartCount"].as_u64())
         .unwrap_or(0)
+}
+
+/// Writes `RestartCount` (temp file + rename: the shim reads it at each exit). Best
+/// effort, as the shim's own writes of it were.
+pub fn set_restart_count(dir: &Path, n: u64) {
+    let tmp = dir.join(format!(".{RESTART_STATE}.{}", std::process::id()));
+    let data = serde_json::json!({ "RestartCount": n }).to_string();
+    if std::fs::write(&tmp, data).is_ok() {
+        let _ = std::fs::rename(&tmp, dir.join(RESTART_STATE));
+    }
 }
 
 /// docker's `State.Health` as the shim last wrote it.

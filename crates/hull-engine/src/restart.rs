@@ -20,6 +20,9 @@ use crate::shim::TaskStatus;
 /// down the network the restart just set up, or save an old record over the new one.
 pub(crate) struct RunLock(#[allow(dead_code)] File);
 
+/// How long a stop waits for a start under way before it sets its mark anyway.
+const MARK_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Why `start --by-policy` did not start a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Skipped {
@@ -75,12 +78,24 @@ impl Engine {
     }
 
     /// The start the shim runs for a restart policy: as [`Engine::start`], but it keeps the
-    /// `RestartCount`, and a container the user stopped meanwhile stays stopped.
+    /// `RestartCount` (and adds this restart to it), and a container the user stopped
+    /// meanwhile stays stopped.
+    ///
+    /// The stop mark is looked at under the run lock, which a stop or kill also takes to set
+    /// it: a stop lands either before (seen here: no start) or after the start (it finds the
+    /// container running and stops it), never between the look and the start.
     pub fn start_by_policy(&self, r: &Record) -> Result<Result<u32, Skipped>, Error> {
-        if policy::manually_stopped(&self.dir(r)) {
+        let dir = self.dir(r);
+        test_hold(&dir, "before");
+        let run = self.run_lock(&r.id, true)?;
+        if policy::manually_stopped(&dir) {
             return Ok(Err(Skipped::ManuallyStopped));
         }
-        match self.start_task(r) {
+        test_hold(&dir, "after");
+        // Counted before the start: a run that exits at once is decided on by the shim
+        // (`on-failure:N`) with this restart in the count. Only a start that is made counts.
+        let count = || policy::set_restart_count(&dir, policy::restart_count(&dir) + 1);
+        match self.start_locked(r, &run, count) {
             Ok(pid) => Ok(Ok(pid)),
             Err(Error::AlreadyStarted(_)) => Ok(Err(Skipped::Running)),
             Err(e) => Err(e),
@@ -103,7 +118,7 @@ impl Engine {
             }
             // docker's daemon start: an `always` container the user stopped comes back too.
             policy::set_manual_stop(&dir, false);
-            out.push((r.name.clone(), self.start_task(&r)));
+            out.push((r.name.clone(), self.start_task(&r, || {})));
         }
         Ok(out)
     }
@@ -124,28 +139,63 @@ impl Engine {
         Ok(self.containers.save(&r)?)
     }
 
-    pub(crate) fn run_lock(&self, id: &str, wait: bool) -> Option<RunLock> {
+    /// Takes the run lock (waiting for it with `wait`). The lock is an flock, which belongs
+    /// to the open file: taken a second time in this process it would wait for itself.
+    pub(crate) fn run_lock(&self, id: &str, wait: bool) -> Result<RunLock, Error> {
         let p = self.containers.dir_of(id).join(".run.lock");
+        let err = |source| Error::Io {
+            what: "cannot lock",
+            path: p.clone(),
+            source,
+        };
         let f = File::options()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(p)
-            .ok()?;
+            .open(&p)
+            .map_err(err)?;
         let op = if wait {
             libc::LOCK_EX
         } else {
             libc::LOCK_EX | libc::LOCK_NB
         };
         // SAFETY: flock on a descriptor we own; closing it (drop) releases the lock.
-        (unsafe { libc::flock(f.as_raw_fd(), op) } == 0).then_some(RunLock(f))
+        if unsafe { libc::flock(f.as_raw_fd(), op) } != 0 {
+            return Err(err(std::io::Error::last_os_error()));
+        }
+        Ok(RunLock(f))
+    }
+
+    /// The user's stop mark (`stop`, `kill`, `rm -f`), set under the run lock so that a
+    /// policy's start under way is either over (and the caller then finds the container
+    /// running) or sees the mark (see [`Engine::start_by_policy`]). Held only for this:
+    /// the caller's own exit recording takes the lock again.
+    ///
+    /// Waited for at most [`MARK_WAIT`]: a start that hangs (a shim that does not answer)
+    /// must not make `stop`, `kill` or `rm -f` hang with it; past that the mark is set
+    /// without the lock.
+    pub(crate) fn mark_stopped(&self, r: &Record) {
+        let deadline = std::time::Instant::now() + MARK_WAIT;
+        let _run = loop {
+            match self.run_lock(&r.id, false) {
+                Ok(l) => break Some(l),
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::WouldBlock
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(_) => break None,
+            }
+        };
+        policy::set_manual_stop(&self.dir(r), true);
     }
 
     /// Records exit `e` of container `id` and releases its network, if it is still the
     /// container's state: no start under way (see [`RunLock`]) and the shim still reports
     /// that exit (or is gone, so nothing can start it behind our back).
     pub(crate) fn settle_exit(&self, id: &str, e: ExitInfo) {
-        let Some(_run) = self.run_lock(id, false) else {
+        let Ok(_run) = self.run_lock(id, false) else {
             return;
         };
         let current = match self.shim_for(id).and_then(|s| Ok(s.state("")?)) {
@@ -169,5 +219,23 @@ impl Engine {
     /// (killed, or the host rebooted) while the container was not known to have exited.
     pub(crate) fn orphaned(&self, r: &Record, st: &State) -> bool {
         !matches!(st, State::Exited(_)) && !self.shim_alive(r)
+    }
+}
+
+/// A test hook: with `HULL_TEST_POLICY_HOLD=POINT` (inherited by the shim and the restart
+/// command it runs), `start --by-policy` stops at `POINT` (`before` its look at the stop
+/// mark, or `after` it, before the start), makes `DIR/.policy-hold` and waits (at most
+/// 30 s) until it is removed, so that a test can land a `stop` there.
+fn test_hold(dir: &Path, point: &str) {
+    if std::env::var_os("HULL_TEST_POLICY_HOLD").is_none_or(|v| v != point) {
+        return;
+    }
+    let p = dir.join(".policy-hold");
+    if std::fs::write(&p, b"").is_err() {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while p.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }

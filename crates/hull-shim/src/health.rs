@@ -4,18 +4,20 @@
 
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::channel;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::hullc::{ChildStdio, Hullc, Launch};
+use crate::process::Status;
 use crate::reaper::Reaper;
-use crate::supervise::{self, Healthcheck, HEALTH_STATE};
+use crate::supervise::{self, Healthcheck, HEALTH_LOCK, HEALTH_STATE};
+use crate::tasks::Tasks;
 
 /// docker's defaults and limits.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -30,10 +32,23 @@ pub struct Probe {
     pub bundle: PathBuf,
     pub hullc: Hullc,
     pub reaper: Arc<Reaper>,
+    /// The shim's tasks, to see whether the container is paused.
+    pub tasks: Weak<Tasks>,
+}
+
+impl Probe {
+    fn paused(&self) -> bool {
+        let Some(tasks) = self.tasks.upgrade() else {
+            return false;
+        };
+        tasks
+            .state(&self.id, "")
+            .is_ok_and(|(_, p)| matches!(p.status, Status::Paused))
+    }
 }
 
 /// One result (docker's `HealthcheckResult`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Outcome {
     start: String,
@@ -42,12 +57,54 @@ struct Outcome {
     output: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Health {
-    status: &'static str,
+    status: String,
     failing_streak: u32,
     log: Vec<Outcome>,
+}
+
+impl Health {
+    fn starting() -> Health {
+        Health {
+            status: "starting".into(),
+            failing_streak: 0,
+            log: Vec::new(),
+        }
+    }
+
+    /// docker's update for one result; `counts`: a failure counts (past the start period).
+    fn add(&mut self, r: Outcome, retries: u32, counts: bool) {
+        if r.exit_code == 0 {
+            self.failing_streak = 0;
+            self.status = "healthy".into();
+        } else if counts || self.status != "starting" {
+            // docker: failures within the start period do not count while still starting.
+            self.failing_streak += 1;
+            if self.failing_streak >= retries {
+                self.status = "unhealthy".into();
+            }
+        }
+        self.log.push(r);
+        if self.log.len() > MAX_LOG {
+            self.log.remove(0);
+        }
+    }
+}
+
+/// The exclusive flock of the bundle's [`HEALTH_LOCK`]: `hull healthcheck run` records its
+/// result in [`HEALTH_STATE`] too, each reading it and writing it back under the lock.
+fn lock(bundle: &Path) -> Option<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(bundle.join(HEALTH_LOCK))
+        .ok()?;
+    // SAFETY: flock on a descriptor we own; released when it is closed.
+    (unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0).then_some(f)
 }
 
 fn dur(ns: i64, default: Duration) -> Duration {
@@ -79,12 +136,10 @@ fn check_loop(p: &Probe, check: &Healthcheck, run: &AtomicU64, gen: u64) {
     let start_period = dur(check.start_period, Duration::ZERO);
     let began = Instant::now();
     let current = || run.load(Ordering::SeqCst) == gen;
-    let mut h = Health {
-        status: "starting",
-        failing_streak: 0,
-        log: Vec::new(),
-    };
-    supervise::write_json(&p.bundle, HEALTH_STATE, &h);
+    {
+        let _lock = lock(&p.bundle);
+        supervise::write_json(&p.bundle, HEALTH_STATE, &Health::starting());
+    }
     loop {
         // Sleep in slices: an exit ends the loop without waiting a whole interval.
         let wake = Instant::now() + interval;
@@ -94,33 +149,36 @@ fn check_loop(p: &Probe, check: &Healthcheck, run: &AtomicU64, gen: u64) {
             }
             std::thread::sleep((wake - Instant::now()).min(Duration::from_millis(200)));
         }
+        // docker skips the checks of a paused container: a check would join its frozen
+        // cgroup and time out, making a healthy container unhealthy.
+        if p.paused() {
+            continue;
+        }
         let r = probe(p, &check.test, timeout);
         if !current() {
             return;
         }
-        let before = h.status;
-        if r.exit_code == 0 {
-            h.failing_streak = 0;
-            h.status = "healthy";
-        } else if began.elapsed() >= start_period || h.status != "starting" {
-            // docker: failures within the start period do not count while still starting.
-            h.failing_streak += 1;
-            if h.failing_streak >= retries {
-                h.status = "unhealthy";
-            }
-        }
-        h.log.push(r);
-        if h.log.len() > MAX_LOG {
-            h.log.remove(0);
-        }
-        supervise::write_json(&p.bundle, HEALTH_STATE, &h);
-        if before != h.status {
-            // docker's event for a change of status (`hull events`).
-            let action = format!("health_status: {}", h.status);
-            log::info!("{action}");
-            if let Some(t) = crate::journal::target(&p.bundle) {
-                t.emit(&p.id, &action, &[]);
-            }
+        record(p, r, retries, began.elapsed() >= start_period);
+    }
+}
+
+/// Adds result `r` to the recorded health (as it is now: `hull healthcheck run` may have
+/// added one), and journals a change of status.
+fn record(p: &Probe, r: Outcome, retries: u32, counts: bool) {
+    let _lock = lock(&p.bundle);
+    let mut h: Health = std::fs::read(p.bundle.join(HEALTH_STATE))
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok())
+        .unwrap_or_else(Health::starting);
+    let before = h.status.clone();
+    h.add(r, retries, counts);
+    supervise::write_json(&p.bundle, HEALTH_STATE, &h);
+    if before != h.status {
+        // docker's event for a change of status (`hull events`).
+        let action = format!("health_status: {}", h.status);
+        log::info!("{action}");
+        if let Some(t) = crate::journal::target(&p.bundle) {
+            t.emit(&p.id, &action, &[]);
         }
     }
 }
@@ -175,11 +233,12 @@ fn pipe() -> std::io::Result<(std::fs::File, std::fs::File)> {
 }
 
 fn exec(p: &Probe, test: &[String], timeout: Duration) -> Result<(i64, String), String> {
+    let deadline = Instant::now() + timeout;
     let args = argv(test).ok_or_else(|| format!("invalid healthcheck test {test:?}"))?;
     let spec = p.bundle.join(".health-process.json");
     let data = serde_json::to_vec(&process(p, args)?).unwrap_or_default();
     std::fs::write(&spec, data).map_err(|e| e.to_string())?;
-    let (mut rd, wr) = pipe().map_err(|e| e.to_string())?;
+    let (rd, wr) = pipe().map_err(|e| e.to_string())?;
     let wr2 = wr.try_clone().map_err(|e| e.to_string())?;
     let launch = Launch {
         pid_file: &p.bundle.join(".health.pid"),
@@ -195,36 +254,85 @@ fn exec(p: &Probe, test: &[String], timeout: Duration) -> Result<(i64, String), 
         .hullc
         .exec(&p.id, &spec, launch)
         .map_err(|e| e.to_string())?;
-    let (otx, orx) = channel();
-    // The output until EOF (every holder of the pipe gone), the first 4 KiB kept.
-    let _ = std::thread::Builder::new()
-        .name("health-out".into())
-        .spawn(move || {
-            let mut out = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n @ 1..) = rd.read(&mut buf) {
-                let room = MAX_OUTPUT.saturating_sub(out.len());
-                out.extend_from_slice(&buf[..n.min(room)]);
-            }
-            let _ = otx.send(String::from_utf8_lossy(&out).into_owned());
-        });
     let (tx, rx) = channel();
     p.reaper.watch(pid, tx);
-    let code = match rx.recv_timeout(timeout) {
-        Ok(exit) => i64::from(exit.status),
-        Err(_) => {
+    let (code, output) = collect(rd, &rx, deadline);
+    match code {
+        Some(code) => Ok((code, output)),
+        None => {
             // Our child, not reaped yet (the reaper would have sent its exit): the pid still
             // names it, but for the instant between this check and the kill.
             if let Ok(exit) = rx.try_recv() {
-                return Ok((i64::from(exit.status), String::new()));
+                return Ok((i64::from(exit.status), output));
             }
             // SAFETY: kill takes no pointers; the pid is our own unreaped child (see above).
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            return Ok((-1, format!("Health check exceeded timeout ({timeout:?})")));
+            Ok((-1, format!("Health check exceeded timeout ({timeout:?})")))
+        }
+    }
+}
+
+/// How often the exit is looked for while the output pipe stays open without news.
+const EXIT_POLL: Duration = Duration::from_millis(20);
+
+/// The check's output (the first [`MAX_OUTPUT`] bytes kept, the rest read and dropped so
+/// that the check never blocks on a full pipe) and its exit status, or `None` at
+/// `deadline`. It does not wait for the pipe's EOF: a process the check left behind (`cmd
+/// &`) may hold the pipe open for ever. At the exit it takes what is in the pipe and
+/// returns; `rd` is then closed, and such a process gets EPIPE if it writes on.
+fn collect(
+    mut rd: std::fs::File,
+    rx: &std::sync::mpsc::Receiver<crate::reaper::Exit>,
+    deadline: Instant,
+) -> (Option<i64>, String) {
+    use std::os::fd::AsRawFd;
+    let fd = rd.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own; no pointers.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut out = Vec::new();
+    let mut eof = false;
+    let mut read_ready = |out: &mut Vec<u8>| {
+        let mut buf = [0u8; 4096];
+        loop {
+            match rd.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(n) => {
+                    let room = MAX_OUTPUT.saturating_sub(out.len());
+                    out.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
         }
     };
-    let output = orx.recv_timeout(Duration::from_secs(1)).unwrap_or_default();
-    Ok((code, output))
+    let text = |out: &[u8]| String::from_utf8_lossy(out).into_owned();
+    loop {
+        if let Ok(exit) = rx.try_recv() {
+            read_ready(&mut out);
+            return (Some(i64::from(exit.status)), text(&out));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return (None, text(&out));
+        }
+        if eof {
+            // Every writer closed the pipe: only the exit is left to wait for.
+            return match rx.recv_timeout(deadline - now) {
+                Ok(exit) => (Some(i64::from(exit.status)), text(&out)),
+                Err(_) => (None, text(&out)),
+            };
+        }
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = EXIT_POLL.min(deadline - now).as_millis() as i32;
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, ms) } > 0 {
+            eof = read_ready(&mut out);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,10 +10,11 @@
 //!
 //! Each event is one `write(2)` of one whole line to a file opened `O_APPEND`: the kernel
 //! places every such write at the end of the file under the inode lock, so lines from the
-//! shims and `hull` commands of a root never interleave, and no lock is needed to append.
-//! The file is bounded the same way the engine bounds it: once it passes [`MAX_BYTES`] the
-//! writer takes the flock of `PATH.lock` and renames it to `PATH.1` (replacing the older
-//! generation).
+//! shims and `hull` commands of a root never interleave. The file is bounded the same way
+//! the engine bounds it: once it passes [`MAX_BYTES`] the writer takes the flock of
+//! `PATH.lock` exclusive and renames it to `PATH.1` (replacing the older generation);
+//! writers hold that flock shared from their open to their write, so no line goes to a file
+//! already renamed away (where a follower of the journal would miss it).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -44,6 +45,10 @@ pub(crate) enum Error {
 pub(crate) fn append(path: &Path, event: &Value) -> Result<(), Error> {
     let mut line = event.to_string().into_bytes();
     line.push(b'\n');
+    // Shared from before the open to after the write, as the engine's writers: a rotation
+    // (exclusive) never renames the file between the two, so a follower that sees the
+    // rename and reads the old file to its end misses no line. Best effort.
+    let lock = lock(path, libc::LOCK_SH);
     let mut f = OpenOptions::new()
         .append(true)
         .create(true)
@@ -64,29 +69,41 @@ pub(crate) fn append(path: &Path, event: &Value) -> Result<(), Error> {
         Err(e) => return Err(Error::Write(path.into(), e)),
     }
     if f.metadata().is_ok_and(|m| m.len() > MAX_BYTES) {
-        rotate(path);
+        drop(f);
+        rotate(path, lock);
     }
     Ok(())
 }
 
-/// Renames a journal past [`MAX_BYTES`] to `PATH.1`, under the flock of `PATH.lock` so that
-/// two writers passing the bound together rotate once. Best effort: a journal that cannot be
-/// rotated only grows.
-fn rotate(path: &Path) {
-    let lock_path = with_suffix(path, ".lock");
-    let Ok(lock) = File::options()
+/// The flock `op` of `PATH.lock`; `None` when it cannot be had.
+fn lock(path: &Path, op: libc::c_int) -> Option<File> {
+    let l = File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
-        .open(&lock_path)
-    else {
-        return;
+        .custom_flags(libc::O_CLOEXEC)
+        .open(with_suffix(path, ".lock"))
+        .ok()?;
+    // SAFETY: flock on a descriptor we own; released when it is closed.
+    (unsafe { libc::flock(l.as_raw_fd(), op) } == 0).then_some(l)
+}
+
+/// Renames a journal past [`MAX_BYTES`] to `PATH.1`, under the exclusive flock of
+/// `PATH.lock` (`held`: the writer's shared one, converted; flock drops it first, so two
+/// writers converting at once do not deadlock), so that two writers passing the bound
+/// together rotate once and no writer is between its open and its write. Best effort: a
+/// journal that cannot be rotated only grows.
+fn rotate(path: &Path, held: Option<File>) {
+    let _lock = match held {
+        // SAFETY: flock on a descriptor we own; released when it is closed.
+        Some(l) if unsafe { libc::flock(l.as_raw_fd(), libc::LOCK_EX) } == 0 => l,
+        Some(_) => return,
+        None => match lock(path, libc::LOCK_EX) {
+            Some(l) => l,
+            None => return,
+        },
     };
-    // SAFETY: flock on a descriptor we own; released when `lock` is closed.
-    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return;
-    }
     // Looked at again under the lock: another writer may have rotated it already.
     if std::fs::metadata(path).is_ok_and(|m| m.len() > MAX_BYTES) {
         let _ = std::fs::rename(path, with_suffix(path, ".1"));

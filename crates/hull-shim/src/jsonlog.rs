@@ -136,14 +136,48 @@ pub(crate) fn rfc3339(t: std::time::SystemTime) -> String {
     )
 }
 
-/// Copies `from` into `to` as json-file lines of `stream`, until EOF.
-pub fn copy(mut from: File, to: &Mutex<JsonLog>, stream: &'static str) {
+/// Lines that could not be written (a full disk, EIO), reported once per run of failures.
+#[derive(Default)]
+struct Dropped {
+    lines: u64,
+    failing: bool,
+}
+
+impl Dropped {
+    fn note(&mut self, res: std::io::Result<()>, path: &Path, stream: &str) {
+        match res {
+            Ok(()) if self.failing => {
+                self.failing = false;
+                log::warn!("{stream} log {} written again", path.display());
+            }
+            Ok(()) => {}
+            Err(e) => {
+                self.lines += 1;
+                if !self.failing {
+                    self.failing = true;
+                    log::warn!(
+                        "cannot write the {stream} log {}: {e}; its lines are dropped until it can",
+                        path.display()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Copies `from` into `to` as json-file lines of `stream`, until EOF; returns how many
+/// lines could not be written.
+///
+/// A failed write drops that line and the copy goes on: stopping would leave the pipe
+/// undrained, and the container blocked in its next write once the pipe is full.
+pub fn copy(mut from: File, to: &Mutex<JsonLog>, stream: &'static str) -> u64 {
     let mut buf = vec![0u8; 32 * 1024];
     let mut pending: Vec<u8> = Vec::new();
-    let write = |line: &[u8]| {
-        to.lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .line(line, stream)
+    let mut dropped = Dropped::default();
+    let mut write = |line: &[u8]| {
+        let mut log = to.lock().unwrap_or_else(|p| p.into_inner());
+        let res = log.line(line, stream);
+        dropped.note(res, &log.target.path, stream);
     };
     loop {
         let n = match from.read(&mut buf) {
@@ -155,18 +189,20 @@ pub fn copy(mut from: File, to: &Mutex<JsonLog>, stream: &'static str) {
         pending.extend_from_slice(&buf[..n]);
         while let Some(i) = pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = pending.drain(..=i).collect();
-            if write(&line).is_err() {
-                return;
-            }
+            write(&line);
         }
         if pending.len() >= MAX_LINE {
-            let _ = write(&pending);
+            write(&pending);
             pending.clear();
         }
     }
     if !pending.is_empty() {
-        let _ = write(&pending);
+        write(&pending);
     }
+    if dropped.lines > 0 {
+        log::warn!("{} {stream} lines not logged", dropped.lines);
+    }
+    dropped.lines
 }
 
 #[cfg(test)]
@@ -186,6 +222,23 @@ mod tests {
         );
         assert_eq!(Target::parse("/a/b.log").max_size, None);
         assert_eq!(Target::parse("/a/b.log").max_file, 1);
+    }
+
+    #[test]
+    fn a_failing_log_still_drains_the_pipe() {
+        // /dev/full: every write fails with ENOSPC, as on a full disk.
+        let log = JsonLog::open(Target::parse("/dev/full")).unwrap();
+        let (rd, mut wr) = std::io::pipe().unwrap();
+        // Far more than a pipe holds (64 KiB): the writer finishes only if the copy reads on.
+        let writer = std::thread::spawn(move || {
+            for i in 0..20_000 {
+                writeln!(wr, "line {i:05}")?;
+            }
+            Ok::<(), std::io::Error>(())
+        });
+        let rd = File::from(std::os::fd::OwnedFd::from(rd));
+        assert_eq!(copy(rd, &log, "stdout"), 20_000);
+        writer.join().unwrap().unwrap();
     }
 
     #[test]

@@ -8,8 +8,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::reaper::Reaper;
 use crate::supervise::{self, RestartPolicy, MANUAL_STOP, RESTART_STATE};
 
@@ -51,7 +49,8 @@ pub fn restart_count(bundle: &Path) -> u64 {
 }
 
 /// Decides now and again after the back-off (the user may stop the container or change
-/// its policy meanwhile), then counts the restart and runs the restart command.
+/// its policy meanwhile), then runs the restart command (which counts the restart if it
+/// makes it).
 pub fn spawn(bundle: PathBuf, status: u32, delay: Duration, reaper: Arc<Reaper>) {
     let decide = move |b: &Path| {
         let p = supervise::read_policy(b)?;
@@ -70,8 +69,9 @@ pub fn spawn(bundle: PathBuf, status: u32, delay: Duration, reaper: Arc<Reaper>)
                 log::warn!("restart policy without a restart command: not restarted");
                 return;
             };
+            // The count is hull's to write (`start --by-policy`, under the container's run
+            // lock): a start it skips (the user's stop came first) is not a restart.
             let count = restart_count(&bundle) + 1;
-            supervise::write_json(&bundle, RESTART_STATE, &json!({"RestartCount": count}));
             log::info!("restart {count} after exit status {status} (back-off {delay:?})");
             run(bin, args, &reaper);
         });

@@ -23,6 +23,8 @@ use crate::{health, restart};
 pub const POLICY_FILE: &str = "hull-policy.json";
 pub const RESTART_STATE: &str = "restart-state.json";
 pub const HEALTH_STATE: &str = "health.json";
+/// Flocked by whoever updates [`HEALTH_STATE`] (this shim, `hull healthcheck run`).
+pub const HEALTH_LOCK: &str = ".health.lock";
 /// Made by hull before a user's stop or kill: that exit is not restarted.
 pub const MANUAL_STOP: &str = "manual-stop";
 
@@ -133,6 +135,7 @@ impl Supervisor {
             bundle,
             hullc: tasks.hullc().clone(),
             reaper: Arc::clone(&self.reaper),
+            tasks: Arc::downgrade(tasks),
         };
         health::spawn(probe, check, run, gen);
     }

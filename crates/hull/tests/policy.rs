@@ -5,73 +5,16 @@
 #![allow(clippy::unwrap_used)]
 
 mod ctr;
+mod supervised;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ctr::Env;
-use serde_json::{json, Value};
-
-const IMG: &str = "hull.test/policy:1";
+use supervised::{actions, env, inspect, restarts, runs, shim_of, status, until, IMG};
 
 /// Runs until `hull exec NAME touch /tmp/stop` (init, PID 1 of its namespace, ignores
 /// signals from inside it), then exits 0; each run logs `run`.
 const STOPPABLE: &str = "rm -f /tmp/stop; echo run; while [ ! -f /tmp/stop ]; do sleep 0.1; done";
-
-fn env() -> Env {
-    let e = Env::new();
-    e.load(IMG, json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]}));
-    e
-}
-
-fn inspect(e: &Env, name: &str) -> Value {
-    serde_json::from_str::<Value>(&e.ok(&["inspect", name])).unwrap()[0].clone()
-}
-
-/// Polls `f` until it holds (panics with `what` after `secs`).
-fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn status(e: &Env, name: &str) -> String {
-    inspect(e, name)["State"]["Status"].as_str().unwrap().into()
-}
-
-fn restarts(e: &Env, name: &str) -> u64 {
-    inspect(e, name)["RestartCount"].as_u64().unwrap()
-}
-
-/// Lines of the container's log (each run appends one `run` line).
-fn runs(e: &Env, name: &str) -> usize {
-    e.ok(&["logs", name])
-        .lines()
-        .filter(|l| *l == "run")
-        .count()
-}
-
-/// The shim of container `name`: the one whose working directory is its bundle.
-fn shim_of(e: &Env, name: &str) -> i32 {
-    let id = inspect(e, name)["Id"].as_str().unwrap().to_string();
-    let dir = std::fs::canonicalize(e.root.path().join("ctr").join(id)).unwrap();
-    *ctr::shims_under(e.root.path())
-        .iter()
-        .find(|p| std::fs::read_link(format!("/proc/{p}/cwd")).is_ok_and(|c| c == dir))
-        .unwrap()
-}
-
-/// The actions journaled for container `name` (`<root>/events.jsonl`, what `hull events`
-/// reads), oldest first.
-fn actions(e: &Env, name: &str) -> Vec<String> {
-    let text = std::fs::read_to_string(e.root.path().join("events.jsonl")).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["Actor"]["Attributes"]["name"] == name)
-        .filter_map(|v| v["Action"].as_str().map(str::to_string))
-        .collect()
-}
 
 fn shim_pid(e: &Env) -> i32 {
     let pids = ctr::shims_under(e.root.path());
@@ -215,6 +158,67 @@ fn stop_cancels_a_pending_restart() {
     e.assert_clean();
 }
 
+/// Runs `--restart always` container `name` whose first run exits at once (later ones
+/// run on), with the policy's start held at `point` (`HULL_TEST_POLICY_HOLD`); returns the
+/// hold file once it is held.
+fn held_restart(e: &Env, name: &str, point: &str) -> std::path::PathBuf {
+    let out = e
+        .cmd(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--restart",
+            "always",
+            IMG,
+            "sh",
+            "-c",
+            "echo run; [ -f /tmp/ran ] && exec sleep 1000; touch /tmp/ran; exit 1",
+        ])
+        .env("HULL_TEST_POLICY_HOLD", point)
+        .output()
+        .unwrap();
+    ctr::ok(&out);
+    let id = inspect(e, name)["Id"].as_str().unwrap().to_string();
+    let hold = e.root.path().join("ctr").join(&id).join(".policy-hold");
+    until(20, "the policy's start held", || hold.exists());
+    hold
+}
+
+/// A `stop` landing after the policy's start has looked at the stop mark, before it
+/// starts the container, is not lost: it waits for that start and stops what it started.
+#[test]
+fn stop_during_the_policy_start_is_not_lost() {
+    let e = env();
+    let hold = held_restart(&e, "race", "after");
+    let stop = e.cmd(&["stop", "-t", "1", "race"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::remove_file(&hold).unwrap();
+    assert!(stop.wait_with_output().unwrap().status.success());
+    until(10, "race exited", || status(&e, "race") == "exited");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(status(&e, "race"), "exited", "the stop was lost");
+    assert!(!hold.exists(), "no restart after the stop");
+    e.ok(&["rm", "-f", "race"]);
+    e.assert_clean();
+}
+
+/// A restart the policy did not make (a stop came before its start) is not counted.
+#[test]
+fn a_skipped_restart_is_not_counted() {
+    let e = env();
+    let hold = held_restart(&e, "skip", "before");
+    e.ok(&["stop", "-t", "1", "skip"]);
+    std::fs::remove_file(&hold).unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(status(&e, "skip"), "exited");
+    assert_eq!((runs(&e, "skip"), restarts(&e, "skip")), (1, 0));
+    e.ok(&["rm", "-f", "skip"]);
+    e.assert_clean();
+}
+
 /// Serialises the tests that give containers networks with the other helpers' tests.
 fn net_lock() -> std::fs::File {
     use std::os::fd::AsRawFd;
@@ -336,115 +340,6 @@ fn start_all_restart_policy_picks_always_and_unless_stopped() {
     }
     assert_eq!(runs(&e, "live"), 1, "a running container is left alone");
     e.ok(&["rm", "-f", "al", "us", "usstopped", "no", "of", "live"]);
-    e.assert_clean();
-}
-
-fn health(e: &Env, name: &str) -> Value {
-    inspect(e, name)["State"]["Health"].clone()
-}
-
-#[test]
-fn health_follows_a_file_in_the_container() {
-    let e = env();
-    e.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "h",
-        "--network",
-        "none",
-        "--health-cmd",
-        "cat /tmp/ok",
-        "--health-interval",
-        "300ms",
-        "--health-retries",
-        "2",
-        "--health-timeout",
-        "5s",
-        IMG,
-        "sh",
-        "-c",
-        "echo ready >/tmp/ok; exec sleep 1000",
-    ]);
-    let i = inspect(&e, "h");
-    assert_eq!(
-        i["Config"]["Healthcheck"]["Test"],
-        json!(["CMD-SHELL", "cat /tmp/ok"])
-    );
-    assert_eq!(i["Config"]["Healthcheck"]["Interval"], 300_000_000);
-    until(15, "healthy", || health(&e, "h")["Status"] == "healthy");
-    let ps = e.ok(&["ps", "--filter", "name=h", "--format", "{{.Status}}"]);
-    assert!(ps.trim().ends_with("(healthy)"), "{ps}");
-    let h = health(&e, "h");
-    let last = h["Log"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!(
-        (last["ExitCode"].clone(), last["Output"].clone()),
-        (json!(0), json!("ready\n"))
-    );
-    assert!(last["Start"].as_str().unwrap() <= last["End"].as_str().unwrap());
-    assert_eq!(e.hull(&["healthcheck", "run", "h"]).status.code(), Some(0));
-    // The file removed: two failures in a row make it unhealthy.
-    e.ok(&["exec", "h", "sh", "-c", "rm /tmp/ok"]);
-    until(15, "unhealthy", || health(&e, "h")["Status"] == "unhealthy");
-    let h = health(&e, "h");
-    assert!(h["FailingStreak"].as_u64().unwrap() >= 2, "{h}");
-    assert!(h["Log"].as_array().unwrap().len() <= 5, "{h}");
-    let ps = e.ok(&["ps", "--filter", "name=h", "--format", "{{.Status}}"]);
-    assert!(ps.trim().ends_with("(unhealthy)"), "{ps}");
-    assert_eq!(e.hull(&["healthcheck", "run", "h"]).status.code(), Some(1));
-    // And back.
-    e.ok(&["exec", "h", "touch", "/tmp/ok"]);
-    until(15, "healthy again", || {
-        let h = health(&e, "h");
-        h["Status"] == "healthy" && h["FailingStreak"] == 0
-    });
-    let acts = actions(&e, "h");
-    let health: Vec<&str> = acts
-        .iter()
-        .map(String::as_str)
-        .filter(|a| a.starts_with("health_status"))
-        .collect();
-    assert_eq!(
-        health,
-        [
-            "health_status: healthy",
-            "health_status: unhealthy",
-            "health_status: healthy"
-        ],
-        "{acts:?}"
-    );
-    e.ok(&["rm", "-f", "h"]);
-    e.assert_clean();
-}
-
-#[test]
-fn image_healthcheck_and_no_healthcheck() {
-    let e = Env::new();
-    e.load(
-        IMG,
-        json!({"Env": ["PATH=/bin"], "Cmd": ["sleep", "1000"],
-            "Healthcheck": {"Test": ["CMD", "sh", "-c", "exit 1"], "Interval": 200_000_000, "Retries": 1}}),
-    );
-    e.ok(&["run", "-d", "--name", "img", "--network", "none", IMG]);
-    until(15, "unhealthy", || {
-        health(&e, "img")["Status"] == "unhealthy"
-    });
-    assert_eq!(health(&e, "img")["Log"][0]["ExitCode"], 1);
-    e.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "off",
-        "--network",
-        "none",
-        "--no-healthcheck",
-        IMG,
-    ]);
-    assert_eq!(health(&e, "off"), Value::Null);
-    assert_eq!(inspect(&e, "off")["Config"]["Healthcheck"], Value::Null);
-    let (_, err) = ctr::text(&e.hull(&["healthcheck", "run", "off"]));
-    assert!(err.contains("has no healthcheck"), "{err}");
-    e.ok(&["rm", "-f", "img", "off"]);
     e.assert_clean();
 }
 

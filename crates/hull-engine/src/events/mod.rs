@@ -9,10 +9,12 @@
 //! [`LOG_ANNOTATION`] of the bundle, and the container's attributes in [`ATTRS_ANNOTATION`].
 //!
 //! A line is appended with one `write(2)` to a file opened `O_APPEND`, which Linux places at
-//! the end atomically, so concurrent writers never interleave and need no lock. The journal
-//! is bounded: once past [`MAX_BYTES`] it is renamed to `events.jsonl.1` (replacing the
-//! previous one) under the flock of `events.jsonl.lock`, so a root keeps between one and two
-//! generations (some 5000-10000 events; docker's daemon keeps its last 1000).
+//! the end atomically, so concurrent writers never interleave. The journal is bounded: once
+//! past [`MAX_BYTES`] it is renamed to `events.jsonl.1` (replacing the previous one) under the
+//! exclusive flock of `events.jsonl.lock`, which writers hold shared from their open to their
+//! write, so that no line goes to a file already rotated (a follower would miss it). A root
+//! keeps between one and two generations (some 5000-10000 events; docker's daemon keeps its
+//! last 1000).
 //!
 //! Reading is [`Journal::read`] with a [`Query`]: an iterator of [`Event`]s, following the
 //! file for new ones when asked (see [`Events`]).
@@ -142,6 +144,11 @@ impl Journal {
         let mut line = serde_json::to_vec(e).unwrap_or_default();
         line.push(b'\n');
         let err = |e| Error::Write(self.path.clone(), e);
+        // Shared from before the open to after the write; the rotation takes it exclusive.
+        // So no rename comes between a writer's open and its write: every line of a rotated
+        // file is in it when it is renamed, and a follower that sees the rename and reads
+        // the old file to its end misses none. Best effort: without it, append as before.
+        let lock = lock(&self.path, libc::LOCK_SH);
         let mut f = OpenOptions::new()
             .append(true)
             .create(true)
@@ -149,6 +156,8 @@ impl Journal {
             .custom_flags(libc::O_CLOEXEC)
             .open(&self.path)
             .map_err(err)?;
+        #[cfg(test)]
+        tests::after_open();
         // A second write for the rest of a short one could land behind another writer's
         // line: a short write (a full disk) is an error instead.
         let n = f.write(&line).map_err(err)?;
@@ -156,7 +165,8 @@ impl Journal {
             return Err(err(std::io::ErrorKind::WriteZero.into()));
         }
         if f.metadata().is_ok_and(|m| m.len() > MAX_BYTES) {
-            self.rotate();
+            drop(f);
+            self.rotate(lock);
         }
         Ok(())
     }
@@ -178,30 +188,45 @@ impl Journal {
         [suffixed(&self.path, ".1"), self.path.clone()]
     }
 
-    fn rotate(&self) {
-        let Ok(lock) = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(suffixed(&self.path, ".lock"))
-        else {
-            return;
+    /// Renames the journal to `.1` under the exclusive lock (`held`: the caller's shared
+    /// one, converted; flock drops it first, so two writers converting at once do not
+    /// deadlock).
+    fn rotate(&self, held: Option<File>) {
+        let lock = match held {
+            // SAFETY: flock of a descriptor we own; released when `l` is closed.
+            Some(l) if unsafe { libc::flock(l.as_raw_fd(), libc::LOCK_EX) } == 0 => l,
+            Some(_) => return,
+            None => match lock(&self.path, libc::LOCK_EX) {
+                Some(l) => l,
+                None => return,
+            },
         };
-        // SAFETY: flock of a descriptor we own; released when `lock` is closed.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return;
-        }
         // Again under the lock: another writer may have rotated it meanwhile.
         if std::fs::metadata(&self.path).is_ok_and(|m| m.len() > MAX_BYTES) {
             let _ = std::fs::rename(&self.path, suffixed(&self.path, ".1"));
         }
+        drop(lock);
     }
 
     /// The events `q` asks for; see [`Events`].
     pub fn read(&self, q: Query) -> Events {
         Events::new(self, q)
     }
+}
+
+/// The flock `op` of the journal's `PATH.lock` (shared by writers, exclusive for the
+/// rotation; the shims take the same); `None` when it cannot be had.
+fn lock(journal: &Path, op: libc::c_int) -> Option<File> {
+    let l = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(suffixed(journal, ".lock"))
+        .ok()?;
+    // SAFETY: flock of a descriptor we own; released when `l` is closed.
+    (unsafe { libc::flock(l.as_raw_fd(), op) } == 0).then_some(l)
 }
 
 fn suffixed(p: &Path, s: &str) -> PathBuf {

@@ -132,6 +132,11 @@ impl Events {
     }
 
     /// Reads what was appended since the last look, across a rotation.
+    ///
+    /// The path is looked at before the read: when it names a new file, the rename came
+    /// before this read, and every line of the old file before the rename (writers hold
+    /// the journal's lock shared from their open to their write, the rotation holds it
+    /// exclusive), so the old file read to its end now is complete and is left for good.
     fn read_new(&mut self) -> Result<(), Error> {
         let current = std::fs::metadata(&self.path).ok().map(|m| m.ino());
         if let Some((f, ino)) = self.file.as_mut() {

@@ -1,8 +1,68 @@
 #![allow(clippy::unwrap_used)]
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use super::*;
+
+thread_local! {
+    /// Run by this thread's next append between its open and its write.
+    static AFTER_OPEN: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+}
+
+/// The hook of [`Journal::append`] (tests only): see [`AFTER_OPEN`].
+pub(super) fn after_open() {
+    if let Some(f) = AFTER_OPEN.with(|h| h.borrow_mut().take()) {
+        f();
+    }
+}
+
+/// Everything a follower has to hand out now.
+fn drain(events: &mut Events) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Next::Event(e) = events.poll(Duration::ZERO).unwrap() {
+        out.push(e.action);
+    }
+    out
+}
+
+/// A writer that opened the journal just before another one rotated it writes its line to
+/// the old file: the rotation waits for that write (writers hold the lock shared), so a
+/// follower that sees the rotation and reads the old file to its end gets the line.
+#[test]
+fn a_rotation_does_not_lose_a_line_being_written() {
+    let d = tempfile::tempdir().unwrap();
+    let j = Journal::open(d.path());
+    j.append(&ev("first", "a", 1, &[])).unwrap();
+    let mut events = j.read(Query::default());
+    assert!(drain(&mut events).is_empty());
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let ja = j.clone();
+    let caught = std::thread::spawn(move || {
+        AFTER_OPEN.with(|h| {
+            *h.borrow_mut() = Some(Box::new(move || {
+                opened_tx.send(()).unwrap();
+                let _ = go_rx.recv();
+            }))
+        });
+        ja.append(&ev("caught", "a", 2, &[])).unwrap();
+    });
+    opened_rx.recv().unwrap();
+    // Past the bound: this append rotates the journal.
+    let big = "x".repeat(MAX_BYTES as usize);
+    let jb = j.clone();
+    let rotating = std::thread::spawn(move || jb.append(&ev("big", "b", 3, &[("big", &big)])));
+    std::thread::sleep(Duration::from_millis(300));
+    let mut seen = drain(&mut events);
+    go_tx.send(()).unwrap();
+    caught.join().unwrap();
+    rotating.join().unwrap().unwrap();
+    j.append(&ev("after", "a", 4, &[])).unwrap();
+    seen.extend(drain(&mut events));
+    assert!(suffixed(j.path(), ".1").exists(), "rotated");
+    assert_eq!(seen, ["big", "caught", "after"]);
+}
 
 fn ev(action: &str, id: &str, t: i64, a: &[(&str, &str)]) -> Event {
     let mut e = Event::new("container", action, id, attrs(a.iter().copied()));

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use hull_engine::exec::{self, ExecOptions};
 use hull_engine::policy::{self, HealthFlags, RestartPolicy};
 
 use super::run::engine;
@@ -87,8 +86,8 @@ pub(crate) enum HealthcheckCommand {
     },
 }
 
-/// `hull healthcheck run NAME`: the check runs as an exec with our stdio (its output
-/// shows); its status is reported, the recorded health is the shim's and is not changed.
+/// `hull healthcheck run NAME`: the check runs as the shim runs it (an exec bounded by
+/// `--health-timeout`), its output on ours; its result is recorded with the shim's.
 pub(crate) fn healthcheck(root: &Path, c: HealthcheckCommand) -> Result<u8> {
     let HealthcheckCommand::Run { container } = c;
     let e = engine(root)?;
@@ -96,23 +95,11 @@ pub(crate) fn healthcheck(root: &Path, c: HealthcheckCommand) -> Result<u8> {
     let Some(h) = policy::read_policy(&e.dir(&r)).and_then(|f| f.healthcheck) else {
         bail!("container {} has no healthcheck", r.name);
     };
-    let cmd = match h.test.split_first() {
-        Some((k, rest)) if k == "CMD-SHELL" => {
-            vec!["/bin/sh".into(), "-c".into(), rest.join(" ")]
-        }
-        Some((_, rest)) => rest.to_vec(),
-        None => bail!("container {} has no healthcheck", r.name),
-    };
-    let o = ExecOptions {
-        cmd,
-        env: Vec::new(),
-        user: None,
-        workdir: None,
-        stdin: false,
-        tty: false,
-        console_size: None,
-    };
-    let healthy = matches!(exec::run(&e, &r, &o, |_, _| {}), Ok(0));
+    if h.test.len() < 2 {
+        bail!("container {} has no healthcheck", r.name);
+    }
+    let run = e.run_healthcheck(&r, &h)?;
+    let healthy = run.exit_code == 0;
     outln!("{}", if healthy { "healthy" } else { "unhealthy" })?;
     Ok(if healthy { 0 } else { 1 })
 }
