@@ -111,7 +111,8 @@ impl Engine {
     }
 }
 
-/// The new limits in the bundle's `linux.resources` (read again by the next `hullc create`).
+/// The new limits in the bundle's `linux.resources` (read again by the next `hullc create`),
+/// replaced whole: a start racing the update reads the old config or the new one.
 fn write_resources(config: &Path, res: &Resources) -> Result<(), Error> {
     let data = std::fs::read(config).map_err(io("cannot read", config))?;
     let mut v: serde_json::Value = serde_json::from_slice(&data).map_err(|e| Error::Io {
@@ -131,5 +132,5 @@ fn write_resources(config: &Path, res: &Resources) -> Result<(), Error> {
         r["pids"]["limit"] = p.into();
     }
     let data = serde_json::to_vec_pretty(&v).unwrap_or_default();
-    std::fs::write(config, data).map_err(io("cannot write", config))
+    crate::record::replace_file(config, &data).map_err(io("cannot write", config))
 }
