@@ -133,6 +133,10 @@ impl std::io::Write for ChanWriter {
     }
 }
 
+/// The largest JSON request body read (container create with its whole config is a few KiB;
+/// docker's own daemon has no cap, but holding any size in memory lets one client exhaust it).
+pub(crate) const MAX_JSON_BODY: usize = 4 << 20;
+
 /// The parts of a request the handlers use: the path without its `/v1.xx` prefix split
 /// into segments, and the query.
 pub(crate) struct Req {
@@ -219,16 +223,40 @@ impl Req {
         }
     }
 
-    /// The whole request body.
+    /// The whole request body, at most [`MAX_JSON_BODY`] bytes (the JSON bodies; the tar
+    /// streams of build, load and archive go to a file instead, uncapped). Past the cap,
+    /// announced by Content-Length or found while reading: 413, nothing more read.
     pub(crate) async fn bytes(&mut self) -> Result<Bytes, ApiError> {
         use http_body_util::BodyExt as _;
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is larger than {} MiB, the limit for a JSON body",
+                    MAX_JSON_BODY >> 20
+                ),
+            )
+        };
         let Some(b) = self.body.take() else {
             return Ok(Bytes::new());
         };
-        b.collect()
+        let announced = self
+            .header("content-length")
+            .and_then(|v| v.parse::<u64>().ok());
+        if announced.is_some_and(|n| n > MAX_JSON_BODY as u64) {
+            return Err(too_large());
+        }
+        http_body_util::Limited::new(b, MAX_JSON_BODY)
+            .collect()
             .await
             .map(|c| c.to_bytes())
-            .map_err(|e| ApiError::bad(format!("cannot read the request body: {e}")))
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    too_large()
+                } else {
+                    ApiError::bad(format!("cannot read the request body: {e}"))
+                }
+            })
     }
 
     /// The body as JSON of type `T`; an empty body is `T::default()`.

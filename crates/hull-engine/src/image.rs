@@ -52,6 +52,15 @@ fn mount_points() -> Vec<PathBuf> {
         .collect()
 }
 
+/// What the engine makes in every container's rootfs, as docker's init layer holds it, for
+/// `diff`: the mount points above and the mount points of /dev, /proc and /sys (made when the
+/// image lacks them). Docker counts these as part of the base, never as the container's.
+fn init_layer() -> Vec<PathBuf> {
+    let mut v = mount_points();
+    v.extend(["dev", "proc", "sys"].iter().map(PathBuf::from));
+    v
+}
+
 impl Engine {
     /// `commit`: a new image from `key`'s image and its upper layer, with the container's
     /// own settings (command, entrypoint, env, workdir, user) in the config as docker does,
@@ -170,7 +179,7 @@ impl Engine {
     pub fn diff(&self, key: &str) -> Result<Vec<PathChange>, Error> {
         let r = self.find(key)?;
         let store = Store::open(&self.root)?;
-        Ok(store.container_changes(&r.id, &mount_points())?)
+        Ok(store.container_changes(&r.id, &init_layer())?)
     }
 }
 

@@ -159,7 +159,8 @@ fn read_config(config: &Path) -> Result<serde_json::Value, Error> {
     })
 }
 
-/// The new limits in the bundle's `linux.resources` (read again by the next `hullc create`).
+/// The new limits in the bundle's `linux.resources` (read again by the next `hullc create`),
+/// replaced whole: a start racing the update reads the old config or the new one.
 fn write_resources(config: &Path, res: &Resources) -> Result<(), Error> {
     let mut v = read_config(config)?;
     let r = &mut v["linux"]["resources"];
@@ -174,5 +175,5 @@ fn write_resources(config: &Path, res: &Resources) -> Result<(), Error> {
         r["pids"]["limit"] = p.into();
     }
     let data = serde_json::to_vec_pretty(&v).unwrap_or_default();
-    std::fs::write(config, data).map_err(io("cannot write", config))
+    crate::record::replace_file(config, &data).map_err(io("cannot write", config))
 }

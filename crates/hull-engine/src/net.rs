@@ -400,12 +400,11 @@ impl Engine {
             NetError::NotFound(n) => Error::NoNetwork(n),
             e => Error::Net(e),
         })?;
-        if !info.containers.is_empty() {
-            let names: Vec<String> = info
-                .containers
-                .iter()
-                .map(|l| self.name_of(&l.container_id))
-                .collect();
+        // A lease whose holder is gone (a root deleted with its containers running) is
+        // stale: hull-net reclaims it at the removal, as it does when allocating.
+        let live: Vec<_> = info.containers.iter().filter(|l| !l.is_stale()).collect();
+        if !live.is_empty() {
+            let names: Vec<String> = live.iter().map(|l| self.name_of(&l.container_id)).collect();
             return Err(Error::InUse(name.into(), names.join(", ")).into());
         }
         nets.remove(name, false).map_err(Error::Net)?;

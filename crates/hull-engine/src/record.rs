@@ -39,6 +39,33 @@ pub enum Error {
     },
 }
 
+/// Replaces `dst` with `data` so that no reader (the shim starting the container, `inspect`)
+/// ever sees half of it, and a host crash leaves the old or the new file: a temp file of this
+/// writer's own beside it (created new, never through what is there), fsynced, renamed over
+/// `dst`, then the directory fsynced for the rename. The temp file goes on failure.
+pub(crate) fn replace_file(dst: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = dst.parent().unwrap_or(Path::new("."));
+    let name = dst.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.{n}", std::process::id()));
+    let written = File::options()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(data)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, dst));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    File::open(dir)?.sync_all()
+}
+
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
         path: path.into(),

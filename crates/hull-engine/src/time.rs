@@ -52,10 +52,13 @@ pub fn ago(ns: i128, now_ns: i128) -> String {
     }
 }
 
+/// [`go_duration_ns`]'s error for a duration past int64 nanoseconds (Go's limit too).
+pub(crate) const TOO_LONG: &str = "too long";
+
 /// Go's `time.ParseDuration`, as docker's flags (`--health-interval 1m30s`) and `--since 10m` take
 /// durations: `[0-9.]+(ns|us|µs|ms|s|m|h)` repeated, an optional sign. A bare `0` is not one here
 /// (`--since 0` is the unix epoch); flags that take it say so themselves. Nanoseconds; the error
-/// says what is wrong with the text.
+/// says what is wrong with the text ([`TOO_LONG`] past Go's limit, about 292 years).
 pub(crate) fn go_duration_ns(s: &str) -> Result<i128, &'static str> {
     const EXAMPLE: &str = "expected a duration such as 30s, 1m30s or 500ms";
     let (neg, mut rest) = match s.strip_prefix('-') {
@@ -88,7 +91,7 @@ pub(crate) fn go_duration_ns(s: &str) -> Result<i128, &'static str> {
         rest = &tail[u..];
     }
     if total >= i64::MAX as f64 {
-        return Err("too long");
+        return Err(TOO_LONG);
     }
     let ns = total as i128;
     Ok(if neg { -ns } else { ns })

@@ -84,12 +84,14 @@ impl Store {
     }
 
     /// `diff`: what container `id` added, changed and deleted against its image, sorted by
-    /// path; paths in `skip` (relative, e.g. `etc/hosts`: mount points the engine made)
-    /// are left out.
+    /// path. `init` (relative, e.g. `etc/hosts`, `proc`) is what the engine makes in every
+    /// container, docker's init layer, which docker counts as part of the base: those files
+    /// are left out, and those directories and the directories above them (`etc`) show only
+    /// for a change in them or to their own mode or owner, and as changed, never added.
     pub fn container_changes(
         &self,
         id: &str,
-        skip: &[PathBuf],
+        init: &[PathBuf],
     ) -> Result<Vec<PathChange>, RootfsError> {
         let upper = self.container_upper(id)?;
         let row = self.rootfs_row(id)?;
@@ -102,7 +104,7 @@ impl Store {
         let mut out = Vec::new();
         let walk = Walk {
             lowers: &lowers,
-            skip,
+            init,
         };
         walk.dir(&upper, Path::new(""), (false, false), &mut out)?;
         out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -113,7 +115,7 @@ impl Store {
 struct Walk<'a> {
     /// Top first.
     lowers: &'a [PathBuf],
-    skip: &'a [PathBuf],
+    init: &'a [PathBuf],
 }
 
 fn is_whiteout(m: &fs::Metadata) -> bool {
@@ -152,6 +154,19 @@ impl Walk<'_> {
         false
     }
 
+    /// Whether directory `rel` (with `m`, its metadata in the upper dir) has the mode and
+    /// owner it has in the image; one the image lacks is the engine's, as it made it.
+    fn same_as_image(&self, rel: &Path, m: &fs::Metadata) -> bool {
+        let Some(l) = self
+            .lowers
+            .iter()
+            .find_map(|l| fs::symlink_metadata(l.join(rel)).ok())
+        else {
+            return true;
+        };
+        l.is_dir() && (l.mode(), l.uid(), l.gid()) == (m.mode(), m.uid(), m.gid())
+    }
+
     /// Names visible in the image's directory `rel`.
     fn lower_names(&self, rel: &Path) -> Vec<std::ffi::OsString> {
         let mut names: Vec<std::ffi::OsString> = Vec::new();
@@ -186,12 +201,14 @@ impl Walk<'_> {
                 continue;
             }
             seen.push(name);
-            if self.skip.iter().any(|s| s == &rel) {
+            let m = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+            // Docker's init layer: its directories, and those above its files (`etc`).
+            let init_dir = m.is_dir() && self.init.iter().any(|s| s.starts_with(&rel));
+            if !init_dir && self.init.iter().any(|s| s == &rel) {
                 continue;
             }
-            let m = fs::symlink_metadata(&path).map_err(io_err(&path))?;
             let abs = format!("/{}", rel.display());
-            let kind = if is_whiteout(&m) {
+            let mut kind = if is_whiteout(&m) {
                 ChangeKind::Deleted
             } else if !fresh && self.in_lower(&rel) {
                 ChangeKind::Changed
@@ -201,10 +218,18 @@ impl Walk<'_> {
             if kind == ChangeKind::Deleted && !self.in_lower(&rel) {
                 continue;
             }
+            if init_dir && kind == ChangeKind::Added {
+                kind = ChangeKind::Changed;
+            }
+            let at = out.len();
             out.push(PathChange { kind, path: abs });
             if m.is_dir() {
                 let own = !fresh && is_upper_opaque(&path);
                 self.dir(&path, &rel, (fresh, own), out)?;
+                // Copied up (or made) only for the engine's mount points: not a change.
+                if init_dir && out.len() == at + 1 && self.same_as_image(&rel, &m) {
+                    out.truncate(at);
+                }
             }
         }
         if own_opaque && !hidden {

@@ -46,4 +46,4 @@ pub use registry::{check_login, RegistryError, RegistryOptions};
 pub use rootfs::{Durability, Rootfs, RootfsError, RootfsMode};
 pub use spec::{ContainerConfig, ImageConfig, Platform};
 pub use store::{ImageRecord, LayerRecord, PruneReport, RemoveReport, Store, StoreError};
-pub use unpack::{unpack_layer, UnpackError};
+pub use unpack::{unpack_layer, unpack_plain, UnpackError};

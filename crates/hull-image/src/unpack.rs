@@ -216,6 +216,8 @@ struct State<'a> {
     entries: u64,
     /// File content written (sparse files expand beyond their bytes in the stream).
     written: u64,
+    /// `.wh.` names are OCI whiteouts (a layer), or plain names (docker cp's tar).
+    whiteouts: bool,
 }
 
 /// Unpacks a layer tar stream into `dest`, an empty directory only this call writes to,
@@ -226,13 +228,32 @@ pub fn unpack_layer<R: Read>(
     dest: &Path,
     limits: &LayerLimits,
 ) -> Result<(), UnpackError> {
+    unpack(reader, dest, limits, true)
+}
+
+/// [`unpack_layer`] for a tar that is not a layer (`docker cp`'s stream): entries named
+/// `.wh.*` are files like any other, as docker copies them, not whiteouts.
+pub fn unpack_plain<R: Read>(
+    reader: R,
+    dest: &Path,
+    limits: &LayerLimits,
+) -> Result<(), UnpackError> {
+    unpack(reader, dest, limits, false)
+}
+
+fn unpack<R: Read>(
+    reader: R,
+    dest: &Path,
+    limits: &LayerLimits,
+    whiteouts: bool,
+) -> Result<(), UnpackError> {
     let over = Cell::new(false);
     let capped = Capped {
         inner: reader,
         left: limits.max_size,
         over: &over,
     };
-    let res = unpack_entries(capped, dest, limits);
+    let res = unpack_entries(capped, dest, limits, whiteouts);
     if over.get() {
         return Err(UnpackError::TooLarge {
             limit: limits.max_size,
@@ -245,6 +266,7 @@ fn unpack_entries<R: Read>(
     reader: R,
     dest: &Path,
     limits: &LayerLimits,
+    whiteouts: bool,
 ) -> Result<(), UnpackError> {
     fs::set_permissions(dest, fs::Permissions::from_mode(0o755)).map_err(werr(dest))?;
     let mut archive = tar::Archive::new(reader);
@@ -253,6 +275,7 @@ fn unpack_entries<R: Read>(
         dir_times: HashMap::new(),
         entries: 0,
         written: 0,
+        whiteouts,
     };
     for entry in archive.entries().map_err(UnpackError::Read)? {
         let mut entry = entry.map_err(UnpackError::Read)?;
@@ -299,11 +322,11 @@ fn apply_entry<R: Read>(
     let parent = rel.parent().unwrap_or(Path::new(""));
     let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
     ensure_dirs(dest, parent, raw)?;
-    if name == OPAQUE_WHITEOUT {
+    if st.whiteouts && name == OPAQUE_WHITEOUT {
         let dir = dest.join(parent);
         return fsutil::lsetxattr(&dir, crate::userns::opaque_xattr(), b"y").map_err(werr(&dir));
     }
-    if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+    if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX).filter(|_| st.whiteouts) {
         // `.wh..wh.*` other than opq are aufs internals (hardlink dirs): skip.
         if hidden.starts_with(WHITEOUT_PREFIX) {
             return Ok(());

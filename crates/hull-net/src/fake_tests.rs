@@ -23,10 +23,21 @@ struct KernelState {
     next_handle: u64,
 }
 
+/// Holds the first deletion of link `name`: says so on `entered`, then waits (at most 10 s)
+/// for `release`, so a test can act while an attach is between its checks and its claim.
+struct Gate {
+    name: String,
+    entered: std::sync::mpsc::Sender<()>,
+    release: std::sync::mpsc::Receiver<()>,
+}
+
 #[derive(Clone, Default)]
-struct Fake(Arc<Mutex<KernelState>>);
+struct Fake(Arc<Mutex<KernelState>>, Arc<Mutex<Option<Gate>>>);
 
 impl Fake {
+    fn gate(&self, g: Gate) {
+        *self.1.lock().unwrap_or_else(|e| e.into_inner()) = Some(g);
+    }
     fn get(&self) -> MutexGuard<'_, KernelState> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -86,6 +97,14 @@ impl Links for Fake {
         Ok(())
     }
     fn delete_link(&self, name: &str) -> Result<bool, LinkError> {
+        let gate = {
+            let mut g = self.1.lock().unwrap_or_else(|e| e.into_inner());
+            g.take_if(|g| g.name == name)
+        };
+        if let Some(g) = gate {
+            let _ = g.entered.send(());
+            let _ = g.release.recv_timeout(std::time::Duration::from_secs(10));
+        }
         let mut k = self.get();
         k.deleted.push(name.to_string());
         if k.fail_delete {
@@ -567,3 +586,5 @@ fn a_secondary_attach_has_no_default_route_and_one_hosts_file_names_both_network
     let theirs = std::fs::read_to_string(file("srv")).expect("srv's hosts");
     assert!(!theirs.contains("client"), "{theirs}");
 }
+
+mod stale_and_ports;

@@ -282,6 +282,14 @@ impl Store {
         self.lock_file("lock", arg)
     }
 
+    /// The host-wide lock of published ports, taken under a network's lock: held from the
+    /// check of a container's ports to the write of its lease, as attaches to two networks
+    /// (each under its own network's lock only) could otherwise both take one port. A dot
+    /// name, never a network's.
+    pub fn lock_ports(&self) -> Result<Lock, IpamError> {
+        self.lock_file(".ports.lock", FlockArg::LockExclusive)
+    }
+
     /// The lock of one network's leases.
     pub fn lock_network(&self, name: &str) -> Result<Lock, IpamError> {
         check_name(name)?;

@@ -350,6 +350,13 @@ impl Networks {
         if !valid_ifname(&ifname) {
             return Err(NetError::BadIfName(ifname));
         }
+        // Ports are host-wide but this holds only its own network's lock: the check and the
+        // claim (the lease written) go under the ports lock, or an attach to another network
+        // could pass the check in between and take the same port.
+        let ports_lock = match req.ports.is_empty() {
+            true => None,
+            false => Some(self.store.lock_ports()?),
+        };
         self.check_ports(&req.ports)?;
         let cfg = state.config.clone();
         self.reclaim_stale(&mut state);
@@ -378,6 +385,7 @@ impl Networks {
         // The lease is on disk before anything is made in the kernel, so that detach or reset
         // finds whatever a crash leaves behind.
         self.store.write_leases(&state)?;
+        drop(ports_lock);
         if let Err(e) = self.plumb(&cfg, &lease, &req.netns, &ifname) {
             let mut td = Teardown::default();
             self.unplumb(&cfg, &lease, &mut td);
@@ -411,14 +419,16 @@ impl Networks {
 
     /// Releases the leases whose holder is gone (a root deleted with its containers running,
     /// a container directory removed by hand): their veths and port rules go, and their
-    /// addresses are free again. Under the network's lock; the caller writes the leases.
-    fn reclaim_stale(&self, state: &mut crate::ipam::NetworkState) {
+    /// addresses are free again. Under the network's lock (or the exclusive store lock); the
+    /// caller writes the leases. Returns how many it released.
+    pub(crate) fn reclaim_stale(&self, state: &mut crate::ipam::NetworkState) -> usize {
         let stale: Vec<String> = state
             .leases
             .values()
             .filter(|l| l.is_stale())
             .map(|l| l.container_id.clone())
             .collect();
+        let n = stale.len();
         for id in stale {
             let Some(lease) = state.release(&id) else {
                 continue;
@@ -439,6 +449,7 @@ impl Networks {
                 tracing::warn!("reclaim: {}", td.errors().join("; "));
             }
         }
+        n
     }
 
     /// Refuses ports that clash among themselves or with any container's published ports.

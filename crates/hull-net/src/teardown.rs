@@ -97,10 +97,14 @@ impl Networks {
     pub fn remove(&self, name: &str, force: bool) -> Result<(), NetError> {
         check_name(name)?;
         let _all = self.store.lock_all(true)?;
-        let state = self
+        let mut state = self
             .store
             .read(name)?
             .ok_or_else(|| NetError::NotFound(name.to_string()))?;
+        // Stale leases (their holder gone) keep the network no more than they keep an address.
+        if self.reclaim_stale(&mut state) > 0 && !state.leases.is_empty() && !force {
+            self.store.write_leases(&state)?;
+        }
         if !state.leases.is_empty() && !force {
             return Err(NetError::InUse(name.to_string(), state.leases.len()));
         }

@@ -334,3 +334,87 @@ fn docker_events_past_and_followed() {
     drop(s);
     e.assert_clean();
 }
+
+/// Sends `head` then `body` on the socket from a thread (the service may answer before it
+/// has read everything and close), and returns the status line and body of the answer.
+fn send_big(sock: &std::path::Path, head: String, body: Vec<u8>) -> (u16, String) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let mut w = s.try_clone().unwrap();
+    let first = head.lines().next().unwrap_or_default().to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = w.write_all(head.as_bytes());
+        // No shutdown of the write side after: hyper takes a half-closed connection for a
+        // client gone and drops the answer.
+        let _ = w.write_all(&body);
+    });
+    let mut out = Vec::new();
+    let read = s.read_to_end(&mut out);
+    let _ = s.shutdown(std::net::Shutdown::Both);
+    writer.join().unwrap();
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let status = out
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{first}: no answer ({read:?}): {out:?}"));
+    let body = out.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
+    (status, body)
+}
+
+/// A JSON body over the cap is refused with 413 and docker's `{"message"}`, whether its
+/// Content-Length says so up front (nothing is read) or a chunked body runs past it; the
+/// tar streams (`/images/load`) are not capped.
+#[test]
+fn json_bodies_are_capped_streams_are_not() {
+    let _l = net_lock();
+    let e = env();
+    let s = start(&e, "0");
+    let head = |path: &str, len: Option<usize>| {
+        let framing = match len {
+            Some(n) => format!("Content-Length: {n}"),
+            None => "Transfer-Encoding: chunked".to_string(),
+        };
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\n\
+             {framing}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    // Announced as 1 GiB, 1 MiB sent: answered from the header, without waiting for the rest.
+    let (code, body) = send_big(
+        &s.sock,
+        head("/containers/create", Some(1 << 30)),
+        vec![b' '; 1 << 20],
+    );
+    assert_eq!(code, 413, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        v["message"].as_str().unwrap().contains("request body"),
+        "{body}"
+    );
+    // 64 MiB chunked into /networks/create: refused at the cap, not read whole.
+    let mut chunked = Vec::new();
+    let chunk = vec![b' '; 1 << 20];
+    for _ in 0..64 {
+        chunked.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        chunked.extend_from_slice(&chunk);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let (code, body) = send_big(&s.sock, head("/networks/create", None), chunked);
+    assert_eq!(code, 413, "{body}");
+    assert!(body.contains("\"message\""), "{body}");
+    // A small body still works, and a tar stream past the JSON cap is read (and found not
+    // to be an image archive) rather than refused for its size.
+    let (code, body) = http(&s.sock, "POST", "/networks/create", "{bad");
+    assert_eq!(code, 400, "{body}");
+    let (code, body) = send_big(
+        &s.sock,
+        head("/images/load", Some(8 << 20)),
+        vec![0u8; 8 << 20],
+    );
+    assert_ne!(code, 413, "{body}");
+    assert!(body.contains("message"), "{body}");
+}

@@ -181,3 +181,43 @@ fn cp_tar_streams_round_trip_and_stay_in_the_root() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// `.wh.` names in a tar copied in are plain files, as docker copies them: `.wh.x` neither
+/// deletes `x` nor hides it, and `.wh..wh..opq` does not make the directory opaque.
+#[test]
+fn cp_tar_in_copies_whiteout_names_as_plain_files() {
+    let e = env();
+    e.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "c",
+        IMG,
+        "sleep",
+        "1000",
+    ]);
+    sh(
+        &e,
+        "busybox mkdir -p /w && echo keep > /w/x && echo old > /w/y",
+    );
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, body) in [(".wh.x", "plain\n"), (".wh..wh..opq", "opq\n")] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, body.as_bytes()).unwrap();
+    }
+    let input = b.into_inner().unwrap();
+    let (code, _, err) = with_stdin(&e, &["cp", "-", "c:/w"], &input);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        sh(
+            &e,
+            "cd /w && busybox ls -a . | busybox sort && cat x y .wh.x .wh..wh..opq"
+        ),
+        ".\n..\n.wh..wh..opq\n.wh.x\nx\ny\nkeep\nold\nplain\nopq\n"
+    );
+    e.ok(&["rm", "-f", "c"]);
+}

@@ -304,3 +304,23 @@ fn follow_sees_new_events() {
     // Streams until killed (the Drop, by its pid), as a user's Ctrl-C ends it.
     assert!(child.0.try_wait().unwrap().is_none());
 }
+
+/// `--since`/`--until` past what nanoseconds hold (unix seconds or a duration): exit 125 and
+/// an error naming the flag, not an arithmetic overflow.
+#[test]
+fn huge_since_and_until_name_the_flag() {
+    let e = Env::new();
+    for (flag, v) in [
+        ("--since", "170141183460469231731687303715884105727"),
+        ("--until", "99999999999999999999999999999999"),
+        ("--since", "9999999999999999999h"),
+    ] {
+        let o = e.hull(&["events", flag, v]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(125), "{flag} {v}: {err}");
+        assert!(
+            err.contains(flag) && err.contains("out of range") && !err.contains("panicked"),
+            "{flag} {v}: {err}"
+        );
+    }
+}

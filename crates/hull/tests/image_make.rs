@@ -250,3 +250,65 @@ fn tag_mount_and_prune() {
     e.ok(&["rm", "keep"]);
     e.assert_clean();
 }
+
+/// `diff` as docker's: what the engine makes for every container (the mount points of
+/// /etc/hosts, /etc/hostname, /etc/resolv.conf, /dev, /proc, /sys and their parents) is
+/// docker's init layer, part of the base, so a container that changed nothing shows nothing,
+/// and /etc is changed (never added) when the container writes in it, even in an image
+/// without /etc, /dev, /proc or /sys.
+#[test]
+fn diff_hides_what_the_engine_made() {
+    let e = env();
+    // An image with busybox only: no /etc, /dev, /proc, /sys for the engine to reuse.
+    let bare = e.work.path().join("bare.tar");
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    let bb = std::fs::read("/bin/busybox").unwrap();
+    h.set_size(bb.len() as u64);
+    h.set_mode(0o755);
+    b.append_data(&mut h, "bin/busybox", bb.as_slice()).unwrap();
+    for a in ["sh", "true"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, format!("bin/{a}"), "busybox")
+            .unwrap();
+    }
+    std::fs::write(&bare, b.into_inner().unwrap()).unwrap();
+    e.ok(&[
+        "import",
+        "-c",
+        "ENV PATH=/bin",
+        bare.to_str().unwrap(),
+        "hull.test/bare:1",
+    ]);
+    for (name, image, script, want) in [
+        ("same", IMG, "true", ""),
+        ("bare", "hull.test/bare:1", "true", ""),
+        ("etc", IMG, "echo x > /etc/new", "C /etc\nA /etc/new\n"),
+        (
+            "bareetc",
+            "hull.test/bare:1",
+            "echo x > /etc/new",
+            "C /etc\nA /etc/new\n",
+        ),
+        ("tmp", IMG, "echo x > /tmp/t", "C /tmp\nA /tmp/t\n"),
+    ] {
+        let o = e.hull(&[
+            "run",
+            "--name",
+            name,
+            "--network",
+            "none",
+            image,
+            "sh",
+            "-c",
+            script,
+        ]);
+        assert!(o.status.success(), "{name}: {:?}", text(&o));
+        assert_eq!(e.ok(&["diff", name]), want, "{name}");
+        e.ok(&["rm", name]);
+    }
+    e.assert_clean();
+}

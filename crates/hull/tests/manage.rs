@@ -263,3 +263,34 @@ fn version_and_info() {
     }
     e.assert_clean();
 }
+
+/// `update` replaces the bundle's config.json and the record by renaming a complete new file
+/// over them (a reader, the shim at the next start, never sees a half-written one), and
+/// leaves no temp file behind.
+#[test]
+fn update_replaces_config_and_record_atomically() {
+    use std::os::unix::fs::MetadataExt;
+    let e = env();
+    e.ok(&["create", "--network", "none", "--name", "u", IMG, "true"]);
+    let v: Value = serde_json::from_str(&e.ok(&["inspect", "u"])).unwrap();
+    let dir = e.root.path().join("ctr").join(v[0]["Id"].as_str().unwrap());
+    let names = || {
+        let mut n: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    let ino = |f: &str| std::fs::metadata(dir.join(f)).unwrap().ino();
+    let before = names();
+    let (config, record) = (ino("config.json"), ino("container.json"));
+    e.ok(&["update", "--memory", "64m", "u"]);
+    assert_ne!(ino("config.json"), config, "config.json rewritten in place");
+    assert_ne!(ino("container.json"), record, "record rewritten in place");
+    let cfg: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["linux"]["resources"]["memory"]["limit"], 64 << 20);
+    assert_eq!(names(), before, "temp files left in {}", dir.display());
+    e.ok(&["rm", "u"]);
+}

@@ -448,3 +448,43 @@ fn a_lease_whose_container_directory_is_gone_is_reclaimed() {
     e.ok(&["rm", "-f", "new"]);
     e.assert_clean();
 }
+
+#[test]
+fn network_rm_reclaims_a_lease_whose_container_directory_is_gone() {
+    let _l = net_lock();
+    let e = Env::new();
+    e.load(IMG, config());
+    let b = Root2::new(&e);
+    e.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &e.net.subnet(196),
+        "gonenet",
+    ]);
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "old",
+        "--network",
+        "gonenet",
+        IMG,
+        "sleep",
+        "1000",
+    ]);
+    fails_with(&e, &["network", "rm", "gonenet"], &["gonenet", "in use"]);
+    // As if B's root had been deleted with its container running: its lease is stale, and
+    // stale leases do not keep the network, as they do not keep an address.
+    let v: Value = serde_json::from_str(&b.ok(&["inspect", "old"])).unwrap();
+    let id = v[0]["Id"].as_str().unwrap().to_string();
+    let dir = b.path().join("ctr").join(&id);
+    let moved = b.path().join("ctr").join(format!(".moved-{id}"));
+    std::fs::rename(&dir, &moved).unwrap();
+    let o = e.hull(&["network", "rm", "gonenet"]);
+    std::fs::rename(&moved, &dir).unwrap();
+    ok(&o);
+    assert!(e.leases().is_empty(), "{:?}", e.leases());
+    b.ok(&["rm", "-f", "old"]);
+    e.assert_clean();
+}

@@ -4,9 +4,9 @@
 //! is only ever touched by the confined copy of [`super`] (`openat2(RESOLVE_IN_ROOT)`, fd by
 //! fd, symlinks copied as symlinks, never followed): out, PATH is copied into the stage and
 //! the stage written as a tar (the entry named as PATH's last component, as docker's); in,
-//! the tar is unpacked into the empty stage by hull-image's layer unpacker (no entry may
-//! leave it: no `..`, no write through a symlink an earlier entry made, size and count
-//! capped) and the stage's contents copied into DIR. A tar thus never names a path of the
+//! the tar is unpacked into the empty stage by hull-image's unpacker (no entry may leave it:
+//! no `..`, no write through a symlink an earlier entry made, size and count capped; `.wh.`
+//! names are plain files, the tar is no layer) and the stage's contents copied into DIR. A tar thus never names a path of the
 //! container directly, and a symlink in the container never leads out of it
 //! (CVE-2018-15664, CVE-2019-14271).
 
@@ -88,7 +88,9 @@ impl Engine {
         }
         let stage = Stage::new(&self.root)?;
         let limits = hull_image::LayerLimits::from_env().map_err(Error::Limits)?;
-        hull_image::unpack_layer(input, &stage.0, &limits).map_err(Error::Unpack)?;
+        // A tar to copy, not a layer: `.wh.x` is a file named so, as docker copies it (as a
+        // whiteout it became a 0/0 device over `x`, deleting `x` in the container).
+        hull_image::unpack_plain(input, &stage.0, &limits).map_err(Error::Unpack)?;
         let contents = stage.0.join(".");
         self.copy(
             &Side::Host(&contents),

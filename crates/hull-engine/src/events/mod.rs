@@ -61,6 +61,10 @@ pub enum Error {
         "invalid {flag} value {value:?}: expected an RFC 3339 time, unix seconds or a duration such as 10m"
     )]
     Time { flag: &'static str, value: String },
+    #[error(
+        "invalid {flag} value {value:?}: out of range (unix seconds up to 9223372036854775807, durations up to 2562047h)"
+    )]
+    TimeRange { flag: &'static str, value: String },
 }
 
 /// Who an event is about: a container's or image's ID, a network's ID, a volume's name.

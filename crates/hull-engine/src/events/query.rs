@@ -129,33 +129,52 @@ pub fn parse_time(flag: &'static str, value: &str, now_ns: i128) -> Result<i128,
         flag,
         value: value.into(),
     };
+    let range = || Error::TimeRange {
+        flag,
+        value: value.into(),
+    };
     let v = value.trim();
-    if let Some(d) = duration_ns(v) {
-        return Ok(now_ns - d);
+    match crate::time::go_duration_ns(v) {
+        Ok(d) => return now_ns.checked_sub(d).ok_or_else(range),
+        Err(crate::time::TOO_LONG) => return Err(range()),
+        Err(_) => {}
     }
     if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-        return unix_ns(v).ok_or_else(bad);
+        return unix_ns(v).map_err(|e| match e {
+            Unix::Range => range(),
+            Unix::Syntax => bad(),
+        });
     }
     rfc3339_ns(v).ok_or_else(bad)
 }
 
-fn unix_ns(v: &str) -> Option<i128> {
+/// Why a value of digits and dots is not unix seconds.
+enum Unix {
+    Syntax,
+    /// More seconds than docker's Go takes (`strconv.ParseInt(s, 10, 64)`).
+    Range,
+}
+
+fn unix_ns(v: &str) -> Result<i128, Unix> {
     let (s, frac) = v.split_once('.').unwrap_or((v, ""));
     if frac.len() > 9 || frac.contains('.') {
-        return None;
+        return Err(Unix::Syntax);
     }
-    let secs: i128 = s.parse().ok()?;
+    let secs: i64 = s
+        .parse()
+        .map_err(|e: std::num::ParseIntError| match e.kind() {
+            std::num::IntErrorKind::PosOverflow => Unix::Range,
+            _ => Unix::Syntax,
+        })?;
     let nanos: i128 = if frac.is_empty() {
         0
     } else {
-        format!("{frac:0<9}").parse().ok()?
+        format!("{frac:0<9}").parse().map_err(|_| Unix::Syntax)?
     };
-    Some(secs * 1_000_000_000 + nanos)
-}
-
-/// Go's `time.ParseDuration` (see [`crate::time::go_duration_ns`]).
-fn duration_ns(v: &str) -> Option<i128> {
-    crate::time::go_duration_ns(v).ok()
+    i128::from(secs)
+        .checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(nanos))
+        .ok_or(Unix::Range)
 }
 
 fn num(s: &str, len: usize) -> Option<i64> {
@@ -196,7 +215,7 @@ fn rfc3339_ns(v: &str) -> Option<i128> {
         }
         secs += h * 3600 + mi * 60 + s;
         if !frac.is_empty() {
-            nanos = unix_ns(&format!("0.{frac}"))?;
+            nanos = unix_ns(&format!("0.{frac}")).ok()?;
         }
     } else if !rest.is_empty() {
         return None;

@@ -190,3 +190,29 @@ fn times() {
         assert!(parse_time("--until", bad, now).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn huge_times_are_errors_naming_the_flag() {
+    let now = 1_000_000 * 1_000_000_000;
+    // Unix seconds that fit an i128 but not as nanoseconds, seconds past Go's int64, and
+    // durations past int64 nanoseconds: an error that names the flag, never an overflow.
+    for huge in [
+        "170141183460469231731687303715884105727",
+        "99999999999999999999999999999999.5",
+        "9223372036854775808",
+        "9999999999999999999h",
+        "2562048h",
+    ] {
+        let e = parse_time("--since", huge, now).expect_err(huge);
+        let msg = e.to_string();
+        assert!(
+            msg.contains("--since") && msg.contains("out of range"),
+            "{huge}: {msg}"
+        );
+    }
+    // The largest unix seconds Go takes still parse.
+    assert_eq!(
+        parse_time("--until", "9223372036854775807", now).unwrap(),
+        9_223_372_036_854_775_807 * 1_000_000_000
+    );
+}

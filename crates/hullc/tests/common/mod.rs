@@ -35,8 +35,30 @@ pub const CMD_TIMEOUT: Duration = Duration::from_secs(60);
 static SETUP: Once = Once::new();
 
 /// Pids of helper processes the test spawned itself (and will wait for):
-/// the zombie reaper must leave them to their `Child`.
+/// the zombie reaper must leave them to their `Child`. Held across each spawn
+/// and push ([`spawn_own`]), each reap and the zombie check of
+/// [`assert_clean`]: the tests of one binary run as threads of one process
+/// (`cargo test`), so another test's reaper would otherwise reap a hullc that
+/// exited before it was pushed (its `wait` then fails with ECHILD), or count
+/// it as an unreaped child of this test.
 static OWN_CHILDREN: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+
+fn own_children() -> std::sync::MutexGuard<'static, Vec<i32>> {
+    OWN_CHILDREN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Spawns `c` as a child the zombie reaper leaves to its `Child`.
+fn spawn_own(c: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut own = own_children();
+    let child = c.spawn()?;
+    own.push(child.id() as i32);
+    Ok(child)
+}
+
+/// Hands a waited-for child back to the reaper's watch.
+fn disown(pid: i32) {
+    own_children().retain(|p| *p != pid);
+}
 
 fn setup() {
     SETUP.call_once(|| {
@@ -72,7 +94,7 @@ pub fn unique(prefix: &str) -> String {
 pub fn reap_zombies() {
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
-    let own = OWN_CHILDREN.lock().map(|v| v.clone()).unwrap_or_default();
+    let own = own_children();
     for (pid, ppid, state) in processes() {
         if ppid == me && state == 'Z' && !own.contains(&pid) {
             let mut st = 0;
@@ -226,10 +248,7 @@ impl Spawned {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        let pid = self.pid();
-        if let Ok(mut v) = OWN_CHILDREN.lock() {
-            v.retain(|p| *p != pid);
-        }
+        disown(self.pid());
         reap_zombies();
         Out {
             status,
@@ -247,10 +266,7 @@ impl Drop for Spawned {
         // Both are no-ops on a child that was already waited for.
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let pid = self.pid();
-        if let Ok(mut v) = OWN_CHILDREN.lock() {
-            v.retain(|p| *p != pid);
-        }
+        disown(self.pid());
     }
 }
 
@@ -352,9 +368,7 @@ impl Hullc {
             .stdout(fs::File::create(&out_path).expect("stdout file"))
             .stderr(fs::File::create(&err_path).expect("stderr file"));
         f(&mut c);
-        let child = c.spawn().expect("spawn hullc");
-        let pid = child.id() as i32;
-        OWN_CHILDREN.lock().expect("child list").push(pid);
+        let child = spawn_own(&mut c).expect("spawn hullc");
         Spawned {
             child,
             out_path,
@@ -433,14 +447,17 @@ impl Hullc {
 impl Drop for Hullc {
     fn drop(&mut self) {
         for id in self.ids.borrow().iter() {
-            let _ = Command::new(HULLC)
-                .arg("--root")
+            let mut c = Command::new(HULLC);
+            c.arg("--root")
                 .arg(&self.root)
                 .args(["delete", "--force", id])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+                .stderr(Stdio::null());
+            if let Ok(mut child) = spawn_own(&mut c) {
+                let _ = child.wait();
+                disown(child.id() as i32);
+            }
         }
         // Anything still tagged (a container whose delete failed) dies now.
         for pid in tagged_pids(&self.tag) {
@@ -478,10 +495,12 @@ pub fn tagged_pids(tag: &str) -> Vec<i32> {
 fn applets() -> &'static [String] {
     static A: OnceLock<Vec<String>> = OnceLock::new();
     A.get_or_init(|| {
-        let out = Command::new(BUSYBOX)
-            .arg("--list")
-            .output()
-            .expect("busybox --list");
+        // Under the reaper's lock: `output` waits for its child itself.
+        let out = {
+            let _own = own_children();
+            Command::new(BUSYBOX).arg("--list").output()
+        }
+        .expect("busybox --list");
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(str::to_string)
@@ -678,12 +697,13 @@ pub fn assert_clean(h: &Hullc, b: &Bundle, ids: &[&str]) {
     assert!(tagged.is_empty(), "tagged processes left: {tagged:?}");
     // SAFETY: getpid has no preconditions.
     let me = unsafe { libc::getpid() };
-    let own = OWN_CHILDREN.lock().map(|v| v.clone()).unwrap_or_default();
+    let own = own_children();
     let zombies: Vec<i32> = processes()
         .into_iter()
         .filter(|(p, pp, s)| *pp == me && *s == 'Z' && !own.contains(p))
         .map(|(p, _, _)| p)
         .collect();
+    drop(own);
     assert!(zombies.is_empty(), "unreaped children: {zombies:?}");
     for id in ids {
         let cg = cgroups_named(id);
@@ -700,15 +720,8 @@ pub struct Helper {
 impl Helper {
     pub fn spawn(mut c: Command) -> Helper {
         setup();
-        let child = c
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn helper");
-        OWN_CHILDREN
-            .lock()
-            .expect("helper list")
-            .push(child.id() as i32);
+        c.stdin(Stdio::null()).stdout(Stdio::null());
+        let child = spawn_own(&mut c).expect("spawn helper");
         Helper { child }
     }
 
@@ -721,10 +734,7 @@ impl Drop for Helper {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let pid = self.pid();
-        if let Ok(mut v) = OWN_CHILDREN.lock() {
-            v.retain(|p| *p != pid);
-        }
+        disown(self.pid());
     }
 }
 
