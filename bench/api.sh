@@ -2,6 +2,9 @@
 # Docker clients through `hull system service` against a private dockerd (Debian docker.io 20.10,
 # runc, --bridge=none), in the same run, interleaved:
 #  - `docker run --rm IMG true` (the docker 20.10 CLI at /usr/bin/docker), wall time per run;
+#    docker's default network mode is `bridge`: dockerd --bridge=none gives its containers no
+#    network at all, while hull attaches them to its bridge (veth, lease, one nft run), so the
+#    same run with `--network none` on both sides is timed too, the like-for-like figure;
 #  - `docker-compose up -d` + `down -v` of a three-service project (a published port, the
 #    project network, a named volume).
 # Goals (issue 19): hull at most 0.3x dockerd for run, 0.5x for compose.
@@ -87,13 +90,15 @@ YML
 comp() { local s=$1; shift; DOCKER_HOST=unix://$work/$s.sock DOCKER_CONFIG=$work \
   docker-compose --ansi never -p hb -f "$work/proj/docker-compose.yml" "$@" >/dev/null 2>&1; }
 now() { date +%s.%N; }
-declare -A run_t compose_t
+declare -A run_t none_t compose_t
 engines=(docker hull)
 for s in "${engines[@]}"; do d "$s" run --rm "$img" true; done # warm-up
 for ((r = 0; r < reps; r++)); do
   for s in "${engines[@]}"; do
     t0=$(now); d "$s" run --rm "$img" true; t1=$(now)
     run_t[$s]="${run_t[$s]:-} $(echo "$t1 - $t0" | bc -l)"
+    t0=$(now); d "$s" run --rm --network none "$img" true; t1=$(now)
+    none_t[$s]="${none_t[$s]:-} $(echo "$t1 - $t0" | bc -l)"
     t0=$(now); comp "$s" up -d; comp "$s" down -v -t 1; t1=$(now)
     compose_t[$s]="${compose_t[$s]:-} $(echo "$t1 - $t0" | bc -l)"
   done
@@ -102,10 +107,13 @@ median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? 
 build=$(basename "$bins")
 echo "# docker clients through hull system service ($build build) vs dockerd $($DOCKERD --version | awk '{print $3}' | tr -d ,) (runc, --bridge=none); $reps reps, medians, $(nproc) CPUs, load $(cut -d' ' -f1 /proc/loadavg)"
 printf '%-32s %12s %12s %10s %6s\n' what dockerd hull hull/dockerd goal
-for k in run compose; do
+for k in run none compose; do
   if [[ $k == run ]]; then
     dk=$(echo "${run_t[docker]}" | median); hk=$(echo "${run_t[hull]}" | median); goal=0.3
     what='docker run --rm IMG true'
+  elif [[ $k == none ]]; then
+    dk=$(echo "${none_t[docker]}" | median); hk=$(echo "${none_t[hull]}" | median); goal=0.3
+    what='  ... --network none'
   else
     dk=$(echo "${compose_t[docker]}" | median); hk=$(echo "${compose_t[hull]}" | median); goal=0.5
     what='compose up -d + down -v (3 svc)'

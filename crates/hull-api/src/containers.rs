@@ -186,7 +186,9 @@ pub(crate) fn start_record(app: &Arc<App>, e: &Engine, r: &Record) -> Result<(),
                 // A removal that fails is tried again: a `wait?condition=removed` client
                 // waits for it, and a failure is said on the service's stderr.
                 for attempt in 1..=5 {
-                    match e.remove(&r, true, true) {
+                    let res = e.remove(&r, true, true);
+                    app.removals.ended();
+                    match res {
                         Ok(()) => break,
                         Err(err) if attempt == 5 => {
                             eprintln!("hull system service: auto-remove of {id}: {err}");
@@ -349,6 +351,7 @@ pub(crate) async fn resize(app: &Arc<App>, id: &str, req: &Req) -> Result<Resp, 
 pub(crate) async fn remove(app: &Arc<App>, id: &str, req: &Req) -> Result<Resp, ApiError> {
     let (force, volumes) = (req.flag("force"), req.flag("v"));
     let id = id.to_string();
+    let a = app.clone();
     blocking(app, move |e| {
         let r = e.find(&id)?;
         if !force && e.state(&r).is_live() {
@@ -358,7 +361,9 @@ pub(crate) async fn remove(app: &Arc<App>, id: &str, req: &Req) -> Result<Resp, 
                 r.id
             )));
         }
-        Ok(e.remove(&r, force, volumes)?)
+        let res = e.remove(&r, force, volumes);
+        a.removals.ended();
+        Ok(res?)
     })
     .await?;
     Ok(http::empty(StatusCode::NO_CONTENT))

@@ -36,8 +36,10 @@ pub(crate) async fn rename(app: &Arc<App>, id: &str, req: &Req) -> Result<Resp, 
 
 /// `POST /containers/prune`: every container that does not run.
 pub(crate) async fn prune(app: &Arc<App>) -> Result<Resp, ApiError> {
-    let v = blocking(app, |e| {
+    let a = app.clone();
+    let v = blocking(app, move |e| {
         let (gone, err) = e.prune();
+        a.removals.ended();
         if let Some(err) = err {
             return Err(err.into());
         }

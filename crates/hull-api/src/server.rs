@@ -70,6 +70,8 @@ pub(crate) struct App {
     /// Clients attached to containers (see `streams::Attached`).
     pub attached: crate::streams::Attached,
     pub execs: crate::exec::Execs,
+    /// Removals ended, for `wait?condition=removed`.
+    pub removals: crate::streams::Removals,
     /// `AutoRemove` removals under way: the service waits for them before it exits.
     removing: AtomicUsize,
     activity: Activity,
@@ -154,6 +156,7 @@ pub fn serve(cfg: Config) -> Result<(), Error> {
         root: cfg.root.clone(),
         attached: Default::default(),
         execs: Default::default(),
+        removals: Default::default(),
         removing: AtomicUsize::new(0),
         activity: Activity::default(),
     });
