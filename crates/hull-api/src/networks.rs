@@ -121,6 +121,10 @@ fn network_json(e: &Engine, info: &hull_net::NetworkInfo) -> Value {
 
 /// `bridge` exists before its first container, like docker's predefined network.
 fn ensure_default(nets: &hull_net::Networks) {
+    // Rootless, `bridge` is the user-mode network (pasta), not one of hull-net's.
+    if hull_engine::rootless::active() {
+        return;
+    }
     if nets.inspect(DEFAULT_NETWORK).is_err() {
         let spec = NetworkSpec {
             name: DEFAULT_NETWORK.into(),

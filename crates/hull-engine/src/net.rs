@@ -50,6 +50,8 @@ pub enum Error {
     Hosts(PathBuf, #[source] std::io::Error),
     #[error(transparent)]
     Rootless(#[from] crate::rootless::net::Error),
+    #[error(transparent)]
+    RootlessNetns(#[from] crate::rootless::netns::Error),
 }
 
 /// A container's place on its network, as `inspect` shows it.
@@ -136,9 +138,10 @@ fn check_host_ports(ports: &[PortMapping]) -> Result<(), Error> {
 
 impl Engine {
     /// hull's networks (host-wide), acting for this root.
+    /// Rootless: the user's own networks (their bridges live in the user's rootless netns).
     pub fn networks(&self) -> Result<Networks, Error> {
         if crate::rootless::active() {
-            return Err(crate::rootless::net::Error::Networks.into());
+            return Ok(Networks::open(crate::rootless::net_options(&self.root)?)?);
         }
         Ok(Networks::open(options(&self.root)?)?)
     }
@@ -241,7 +244,8 @@ impl Engine {
         let NetworkMode::Network(net) = rec.options.network_mode() else {
             return Ok(None);
         };
-        if crate::rootless::active() {
+        let rootless = crate::rootless::active();
+        if rootless && (net == DEFAULT_NETWORK || net == crate::rootless::net::PASTA) {
             let ports = &rec.options.publish;
             return Ok(Some(crate::rootless::net::attach(
                 &self.dir(rec),
@@ -272,12 +276,30 @@ impl Engine {
             extra_hosts: no.add_hosts.clone(),
             ..AttachRequest::default()
         };
-        let nets = self.networks()?;
-        let mut att = nets.attach(&net, &req);
-        if att.is_err() && req.ip.is_some() && no.ip.is_none() {
-            att = nets.attach(&net, &AttachRequest { ip: None, ..req });
-        }
-        let att = att.map_err(|e| match e {
+        let att = if rootless {
+            self.attach_user_network(&net, req, no.ip.is_some())?
+        } else {
+            let nets = self.networks()?;
+            let mut att = nets.attach(&net, &req);
+            if att.is_err() && req.ip.is_some() && no.ip.is_none() {
+                att = nets.attach(&net, &AttachRequest { ip: None, ..req });
+            }
+            att.map_err(|e| self.attach_error(&net, e))?
+        };
+        self.emit_network("connect", &att.network, &[("container", &rec.id)]);
+        Ok(Some(NetSettings {
+            network: att.network,
+            ip: att.ip,
+            prefix: att.prefix,
+            gateway: att.gateway,
+            mac: att.mac,
+            ports: rec.options.publish.clone(),
+        }))
+    }
+
+    /// An attach failure in the user's words (a port's holder by name, a missing network).
+    pub(crate) fn attach_error(&self, net: &str, e: NetError) -> Error {
+        match e {
             NetError::NotFound(n) => Error::NoNetwork(n),
             NetError::PortTaken {
                 port,
@@ -293,17 +315,8 @@ impl Engine {
                     network,
                 )
             }
-            e => Error::Network(net.clone(), e),
-        })?;
-        self.emit_network("connect", &att.network, &[("container", &rec.id)]);
-        Ok(Some(NetSettings {
-            network: att.network,
-            ip: att.ip,
-            prefix: att.prefix,
-            gateway: att.gateway,
-            mac: att.mac,
-            ports: rec.options.publish.clone(),
-        }))
+            e => Error::Network(net.to_string(), e),
+        }
     }
 
     /// Moves a created (or exited) container to `network` (`none`: no network) with
@@ -348,8 +361,9 @@ impl Engine {
     /// Idempotent; cheap when this root never had a network.
     pub(crate) fn release_network(&self, id: &str) -> Result<(), Error> {
         if crate::rootless::active() {
-            crate::rootless::net::release(&self.containers.dir_of(id));
-            return Ok(());
+            let dir = self.containers.dir_of(id);
+            crate::rootless::net::release(&dir);
+            return self.release_user_network(id);
         }
         let o = options(&self.root)?;
         if !o.run_dir.is_dir() {
@@ -407,7 +421,11 @@ impl Engine {
             let names: Vec<String> = live.iter().map(|l| self.name_of(&l.container_id)).collect();
             return Err(Error::InUse(name.into(), names.join(", ")).into());
         }
-        nets.remove(name, false).map_err(Error::Net)?;
+        if crate::rootless::active() {
+            self.remove_user_network(name)?;
+        } else {
+            nets.remove(name, false).map_err(Error::Net)?;
+        }
         self.emit_network("destroy", name, &[]);
         Ok(())
     }

@@ -76,9 +76,9 @@ impl Engine {
                 });
             step(format!("remove rootfs {id}"), res);
         }
-        // Rootless there is no network state of hull-net's (pasta goes with its container).
+        // Rootless: the user's networks, in the user's rootless netns (ended with them).
         let net = if crate::rootless::active() {
-            Ok(())
+            self.reset_user_networks()
         } else {
             self.networks()
                 .map_err(|e| e.to_string())

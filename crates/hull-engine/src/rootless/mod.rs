@@ -14,8 +14,12 @@
 pub mod cgroup;
 mod idmap;
 pub(crate) mod net;
+pub(crate) mod netns;
 mod pause;
 pub(crate) mod spec;
+mod usernet;
+
+pub(crate) use usernet::options as net_options;
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -205,7 +209,10 @@ pub fn info() -> Option<serde_json::Map<String, serde_json::Value>> {
     m.insert("Rootless".into(), true.into());
     m.insert("Run Dir".into(), dirs.run.display().to_string().into());
     m.insert("ID Mappings".into(), map.join(", ").into());
-    m.insert("Network".into(), "pasta (user mode)".into());
+    m.insert(
+        "Network".into(),
+        "pasta (user mode); user networks: bridges in the rootless netns".into(),
+    );
     m.insert("Cgroup Limits".into(), limits_info().into());
     Some(m)
 }

@@ -1,13 +1,14 @@
 //! Rootless networking: `none` and `host` as for root; the default network is a user-mode
-//! one through `pasta` (Debian `passt`), started per container once its netns exists.
+//! one through `pasta` (Debian `passt`), started per container once its netns exists; user
+//! networks (`hull network create`) are hull-net's bridges inside the user's rootless netns
+//! (`netns.rs`, `usernet.rs`).
 //!
 //! Why pasta rather than slirp4netns: pasta forwards published ports itself (`-t`/`-u`:
 //! it listens on the host and splices to the container), where slirp4netns needs a separate
 //! port forwarder (podman's rootlessport) or its API socket driven for every port; it copies
 //! the host's addresses and routes into the container, so the container sees real
 //! addresses; it needs no helper process per port; and it is podman 5's default, so the
-//! behaviour users meet is the one podman users know. hull's bridge networks need nftables
-//! and veths in the host's namespace, i.e. root: refused rootless, with the reason.
+//! behaviour users meet is the one podman users know.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -22,16 +23,13 @@ pub const PASTA: &str = "pasta";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("not running rootless")]
+    NotRootless,
     #[error(
-        "--network {0}: hull's bridge networks need root (veths, nftables); rootless, use \
-         the default user-mode network (pasta), none, host or container:NAME"
+        "-p {0}: a host address is not supported on a rootless user network (pasta forwards \
+         the port on every host address): use -p {1}:{2}"
     )]
-    Bridge(String),
-    #[error(
-        "hull's networks need root (veths, nftables): rootless containers use the default \
-         user-mode network (pasta), none, host or container:NAME"
-    )]
-    Networks,
+    HostIp(String, u16, u16),
     #[error(
         "-p {0}: host port {1} is below {2}, the lowest port an ordinary user may bind \
          (net.ipv4.ip_unprivileged_port_start)"
@@ -46,7 +44,8 @@ pub enum Error {
 }
 
 /// The netns for `mode` rootless: `Some` for the user-mode network, `None` where the
-/// engine's own handling applies (none, host, container:).
+/// engine's own handling applies (none, host, container:, and user networks, whose ports
+/// are checked here).
 pub(crate) fn plan(
     mode: &NetworkMode,
     ports: &[PortMapping],
@@ -54,12 +53,15 @@ pub(crate) fn plan(
     let NetworkMode::Network(n) = mode else {
         return Ok(None);
     };
-    if n != DEFAULT_NETWORK && n != PASTA {
-        return Err(Error::Bridge(n.clone()));
-    }
     let lowest = unprivileged_port_start();
     if let Some(p) = ports.iter().find(|p| p.host_port < lowest) {
         return Err(Error::LowPort(p.to_string(), p.host_port, lowest));
+    }
+    if n != DEFAULT_NETWORK && n != PASTA {
+        if let Some(p) = ports.iter().find(|p| p.host_ip.is_some()) {
+            return Err(Error::HostIp(p.to_string(), p.host_port, p.container_port));
+        }
+        return Ok(None);
     }
     Ok(Some(NetnsConfig::New {
         attach: Some(PASTA.into()),
@@ -187,7 +189,8 @@ pub(crate) fn release(dir: &Path) {
         return;
     };
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    if comm.starts_with("pasta") {
+    // pasta re-executes itself as `passt.avx2` where the CPU has AVX2.
+    if comm.starts_with("pasta") || comm.starts_with("passt") {
         // SAFETY: kill touches no memory; the pid was checked to be a pasta.
         unsafe { libc::kill(pid, libc::SIGTERM) };
     }
@@ -211,9 +214,20 @@ mod tests {
     }
 
     #[test]
-    fn bridge_networks_refused() {
-        let e = plan(&NetworkMode::Network("mynet".into()), &[]).unwrap_err();
-        assert!(e.to_string().starts_with("--network mynet: "), "{e}");
+    fn user_networks_are_the_engines() {
+        let user = NetworkMode::Network("mynet".into());
+        assert!(plan(&user, &[]).unwrap().is_none());
+        let p: PortMapping = "127.0.0.1:8080:80".parse().unwrap();
+        let e = plan(&user, std::slice::from_ref(&p))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("-p 127.0.0.1:8080:80") && e.contains("-p 8080:80"),
+            "{e}"
+        );
+        assert!(plan(&NetworkMode::Network(PASTA.into()), &[p])
+            .unwrap()
+            .is_some());
         assert!(plan(&NetworkMode::None, &[]).unwrap().is_none());
     }
 }

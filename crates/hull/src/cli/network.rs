@@ -159,6 +159,10 @@ pub(crate) fn run(root: &Path, c: NetworkCommand) -> Result<u8> {
 
 /// `bridge` is listed before its first container, like docker's predefined network.
 fn ensure_default(nets: &hull_net::Networks) {
+    // Rootless, `bridge` is the user-mode network (pasta), not one of hull-net's.
+    if hull_engine::rootless::active() {
+        return;
+    }
     if nets.inspect(DEFAULT_NETWORK).is_err() {
         let spec = NetworkSpec {
             name: DEFAULT_NETWORK.into(),
