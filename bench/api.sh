@@ -28,7 +28,7 @@ DOCKER=/usr/bin/docker
 DOCKERD=$(command -v dockerd || echo /usr/sbin/dockerd)
 command -v docker-compose >/dev/null || { echo "bench/api.sh: docker-compose missing (apt-get install docker-compose)" >&2; exit 2; }
 work=$(mktemp -d /tmp/hull-bench-api.XXXXXX)
-hull_pid='' dockerd_pid=''
+hull_pid='' dockerd_pid='' cg_parent=''
 cleanup() {
   set +e
   DOCKER_HOST=unix://$work/hull.sock docker-compose -p hb -f "$work/proj/docker-compose.yml" down -v -t 0 >/dev/null 2>&1
@@ -37,6 +37,7 @@ cleanup() {
   [[ -n $dockerd_pid ]] && kill "$dockerd_pid" && wait "$dockerd_pid"
   "$bins/hull" --root "$work/hull" system reset --force >/dev/null 2>&1
   umount -R "$work/docker" "$work/dexec" 2>/dev/null
+  [[ -n ${cg_parent:-} ]] && find /sys/fs/cgroup -depth -type d -path "*/$cg_parent*" -exec rmdir {} + 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -50,7 +51,10 @@ for a in sh true sleep echo cat; do ln -s busybox "$work/rfs/bin/$a"; done
 tar -C "$work/rfs" -cf "$work/rfs.tar" .
 img=hull-bench/bb:1
 
-PATH=$bins:$PATH "$bins/hull" --root "$work/hull" system service --time 0 "unix://$work/hull.sock" \
+# Containers' cgroups under a parent of the bench's own (relative: below the service's cgroup),
+# removed at the end, instead of hull's default /hull, which outlives the run.
+cg_parent=hull-bench-api-$$
+PATH=$bins:$PATH HULL_CGROUP_PARENT=$cg_parent "$bins/hull" --root "$work/hull" system service --time 0 "unix://$work/hull.sock" \
   >"$work/hull.log" 2>&1 &
 hull_pid=$!
 "$DOCKERD" --bridge=none --iptables=false --ip-masq=false --data-root "$work/docker" \
