@@ -43,6 +43,12 @@ pub enum Error {
     Shared(String, String),
     #[error("network {0} cannot be connected: use `--network {0}` when the container is created")]
     Special(String),
+    #[error(
+        "network {0} is not supported rootless: the network's bridge lives in the user's \
+         rootless netns, which the container's new interface cannot be plugged from yet; give \
+         the network with `--network NAME` when the container is created"
+    )]
+    Rootless(&'static str),
 }
 
 /// The network `rec` was given at creation, when it is one of hull's.
@@ -72,6 +78,10 @@ impl Engine {
         network: &str,
         aliases: Vec<String>,
     ) -> Result<Record, crate::Error> {
+        // hull-net would run in the host's namespace, where the user may not make links.
+        if crate::rootless::active() {
+            return Err(Error::Rootless("connect").into());
+        }
         if matches!(network, "host" | "none") || network.starts_with("container:") {
             return Err(Error::Special(network.into()).into());
         }
@@ -127,6 +137,9 @@ impl Engine {
     /// network is forgotten. A container that has not started and loses its first network
     /// has none (`none`); a running one keeps its other interfaces.
     pub fn disconnect(&self, r: &Record, network: &str) -> Result<Record, crate::Error> {
+        if crate::rootless::active() {
+            return Err(Error::Rootless("disconnect").into());
+        }
         let mut rec = self.containers.find(&r.id)?;
         let mode = rec.options.network_mode();
         if matches!(mode, NetworkMode::Host | NetworkMode::Container(_)) {

@@ -360,6 +360,51 @@ fn user_network_containers_reach_each_other_by_name() {
     // Published from the host, through the rootless netns's pasta.
     let body = get_until_ok(port);
     assert!(body.contains("hello from a rootless container"), "{body}");
+
+    // A second -p whose host port someone else (root here) listens on, on [::1] only (so
+    // the IPv4 check before attaching passes, as when another user binds it while pasta
+    // restarts): refused naming the port, and pasta forwards web's port again (it was
+    // restarted for the new list).
+    let taken = std::net::TcpListener::bind("[::1]:0").unwrap();
+    let tport = taken.local_addr().unwrap().port();
+    let tp = format!("{tport}:80");
+    let mut run2 = vec![
+        "run",
+        "-d",
+        "--name",
+        "web2",
+        "--network",
+        "n",
+        "-p",
+        &tp,
+        &img,
+    ];
+    run2.extend(httpd);
+    let e = u.fails(&run2);
+    assert!(e.contains(&format!("host port {tport}/tcp")), "{e}");
+    let _ = u.hull(&["rm", "-f", "web2"]);
+    let body = get_until_ok(port);
+    assert!(body.contains("hello from a rootless container"), "{body}");
+    drop(taken);
+
+    // connect/disconnect are refused rootless, changing nothing.
+    u.ok(&["network", "create", "n3"]);
+    for args in [
+        ["network", "connect", "n3", "web"],
+        ["network", "disconnect", "n", "web"],
+    ] {
+        let e = u.fails(&args);
+        assert!(
+            e.contains(&format!("network {} is not supported rootless", args[1])),
+            "{e}"
+        );
+    }
+    let ins = u.ok(&["inspect", "web"]);
+    assert!(!ins.contains("\"n3\""), "{ins}");
+    let body = get_until_ok(port);
+    assert!(body.contains("hello from a rootless container"), "{body}");
+    u.ok(&["network", "rm", "n3"]);
+
     let e = u.fails(&["network", "rm", "n"]);
     assert!(e.contains("in use") && e.contains("web"), "{e}");
     let e = u.fails(&[

@@ -264,6 +264,9 @@ pub fn reset_user(root: &Path) -> Result<(), Error> {
 /// Ends the user's pause process (its namespaces go when the last hull process leaves them)
 /// and removes the run dir.
 fn reset_run_dir(dirs: &Dirs) -> Result<(), Error> {
+    // Held across the removal: a hull waiting on it finds its lock file gone then and
+    // locks the new one (see `netns::lock`), never beside a newcomer.
+    let _lock = netns::lock(&dirs.run).ok();
     pause::stop(&dirs.run);
     match std::fs::remove_dir_all(&dirs.run) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing", &dirs.run)(e)),

@@ -48,6 +48,11 @@ pub enum Error {
     Spawn(#[source] std::io::Error),
     #[error("pasta could not connect the rootless netns ({status}): {log}")]
     Pasta { status: String, log: String },
+    #[error(
+        "-p: host port {port}/tcp is held by another process on the host, not by this user's \
+         pasta (the ports published before are forwarded again)"
+    )]
+    PortHeld { port: u16 },
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Error + 'a {
@@ -71,14 +76,30 @@ fn pasta_pid(run: &Path) -> PathBuf {
 }
 
 /// Serialises making, using and ending the namespace among the user's hull processes.
+/// `system reset` removes the run dir, this file with it, while holding the lock: a hull
+/// that waited on the removed file would hold a lock nobody else sees, beside a newcomer
+/// locking a new file. So the lock counts only while the path still names the locked file;
+/// otherwise it is taken again on the file there now.
 pub(crate) fn lock(run: &Path) -> Result<File, Error> {
+    use std::os::unix::fs::MetadataExt;
     let path = run.join("netns.lock");
-    let f = File::create(&path).map_err(io("creating", &path))?;
-    // SAFETY: flock on an fd we own; released when it closes.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(io("locking", &path)(std::io::Error::last_os_error()));
+    loop {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(run)
+            .map_err(io("creating", run))?;
+        let f = File::create(&path).map_err(io("creating", &path))?;
+        // SAFETY: flock on an fd we own; released when it closes.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io("locking", &path)(std::io::Error::last_os_error()));
+        }
+        let held = f.metadata().map_err(io("reading", &path))?;
+        let now = std::fs::metadata(&path).ok();
+        if now.is_some_and(|m| m.dev() == held.dev() && m.ino() == held.ino()) {
+            return Ok(f);
+        }
     }
-    Ok(f)
 }
 
 fn c_path(p: &Path) -> Result<std::ffi::CString, Error> {
@@ -139,20 +160,25 @@ pub(crate) fn ensure(run: &Path) -> Result<PathBuf, Error> {
         .mode(0o700)
         .create(&d)
         .map_err(io("creating", &d))?;
-    let file = match bound(run) {
+    let (file, made) = match bound(run) {
         Some(f) if pasta_running(run).is_some() => return Ok(f),
-        Some(f) => f,
+        Some(f) => (f, false),
         None => {
-            // A namespace lost with an earlier pause process: removing its file ends a pasta
-            // still attached to it (pasta quits when its bound namespace file goes).
+            // A namespace lost with an earlier pause process: its pasta may still run,
+            // holding the host ports the new one needs.
+            stop_pasta(run);
             let _ = std::fs::remove_file(ns_file(run));
-            make(run)?
+            (make(run)?, true)
         }
     };
     let _ = std::fs::remove_file(d.join("ports"));
     if let Err(e) = start_pasta(run, &file, &("none".into(), "none".into())) {
-        let mut errs = Vec::new();
-        unbind(run, &mut errs);
+        // Only a namespace made just now is ours to end: one that was there already holds
+        // running containers' bridges and veths.
+        if made {
+            let mut errs = Vec::new();
+            unbind(run, &mut errs);
+        }
         return Err(e);
     }
     Ok(file)
@@ -237,7 +263,8 @@ fn start_pasta(run: &Path, file: &Path, ports: &(String, String)) -> Result<(), 
     let pid = child.id();
     let ready = wait_ready(file, ports, &mut child);
     let ready = ready.and_then(|()| {
-        std::fs::write(&pid_file, pid.to_string()).map_err(io("writing", &pid_file))
+        let start = start_time(pid as i32).unwrap_or_default();
+        std::fs::write(&pid_file, format!("{pid} {start}")).map_err(io("writing", &pid_file))
     });
     if let Err(e) = ready {
         let _ = child.kill();
@@ -259,6 +286,16 @@ fn wait_ready(
     let deadline = Instant::now() + Duration::from_secs(10);
     let tcp: Vec<u16> = ports.0.split(',').filter_map(|p| p.parse().ok()).collect();
     loop {
+        let mut ready = true;
+        for &port in &tcp {
+            match listener(port, child.id()) {
+                Listen::Ours => {}
+                Listen::Nobody => ready = false,
+                // Someone else listens where our pasta does not: it took the port first
+                // (during a restart, or before) and keeps it; pasta may have quit for it.
+                Listen::Foreign => return Err(Error::PortHeld { port }),
+            }
+        }
         if let Ok(Some(status)) = child.try_wait() {
             let log = std::fs::read_to_string(ns.with_file_name("pasta.log")).unwrap_or_default();
             let log: Vec<&str> = log.lines().filter(|l| !l.contains("syslog")).collect();
@@ -271,7 +308,7 @@ fn wait_ready(
             std::fs::read_to_string("/proc/thread-self/net/route")
                 .is_ok_and(|r| r.lines().skip(1).any(|l| !l.starts_with("lo")))
         })?;
-        if routed && tcp.iter().all(|p| host_listens(*p)) {
+        if ready && routed {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -284,33 +321,97 @@ fn wait_ready(
     }
 }
 
-/// Whether the host's namespace (ours: hull joins only the user and mount namespaces)
-/// has a TCP socket listening on `port`.
-fn host_listens(port: u16) -> bool {
-    let port = format!(":{port:04X}");
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
-        std::fs::read_to_string(f)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| {
-                let mut w = l.split_whitespace();
-                let local = w.nth(1).unwrap_or("");
-                let st = w.nth(1).unwrap_or("");
-                local.ends_with(&port) && st == "0A"
-            })
-    })
+/// Who listens on a TCP port of the host.
+#[derive(Debug, PartialEq, Eq)]
+enum Listen {
+    /// Our pasta (our uid, and one of its sockets where its fds can be read).
+    Ours,
+    /// Someone else: another uid, or another process of ours.
+    Foreign,
+    Nobody,
 }
 
-/// The pid in `file` when it is a live process whose name starts with one of `comms`.
+/// The inodes of the sockets `pid` holds, or `None` when its fds cannot be read.
+fn socket_inodes(pid: u32) -> Option<Vec<u64>> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    let inodes = dir
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_str()?;
+            l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect();
+    Some(inodes)
+}
+
+/// Who listens on TCP `port` of the host's namespace (ours: hull joins only the user and
+/// mount namespaces), `pid` being our pasta.
+fn listener(port: u16, pid: u32) -> Listen {
+    // The sockets first, then pasta's fds: a socket seen listening is among the fds then.
+    let tables: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap_or_default())
+        .collect();
+    let fds = socket_inodes(pid);
+    // SAFETY: geteuid cannot fail. /proc/net/tcp shows uids as our user namespace maps
+    // them: ours is our euid, another user's is not mapped (the overflow uid).
+    let uid = unsafe { libc::geteuid() };
+    classify(&tables, port, uid, fds.as_deref())
+}
+
+/// [`listener`] over the text of /proc/net/tcp{,6}: `sl local rem st queues tr retrnsmt uid
+/// timeout inode`. Foreign when any listening socket is someone else's (on one address or
+/// family that one gets the connections), ours when some are ours and none foreign.
+fn classify(tables: &[String], port: u16, uid: u32, fds: Option<&[u64]>) -> Listen {
+    let suffix = format!(":{port:04X}");
+    let mut seen = Listen::Nobody;
+    for l in tables.iter().flat_map(|t| t.lines().skip(1)) {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let (Some(local), Some(st), Some(owner), Some(inode)) =
+            (w.get(1), w.get(3), w.get(7), w.get(9))
+        else {
+            continue;
+        };
+        if !local.ends_with(&suffix) || *st != "0A" {
+            continue;
+        }
+        let owner_ok = owner.parse::<u32>().is_ok_and(|o| o == uid);
+        let inode_ok = fds.is_none_or(|f| inode.parse::<u64>().is_ok_and(|i| f.contains(&i)));
+        if !(owner_ok && inode_ok) {
+            return Listen::Foreign;
+        }
+        seen = Listen::Ours;
+    }
+    seen
+}
+
+/// `pid`'s start time (field 22 of /proc/PID/stat, clock ticks since boot): with the pid
+/// it names one process, where a pid alone may have been reused by another.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After `comm)`: field 3 (state) is the first; 22 the 20th.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// The pid in `file` (`PID START`) when it is a live process started at `START` whose name
+/// starts with one of `comms`.
 fn live_pid(file: &Path, comms: &[&str]) -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
+    let text = std::fs::read_to_string(file).ok()?;
+    let (pid, start) = text.trim().split_once(' ')?;
+    let (pid, start): (i32, u64) = (pid.parse().ok()?, start.parse().ok()?);
     let c = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
     let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let zombie = state
         .rsplit(')')
         .next()
         .is_some_and(|s| s.trim_start().starts_with('Z'));
-    (comms.iter().any(|n| c.starts_with(n)) && !zombie).then_some(pid)
+    let same = start_time(pid) == Some(start);
+    (comms.iter().any(|n| c.starts_with(n)) && !zombie && same).then_some(pid)
 }
 
 /// pasta re-executes itself as `passt.avx2` where the CPU has AVX2: that is its `comm` then.
@@ -399,41 +500,39 @@ pub(crate) fn publish(run: &Path, ns: &Path, ports: &[PortMapping]) -> Result<()
     if have == want && pasta_running(run).is_some() {
         return Ok(());
     }
+    let Err(e) = restart(run, ns, &file, &lists) else {
+        return Ok(());
+    };
+    // The other containers keep their egress and ports: the list before, again.
+    let old = have.trim().split_once(' ');
+    if let Some((t, u)) = old.filter(|_| have != want) {
+        let _ = restart(run, ns, &file, &(t.into(), u.into()));
+    }
+    Err(e)
+}
+
+fn restart(run: &Path, ns: &Path, file: &Path, lists: &(String, String)) -> Result<(), Error> {
     stop_pasta(run);
-    std::fs::write(&file, &want).map_err(io("writing", &file))?;
+    let want = format!("{} {}\n", lists.0, lists.1);
+    std::fs::write(file, &want).map_err(io("writing", file))?;
     // The old pasta's tap device is unregistered by the kernel a moment after it exits;
     // until then the new one cannot take its name.
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        match start_pasta(run, ns, &lists) {
+        match start_pasta(run, ns, lists) {
             Err(Error::Pasta { .. }) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            r => return r,
+            r => {
+                if r.is_err() {
+                    let _ = std::fs::remove_file(file);
+                }
+                return r;
+            }
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn paths_under_the_run_dir() {
-        let run = Path::new("/run/user/1000/hull");
-        assert_eq!(ns_file(run), Path::new("/run/user/1000/hull/netns/ns"));
-        assert_eq!(
-            pasta_pid(run),
-            Path::new("/run/user/1000/hull/netns/pasta.pid")
-        );
-        assert!(bound(Path::new("/nonexistent")).is_none());
-        let p: Vec<PortMapping> = ["9000:90", "8080:80", "5353:53/udp", "8080:81/udp"]
-            .iter()
-            .map(|s| s.parse().unwrap())
-            .collect();
-        assert_eq!(port_list(&p, Protocol::Tcp), "8080,9000");
-        assert_eq!(port_list(&p, Protocol::Udp), "5353,8080");
-        assert_eq!(port_list(&[], Protocol::Tcp), "none");
-    }
-}
+#[path = "netns_tests.rs"]
+mod tests;

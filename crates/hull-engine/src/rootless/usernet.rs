@@ -52,12 +52,16 @@ impl Engine {
                 return nets.attach(net, &AttachRequest { ip: None, ..req });
             }
             att
-        })?;
+        });
         let att = match att {
-            Ok(a) => a,
-            Err(e) => {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
                 self.user_netns_gc(&run, &opts);
                 return Err(self.attach_error(net, e));
+            }
+            Err(e) => {
+                self.user_netns_gc(&run, &opts);
+                return Err(e.into());
             }
         };
         if let Err(e) = netns::publish(&run, &ns, &all_ports(&opts)) {
@@ -65,6 +69,13 @@ impl Engine {
             let _ = netns::run_in(Some(&ns), move || {
                 Networks::open(o).and_then(|nets| nets.detach(&n, &cid))
             });
+            // The failed start may have left the user's other containers without a pasta
+            // (no egress, no ports): theirs again.
+            if in_use(&opts) {
+                if let Err(e) = netns::publish(&run, &ns, &all_ports(&opts)) {
+                    eprintln!("WARN: forwarding the user's other published ports again: {e}");
+                }
+            }
             self.user_netns_gc(&run, &opts);
             return Err(e.into());
         }
@@ -173,8 +184,9 @@ fn in_use(opts: &Options) -> bool {
     let Ok(list) = nets.list() else {
         return true;
     };
+    // A stale lease (its holder gone) holds nothing: as `network rm` counts.
     list.iter().any(|c| {
         nets.inspect(&c.name)
-            .map_or(true, |i| !i.containers.is_empty())
+            .map_or(true, |i| i.containers.iter().any(|l| !l.is_stale()))
     })
 }
