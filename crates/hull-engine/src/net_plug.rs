@@ -2,7 +2,7 @@
 //! and the API. A container's first network (`--network`) is attached when its init is
 //! created; more can be hot-plugged while its namespace exists: a veth from the network's
 //! bridge into the namespace as `eth1`, `eth2`... (no default route: the first network
-//! keeps it), a lease, and the hosts files of every container on that network rewritten
+//! keeps it; a container without one gets it through its first connected one), a lease, and the hosts files of every container on that network rewritten
 //! (the container's own names all its networks' containers). Disconnect deletes the veth
 //! (its container end goes with it), releases the lease and rewrites the hosts files.
 //! Connected networks are kept in the record and attached again when it starts again.
