@@ -144,11 +144,20 @@ impl Engine {
             return Err(Error::Shared(rec.name, rec.options.network).into());
         }
         if let Some(i) = rec.extra_nets.iter().position(|x| x.network == network) {
+            // Without a first network, the first attached connected one has the default
+            // route (see `promote_extra`, `attach_extras`): the next one takes it over.
+            let primary = first_network(&rec).is_none()
+                && rec.extra_nets.iter().position(|x| x.settings.is_some()) == Some(i);
             if rec.extra_nets[i].settings.is_some() {
                 self.unplug(&rec, network)?;
             }
             rec.extra_nets.remove(i);
+            let promoted = match primary {
+                true => self.promote_extra(&mut rec),
+                false => Ok(()),
+            };
             self.containers.save(&rec)?;
+            promoted?;
             return Ok(rec);
         }
         if first_network(&rec).as_deref() != Some(network) {

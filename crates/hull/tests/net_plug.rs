@@ -135,6 +135,10 @@ fn concurrent_connects_the_last_network_routes_and_a_missing_one_is_refused() {
     assert!(routes.contains(&format!("default via {qb_gw}")), "{routes}");
     let hosts = e.ok(&["exec", "a", "cat", "/etc/hosts"]);
     assert!(hosts.contains("extra.test"), "{hosts}");
+    // Started again on `none`: the connected network is plugged with the default route.
+    e.ok(&["restart", "-t", "0", "a"]);
+    let routes = e.ok(&["exec", "a", "busybox", "ip", "route"]);
+    assert!(routes.contains(&format!("default via {qb_gw}")), "{routes}");
 
     e.ok(&["run", "--name", "x", "--network", "qa", IMG, "true"]);
     let o = e.hull(&["network", "connect", "nonet", "x"]);
