@@ -323,13 +323,13 @@ impl Engine {
     /// `aliases` — docker's `network connect`/`disconnect`, which docker-compose sends
     /// between create and start. A container's network is attached when its init is
     /// created, so the old attachment is released and the new one made on the same init.
-    pub fn reconnect(
+    /// `rec` is read under the run and store locks, which the caller holds.
+    pub(crate) fn reconnect_locked(
         &self,
-        r: &Record,
+        mut rec: Record,
         network: &str,
         aliases: Vec<String>,
     ) -> Result<Record, crate::Error> {
-        let mut rec = self.containers.find(&r.id)?;
         let created = match self.state(&rec) {
             State::Created => true,
             // Released at the exit; the next start attaches from the options.

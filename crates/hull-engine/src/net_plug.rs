@@ -2,19 +2,20 @@
 //! and the API. A container's first network (`--network`) is attached when its init is
 //! created; more can be hot-plugged while its namespace exists: a veth from the network's
 //! bridge into the namespace as `eth1`, `eth2`... (no default route: the first network
-//! keeps it), a lease, and the hosts files of every container on that network rewritten
+//! keeps it; a container without one gets it through its first connected one), a lease, and the hosts files of every container on that network rewritten
 //! (the container's own names all its networks' containers). Disconnect deletes the veth
 //! (its container end goes with it), releases the lease and rewrites the hosts files.
 //! Connected networks are kept in the record and attached again when it starts again.
 
 use std::path::PathBuf;
 
-use hull_net::{AttachRequest, NetError, NetworkMode};
+use hull_net::{AttachRequest, NetError, NetworkMode, DEFAULT_NETWORK};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, State};
 use crate::net::{self, NetSettings};
-use crate::record::Record;
+use crate::record::{Record, StoreLock};
+use crate::restart::RunLock;
 
 /// A network connected besides the first (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +60,12 @@ fn first_network(rec: &Record) -> Option<String> {
     }
 }
 
+/// Whether `rec` has a network with the default route: its first, or a connected one
+/// plugged as primary after the first was disconnected.
+fn has_primary(rec: &Record) -> bool {
+    first_network(rec).is_some() || rec.extra_nets.iter().any(|x| x.settings.is_some())
+}
+
 /// The lowest `ethN` (N ≥ 1) none of `rec`'s connected networks uses.
 fn free_ifname(rec: &Record) -> String {
     (1..)
@@ -85,6 +92,7 @@ impl Engine {
         if matches!(network, "host" | "none") || network.starts_with("container:") {
             return Err(Error::Special(network.into()).into());
         }
+        let _locks = self.plug_locks(&r.id)?;
         let mut rec = self.containers.find(&r.id)?;
         let mode = rec.options.network_mode();
         if matches!(mode, NetworkMode::Host | NetworkMode::Container(_)) {
@@ -95,17 +103,18 @@ impl Engine {
         if on {
             return Err(Error::AlreadyOn(rec.name, network.into()).into());
         }
+        self.check_network(network)?;
         let st = self.state(&rec);
         let pid = match st {
             State::Created | State::Exited(_) if matches!(mode, NetworkMode::None) => {
-                return self.reconnect(&rec, network, aliases);
+                return self.reconnect_locked(rec, network, aliases);
             }
             State::Exited(_) => None,
             State::Created => Some(self.shim(&rec)?.state("")?.pid),
             State::Running { pid } | State::Paused { pid } => Some(pid),
             _ => return Err(crate::Error::Dead(rec.name)),
         };
-        if matches!(mode, NetworkMode::None) {
+        if matches!(mode, NetworkMode::None) && !has_primary(&rec) {
             // A running container without a network: this one becomes its first.
             let pid = pid.unwrap_or_default();
             rec.options.network = network.into();
@@ -123,7 +132,8 @@ impl Engine {
             settings: None,
         };
         if let Some(pid) = pid {
-            x.settings = Some(self.plug(&rec, pid, &x)?);
+            let secondary = has_primary(&rec);
+            x.settings = Some(self.plug(&rec, pid, &x, secondary)?);
         }
         rec.extra_nets.push(x);
         if let Err(e) = self.containers.save(&rec) {
@@ -140,24 +150,34 @@ impl Engine {
         if crate::rootless::active() {
             return Err(Error::Rootless("disconnect").into());
         }
+        let _locks = self.plug_locks(&r.id)?;
         let mut rec = self.containers.find(&r.id)?;
         let mode = rec.options.network_mode();
         if matches!(mode, NetworkMode::Host | NetworkMode::Container(_)) {
             return Err(Error::Shared(rec.name, rec.options.network).into());
         }
         if let Some(i) = rec.extra_nets.iter().position(|x| x.network == network) {
+            // Without a first network, the first attached connected one has the default
+            // route (see `promote_extra`, `attach_extras`): the next one takes it over.
+            let primary = first_network(&rec).is_none()
+                && rec.extra_nets.iter().position(|x| x.settings.is_some()) == Some(i);
             if rec.extra_nets[i].settings.is_some() {
                 self.unplug(&rec, network)?;
             }
             rec.extra_nets.remove(i);
+            let promoted = match primary {
+                true => self.promote_extra(&mut rec),
+                false => Ok(()),
+            };
             self.containers.save(&rec)?;
+            promoted?;
             return Ok(rec);
         }
         if first_network(&rec).as_deref() != Some(network) {
             return Err(Error::NotOn(rec.name, network.into()).into());
         }
         if !self.state(&rec).is_live() {
-            return self.reconnect(&rec, "none", Vec::new());
+            return self.reconnect_locked(rec, "none", Vec::new());
         }
         if rec.net.is_some() {
             self.unplug(&rec, network)?;
@@ -166,16 +186,64 @@ impl Engine {
         rec.options.net_opts.aliases.clear();
         rec.options.publish.clear();
         rec.net = None;
+        let promoted = self.promote_extra(&mut rec);
         self.containers.save(&rec)?;
+        promoted?;
         Ok(rec)
+    }
+
+    /// The run lock, then the store lock (the order of a start, whose `recreate` takes the
+    /// store lock under the run lock): a connect or disconnect reads, plugs and saves the
+    /// record while no start (a restart policy's), update or other connect can save an
+    /// older one over it or pick the same interface name.
+    fn plug_locks(&self, id: &str) -> Result<(RunLock, StoreLock), crate::Error> {
+        let run = self.run_lock(id, true)?;
+        let store = self.containers.lock()?;
+        Ok((run, store))
+    }
+
+    /// Refuses a network that does not exist before anything is recorded: an exited
+    /// container would otherwise keep it and fail every later start.
+    fn check_network(&self, network: &str) -> Result<(), crate::Error> {
+        if network == DEFAULT_NETWORK {
+            return Ok(());
+        }
+        match self.networks()?.inspect(network) {
+            Ok(_) => Ok(()),
+            Err(NetError::NotFound(n)) => Err(net::Error::NoNetwork(n).into()),
+            Err(e) => Err(net::Error::Network(network.into(), e).into()),
+        }
+    }
+
+    /// A running container that lost its first network: its first attached connected
+    /// network is plugged again as a primary one (a default route, its `--add-host`
+    /// entries and its own name in the hosts file), as docker gives the remaining
+    /// endpoint the gateway. Its address there may change.
+    fn promote_extra(&self, rec: &mut Record) -> Result<(), crate::Error> {
+        let Some(i) = rec.extra_nets.iter().position(|x| x.settings.is_some()) else {
+            return Ok(());
+        };
+        let pid = match self.state(rec) {
+            State::Running { pid } | State::Paused { pid } => pid,
+            State::Created => self.shim(rec)?.state("")?.pid,
+            _ => return Ok(()),
+        };
+        let x = rec.extra_nets[i].clone();
+        self.unplug(rec, &x.network)?;
+        rec.extra_nets[i].settings = None;
+        rec.extra_nets[i].settings = Some(self.plug(rec, pid, &x, false)?);
+        Ok(())
     }
 
     /// Attaches the connected networks again (a restart, a move between create and start).
     pub(crate) fn attach_extras(&self, rec: &mut Record, pid: u32) -> Result<(), net::Error> {
         let mut extras = std::mem::take(&mut rec.extra_nets);
         let mut res = Ok(());
+        let mut secondary = first_network(rec).is_some();
         for x in &mut extras {
-            match self.plug(rec, pid, x) {
+            let plugged = self.plug(rec, pid, x, secondary);
+            secondary = true;
+            match plugged {
                 Ok(s) => x.settings = Some(s),
                 Err(e) => {
                     res = Err(e);
@@ -188,7 +256,14 @@ impl Engine {
     }
 
     /// A veth from `x.network`'s bridge into the namespace of init `pid`.
-    fn plug(&self, rec: &Record, pid: u32, x: &ExtraNet) -> Result<NetSettings, net::Error> {
+    /// Without a default route (`secondary`) when the container has one already.
+    fn plug(
+        &self,
+        rec: &Record,
+        pid: u32,
+        x: &ExtraNet,
+        secondary: bool,
+    ) -> Result<NetSettings, net::Error> {
         let mut names = vec![rec.name.clone()];
         if rec.hostname != rec.name {
             names.push(rec.hostname.clone());
@@ -206,7 +281,10 @@ impl Engine {
             hosts_file: Some(dir.join("hosts")),
             ifname: Some(x.ifname.clone()),
             holder: Some(dir),
-            secondary: true,
+            // Its hosts file is rendered from its primary lease's: a container left only
+            // on connected networks keeps its `--add-host` entries.
+            extra_hosts: rec.options.net_opts.add_hosts.clone(),
+            secondary,
             ..AttachRequest::default()
         };
         let att = self

@@ -587,4 +587,5 @@ fn a_secondary_attach_has_no_default_route_and_one_hosts_file_names_both_network
     assert!(!theirs.contains("client"), "{theirs}");
 }
 
+mod hosts_lock;
 mod stale_and_ports;

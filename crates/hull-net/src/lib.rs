@@ -21,6 +21,7 @@
 //! ```
 
 pub mod files;
+mod hosts;
 pub mod ipam;
 pub mod mode;
 pub mod netlink;

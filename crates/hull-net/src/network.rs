@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::files::{self, ExtraHost, HostEntry};
+use crate::files::{self, ExtraHost};
 use crate::ipam::{check_name, IpamError, Lease, NetworkConfig, NetworkState, Store};
 use crate::mode::DEFAULT_NETWORK;
 use crate::netlink::{LinkError, Links, Netlink, VethRequest};
@@ -361,45 +361,14 @@ impl Networks {
         let cfg = state.config.clone();
         self.reclaim_stale(&mut state);
         let ip = state.pick(&req.container_id, req.ip)?;
-        let extra_hosts = req
-            .extra_hosts
-            .iter()
-            .map(|x| ExtraHost {
-                name: x.name.clone(),
-                ip: Some(x.ip.unwrap_or(cfg.gateway.into())),
-            })
-            .collect();
-        let lease = Lease {
-            container_id: req.container_id.clone(),
-            ip,
-            names: req.names.clone(),
-            host_veth: self.veth_name(network, &req.container_id),
-            ports: req.ports.clone(),
-            hosts_file: req.hosts_file.clone(),
-            owner: self.opts.owner.clone(),
-            holder: req.holder.clone(),
-            extra_hosts,
-            secondary: req.secondary,
-        };
+        let lease = self.lease_for(&cfg, req, ip);
         state.insert(lease.clone());
         // The lease is on disk before anything is made in the kernel, so that detach or reset
         // finds whatever a crash leaves behind.
         self.store.write_leases(&state)?;
         drop(ports_lock);
         if let Err(e) = self.plumb(&cfg, &lease, &req.netns, &ifname) {
-            let mut td = Teardown::default();
-            self.unplumb(&cfg, &lease, &mut td);
-            state.release(&req.container_id);
-            td.step(
-                format!("release lease {ip}"),
-                self.store.write_leases(&state),
-            );
-            if !td.is_empty() {
-                tracing::warn!(
-                    "rollback of attach to {network}: {}",
-                    td.errors().join("; ")
-                );
-            }
+            self.roll_back(&mut state, &lease);
             return Err(e);
         }
         let hosts = self.refresh_hosts(&state, Some(&req.container_id));
@@ -415,6 +384,49 @@ impl Networks {
             hosts,
             resolv_conf: files::host_resolv_conf(),
         })
+    }
+
+    /// The lease `req` gets at `ip` on network `cfg` (`--add-host`'s `host-gateway`: the
+    /// network's gateway).
+    fn lease_for(&self, cfg: &NetworkConfig, req: &AttachRequest, ip: Ipv4Addr) -> Lease {
+        let extra_hosts = req
+            .extra_hosts
+            .iter()
+            .map(|x| ExtraHost {
+                name: x.name.clone(),
+                ip: Some(x.ip.unwrap_or(cfg.gateway.into())),
+            })
+            .collect();
+        Lease {
+            container_id: req.container_id.clone(),
+            ip,
+            names: req.names.clone(),
+            host_veth: self.veth_name(&cfg.name, &req.container_id),
+            ports: req.ports.clone(),
+            hosts_file: req.hosts_file.clone(),
+            owner: self.opts.owner.clone(),
+            holder: req.holder.clone(),
+            extra_hosts,
+            secondary: req.secondary,
+        }
+    }
+
+    /// Undoes an attach whose plumbing failed: what it made, and its lease.
+    fn roll_back(&self, state: &mut NetworkState, lease: &Lease) {
+        let mut td = Teardown::default();
+        self.unplumb(&state.config, lease, &mut td);
+        state.release(&lease.container_id);
+        td.step(
+            format!("release lease {}", lease.ip),
+            self.store.write_leases(state),
+        );
+        if !td.is_empty() {
+            tracing::warn!(
+                "rollback of attach to {}: {}",
+                state.config.name,
+                td.errors().join("; ")
+            );
+        }
     }
 
     /// Releases the leases whose holder is gone (a root deleted with its containers running,
@@ -530,76 +542,4 @@ impl Networks {
             );
         }
     }
-
-    /// Renders the hosts file of every container on the network, writes those that have a
-    /// hosts file, and returns the one of `own`. A container on several networks (hot-plug)
-    /// has one hosts file naming the containers of all of them; the other networks' state
-    /// is read without their locks (a concurrent change there rewrites the file again).
-    pub(crate) fn refresh_hosts(&self, state: &NetworkState, own: Option<&str>) -> String {
-        let all = self.states_with(state);
-        let mut mine = files::render_hosts(None, &entries(state, None), &[]);
-        for l in state.leases.values() {
-            let text = self.write_hosts_of(&all, &l.container_id);
-            if own == Some(l.container_id.as_str()) {
-                mine = text;
-            }
-        }
-        mine
-    }
-
-    /// Every network's state, `state` as given (it may be newer than what another
-    /// process reads).
-    pub(crate) fn states_with(&self, state: &NetworkState) -> Vec<NetworkState> {
-        let mut all: Vec<NetworkState> = self
-            .store
-            .all()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|s| s.config.name != state.config.name)
-            .collect();
-        all.push(state.clone());
-        all
-    }
-
-    /// Renders container `id`'s hosts file from every network it is on, writes it where
-    /// its leases say, and returns it (empty when it is on none).
-    pub(crate) fn write_hosts_of(&self, all: &[NetworkState], id: &str) -> String {
-        let mut mine: Vec<(&NetworkState, &Lease)> = all
-            .iter()
-            .filter_map(|s| s.leases.get(id).map(|l| (s, l)))
-            .collect();
-        // The first network's lease (not hot-plugged) names the container itself.
-        mine.sort_by_key(|(s, l)| (l.secondary, s.config.name.clone()));
-        let Some((_, first)) = mine.first() else {
-            return String::new();
-        };
-        let me = HostEntry {
-            ip: first.ip,
-            names: first.names.clone(),
-        };
-        let others: Vec<HostEntry> = mine
-            .iter()
-            .flat_map(|(s, _)| entries(s, Some(id)))
-            .collect();
-        let text = files::render_hosts(Some(&me), &others, &first.extra_hosts);
-        if let Some(path) = &first.hosts_file {
-            if let Err(e) = files::write_in_place(path, &text) {
-                tracing::warn!("update hosts file {}: {e}", path.display());
-            }
-        }
-        text
-    }
-}
-
-/// The hosts entries of a network's containers, `except` one.
-fn entries(state: &NetworkState, except: Option<&str>) -> Vec<HostEntry> {
-    state
-        .leases
-        .values()
-        .filter(|l| except != Some(l.container_id.as_str()))
-        .map(|l| HostEntry {
-            ip: l.ip,
-            names: l.names.clone(),
-        })
-        .collect()
 }

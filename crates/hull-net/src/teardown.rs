@@ -70,8 +70,7 @@ impl Networks {
         );
         self.refresh_hosts(&state, None);
         // Its own hosts file, when it stays on other networks, no longer names this one's.
-        let all = self.states_with(&state);
-        self.write_hosts_of(&all, container_id);
+        self.write_hosts_of(&state, container_id, lease.hosts_file.as_deref());
         td.finish()?;
         Ok(Some(lease))
     }

@@ -5,6 +5,8 @@
 
 mod ctr;
 
+use std::process::Stdio;
+
 use ctr::{text, Env};
 use serde_json::json;
 
@@ -84,5 +86,70 @@ fn connect_hot_plugs_a_running_container_and_a_restart_keeps_it() {
     e.ok(&["network", "connect", "pb", "a"]);
     e.ok(&["rm", "-f", "a", "b"]);
     e.ok(&["network", "rm", "pa", "pb"]);
+    e.assert_clean();
+}
+
+/// Two connects at once (the record read, plugged and saved under the run and store locks)
+/// get two interfaces; a container left only on a connected network gets its default route
+/// and keeps its `--add-host` entries; an exited container is not connected to a network
+/// that does not exist (its next start would fail).
+#[test]
+fn concurrent_connects_the_last_network_routes_and_a_missing_one_is_refused() {
+    let e = Env::new();
+    e.load(IMG, json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]}));
+    e.ok(&["network", "create", "--subnet", &e.net.subnet(193), "qa"]);
+    e.ok(&["network", "create", "--subnet", &e.net.subnet(192), "qb"]);
+    e.ok(&["network", "create", "--subnet", &e.net.subnet(191), "qc"]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a",
+        "--network",
+        "qa",
+        "--add-host",
+        "extra.test:10.9.8.7",
+        IMG,
+        "sleep",
+        "120",
+    ]);
+    let kids: Vec<_> = ["qb", "qc"]
+        .iter()
+        .map(|n| {
+            let mut c = e.cmd(&["network", "connect", n, "a"]);
+            c.stdout(Stdio::piped()).stderr(Stdio::piped());
+            c.spawn().unwrap()
+        })
+        .collect();
+    for k in kids {
+        let o = k.wait_with_output().unwrap();
+        assert!(o.status.success(), "{:?}", text(&o));
+    }
+    let got = addrs(&e, "a");
+    assert!(got.contains("eth1") && got.contains("eth2"), "{got}");
+
+    e.ok(&["network", "disconnect", "qa", "a"]);
+    e.ok(&["network", "disconnect", "qc", "a"]);
+    let routes = e.ok(&["exec", "a", "busybox", "ip", "route"]);
+    let qb_gw = format!("{}.1", e.net.subnet(192).rsplit_once('.').unwrap().0);
+    assert!(routes.contains(&format!("default via {qb_gw}")), "{routes}");
+    let hosts = e.ok(&["exec", "a", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("extra.test"), "{hosts}");
+    // Started again on `none`: the connected network is plugged with the default route.
+    e.ok(&["restart", "-t", "0", "a"]);
+    let routes = e.ok(&["exec", "a", "busybox", "ip", "route"]);
+    assert!(routes.contains(&format!("default via {qb_gw}")), "{routes}");
+
+    e.ok(&["run", "--name", "x", "--network", "qa", IMG, "true"]);
+    let o = e.hull(&["network", "connect", "nonet", "x"]);
+    assert!(
+        !o.status.success() && text(&o).1.contains("no such network"),
+        "{:?}",
+        text(&o)
+    );
+    e.ok(&["start", "x"]);
+
+    e.ok(&["rm", "-f", "a", "x"]);
+    e.ok(&["network", "rm", "qa", "qb", "qc"]);
     e.assert_clean();
 }
