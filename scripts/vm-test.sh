@@ -25,8 +25,9 @@ install_packages() {
     local p missing=()
     # qemu-system-x86: the VM; busybox-static: the guest's userland and the containers'
     # rootfs; cpio: the initramfs; nftables: hull-net runs `nft`; uidmap: newuidmap and
-    # newgidmap for the rootless checks (both copied into the guest).
-    for p in qemu-system-x86 busybox-static cpio nftables uidmap; do
+    # newgidmap for the rootless checks (both copied into the guest); attr: setfattr and
+    # getfattr, which mark the rootless user's cgroup delegated as systemd does.
+    for p in qemu-system-x86 busybox-static cpio nftables uidmap attr; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
             missing+=("$p")
     done
@@ -161,6 +162,8 @@ make_initramfs() {
         strip --strip-debug "$root/usr/local/bin/$b"
     done
     copy_with_libs "$(command -v nft)" /usr/sbin
+    copy_with_libs /usr/bin/setfattr /usr/bin
+    copy_with_libs /usr/bin/getfattr /usr/bin
     # Setuid root, as the package installs them: they write a rootless user's id maps.
     for b in newuidmap newgidmap; do
         copy_with_libs "/usr/bin/$b" /usr/bin

@@ -6,6 +6,15 @@ delegated() {
     check "rootless: hull load" hull load -i /vm/busybox.tar
     check "rootless: hull info says limits apply" sh -c '
         hull info | grep -E "^Cgroup Limits: +yes: " | grep -q "/user.slice/alice (controllers: cpu memory pids)"'
+    check "rootless: a container without limits leaves the delegated cgroup alone" sh -c "
+        hull run -d --name free --network none busybox sleep 1000 >/dev/null &&
+        [ ! -e $D/hull-procs ] && [ -z \"\$(cat $D/cgroup.subtree_control)\" ] &&
+        [ -n \"\$(cat $D/cgroup.procs)\" ]"
+    check "rootless: update --memory of a container made without limits is refused" sh -c '
+        out=$(hull update --memory 64m free 2>&1); rc=$?
+        echo "$out"
+        hull rm -f free >/dev/null
+        [ $rc -ne 0 ] && echo "$out" | grep -q -- "--memory: container free was made without a cgroup"'
     expect "rootless: run --memory --pids-limit --cpus (cgroup files inside)" "67108864
 50
 50000 100000" hull run --rm --network none --memory 64m --pids-limit 50 --cpus 0.5 busybox \
@@ -30,24 +39,26 @@ delegated() {
     } 2>&1 | sed 's/^/VM-DIAG /'
 }
 
-# bob: his cgroup /user.slice/bob is root's.
+# bob: his cgroup /user.slice/bob is his, but not marked delegated (no user.delegate).
 not_delegated() {
     check "rootless, not delegated: hull load" hull load -i /vm/busybox.tar
     check "rootless, not delegated: run --memory is refused, naming the flag and why" sh -c '
         out=$(hull run --rm --network none --memory 64m busybox true 2>&1) && exit 1
         echo "$out"
-        echo "$out" | grep -q -- "--memory: .*/user.slice/bob is not delegated to you"'
+        echo "$out" | grep -q -- "--memory: .*/user.slice/bob is not delegated to you (it is yours, but lacks the user.delegate=1 mark"'
     check "rootless, not delegated: hull info says no" sh -c '
         hull info | grep -qE "^Cgroup Limits: +no: .*/user.slice/bob is not delegated"'
     expect "rootless, not delegated: runs without limits" ok \
         hull run --rm --network none busybox echo ok
     check "rootless, not delegated: hull update --memory is refused" sh -c '
         hull run -d --name free --network none busybox sleep 1000 >/dev/null || exit 1
-        out=$(hull update --memory 64m free 2>&1) && exit 1
+        out=$(hull update --memory 64m free 2>&1); rc=$?
         echo "$out"
         hull rm -f free >/dev/null
-        echo "$out" | grep -q -- "--memory: .*/user.slice/bob is not delegated to you"'
-    check "rootless, not delegated: nothing made in its cgroup" sh -c '
-        [ -z "$(find /sys/fs/cgroup/user.slice/bob -mindepth 1 -type d)" ]'
+        [ $rc -ne 0 ] && echo "$out" | grep -q -- "--memory: .*/user.slice/bob is not delegated to you"'
+    check "rootless, not delegated: nothing made in its cgroup, nothing moved out of it" sh -c '
+        B=/sys/fs/cgroup/user.slice/bob
+        [ -z "$(find $B -mindepth 1 -type d)" ] && [ -z "$(cat $B/cgroup.subtree_control)" ] &&
+        grep -qx "$$" $B/cgroup.procs'
     check "rootless, not delegated: hull system reset -f" hull system reset -f
 }

@@ -18,14 +18,24 @@ for u in alice:1000 bob:1001; do
 done
 # What systemd does for user@UID.service: a slice that enables some controllers for its
 # children (not all: the user gets what it is given), the user's cgroup with its directory,
-# cgroup.procs, cgroup.subtree_control and cgroup.threads chowned (Delegate=yes). bob's
-# stays root's, as a login session's scope is.
+# cgroup.procs, cgroup.subtree_control and cgroup.threads chowned and the delegation mark
+# user.delegate=1 set (Delegate=yes; systemd >= 251 sets trusted.delegate too, which the user
+# cannot read). bob's is chowned to him but unmarked, as every unit's cgroup below
+# user@UID.service is, also one without Delegate=yes (a terminal's vte-spawn-*.scope):
+# his processes are not his to move, so no limits.
 ul=/sys/fs/cgroup/user.slice
 mkdir -p "$ul/alice" "$ul/bob"
 echo "+cpu +memory +pids" > "$ul/cgroup.subtree_control"
 for f in "" cgroup.procs cgroup.subtree_control cgroup.threads; do
     chown 1000:1000 "$ul/alice/$f"
+    chown 1001:1001 "$ul/bob/$f"
 done
+setfattr -n user.delegate -v 1 "$ul/alice"
+check "rootless: cgroupfs takes user.delegate from the cgroup's owner (docs/rootless.md)" sh -c '
+    mkdir "$1/mark" && chown 1001:1001 "$1/mark" &&
+    su bob -c "setfattr -n user.delegate -v 1 $1/mark" &&
+    [ "$(getfattr --only-values -n user.delegate "$1/mark")" = 1 ]; r=$?
+    rmdir "$1/mark"; exit $r' sh "$ul"
 check "rootless: newuidmap and newgidmap are setuid root" sh -c '
     [ -u /usr/bin/newuidmap ] && [ -u /usr/bin/newgidmap ]'
 

@@ -105,6 +105,7 @@ pub(crate) fn run(
     if etc_missing && only_targets(&upper.join("etc")) {
         skip.push(PathBuf::from("etc"));
     }
+    let fuse = hull_image::Store::open(&engine.root)?.container_fuse(&guard.rec.id)?;
     let mut w = LayerWriter::create(stage_dir)?;
     append_tree(
         w.tar(),
@@ -112,6 +113,7 @@ pub(crate) fn run(
         Path::new(""),
         &TreeOptions {
             overlay: true,
+            fuse,
             skip: &skip,
         },
     )?;

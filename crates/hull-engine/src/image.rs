@@ -93,6 +93,10 @@ impl Engine {
         let mut store = Store::open(&self.root)?;
         let base = store.container_image(&r.id)?;
         let upper = store.container_upper(&r.id)?;
+        let whiteouts = match store.container_fuse(&r.id)? {
+            true => Whiteouts::FuseOverlay,
+            false => Whiteouts::Overlay,
+        };
         let mut draft = store.draft_from(&base)?;
         apply_container_settings(&mut draft, r);
         for c in &o.changes {
@@ -108,7 +112,7 @@ impl Engine {
         let layer = store.add_layer_from_dir(
             draft.top_chain(),
             &upper,
-            Whiteouts::Overlay,
+            whiteouts,
             &mount_points(),
             draft.media_types(),
         )?;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::OptionalExtension;
 
 use crate::digest::Digest;
-use crate::rootfs::{io_err, RootfsError};
+use crate::rootfs::{io_err, RootfsError, FUSE_MODE};
 use crate::store::{ImageRecord, Store, StoreError};
 
 /// How a path changed in a container (docker diff's letters).
@@ -83,6 +83,14 @@ impl Store {
         Ok(upper)
     }
 
+    /// Whether container `id`'s rootfs is fuse-overlayfs's (its upper dir then marks opaque
+    /// directories with a `.wh..wh..opq` file too: [`TreeOptions::fuse`]).
+    ///
+    /// [`TreeOptions::fuse`]: crate::layer_write::TreeOptions::fuse
+    pub fn container_fuse(&self, id: &str) -> Result<bool, RootfsError> {
+        Ok(self.rootfs_row(id)?.mode == FUSE_MODE)
+    }
+
     /// `diff`: what container `id` added, changed and deleted against its image, sorted by
     /// path. `init` (relative, e.g. `etc/hosts`, `proc`) is what the engine makes in every
     /// container, docker's init layer, which docker counts as part of the base: those files
@@ -105,6 +113,7 @@ impl Store {
         let walk = Walk {
             lowers: &lowers,
             init,
+            fuse: row.mode == FUSE_MODE,
         };
         walk.dir(&upper, Path::new(""), (false, false), &mut out)?;
         out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -116,6 +125,8 @@ struct Walk<'a> {
     /// Top first.
     lowers: &'a [PathBuf],
     init: &'a [PathBuf],
+    /// The upper dir is fuse-overlayfs's (rootfs mode `overlay-fuse`).
+    fuse: bool,
 }
 
 fn is_whiteout(m: &fs::Metadata) -> bool {
@@ -129,9 +140,10 @@ fn is_opaque(p: &Path) -> bool {
     })
 }
 
-/// An upper dir's opaque directory as fuse-overlayfs marks it (xattr and marker file).
-fn is_upper_opaque(p: &Path) -> bool {
-    is_opaque(p) || p.join(crate::userns::FUSE_OPAQUE_FILE).exists()
+/// An upper dir's opaque directory: the xattr, or (`fuse`: fuse-overlayfs's upper dir only)
+/// its marker file. On the kernel's overlay a `.wh..wh..opq` file is one the container made.
+fn is_upper_opaque(p: &Path, fuse: bool) -> bool {
+    is_opaque(p) || (fuse && p.join(crate::userns::FUSE_OPAQUE_FILE).exists())
 }
 
 impl Walk<'_> {
@@ -197,7 +209,7 @@ impl Walk<'_> {
             let path = e.path();
             let rel = rel.join(&name);
             // fuse-overlayfs's opaque marker: not a file of the container's.
-            if name == crate::userns::FUSE_OPAQUE_FILE {
+            if self.fuse && name == crate::userns::FUSE_OPAQUE_FILE {
                 continue;
             }
             seen.push(name);
@@ -224,7 +236,7 @@ impl Walk<'_> {
             let at = out.len();
             out.push(PathChange { kind, path: abs });
             if m.is_dir() {
-                let own = !fresh && is_upper_opaque(&path);
+                let own = !fresh && is_upper_opaque(&path, self.fuse);
                 self.dir(&path, &rel, (fresh, own), out)?;
                 // Copied up (or made) only for the engine's mount points: not a change.
                 if init_dir && out.len() == at + 1 && self.same_as_image(&rel, &m) {
@@ -245,5 +257,43 @@ impl Walk<'_> {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// The image has `d/old`; the upper dir has `d/.wh..wh..opq` as a plain file and `d/new`.
+    fn changes(fuse: bool) -> Vec<String> {
+        let t = tempfile::tempdir().unwrap();
+        let (lower, upper) = (t.path().join("lower"), t.path().join("upper"));
+        fs::create_dir_all(lower.join("d")).unwrap();
+        fs::write(lower.join("d/old"), "").unwrap();
+        fs::create_dir_all(upper.join("d")).unwrap();
+        fs::write(upper.join("d/.wh..wh..opq"), "").unwrap();
+        fs::write(upper.join("d/new"), "").unwrap();
+        let lowers = [lower];
+        let walk = Walk {
+            lowers: &lowers,
+            init: &[],
+            fuse,
+        };
+        let mut out = Vec::new();
+        walk.dir(&upper, Path::new(""), (false, false), &mut out)
+            .unwrap();
+        let mut got: Vec<String> = out
+            .iter()
+            .map(|c| format!("{} {}", c.kind.letter(), c.path))
+            .collect();
+        got.sort();
+        got
+    }
+
+    #[test]
+    fn opaque_marker_file_is_honoured_on_fuse_overlayfs_only() {
+        assert_eq!(changes(true), ["A /d/new", "C /d", "D /d/old"]);
+        assert_eq!(changes(false), ["A /d/.wh..wh..opq", "A /d/new", "C /d"]);
     }
 }

@@ -39,6 +39,11 @@ pub enum LayerWriteError {
     Install(#[from] PullError),
     #[error("image config: {0}")]
     Config(#[source] serde_json::Error),
+    #[error(
+        "{0}: a file whose name starts with .wh. cannot go into a layer (the OCI layer format \
+         reads it as a whiteout or an opaque-directory marker): rename or remove it"
+    )]
+    WhiteoutName(PathBuf),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LayerWriteError + '_ {
@@ -174,9 +179,12 @@ impl LayerWriter {
 pub struct TreeOptions<'a> {
     /// The directory is an overlayfs upper dir: 0/0 character devices are whiteouts and
     /// `trusted.overlay.opaque=y` (`user.overlay.opaque` rootless, `user.fuseoverlayfs.opaque`
-    /// and a `.wh..wh..opq` file from fuse-overlayfs) marks an opaque directory (written as
-    /// `.wh.` entries).
+    /// from fuse-overlayfs) marks an opaque directory (written as `.wh.` entries).
     pub overlay: bool,
+    /// The upper dir is fuse-overlayfs's (rootfs mode `overlay-fuse`): its `.wh..wh..opq`
+    /// file marks an opaque directory too and is no content. On the kernel's overlay such a
+    /// file is one the container made, and is written as it is.
+    pub fuse: bool,
     /// Paths (relative, no leading `/`) left out with everything below them.
     pub skip: &'a [PathBuf],
 }
@@ -218,7 +226,8 @@ fn walk<W: Write>(
     for name in names {
         let r = rel.join(&name);
         // fuse-overlayfs's marker next to its opaque xattr (written below from the xattr).
-        if opts.skip.contains(&r) || (opts.overlay && name == crate::userns::FUSE_OPAQUE_FILE) {
+        let fuse = opts.overlay && opts.fuse;
+        if opts.skip.contains(&r) || (fuse && name == crate::userns::FUSE_OPAQUE_FILE) {
             continue;
         }
         let p = root.join(&r);
@@ -233,6 +242,12 @@ fn walk<W: Write>(
                 .map_err(io_err(&p))?;
             continue;
         }
+        // The kernel's overlay whites out with devices only: a `.wh.` file here is the
+        // container's own, and written as it is it would delete or hide in the layer.
+        // fuse-overlayfs writes `.wh.NAME` files itself where it cannot mknod: layer format.
+        if opts.overlay && !fuse && name.as_encoded_bytes().starts_with(b".wh.") {
+            return Err(LayerWriteError::WhiteoutName(dest));
+        }
         append_entry(tar, &p, &dest, &m, links, None)?;
         if m.is_dir() {
             let opaque = opts.overlay
@@ -240,7 +255,7 @@ fn walk<W: Write>(
                     .map_err(io_err(&p))?
                     .iter()
                     .any(|(k, v)| crate::userns::is_opaque_xattr(k) && v == b"y")
-                    || p.join(crate::userns::FUSE_OPAQUE_FILE).exists());
+                    || (fuse && p.join(crate::userns::FUSE_OPAQUE_FILE).exists()));
             if opaque {
                 let mut h = header(&m, tar::EntryType::Regular);
                 h.set_mode(0);
@@ -408,4 +423,43 @@ pub fn commit_image(
         &crate::progress::NoProgress,
     )?;
     Ok(store.lookup(&manifest.config.digest.to_string())?)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// An upper dir with `d/.wh..wh..opq` as a plain file and `d/f`; the tar's entry names.
+    fn names_of(fuse: bool) -> Result<Vec<String>, LayerWriteError> {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("d")).unwrap();
+        fs::write(t.path().join("d/.wh..wh..opq"), "").unwrap();
+        fs::write(t.path().join("d/f"), "x").unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        let opts = TreeOptions {
+            overlay: true,
+            fuse,
+            skip: &[],
+        };
+        append_tree(&mut tar, t.path(), Path::new(""), &opts)?;
+        let data = tar.into_inner().unwrap();
+        let mut a = tar::Archive::new(&data[..]);
+        Ok(a.entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect())
+    }
+
+    #[test]
+    fn opaque_marker_file_is_honoured_on_fuse_overlayfs_only() {
+        // fuse-overlayfs: the file marks `d` opaque, written once as the layer's marker.
+        assert_eq!(names_of(true).unwrap(), ["d", "d/.wh..wh..opq", "d/f"]);
+        // The kernel's overlay: the container made that file; it cannot go into a layer.
+        let e = names_of(false).unwrap_err().to_string();
+        assert!(
+            e.starts_with("d/.wh..wh..opq: a file whose name starts with .wh."),
+            "{e}"
+        );
+    }
 }

@@ -19,6 +19,10 @@ mod image_mount;
 
 pub use fuse::set_mount_program;
 
+/// The mode recorded in the store's `rootfs` row for a fuse-overlayfs mount: its upper dir
+/// marks opaque directories with a `.wh..wh..opq` file too, the kernel's never does.
+pub(crate) const FUSE_MODE: &str = "overlay-fuse";
+
 /// Errors preparing or tearing down a rootfs.
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -289,7 +293,7 @@ fn make(
             &dir.join("work"),
         )?;
         // fuse-overlayfs has no `volatile`; its upper dir is never refused after a crash.
-        Ok((RootfsMode::Overlay, Durability::Durable, "overlay-fuse"))
+        Ok((RootfsMode::Overlay, Durability::Durable, FUSE_MODE))
     };
     let copy = || -> Result<_, RootfsError> {
         copy::populate(lowers, &merged)?;

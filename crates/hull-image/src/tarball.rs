@@ -55,13 +55,24 @@ pub enum TarError {
     },
     #[error("{path}: {what} (overlayfs redirect_dir/metacopy); this upper dir cannot be written as a layer")]
     Partial { path: PathBuf, what: &'static str },
+    #[error(
+        "{0}: a file whose name starts with .wh. cannot go into a layer (the OCI layer format \
+         reads it as a whiteout or an opaque-directory marker): rename or remove it"
+    )]
+    WhiteoutName(PathBuf),
 }
 
 /// What to do with overlayfs whiteouts found in the tree.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Whiteouts {
-    /// The tree is an overlayfs upper dir: whiteouts and opaque dirs become OCI whiteouts.
+    /// The tree is the kernel overlayfs's upper dir: whiteouts and opaque dirs become OCI
+    /// whiteouts; a file named `.wh.*` (the container's own: the kernel whites out with
+    /// devices only) is refused, as a layer would read it as a marker.
     Overlay,
+    /// The tree is fuse-overlayfs's upper dir (rootfs mode `overlay-fuse`): as `Overlay`, but
+    /// its `.wh..wh..opq` file marks an opaque dir (written once, from the xattr) and its
+    /// `.wh.NAME` files (where it cannot mknod) are whiteouts in the layer format already.
+    FuseOverlay,
     /// The tree is a plain filesystem (a merged rootfs): everything is written as it is,
     /// except overlayfs's own xattrs.
     Plain,
@@ -112,6 +123,11 @@ fn read_err(path: &Path) -> impl FnOnce(io::Error) -> TarError + '_ {
 }
 
 impl<W: Write> Writer<'_, W> {
+    /// An overlay upper dir (the kernel's or fuse-overlayfs's).
+    fn overlay(&self) -> bool {
+        self.whiteouts != Whiteouts::Plain
+    }
+
     fn walk(&mut self, dir: &Path, rel: &Path) -> Result<(), TarError> {
         let mut names: Vec<_> = fs::read_dir(dir)
             .map_err(read_err(dir))?
@@ -125,9 +141,19 @@ impl<W: Write> Writer<'_, W> {
             if self.skip.contains(&rel) {
                 continue;
             }
+            if self.whiteouts == Whiteouts::FuseOverlay && name == crate::userns::FUSE_OPAQUE_FILE {
+                continue;
+            }
             let meta = fs::symlink_metadata(&path).map_err(read_err(&path))?;
             let ft = meta.file_type();
-            if self.whiteouts == Whiteouts::Overlay && ft.is_char_device() && meta.rdev() == 0 {
+            let wh_dev = ft.is_char_device() && meta.rdev() == 0;
+            if self.whiteouts == Whiteouts::Overlay
+                && !wh_dev
+                && name.as_bytes().starts_with(b".wh.")
+            {
+                return Err(TarError::WhiteoutName(rel));
+            }
+            if self.overlay() && wh_dev {
                 let mut wh = name.clone();
                 wh.clear();
                 wh.push(".wh.");
@@ -143,7 +169,7 @@ impl<W: Write> Writer<'_, W> {
             if ft.is_dir() {
                 self.pax(&xattrs, &rel)?;
                 self.entry(&rel, &meta, tar::EntryType::Directory, &path)?;
-                if self.whiteouts == Whiteouts::Overlay && is_opaque(&path)? {
+                if self.overlay() && is_opaque(&path)? {
                     self.empty_file(&rel.join(".wh..wh..opq"), &meta)?;
                 }
                 self.walk(&path, &rel)?;
@@ -195,8 +221,7 @@ impl<W: Write> Writer<'_, W> {
         let all = fsutil::lxattrs(path).map_err(read_err(path))?;
         let mut keep = Vec::new();
         for (n, v) in all {
-            if let Some(what) = partial_marker(&n).filter(|_| self.whiteouts == Whiteouts::Overlay)
-            {
+            if let Some(what) = partial_marker(&n).filter(|_| self.overlay()) {
                 return Err(TarError::Partial {
                     path: path.strip_prefix(&self.root).unwrap_or(path).into(),
                     what,
@@ -291,4 +316,48 @@ fn is_opaque(dir: &Path) -> Result<bool, TarError> {
     let x = fsutil::lxattrs(dir).map_err(read_err(dir))?;
     Ok(x.iter()
         .any(|(n, v)| crate::userns::is_opaque_xattr(n) && v == b"y"))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// An upper dir with `d/.wh..wh..opq` as a plain file and `d/f`; the tar's entry names.
+    fn names_of(whiteouts: Whiteouts) -> Result<Vec<String>, TarError> {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("d")).unwrap();
+        fs::write(t.path().join("d/.wh..wh..opq"), "").unwrap();
+        fs::write(t.path().join("d/f"), "x").unwrap();
+        if whiteouts == Whiteouts::FuseOverlay {
+            // fuse-overlayfs sets its xattr next to the marker file.
+            fsutil::lsetxattr(&t.path().join("d"), "user.fuseoverlayfs.opaque", b"y").unwrap();
+        }
+        let data = write_tree(t.path(), Vec::new(), whiteouts, &[])?;
+        let mut a = tar::Archive::new(&data[..]);
+        Ok(a.entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect())
+    }
+
+    #[test]
+    fn commit_honours_the_opaque_marker_file_on_fuse_overlayfs_only() {
+        // fuse-overlayfs: `d` is opaque, its marker written once (from the xattr).
+        assert_eq!(
+            names_of(Whiteouts::FuseOverlay).unwrap(),
+            ["d", "d/.wh..wh..opq", "d/f"]
+        );
+        // The kernel's overlay: the container made that file; it cannot go into a layer.
+        let e = names_of(Whiteouts::Overlay).unwrap_err().to_string();
+        assert!(
+            e.starts_with("d/.wh..wh..opq: a file whose name starts with .wh."),
+            "{e}"
+        );
+        // An exported rootfs keeps it as it is.
+        assert_eq!(
+            names_of(Whiteouts::Plain).unwrap(),
+            ["d", "d/.wh..wh..opq", "d/f"]
+        );
+    }
 }

@@ -1,17 +1,24 @@
 //! Limits for rootless containers through a delegated cgroup v2 subtree (docs/rootless.md).
 //!
 //! A user may only manage cgroups the system delegated to them: on a pure cgroup v2 host, a
-//! cgroup whose directory, `cgroup.procs` and `cgroup.subtree_control` belong to the user, as
-//! systemd's `Delegate=yes` makes `user@UID.service` and `systemd-run --user -p Delegate=yes`
-//! units. hull looks at its own cgroup only (the `0::` line of /proc/self/cgroup): a parent
-//! that happens to belong to the user is still systemd's to manage. On v1 and hybrid hosts
-//! the controllers are in v1 hierarchies no user is given, so nothing is delegated.
+//! cgroup whose directory, `cgroup.procs` and `cgroup.subtree_control` belong to the user AND
+//! that carries systemd's delegation mark, the xattr `trusted.delegate` or `user.delegate`
+//! = `1` (systemd ≥ 251 sets both on every `Delegate=yes` unit's cgroup and removes them
+//! from the others; its own `cg_is_delegated` reads them so). Ownership alone is not enough:
+//! under `user@UID.service` every unit's cgroup belongs to the user, also those without
+//! `Delegate=yes` (a terminal's `vte-spawn-*.scope`), whose processes are the user manager's
+//! to place. An unprivileged reader never sees `trusted.*` (the kernel answers ENODATA without
+//! CAP_SYS_ADMIN), so for a rootless hull it is `user.delegate` that counts. hull looks at its
+//! own cgroup only (the `0::` line of /proc/self/cgroup): a parent that happens to belong to
+//! the user is still systemd's to manage. On v1 and hybrid hosts the controllers are in v1
+//! hierarchies no user is given, so nothing is delegated.
 //!
 //! cgroup v2's "no internal processes" rule (cgroup-v2.rst): a cgroup other than the root
 //! that enables controllers for its children may hold no process itself, and the kernel
 //! refuses the write to `cgroup.subtree_control` (EBUSY) while it does. The user's shell, hull,
 //! the shims and the pause process all start in the delegated cgroup `D`, so before the first
-//! container hull moves every process of `D` into the leaf `D/hull-procs` (as podman's
+//! container with limits (one without gets no cgroup: nothing of the user's moves for it)
+//! hull moves every process of `D` into the leaf `D/hull-procs` (as podman's
 //! MoveUnderCgroupSubtree and docker's dind script do), then enables `D`'s controllers in `D`
 //! and in `D/hull`, the parent of the containers' cgroups `D/hull/ID` that hullc makes and
 //! removes. A later hull, started from the moved shell, finds itself in `D/hull-procs` and
@@ -26,6 +33,11 @@ pub(crate) const LEAF: &str = "hull-procs";
 /// The parent of the containers' cgroups, below the delegated cgroup.
 pub(crate) const PARENT: &str = "hull";
 
+/// Where to run hull instead: one long-lived delegated unit for all hull commands (a scope
+/// per command would end with the command, leaving the containers' cgroupsPath dangling).
+const HINT: &str = "run hull from a shell in a long-lived delegated unit, e.g. \
+    `systemd-run --user --scope -p Delegate=yes --unit=hull $SHELL` (docs/rootless.md)";
+
 /// Why rootless containers get no limits here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Why {
@@ -33,6 +45,8 @@ pub enum Why {
     NotV2,
     /// The user's cgroup (a path in the v2 hierarchy) is not theirs to manage.
     NotDelegated(String),
+    /// The user's cgroup is theirs but lacks the delegation mark (`user.delegate`).
+    Unmarked(String),
     /// /proc/self/cgroup or the hierarchy could not be read.
     Unknown(String),
 }
@@ -47,8 +61,12 @@ impl std::fmt::Display for Why {
             Why::NotDelegated(p) => write!(
                 f,
                 "your cgroup {p} is not delegated to you (its cgroup.procs and \
-                 cgroup.subtree_control are not yours; run hull in a delegated one, e.g. \
-                 `systemd-run --user --scope -p Delegate=yes hull ...`)"
+                 cgroup.subtree_control are not yours); {HINT}"
+            ),
+            Why::Unmarked(p) => write!(
+                f,
+                "your cgroup {p} is not delegated to you (it is yours, but lacks the \
+                 user.delegate=1 mark systemd sets on Delegate=yes units); {HINT}"
             ),
             Why::Unknown(e) => write!(f, "your cgroup could not be determined: {e}"),
         }
@@ -129,12 +147,43 @@ pub(crate) fn status_in(mount: &Path, own: &str, euid: u32) -> Result<Delegated,
     if !(ours("") && ours("cgroup.procs") && ours("cgroup.subtree_control")) {
         return Err(Why::NotDelegated(path));
     }
+    if !marked(&dir) {
+        return Err(Why::Unmarked(path));
+    }
     let controllers = words(&dir.join("cgroup.controllers"));
     Ok(Delegated {
         dir,
         path,
         controllers,
     })
+}
+
+/// Whether `dir` carries systemd's delegation mark: `trusted.delegate` or `user.delegate`
+/// reading `1` (systemd writes the one byte; a trailing newline from `echo` is forgiven).
+fn marked(dir: &Path) -> bool {
+    ["trusted.delegate", "user.delegate"]
+        .iter()
+        .any(|name| xattr(dir, name).is_some_and(|v| v.trim_ascii() == b"1"))
+}
+
+/// The value of the extended attribute `name` of `path` (at most 16 bytes), if readable.
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let n = std::ffi::CString::new(name).ok()?;
+    let mut buf = [0u8; 16];
+    // SAFETY: both names are NUL-terminated C strings that outlive the call, and the kernel
+    // writes at most buf.len() bytes into buf.
+    let len = unsafe {
+        libc::getxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            buf.as_mut_ptr().cast::<libc::c_void>(),
+            buf.len(),
+        )
+    };
+    let len = usize::try_from(len).ok()?;
+    buf.get(..len).map(<[u8]>::to_vec)
 }
 
 fn words(file: &Path) -> Vec<String> {
@@ -235,8 +284,8 @@ mod tests {
         unsafe { libc::geteuid() }
     }
 
-    /// A fake delegated cgroup `/u/app` under `mount`, files owned by the caller.
-    fn fake(mount: &Path) -> PathBuf {
+    /// A fake cgroup `/u/app` under `mount`, files owned by the caller, without the mark.
+    fn unmarked(mount: &Path) -> PathBuf {
         let d = mount.join("u/app");
         std::fs::create_dir_all(&d).unwrap();
         for (f, v) in [
@@ -247,6 +296,50 @@ mod tests {
             std::fs::write(d.join(f), v).unwrap();
         }
         d
+    }
+
+    /// [`unmarked`] with `user.delegate` set to `value`, as systemd marks a Delegate=yes unit.
+    fn mark(d: &Path, value: &[u8]) {
+        use std::os::unix::ffi::OsStrExt;
+        let p = std::ffi::CString::new(d.as_os_str().as_bytes()).unwrap();
+        // SAFETY: NUL-terminated names and a value slice that outlive the call.
+        let rc = unsafe {
+            libc::setxattr(
+                p.as_ptr(),
+                c"user.delegate".as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    }
+
+    /// A fake delegated cgroup `/u/app` under `mount`: owned by the caller and marked.
+    fn fake(mount: &Path) -> PathBuf {
+        let d = unmarked(mount);
+        mark(&d, b"1");
+        d
+    }
+
+    #[test]
+    fn an_owned_cgroup_without_the_mark_is_not_delegated() {
+        let t = tempfile::tempdir().unwrap();
+        let d = unmarked(t.path());
+        let e = status_in(t.path(), "/u/app", euid()).unwrap_err();
+        assert_eq!(e, Why::Unmarked("/u/app".into()));
+        assert!(
+            e.to_string().contains("/u/app is not delegated to you"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("--unit=hull $SHELL"), "{e}");
+        mark(&d, b"0");
+        assert_eq!(
+            status_in(t.path(), "/u/app", euid()),
+            Err(Why::Unmarked("/u/app".into()))
+        );
+        mark(&d, b"1\n");
+        assert!(status_in(t.path(), "/u/app", euid()).is_ok());
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! What a container's `config.json` needs when hull runs rootless (inside the user's
 //! namespace, where hull is root of that namespace only):
 //!
-//! - `cgroupsPath`: with a delegated cgroup v2 subtree (`cgroup.rs`), `<delegated>/hull/<id>`,
-//!   which hullc creates (a rootless hullc with a cgroupsPath fails rather than skip it) and
+//! - `cgroupsPath`: for a container with limits, in a delegated cgroup v2 subtree
+//!   (`cgroup.rs`), `<delegated>/hull/<id>`, which hullc creates (a rootless hullc with a cgroupsPath fails rather than skip it) and
 //!   the limits go there; a limit whose controller the subtree lacks is refused, naming the
-//!   flag and the controller. Without delegation (cgroup v1 or hybrid, or a cgroup not the
+//!   flag and the controller. Without limits none (readying the subtree moves the user's
+//!   processes: only limits justify that). Without delegation (cgroup v1 or hybrid, or a cgroup not the
 //!   user's) none, and hullc leaves the container without a cgroup (runc's rule for a
 //!   rootless spec without one); limits are then refused, naming the flag: podman warns
 //!   and drops them there, but a limit that silently does nothing is worse than an error
@@ -38,8 +39,9 @@ pub enum Error {
     #[error("{0}: readying your delegated cgroup for the container's limits")]
     Prepare(&'static str, #[source] cgroup::Error),
     #[error(
-        "{0}: container {1} was made without a cgroup (your cgroup was not delegated then): \
-         make it again to give it limits (docs/rootless.md)"
+        "{0}: container {1} was made without a cgroup (rootless containers get one only \
+         when made with limits in a delegated cgroup): make it again with a limit \
+         (docs/rootless.md)"
     )]
     Uncontained(&'static str, String),
 }
@@ -102,8 +104,14 @@ fn adapt_with(
                 .collect()
         })
         .unwrap_or_default();
-    let path = match status() {
-        Ok(d) => {
+    // Without limits no cgroup (and no status, no prepare): readying the delegated cgroup
+    // moves the user's processes and fixes its controllers, which only limits justify.
+    // Without limits no cgroup (no status, no prepare): readying the delegated cgroup moves
+    // the user's processes and fixes its controllers, which only limits justify.
+    let path = match asked.first() {
+        None => None,
+        Some(&(first, _)) => {
+            let d = status().map_err(|why| Error::Limits(first, why))?;
             if let Some(&(flag, controller)) = asked
                 .iter()
                 .find(|(_, c)| !d.controllers.iter().any(|h| h == c))
@@ -115,18 +123,9 @@ fn adapt_with(
                     have: d.controllers.join(" "),
                 });
             }
-            match (prepare(&d), asked.first()) {
-                (Ok(parent), _) => Some(format!("{parent}/{id}")),
-                (Err(e), Some(&(flag, _))) => return Err(Error::Prepare(flag, e)),
-                // No limits asked: the container runs without a cgroup, as it would
-                // without delegation.
-                (Err(_), None) => None,
-            }
+            let parent = prepare(&d).map_err(|e| Error::Prepare(first, e))?;
+            Some(format!("{parent}/{id}"))
         }
-        Err(why) => match asked.first() {
-            Some(&(flag, _)) => return Err(Error::Limits(flag, why)),
-            None => None,
-        },
     };
     if let Some(l) = linux.as_object_mut() {
         match path {
@@ -203,10 +202,14 @@ mod tests {
         adapt_with(&mut s, "c1", delegated, ready).unwrap();
         assert_eq!(s["linux"]["cgroupsPath"], "/u/app/hull/c1");
         assert_eq!(s["linux"]["resources"]["memory"]["limit"], 1);
-        // Without limits too (stats, pause and kill of every process work as for root).
+    }
+
+    #[test]
+    fn without_limits_the_delegated_cgroup_is_left_alone() {
         let mut s = json!({"linux": {"resources": {"devices": []}, "cgroupsPath": "/hull/c2"}});
-        adapt_with(&mut s, "c2", delegated, ready).unwrap();
-        assert_eq!(s["linux"]["cgroupsPath"], "/u/app/hull/c2");
+        let untouched = || -> Result<Delegated, Why> { panic!("status read without limits") };
+        adapt_with(&mut s, "c2", untouched, unprepared).unwrap();
+        assert!(s["linux"].get("cgroupsPath").is_none());
     }
 
     #[test]
@@ -236,7 +239,7 @@ mod tests {
     }
 
     #[test]
-    fn failed_preparation_fails_limits_only() {
+    fn failed_preparation_fails_the_limits() {
         let busy = |_: &Delegated| {
             Err(cgroup::Error::Busy {
                 path: "/sys/fs/cgroup/u/app".into(),
@@ -246,9 +249,6 @@ mod tests {
         let mut s = json!({"linux": {"resources": {"pids": {"limit": 5}}, "cgroupsPath": "/h/c"}});
         let e = adapt_with(&mut s, "c", delegated, busy).unwrap_err();
         assert!(e.to_string().starts_with("--pids-limit: "), "{e}");
-        let mut s = json!({"linux": {"resources": {"devices": []}, "cgroupsPath": "/h/c"}});
-        adapt_with(&mut s, "c", delegated, busy).unwrap();
-        assert!(s["linux"].get("cgroupsPath").is_none());
     }
 
     #[test]
