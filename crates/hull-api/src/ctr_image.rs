@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::create::RestartPolicy;
 use crate::error::{chain, ApiError};
-use crate::http::{self, ChanWriter, JsonLines, Req, Resp};
+use crate::http::{self, JsonLines, Req, Resp, TryChanWriter};
 use crate::routes::blocking;
 use crate::server::App;
 
@@ -84,13 +84,17 @@ pub(crate) async fn export(app: &Arc<App>, id: &str) -> Result<Resp, ApiError> {
     // The container is looked up first, so an unknown one is a 404, not a broken stream.
     let key = id.clone();
     blocking(app, move |e| Ok(e.find(&key).map(drop)?)).await?;
-    let (tx, resp) = http::stream("application/x-tar");
+    let (tx, resp) = http::try_stream("application/x-tar");
     let engine = app.engine.clone();
     tokio::task::spawn_blocking(move || {
-        let w = std::io::BufWriter::with_capacity(1 << 20, ChanWriter(tx));
-        // A failure midway can only cut the stream: the client sees a short tar.
+        let fail = tx.clone();
+        let w = std::io::BufWriter::with_capacity(1 << 20, TryChanWriter(tx));
+        // The 200 is out: a failure midway can only abort the stream, which the client
+        // sees as a broken transfer rather than a short tar.
         if let Err(err) = engine.export(&id, w) {
-            eprintln!("hull system service: export of {id}: {}", chain(&err));
+            let m = chain(&err);
+            eprintln!("hull system service: export of {id}: {m}");
+            TryChanWriter::fail(&fail, m);
         }
     });
     Ok(resp)
