@@ -149,7 +149,7 @@ impl<W: Write> Writer<'_, W> {
             if ft.is_socket() {
                 continue;
             }
-            let xattrs = self.xattrs(&path, &shown)?;
+            let (xattrs, opaque) = self.xattrs(&path, &shown)?;
             let src = Src {
                 dir,
                 name: &name,
@@ -160,7 +160,7 @@ impl<W: Write> Writer<'_, W> {
                 let sub = at::open_dir_at(dir, &name, &meta).map_err(read_err(&shown))?;
                 self.pax(&xattrs, &rel)?;
                 self.entry(&rel, &meta, tar::EntryType::Directory, &src)?;
-                if self.whiteouts == Whiteouts::Overlay && is_opaque(&xattrs) {
+                if self.whiteouts == Whiteouts::Overlay && opaque {
                     self.empty_file(&rel.join(".wh..wh..opq"), &meta)?;
                 }
                 self.walk(sub.as_fd(), &rel)?;
@@ -207,9 +207,14 @@ impl<W: Write> Writer<'_, W> {
         }
     }
 
-    /// The xattrs to keep; refuses overlayfs's partial-content markers.
-    fn xattrs(&self, path: &Path, shown: &Path) -> Result<Xattrs, TarError> {
+    /// The xattrs to keep, and whether the entry is an opaque directory (overlayfs's own
+    /// xattr, not kept: taken from the same read, so it belongs to the entry written);
+    /// refuses overlayfs's partial-content markers.
+    fn xattrs(&self, path: &Path, shown: &Path) -> Result<(Xattrs, bool), TarError> {
         let all = fsutil::lxattrs(path).map_err(read_err(shown))?;
+        let opaque = all
+            .iter()
+            .any(|(n, v)| crate::userns::is_opaque_xattr(n) && v == b"y");
         let mut keep = Vec::new();
         for (n, v) in all {
             if let Some(what) = partial_marker(&n).filter(|_| self.whiteouts == Whiteouts::Overlay)
@@ -223,7 +228,7 @@ impl<W: Write> Writer<'_, W> {
                 keep.push((n, v));
             }
         }
-        Ok(keep)
+        Ok((keep, opaque))
     }
 
     fn pax(&mut self, xattrs: &Xattrs, rel: &Path) -> Result<(), TarError> {
@@ -302,13 +307,6 @@ fn header(meta: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
     h.set_mtime(meta.mtime().max(0) as u64);
     h.set_size(0);
     h
-}
-
-/// Whether the xattrs read for a directory mark it opaque (the listing's own read, so the
-/// answer belongs to the directory written).
-fn is_opaque(x: &Xattrs) -> bool {
-    x.iter()
-        .any(|(n, v)| crate::userns::is_opaque_xattr(n) && v == b"y")
 }
 
 /// An entry being written: where it is (its directory's fd and name, and the
