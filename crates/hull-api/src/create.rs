@@ -302,7 +302,8 @@ pub(crate) async fn create(app: &Arc<App>, req: &mut Req) -> Result<Resp, ApiErr
     let id = blocking(app, move |e| {
         let r = e.create(&image, &o)?;
         let p = e.dir(&r).join(STORED);
-        if let Err(err) = std::fs::write(&p, serde_json::to_vec(&stored).unwrap_or_default()) {
+        let data = serde_json::to_vec(&stored).unwrap_or_default();
+        if let Err(err) = hull_engine::record::replace_file(&p, &data) {
             let _ = e.remove(&r, true, true);
             return Err(ApiError::internal(format!(
                 "cannot write {}: {err}",
@@ -342,7 +343,9 @@ pub(crate) fn store_restart_policy(
         .and_then(|d| serde_json::from_slice(&d).ok())
         .unwrap_or_default();
     s.restart_policy = p;
-    std::fs::write(&path, serde_json::to_vec(&s).unwrap_or_default())
+    // Atomic: inspect (and a service restarted mid-write) must never read half a file,
+    // which would lose every stored field, not only the policy.
+    hull_engine::record::replace_file(&path, &serde_json::to_vec(&s).unwrap_or_default())
         .map_err(|err| ApiError::internal(format!("cannot write {}: {err}", path.display())))
 }
 

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::create::RestartPolicy;
 use crate::error::{chain, ApiError};
-use crate::http::{self, ChanWriter, JsonLines, Req, Resp};
+use crate::http::{self, JsonLines, Req, Resp, TryChanWriter};
 use crate::routes::blocking;
 use crate::server::App;
 
@@ -84,13 +84,17 @@ pub(crate) async fn export(app: &Arc<App>, id: &str) -> Result<Resp, ApiError> {
     // The container is looked up first, so an unknown one is a 404, not a broken stream.
     let key = id.clone();
     blocking(app, move |e| Ok(e.find(&key).map(drop)?)).await?;
-    let (tx, resp) = http::stream("application/x-tar");
+    let (tx, resp) = http::try_stream("application/x-tar");
     let engine = app.engine.clone();
     tokio::task::spawn_blocking(move || {
-        let w = std::io::BufWriter::with_capacity(1 << 20, ChanWriter(tx));
-        // A failure midway can only cut the stream: the client sees a short tar.
+        let fail = tx.clone();
+        let w = std::io::BufWriter::with_capacity(1 << 20, TryChanWriter(tx));
+        // The 200 is out: a failure midway can only abort the stream, which the client
+        // sees as a broken transfer rather than a short tar.
         if let Err(err) = engine.export(&id, w) {
-            eprintln!("hull system service: export of {id}: {}", chain(&err));
+            let m = chain(&err);
+            eprintln!("hull system service: export of {id}: {m}");
+            TryChanWriter::fail(&fail, m);
         }
     });
     Ok(resp)
@@ -178,6 +182,13 @@ impl UpdateBody {
         if self.memory != 0 && self.memory < hull_engine::opts::MIN_MEMORY {
             return Err(ApiError::bad("Minimum memory limit allowed is 6MB"));
         }
+        // A period alone (`docker update --cpu-period N`) would change nothing: hull's
+        // limit is a number of CPUs, the period only scales a quota given with it.
+        if self.cpu_period != 0 && self.cpu_quota == 0 {
+            return Err(ApiError::bad(
+                "CpuPeriod cannot be updated by hull without CpuQuota (give both, or NanoCpus)",
+            ));
+        }
         let cpus = match (self.nano_cpus, self.cpu_quota, self.cpu_period) {
             (0, 0, _) => None,
             (n, 0, _) if n > 0 => Some(n as f64 / 1e9),
@@ -216,4 +227,27 @@ pub(crate) async fn update(app: &Arc<App>, id: &str, req: &mut Req) -> Result<Re
     })
     .await?;
     Ok(http::ok_json(&json!({"Warnings": []})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UpdateBody;
+
+    fn resources(v: serde_json::Value) -> Result<super::Resources, String> {
+        let b: UpdateBody = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        b.resources().map_err(|e| format!("{e:?}"))
+    }
+
+    #[test]
+    fn cpu_period_alone_is_refused_by_name() {
+        let e = resources(serde_json::json!({"CpuPeriod": 50000})).err();
+        assert!(
+            e.as_deref().is_some_and(|e| e.contains("CpuPeriod")),
+            "{e:?}"
+        );
+        let e = resources(serde_json::json!({"NanoCpus": 1_000_000_000, "CpuPeriod": 50000}));
+        assert!(e.is_err());
+        let r = resources(serde_json::json!({"CpuQuota": 25000, "CpuPeriod": 50000}));
+        assert_eq!(r.ok().and_then(|r| r.cpus), Some(0.5));
+    }
 }

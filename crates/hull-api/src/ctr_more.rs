@@ -226,7 +226,7 @@ pub(crate) async fn archive_get(
         Ok((dir, copy, stat))
     })
     .await?;
-    let (tx, mut resp) = http::stream("application/x-tar");
+    let (tx, mut resp) = http::try_stream("application/x-tar");
     if let Ok(v) = hyper::header::HeaderValue::from_str(&stat) {
         resp.headers_mut().insert("X-Docker-Container-Path-Stat", v);
     }
@@ -234,7 +234,8 @@ pub(crate) async fn archive_get(
         return Ok(resp);
     }
     tokio::task::spawn_blocking(move || {
-        let w = std::io::BufWriter::with_capacity(64 << 10, http::ChanWriter(tx));
+        let fail = tx.clone();
+        let w = std::io::BufWriter::with_capacity(64 << 10, http::TryChanWriter(tx));
         let mut b = tar::Builder::new(w);
         b.follow_symlinks(false);
         let name = copy.file_name().map(|n| n.to_owned()).unwrap_or_default();
@@ -246,8 +247,10 @@ pub(crate) async fn archive_get(
         } else {
             b.append_path_with_name(&copy, &name)
         };
-        if res.is_ok() {
-            let _ = b.finish();
+        if let Err(e) = res.and_then(|()| b.finish()) {
+            // Whatever is buffered goes first; the error then aborts the body.
+            drop(b);
+            http::TryChanWriter::fail(&fail, format!("archive of {}: {e}", name.to_string_lossy()));
         }
         drop(dir);
     });

@@ -2,6 +2,7 @@
 //! from a channel (logs, wait, events), JSON answers, the request's path and query.
 
 use std::collections::HashMap;
+use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -14,15 +15,16 @@ use tokio::sync::mpsc;
 use crate::error::ApiError;
 
 /// A response body: one buffer, or chunks as a producer sends them (ends when it drops
-/// its sender).
+/// its sender), or chunks that may end in an error ([`try_stream`]).
 pub(crate) enum Body {
     Full(Option<Bytes>),
     Chan(mpsc::Receiver<Bytes>),
+    TryChan(mpsc::Receiver<io::Result<Bytes>>),
 }
 
 impl hyper::body::Body for Body {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
@@ -31,6 +33,7 @@ impl hyper::body::Body for Body {
         match self.get_mut() {
             Body::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Body::Chan(rx) => rx.poll_recv(cx).map(|c| c.map(|b| Ok(Frame::data(b)))),
+            Body::TryChan(rx) => rx.poll_recv(cx).map(|c| c.map(|r| r.map(Frame::data))),
         }
     }
 
@@ -44,7 +47,7 @@ impl hyper::body::Body for Body {
             Body::Full(b) => {
                 hyper::body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
             }
-            Body::Chan(_) => hyper::body::SizeHint::default(),
+            Body::Chan(_) | Body::TryChan(_) => hyper::body::SizeHint::default(),
         }
     }
 }
@@ -98,6 +101,42 @@ pub(crate) fn stream(ctype: &str) -> (mpsc::Sender<Bytes>, Resp) {
     (tx, build(StatusCode::OK, Some(ctype), Body::Chan(rx)))
 }
 
+/// The producer's end of a [`try_stream`].
+pub(crate) type TrySender = mpsc::Sender<io::Result<Bytes>>;
+
+/// A streamed answer whose producer can fail after the 200 went out (a tar: export, save,
+/// archive). Sending an `Err` makes hyper abort the connection without the chunked body's
+/// last chunk, so the client sees a broken transfer; merely dropping the sender would end
+/// the body normally and `docker export` would exit 0 with a truncated tar.
+pub(crate) fn try_stream(ctype: &str) -> (TrySender, Resp) {
+    let (tx, rx) = mpsc::channel(64);
+    (tx, build(StatusCode::OK, Some(ctype), Body::TryChan(rx)))
+}
+
+/// A `Write` on the blocking pool feeding a [`try_stream`]; [`TryChanWriter::fail`] on a
+/// clone of its sender ends the answer with an error.
+pub(crate) struct TryChanWriter(pub TrySender);
+
+impl TryChanWriter {
+    /// Ends the stream `tx` with an error (logged by the caller); best effort: the client
+    /// may have gone.
+    pub(crate) fn fail(tx: &TrySender, msg: String) {
+        let _ = tx.blocking_send(Err(io::Error::other(msg)));
+    }
+}
+
+impl io::Write for TryChanWriter {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0
+            .blocking_send(Ok(Bytes::copy_from_slice(b)))
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A producer's end of a streamed JSON answer (pull, push, load, build progress), used
 /// from the blocking pool: one JSON object a line, as docker's `jsonmessage` stream.
 pub(crate) struct JsonLines(pub mpsc::Sender<Bytes>);
@@ -115,21 +154,6 @@ impl JsonLines {
     /// An error after the 200 went out: docker's clients print it and fail.
     pub(crate) fn error(&self, m: &str) {
         self.send(&serde_json::json!({"errorDetail": {"message": m}, "error": m}));
-    }
-}
-
-/// A `Write` on the blocking pool feeding a streamed answer.
-pub(crate) struct ChanWriter(pub mpsc::Sender<Bytes>);
-
-impl std::io::Write for ChanWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(Bytes::copy_from_slice(b))
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -295,6 +319,10 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[cfg(test)]
+#[path = "http_tests.rs"]
+mod stream_tests;
 
 #[cfg(test)]
 mod tests {

@@ -246,17 +246,25 @@ pub(crate) async fn get(app: &Arc<App>, name: &str) -> Result<Resp, ApiError> {
         Ok(dir)
     })
     .await?;
-    let (tx, resp) = http::stream("application/x-tar");
+    let (tx, resp) = http::try_stream("application/x-tar");
     tokio::task::spawn_blocking(move || {
         use std::io::Read as _;
-        let Ok(mut f) = std::fs::File::open(dir.path().join("image.tar")) else {
-            return;
-        };
-        let mut buf = vec![0u8; 256 << 10];
-        while let Ok(n) = f.read(&mut buf) {
-            if n == 0 || tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
-                break;
+        let path = dir.path().join("image.tar");
+        let res = std::fs::File::open(&path).and_then(|mut f| {
+            let mut buf = vec![0u8; 256 << 10];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0
+                    || tx
+                        .blocking_send(Ok(Bytes::copy_from_slice(&buf[..n])))
+                        .is_err()
+                {
+                    return Ok(());
+                }
             }
+        });
+        if let Err(e) = res {
+            http::TryChanWriter::fail(&tx, format!("reading {}: {e}", path.display()));
         }
         drop(dir);
     });

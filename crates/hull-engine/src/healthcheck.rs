@@ -125,14 +125,7 @@ fn finish(s: crate::exec_io::Started, timeout: Duration) -> Result<(i64, String)
             tx.send(())
         });
     }
-    let code = match s.shim.wait(&s.exec_id, Some(timeout))? {
-        Some((code, _)) => Some(i64::from(code)),
-        None => {
-            s.shim.kill(&s.exec_id, libc::SIGKILL as u32, false)?;
-            let _ = s.shim.wait(&s.exec_id, None);
-            None
-        }
-    };
+    let code = wait_or_kill(&s.shim, &s.exec_id, timeout);
     // The output's end, but not for ever: a process the check left in the background
     // (`cmd &`) may hold it open. Its copier is then left behind (this command ends soon).
     let grace = std::time::Instant::now() + OUTPUT_GRACE;
@@ -142,14 +135,40 @@ fn finish(s: crate::exec_io::Started, timeout: Duration) -> Result<(i64, String)
             break;
         }
     }
+    // Deleted whatever happened: a failed wait or kill must not leave the exec behind.
     let _ = s.shim.delete(&s.exec_id);
-    Ok(match code {
+    Ok(match code? {
         Some(code) => {
             let out = kept.lock().unwrap_or_else(|p| p.into_inner());
             (code, String::from_utf8_lossy(&out).into_owned())
         }
         None => (-1, format!("Health check exceeded timeout ({timeout:?})")),
     })
+}
+
+/// The check's exit code, or `None` when it ran past `timeout` (then it is killed).
+fn wait_or_kill(
+    shim: &crate::shim::Shim,
+    exec_id: &str,
+    timeout: Duration,
+) -> Result<Option<i64>, Error> {
+    if let Some((code, _)) = shim.wait(exec_id, Some(timeout))? {
+        return Ok(Some(i64::from(code)));
+    }
+    if let Err(e) = shim.kill(exec_id, libc::SIGKILL as u32, false) {
+        // A check that exited between the wait's timeout and the kill makes the shim answer
+        // "already finished": still a timeout, not an error. Anything else while it runs
+        // is one (and waiting below without a deadline would then hang).
+        let stopped = matches!(
+            shim.state(exec_id).map(|st| st.status),
+            Ok(crate::shim::TaskStatus::Stopped { .. })
+        );
+        if !stopped {
+            return Err(e.into());
+        }
+    }
+    let _ = shim.wait(exec_id, None);
+    Ok(None)
 }
 
 /// Adds `result` to the recorded health under the lock; the status before and after.

@@ -43,7 +43,8 @@ pub enum Error {
 /// ever sees half of it, and a host crash leaves the old or the new file: a temp file of this
 /// writer's own beside it (created new, never through what is there), fsynced, renamed over
 /// `dst`, then the directory fsynced for the rename. The temp file goes on failure.
-pub(crate) fn replace_file(dst: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Public for the API's own files in a container's directory (`api.json`).
+pub fn replace_file(dst: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

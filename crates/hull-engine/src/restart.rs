@@ -225,7 +225,10 @@ impl Engine {
 /// A test hook: with `HULL_TEST_POLICY_HOLD=POINT` (inherited by the shim and the restart
 /// command it runs), `start --by-policy` stops at `POINT` (`before` its look at the stop
 /// mark, or `after` it, before the start), makes `DIR/.policy-hold` and waits (at most
-/// 30 s) until it is removed, so that a test can land a `stop` there.
+/// 30 s) until it is removed, so that a test can land a `stop` there. Debug builds only (the
+/// tests run those): a release build ignores the variable, so no environment can stall a
+/// policy restart.
+#[cfg(debug_assertions)]
 fn test_hold(dir: &Path, point: &str) {
     if std::env::var_os("HULL_TEST_POLICY_HOLD").is_none_or(|v| v != point) {
         return;
@@ -239,3 +242,7 @@ fn test_hold(dir: &Path, point: &str) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Release builds: the test hook above is compiled out.
+#[cfg(not(debug_assertions))]
+fn test_hold(_: &Path, _: &str) {}

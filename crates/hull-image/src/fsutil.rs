@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+pub(crate) mod at;
 mod rmtree;
 
 fn cpath(p: &Path) -> io::Result<CString> {

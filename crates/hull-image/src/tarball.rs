@@ -18,13 +18,15 @@
 //! as a layer that would lose files.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use crate::fsutil;
+use crate::fsutil::{self, at};
 
 /// overlayfs's partial-content markers, trusted (root) or user (rootless, `userxattr`).
 fn partial_marker(n: &[u8]) -> Option<&'static str> {
@@ -96,7 +98,8 @@ pub fn write_tree<W: Write>(
         skip,
     };
     w.b.follow_symlinks(false);
-    w.walk(dir, Path::new(""))?;
+    let top = at::open_root(dir).map_err(read_err(dir))?;
+    w.walk(top.as_fd(), Path::new(""))?;
     w.b.into_inner().map_err(|source| TarError::Write {
         path: dir.to_path_buf(),
         source,
@@ -128,15 +131,19 @@ impl<W: Write> Writer<'_, W> {
         self.whiteouts != Whiteouts::Plain
     }
 
-    fn walk(&mut self, dir: &Path, rel: &Path) -> Result<(), TarError> {
-        let mut names: Vec<_> = fs::read_dir(dir)
-            .map_err(read_err(dir))?
+    /// Walks the directory open as `dir` (at `rel`) by fd: the tree may be a running
+    /// container's, which can swap any entry for a symlink or FIFO at any time (see
+    /// [`fsutil::at`]).
+    fn walk(&mut self, dir: BorrowedFd<'_>, rel: &Path) -> Result<(), TarError> {
+        let shown = self.root.join(rel);
+        let mut names: Vec<_> = fs::read_dir(at::proc_path(dir, OsStr::new("")))
+            .map_err(read_err(&shown))?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<Result<_, _>>()
-            .map_err(read_err(dir))?;
+            .map_err(read_err(&shown))?;
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         for name in names {
-            let path = dir.join(&name);
+            let path = at::proc_path(dir, &name);
             let rel = rel.join(&name);
             if self.skip.contains(&rel) {
                 continue;
@@ -144,7 +151,10 @@ impl<W: Write> Writer<'_, W> {
             if self.whiteouts == Whiteouts::FuseOverlay && name == crate::userns::FUSE_OPAQUE_FILE {
                 continue;
             }
-            let meta = fs::symlink_metadata(&path).map_err(read_err(&path))?;
+            let shown = self.root.join(&rel);
+            let meta = fs::symlink_metadata(&path).map_err(read_err(&shown))?;
+            #[cfg(test)]
+            hook::after_lstat(&shown);
             let ft = meta.file_type();
             let wh_dev = ft.is_char_device() && meta.rdev() == 0;
             if self.whiteouts == Whiteouts::Overlay
@@ -165,23 +175,30 @@ impl<W: Write> Writer<'_, W> {
             if ft.is_socket() {
                 continue;
             }
-            let xattrs = self.xattrs(&path)?;
+            let (xattrs, opaque) = self.xattrs(&path, &shown)?;
+            let src = Src {
+                dir,
+                name: &name,
+                path: &path,
+                shown: &shown,
+            };
             if ft.is_dir() {
+                let sub = at::open_dir_at(dir, &name, &meta).map_err(read_err(&shown))?;
                 self.pax(&xattrs, &rel)?;
-                self.entry(&rel, &meta, tar::EntryType::Directory, &path)?;
-                if self.overlay() && is_opaque(&path)? {
+                self.entry(&rel, &meta, tar::EntryType::Directory, &src)?;
+                if self.overlay() && opaque {
                     self.empty_file(&rel.join(".wh..wh..opq"), &meta)?;
                 }
-                self.walk(&path, &rel)?;
+                self.walk(sub.as_fd(), &rel)?;
             } else {
                 self.pax(&xattrs, &rel)?;
-                self.non_dir(&path, &rel, &meta)?;
+                self.non_dir(&src, &rel, &meta)?;
             }
         }
         Ok(())
     }
 
-    fn non_dir(&mut self, path: &Path, rel: &Path, meta: &fs::Metadata) -> Result<(), TarError> {
+    fn non_dir(&mut self, src: &Src<'_>, rel: &Path, meta: &fs::Metadata) -> Result<(), TarError> {
         let ft = meta.file_type();
         if ft.is_file() && meta.nlink() > 1 {
             let key = (meta.dev(), meta.ino());
@@ -206,7 +223,7 @@ impl<W: Write> Writer<'_, W> {
         } else {
             tar::EntryType::Fifo
         };
-        self.entry(rel, meta, kind, path)
+        self.entry(rel, meta, kind, src)
     }
 
     fn write_err<'a>(&self, rel: &'a Path) -> impl FnOnce(io::Error) -> TarError + 'a {
@@ -216,14 +233,19 @@ impl<W: Write> Writer<'_, W> {
         }
     }
 
-    /// The xattrs to keep; refuses overlayfs's partial-content markers.
-    fn xattrs(&self, path: &Path) -> Result<Xattrs, TarError> {
-        let all = fsutil::lxattrs(path).map_err(read_err(path))?;
+    /// The xattrs to keep, and whether the entry is an opaque directory (overlayfs's own
+    /// xattr, not kept: taken from the same read, so it belongs to the entry written);
+    /// refuses overlayfs's partial-content markers.
+    fn xattrs(&self, path: &Path, shown: &Path) -> Result<(Xattrs, bool), TarError> {
+        let all = fsutil::lxattrs(path).map_err(read_err(shown))?;
+        let opaque = all
+            .iter()
+            .any(|(n, v)| crate::userns::is_opaque_xattr(n) && v == b"y");
         let mut keep = Vec::new();
         for (n, v) in all {
             if let Some(what) = partial_marker(&n).filter(|_| self.overlay()) {
                 return Err(TarError::Partial {
-                    path: path.strip_prefix(&self.root).unwrap_or(path).into(),
+                    path: shown.strip_prefix(&self.root).unwrap_or(shown).into(),
                     what,
                 });
             }
@@ -231,7 +253,7 @@ impl<W: Write> Writer<'_, W> {
                 keep.push((n, v));
             }
         }
-        Ok(keep)
+        Ok((keep, opaque))
     }
 
     fn pax(&mut self, xattrs: &Xattrs, rel: &Path) -> Result<(), TarError> {
@@ -256,14 +278,14 @@ impl<W: Write> Writer<'_, W> {
         rel: &Path,
         meta: &fs::Metadata,
         kind: tar::EntryType,
-        path: &Path,
+        src: &Src<'_>,
     ) -> Result<(), TarError> {
         let mut h = header(meta, kind);
         let err = self.write_err(rel);
         match kind {
             tar::EntryType::Regular => {
                 h.set_size(meta.len());
-                let f = fs::File::open(path).map_err(read_err(path))?;
+                let f = at::open_file_at(src.dir, src.name, meta).map_err(read_err(src.shown))?;
                 // A file that changes size while we read would corrupt the stream; the
                 // tar crate refuses a short read, and more than the header says is cut.
                 self.b
@@ -271,7 +293,7 @@ impl<W: Write> Writer<'_, W> {
                     .map_err(err)
             }
             tar::EntryType::Symlink => {
-                let target = fs::read_link(path).map_err(read_err(path))?;
+                let target = fs::read_link(src.path).map_err(read_err(src.shown))?;
                 self.b.append_link(&mut h, rel, &target).map_err(err)
             }
             tar::EntryType::Char | tar::EntryType::Block => {
@@ -312,14 +334,143 @@ fn header(meta: &fs::Metadata, kind: tar::EntryType) -> tar::Header {
     h
 }
 
-fn is_opaque(dir: &Path) -> Result<bool, TarError> {
-    let x = fsutil::lxattrs(dir).map_err(read_err(dir))?;
-    Ok(x.iter()
-        .any(|(n, v)| crate::userns::is_opaque_xattr(n) && v == b"y"))
+/// An entry being written: where it is (its directory's fd and name, and the
+/// `/proc/self/fd` path for the `l*` calls) and the path shown in errors.
+struct Src<'a> {
+    dir: BorrowedFd<'a>,
+    name: &'a OsStr,
+    path: &'a Path,
+    shown: &'a Path,
+}
+
+/// A point between the listing's `lstat` and the open where tests swap an entry, so the race
+/// a running container could win is played deterministically.
+#[cfg(test)]
+mod hook {
+    use std::cell::RefCell;
+    use std::path::Path;
+
+    type Hook = Box<dyn FnMut(&Path)>;
+
+    thread_local! {
+        static AFTER_LSTAT: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn set(h: Hook) {
+        AFTER_LSTAT.with(|c| *c.borrow_mut() = Some(h));
+    }
+
+    pub(super) fn after_lstat(p: &Path) {
+        AFTER_LSTAT.with(|c| {
+            if let Some(h) = c.borrow_mut().as_mut() {
+                h(p);
+            }
+        });
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A tree `top/{a,d/b}` and, outside it, `secret`; the hook swaps `name` (once) by `swap`.
+    fn race(name: &'static str, swap: fn(&Path, &Path)) -> Result<Vec<u8>, TarError> {
+        let d = tempfile::tempdir().expect("tempdir");
+        let top = d.path().join("top");
+        fs::create_dir_all(top.join("d")).expect("mkdir");
+        fs::write(top.join("a"), b"inside").expect("write");
+        fs::write(top.join("d/b"), b"inside").expect("write");
+        fs::write(d.path().join("secret"), b"HOST-SECRET").expect("write");
+        let secret = d.path().join("secret");
+        let mut done = false;
+        hook::set(Box::new(move |p| {
+            if !done && p.file_name() == Some(OsStr::new(name)) {
+                done = true;
+                swap(p, &secret);
+            }
+        }));
+        write_tree(&top, Vec::new(), Whiteouts::Plain, &[])
+    }
+
+    fn to_symlink(p: &Path, secret: &Path) {
+        let _ = fs::remove_file(p).or_else(|_| fs::remove_dir_all(p));
+        std::os::unix::fs::symlink(secret, p).expect("ln");
+    }
+
+    fn to_dir_symlink(p: &Path, secret: &Path) {
+        fs::remove_dir_all(p).expect("rm");
+        std::os::unix::fs::symlink(secret.parent().expect("parent"), p).expect("ln");
+    }
+
+    fn to_fifo(p: &Path, _: &Path) {
+        fs::remove_file(p).expect("rm");
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).expect("cstr");
+        // SAFETY: c is a valid nul-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    }
+
+    fn no_secret(r: &Result<Vec<u8>, TarError>) {
+        if let Ok(tar) = r {
+            assert!(
+                !tar.windows(11).any(|w| w == b"HOST-SECRET"),
+                "a file outside the tree was written into the tar"
+            );
+        }
+    }
+
+    #[test]
+    fn file_swapped_for_a_symlink_is_not_followed() {
+        let r = race("a", to_symlink);
+        no_secret(&r);
+        assert!(r.is_err(), "the swapped entry was written as if unchanged");
+    }
+
+    #[test]
+    fn dir_swapped_for_a_symlink_is_not_walked() {
+        let r = race("d", to_dir_symlink);
+        no_secret(&r);
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn file_swapped_for_a_fifo_does_not_block() {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(race("a", to_fifo).is_err());
+        });
+        let refused = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the walk blocked opening a FIFO");
+        assert!(refused);
+    }
+
+    #[test]
+    fn unchanged_tree_is_written() {
+        let d = tempfile::tempdir().expect("tempdir");
+        fs::create_dir(d.path().join("d")).expect("mkdir");
+        fs::write(d.path().join("d/f"), b"data").expect("write");
+        std::os::unix::fs::symlink("f", d.path().join("d/l")).expect("ln");
+        let tar = write_tree(d.path(), Vec::new(), Whiteouts::Plain, &[]).expect("tar");
+        let mut a = tar::Archive::new(tar.as_slice());
+        let names: Vec<String> = a
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                e.expect("entry")
+                    .path()
+                    .expect("path")
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(names, ["d", "d/f", "d/l"]);
+    }
+}
+
+#[cfg(test)]
+mod marker_tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 

@@ -68,6 +68,29 @@ fn read_lines_at(f: &File, path: &Path, offset: u64) -> Result<Vec<u8>, Error> {
     Ok(buf)
 }
 
+/// The first line of `f` if it ends within `offset` and [`MAX_HEAD`]; empty otherwise (as
+/// when unreadable: the follower then learns no head). Reads only that much, not the log.
+fn first_line(f: &File, offset: u64) -> Vec<u8> {
+    use std::os::unix::fs::FileExt as _;
+    let want = usize::try_from(offset).map_or(MAX_HEAD, |o| o.min(MAX_HEAD));
+    let mut buf = vec![0u8; want];
+    let mut got = 0;
+    while got < want {
+        match f.read_at(&mut buf[got..], got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return Vec::new(),
+        }
+    }
+    let end = buf[..got]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    buf.truncate(end);
+    buf
+}
+
 impl Follower {
     /// From `offset` of the current log.
     pub fn from(dir: &Path, offset: u64) -> Follower {
@@ -75,12 +98,7 @@ impl Follower {
         let file = open_ino(&path).ok().flatten();
         // The first line, if it was read (`offset` is past it): a truncation is known by it.
         let head = match &file {
-            Some((f, _)) if offset > 0 => {
-                let mut first = read_lines_at(f, &path, 0).unwrap_or_default();
-                let end = first.iter().position(|b| *b == b'\n').map_or(0, |i| i + 1);
-                first.truncate(if end as u64 <= offset { end } else { 0 });
-                first
-            }
+            Some((f, _)) if offset > 0 => first_line(f, offset),
             _ => Vec::new(),
         };
         Follower {
@@ -287,5 +305,45 @@ mod tests {
             append(&log, s);
         }
         assert_eq!(pumped(&mut g), "x\ny\nz\n");
+    }
+
+    /// Bytes this thread has read through syscalls (`rchar` of /proc/thread-self/io).
+    fn rchar() -> u64 {
+        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+        io.lines()
+            .find_map(|l| l.strip_prefix("rchar: "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn starting_mid_file_reads_only_the_first_line() {
+        // `logs -f` after printing a big log starts at its end: learning the head must not
+        // read the whole (up to max-size, or unbounded) file again.
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join(LOG);
+        append(&log, "first");
+        let line = entry(&"x".repeat(1000));
+        let mut big = String::new();
+        for _ in 0..16 * 1024 {
+            big.push_str(&line);
+        }
+        let mut w = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        w.write_all(big.as_bytes()).unwrap();
+        drop(w);
+        let len = std::fs::metadata(&log).unwrap().len();
+        let before = rchar();
+        let mut f = Follower::from(d.path(), len);
+        let read = rchar() - before;
+        assert!(
+            read <= MAX_HEAD as u64 + 4096,
+            "read {read} bytes of a {len}-byte log"
+        );
+        assert_eq!(f.head, entry("first").as_bytes());
+        append(&log, "next");
+        assert_eq!(pumped(&mut f), "next\n");
+        // A first line longer than the offset was never read: no head.
+        assert!(Follower::from(d.path(), 10).head.is_empty());
     }
 }
